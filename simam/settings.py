@@ -1,0 +1,59 @@
+"""Run-wide settings of the course: quick mode, the data root and seeding.
+
+Every notebook and command reads these two environment variables, so the same code runs the full
+recipe on a GPU and a small, still-real version on a laptop or in CI:
+
+``SIMAM_QUICK``
+    ``1``/``true``/``yes``/``on`` forces quick mode, ``0``/``false``/``no``/``off`` forces the full
+    work. Unset: quick mode is on in CI (the ``CI`` variable is set) and wherever no GPU is present.
+``SIMAM_DATA``
+    The folder that holds the data sets (``cifar-10-batches-py/`` and so on). Unset: ``~/.cache/simam``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str) -> bool | None:
+    """Read a boolean environment variable; ``None`` when it is not set."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {sorted(_TRUE | _FALSE - {''})}")
+
+
+def quick_mode() -> bool:
+    """Whether to run the shrunken version of the work (see the module docstring)."""
+    forced = _flag("SIMAM_QUICK")
+    if forced is not None:
+        return forced
+    in_ci = os.environ.get("CI", "").strip().lower() not in _FALSE  # CI services set CI to many values
+    return in_ci or not torch.cuda.is_available()
+
+
+def data_root() -> Path:
+    """The folder that holds the data sets: ``$SIMAM_DATA``, else ``~/.cache/simam``."""
+    root = os.environ.get("SIMAM_DATA")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "simam"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
