@@ -1,9 +1,9 @@
 """SimAM, the parameter-free 3-D attention module (Yang et al., ICML 2021), and the small library
 that the course builds around it."""
 
+# The function simam.energy.energy is not re-exported here: it would hide the module simam.energy.
 from simam.energy import (
     closed_form_minimiser,
-    energy,
     importance,
     minimal_energy,
     numeric_minimiser,

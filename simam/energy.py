@@ -26,6 +26,7 @@ Three choices of statistics are offered wherever the paper's equation (5) appear
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,12 +47,18 @@ def check_feature_map(x: torch.Tensor, name: str = "x") -> None:
             f"{name} must have shape (N, C, *spatial) with at least one spatial dimension, "
             f"got shape {tuple(x.shape)}"
         )
+    if math.prod(x.shape[2:]) == 0:
+        raise ValueError(
+            f"{name} must have at least one neuron per channel (no spatial size 0), got shape {tuple(x.shape)}"
+        )
 
 
 def check_lambda(lambda_: float) -> None:
-    """Raise unless the regulariser is a finite number >= 0."""
-    if not (isinstance(lambda_, (int, float)) and 0.0 <= float(lambda_) < float("inf")):
-        raise ValueError(f"lambda_ must be a finite number >= 0, got {lambda_!r}")
+    """Raise unless the regulariser is a finite real number >= 0 (Python or NumPy scalar)."""
+    if isinstance(lambda_, bool) or not isinstance(lambda_, numbers.Real):
+        raise TypeError(f"lambda_ must be a finite real number >= 0, got {type(lambda_).__name__} {lambda_!r}")
+    if not 0.0 <= float(lambda_) < float("inf"):  # also false for NaN
+        raise ValueError(f"lambda_ must be a finite real number >= 0, got {lambda_!r}")
 
 
 def spatial_dims(x: torch.Tensor) -> tuple[int, ...]:
@@ -64,6 +71,19 @@ def neurons_per_channel(x: torch.Tensor) -> int:
     return math.prod(x.shape[2:])
 
 
+def _shifted(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split x into (shift, x - shift) with the shift the first neuron of each channel.
+
+    Statistics are computed on ``x - shift`` and the shift is added back to the means. For a
+    constant channel ``x - shift`` is exactly 0, so its mean comes back exactly and its variance is
+    exactly 0; computing ``x.mean()`` directly would round (the mean of seven 0.1 is not 0.1 in
+    binary), leave deviations of 1e-17 whose ratios are O(1), and with lambda = 0 give a constant
+    channel e* = 4/3 instead of 2. The shift also spares precision when a channel has a large offset.
+    """
+    shift = x.flatten(2)[:, :, :1].reshape(x.shape[:2] + (1,) * (x.dim() - 2))
+    return shift, x - shift
+
+
 def channel_statistics(x: torch.Tensor, correction: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of each channel over all ``M`` neurons, kept broadcastable to ``x``.
 
@@ -73,9 +93,10 @@ def channel_statistics(x: torch.Tensor, correction: int = 0) -> tuple[torch.Tens
     """
     check_feature_map(x)
     dims = spatial_dims(x)
-    mean = x.mean(dim=dims, keepdim=True)
-    squared_deviations = (x - mean).square().sum(dim=dims, keepdim=True)
-    return mean, squared_deviations / max(neurons_per_channel(x) - correction, 1)
+    shift, y = _shifted(x)
+    mean_y = y.mean(dim=dims, keepdim=True)
+    squared_deviations = (y - mean_y).square().sum(dim=dims, keepdim=True)
+    return shift + mean_y, squared_deviations / max(neurons_per_channel(x) - correction, 1)
 
 
 def leave_one_out_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,10 +112,11 @@ def leave_one_out_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if m < 2:
         raise ValueError(f"leave-one-out statistics need at least 2 neurons per channel, got M = {m}")
     dims = spatial_dims(x)
-    mean = x.mean(dim=dims, keepdim=True)
-    deviation = x - mean
+    shift, y = _shifted(x)
+    mean_y = y.mean(dim=dims, keepdim=True)
+    deviation = y - mean_y
     total = deviation.square().sum(dim=dims, keepdim=True)
-    loo_mean = mean - deviation / (m - 1)
+    loo_mean = shift + (mean_y - deviation / (m - 1))
     # Round-off can push the down-dated sum a hair below zero when the others are all equal.
     loo_total = (total - deviation.square() * (m / (m - 1))).clamp_min(0.0)
     return loo_mean, loo_total / (m - 1)
@@ -124,7 +146,7 @@ def closed_form_minimiser(x: torch.Tensor, lambda_: float = 1e-4) -> tuple[torch
 
     The sign of w_t is the opposite of the paper's printed equation (3): with labels y_t = +1 and
     y_o = -1 the target must map to w t + b > 0. Where the denominator vanishes (lambda = 0 and all
-    M neurons equal) every w is a minimiser; the minimum-norm one, w = b = 0, is returned.
+    M neurons equal) every (w, -w t) is a minimiser; the minimum-norm one, w = b = 0, is returned.
     """
     check_lambda(lambda_)
     loo_mean, loo_var = leave_one_out_statistics(x)
@@ -153,14 +175,18 @@ def minimal_energy(x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistic
 def importance(x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistics = "reference") -> torch.Tensor:
     """1/e_t*, the importance of every neuron: (t - mu)^2 / (4 (sigma^2 + lambda)) + 1/2.
 
-    Always >= 1/2, so sigmoid(importance) lies in [sigmoid(1/2), 1) ~ [0.622, 1). Where the
-    fraction is 0/0 (lambda = 0 on a constant channel) the value is 1/2, the limit e* = 2 above.
+    Always >= 1/2, so sigmoid(importance) lies in [sigmoid(1/2), 1] ~ [0.622, 1]. With lambda = 0
+    and sigma = 0 the fraction is either 0/0 (t = mu, a constant channel): the value is 1/2, the
+    limit e* = 2 above; or c/0 with c > 0 (only with "exact" statistics: t differs from M - 1
+    equal others): e* = 0 and the value is +inf.
     """
     check_lambda(lambda_)
     mean, var = _statistics(x, statistics)
     spread = 4 * (var + lambda_)
     squared_distance = (x - mean).square()
-    return torch.where(spread > 0, squared_distance / spread.where(spread > 0, 1.0), 0.0) + 0.5
+    ratio = squared_distance / spread.where(spread > 0, 1.0)
+    degenerate = torch.where(squared_distance > 0, math.inf, 0.0).to(ratio.dtype)
+    return torch.where(spread > 0, ratio, degenerate) + 0.5
 
 
 def _statistics(x: torch.Tensor, statistics: Statistics) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +210,9 @@ class NumericMinimum:
     history: list[float] = field(default_factory=list)
 
 
+_DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
+
+
 def numeric_minimiser(
     x: torch.Tensor,
     lambda_: float = 1e-4,
@@ -197,22 +226,37 @@ def numeric_minimiser(
     one. Starts from w = b = 0. ``lr`` defaults to 1 for L-BFGS (with a strong-Wolfe line search),
     0.05 for Adam and 0.1 for SGD. ``x`` is treated as data: no gradient flows into it.
     """
+    check_feature_map(x)
     check_lambda(lambda_)
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not isinstance(method, str) or method not in _DEFAULT_LR:
+        raise ValueError(f"method must be 'lbfgs', 'adam' or 'sgd', got {method!r}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    lr = _DEFAULT_LR[method] if lr is None else lr
+    if not (isinstance(lr, numbers.Real) and 0.0 < float(lr) < float("inf")):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     x = x.detach()
     w = torch.zeros_like(x, requires_grad=True)
     b = torch.zeros_like(x, requires_grad=True)
     if method == "lbfgs":
+        # One iteration per step, so history records every iteration. max_eval must be set: its default
+        # (max_iter * 5 // 4 = 1) would leave the line search no evaluations and stall it after a few steps.
+        # The stopping tolerances scale with the precision, so float64 runs converge to ~1e-14, not ~1e-10.
+        eps = torch.finfo(x.dtype).eps
         optimiser = torch.optim.LBFGS(
-            [w, b], lr=lr or 1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe"
+            [w, b],
+            lr=lr,
+            max_iter=1,
+            max_eval=26,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=min(1e-7, 1e4 * eps),
+            tolerance_change=min(1e-9, 10 * eps),
         )
     elif method == "adam":
-        optimiser = torch.optim.Adam([w, b], lr=lr or 0.05)
-    elif method == "sgd":
-        optimiser = torch.optim.SGD([w, b], lr=lr or 0.1)
+        optimiser = torch.optim.Adam([w, b], lr=lr)
     else:
-        raise ValueError(f"method must be 'lbfgs', 'adam' or 'sgd', got {method!r}")
+        optimiser = torch.optim.SGD([w, b], lr=lr)
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()

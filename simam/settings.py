@@ -5,7 +5,9 @@ recipe on a GPU and a small, still-real version on a laptop or in CI:
 
 ``SIMAM_QUICK``
     ``1``/``true``/``yes``/``on`` forces quick mode, ``0``/``false``/``no``/``off`` forces the full
-    work. Unset: quick mode is on in CI (the ``CI`` variable is set) and wherever no GPU is present.
+    work (any case, surrounding spaces ignored). Unset or empty: quick mode is on in CI (the ``CI``
+    variable is set to anything but empty/``0``/``false``/``no``/``off``) and wherever no GPU is
+    present. Any other value is an error rather than a guess.
 ``SIMAM_DATA``
     The folder that holds the data sets (``cifar-10-batches-py/`` and so on). Unset: ``~/.cache/simam``.
 """
@@ -20,20 +22,23 @@ import numpy as np
 import torch
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _flag(name: str) -> bool | None:
-    """Read a boolean environment variable; ``None`` when it is not set."""
-    value = os.environ.get(name)
-    if value is None:
+    """Read a boolean environment variable; ``None`` when it is unset or empty.
+
+    Empty counts as unset, not as false: ``SIMAM_QUICK=`` (or a CI template that expands to
+    nothing) must not silently force the full, GPU-sized work.
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return None
-    value = value.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {sorted(_TRUE | _FALSE - {''})}")
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {sorted(_TRUE | _FALSE)}, or unset")
 
 
 def quick_mode() -> bool:
@@ -41,7 +46,7 @@ def quick_mode() -> bool:
     forced = _flag("SIMAM_QUICK")
     if forced is not None:
         return forced
-    in_ci = os.environ.get("CI", "").strip().lower() not in _FALSE  # CI services set CI to many values
+    in_ci = os.environ.get("CI", "").strip().lower() not in _FALSE | {""}  # CI services set CI to many values
     return in_ci or not torch.cuda.is_available()
 
 
