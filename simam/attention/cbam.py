@@ -1,0 +1,74 @@
+"""Convolutional Block Attention Module.
+
+Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from simam.attention.common import check_attention_input, check_odd_kernel_size, reduced_channels
+
+
+class ChannelGate(nn.Module):
+    """CBAM's channel attention: the average- and the max-pooled channel vectors go through one
+    shared MLP (C -> C/r, ReLU, C/r -> C); the two outputs are summed, squashed by a sigmoid and
+    scale the channels. Parameters: 2 C h (+ h + C with bias), h = max(1, C // r)."""
+
+    def __init__(self, channels: int, reduction: int = 16, bias: bool = True) -> None:
+        super().__init__()
+        hidden = reduced_channels(channels, reduction)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden, bias=bias),
+            nn.ReLU(),
+            nn.Linear(hidden, channels, bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.mlp(x.mean(dim=(2, 3))) + self.mlp(x.amax(dim=(2, 3)))
+        return x * torch.sigmoid(logits)[:, :, None, None]
+
+
+class SpatialGate(nn.Module):
+    """CBAM's spatial attention: the channel-wise max and mean maps, concatenated (2 channels),
+    a k x k conv 2 -> 1 with 'same' padding, BatchNorm, sigmoid; the map scales every channel.
+    Parameters: 2 k^2 (conv) + 2 (BN scale and shift)."""
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        check_odd_kernel_size(kernel_size)
+        # No conv bias: the BatchNorm right after subtracts the mean and would cancel it.
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.norm = nn.BatchNorm2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.norm(self.conv(pooled)))
+
+
+class CBAM(nn.Module):
+    """CBAM (Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018): the channel gate,
+    then the spatial gate, applied in sequence.
+
+    Args:
+        channels: C, the number of input (and output) channels.
+        reduction: r of the shared MLP; 16 in the paper. The hidden width is ``max(1, C // r)``.
+        kernel_size: k of the spatial conv; 7 in the paper (padding 3).
+        bias: whether the MLP's two layers have biases. Default ``True``, as in Woo et al.'s
+            models; with it the total over ImageNet ResNet-50 is the +2.533M of the SimAM paper's
+            Table 3 (without it, 2.517M).
+
+    Input (N, C, H, W) only. In training mode the BatchNorm needs more than one value per batch,
+    i.e. N * H * W > 1. Parameters: 2 C h (+ h + C) + 2 k^2 + 2.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, bias: bool = True) -> None:
+        super().__init__()
+        self.channels = channels
+        self.channel_gate = ChannelGate(channels, reduction, bias)
+        self.spatial_gate = SpatialGate(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_attention_input(x, self.channels, type(self).__name__, require_2d=True)
+        return self.spatial_gate(self.channel_gate(x))
