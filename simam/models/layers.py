@@ -1,0 +1,38 @@
+"""What the CIFAR networks share: initialised convolutions and the rule for where attention goes."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A 3x3 convolution, padding 1, no bias (a BN follows), He-initialised (see :func:`he_init`)."""
+    return he_init(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False))
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """A 1x1 convolution, no bias, He-initialised (see :func:`he_init`)."""
+    return he_init(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False))
+
+
+def he_init(conv: nn.Conv2d) -> nn.Conv2d:
+    """Draw the weights from N(0, 2 / fan_out), fan_out = out_channels * kernel area (He et al. 2015).
+
+    The networks initialise each of their own convolutions this way when they create it, and never
+    walk over all modules afterwards, so an attention module keeps its own initialisation (GC's
+    zero-initialised last convolution, for one). BN layers keep PyTorch's weight 1, bias 0 (also the
+    last BN of each residual branch: no zero-init, as in the reference code), linear layers
+    PyTorch's default.
+    """
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def attention_after_conv(attention: str) -> bool:
+    """Whether ``attention`` sits right after a block's 3x3 convolution, before that convolution's BN.
+
+    That is where the SimAM reference code puts SimAM (``simam``, ``simam-exact``). SE, CBAM, ECA
+    and GC go at the end of the residual branch instead, after its last BN and before the addition,
+    where their authors put them. For ``none`` the place does not matter.
+    """
+    return attention.strip().lower().startswith("simam")

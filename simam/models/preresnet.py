@@ -1,0 +1,137 @@
+"""Pre-activation CIFAR ResNets of He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016.
+
+The layout of :mod:`simam.models.resnet` (a 3x3 convolution with 16 channels, three stages with 16,
+32, 64 channels, depth 6n + 2 with basic blocks or 9n + 2 with bottlenecks), but every residual
+branch starts with BN and ReLU and ends with a convolution (Fig. 4e of that paper), nothing follows
+the addition, and one BN and ReLU after the last block feed the pooling and the classifier.
+PreResNet-20, 56, 110 use basic blocks (n = 3, 9, 18), PreResNet-164 bottlenecks (n = 18).
+
+Shortcuts follow the SimAM reference code: identity where a block keeps the shape, else a 1x1
+convolution with the block's stride (no BN, as usual in pre-activation networks), applied to the
+block's input as it comes, before the branch's BN and ReLU.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simam.attention import create_attention
+from simam.models.layers import attention_after_conv, conv1x1, conv3x3
+
+
+def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The shortcut of a block: identity if the shape is kept, else a 1x1 convolution."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return conv1x1(in_channels, out_channels, stride)
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv3x3-BN-ReLU-conv3x3, plus the shortcut.
+
+    Every attention module, SimAM included, goes after the second convolution, which is both the
+    end of the branch and the place right after the 3x3 convolution.
+    """
+
+    expansion = 1
+    convolutions = 2
+
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.attention = create_attention(attention, planes, **attention_kwargs)
+        self.shortcut = projection(in_channels, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.bn1(x), inplace=True))
+        out = self.conv2(F.relu(self.bn2(out), inplace=True))
+        return self.attention(out) + self.shortcut(x)
+
+
+class PreActBottleneck(nn.Module):
+    """BN-ReLU-conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1, plus the shortcut.
+
+    The stride sits on the 3x3 convolution. SimAM goes right after the 3x3 convolution; SE, CBAM,
+    ECA, GC after the last convolution, at the end of the branch.
+    """
+
+    expansion = 4
+    convolutions = 3
+
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv1x1(in_channels, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_channels)
+        self.attention_after_conv = attention_after_conv(attention)
+        channels = planes if self.attention_after_conv else out_channels
+        self.attention = create_attention(attention, channels, **attention_kwargs)
+        self.shortcut = projection(in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.bn1(x), inplace=True))
+        out = self.conv2(F.relu(self.bn2(out), inplace=True))
+        if self.attention_after_conv:
+            out = self.attention(out)
+        out = self.conv3(F.relu(self.bn3(out), inplace=True))
+        if not self.attention_after_conv:
+            out = self.attention(out)
+        return out + self.shortcut(x)
+
+
+class PreActResNet(nn.Module):
+    """A pre-activation CIFAR ResNet of ``depth`` layers with an attention module in every block.
+
+    Args:
+        depth: 6n + 2 with ``block="basic"`` (20, 56, 110), 9n + 2 with ``"bottleneck"`` (164).
+        num_classes: outputs of the classifier.
+        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain network).
+        block: ``"basic"`` or ``"bottleneck"``.
+        **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int = 10,
+        attention: str = "none",
+        block: Literal["basic", "bottleneck"] = "basic",
+        **attention_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        blocks = {"basic": PreActBasicBlock, "bottleneck": PreActBottleneck}
+        if block not in blocks:
+            raise ValueError(f"block must be one of {sorted(blocks)}, got {block!r}")
+        Block = blocks[block]
+        layers_per_stage = 3 * Block.convolutions
+        if depth < layers_per_stage + 2 or (depth - 2) % layers_per_stage:
+            raise ValueError(f"a pre-activation ResNet with {block} blocks has depth {layers_per_stage}n + 2, got {depth}")
+        blocks_per_stage = (depth - 2) // layers_per_stage
+
+        self.stem = conv3x3(3, 16)
+        stages, channels = [], 16
+        for stage, planes in enumerate((16, 32, 64)):
+            stage_blocks = []
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                stage_blocks.append(Block(channels, planes, stride, attention, attention_kwargs))
+                channels = planes * Block.expansion
+            stages.append(nn.Sequential(*stage_blocks))
+        self.stages = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(channels)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = F.relu(self.bn(self.stages(self.stem(x))), inplace=True)
+        return self.classifier(features.mean(dim=(2, 3)))

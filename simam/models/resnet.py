@@ -1,0 +1,144 @@
+"""The CIFAR ResNets of He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, section 4.2.
+
+A 3x3 convolution with 16 channels, three stages of residual blocks at 32x32, 16x16 and 8x8 with
+16, 32 and 64 channels (the first block of the second and third stage halves the size with
+stride 2), global average pooling and a linear classifier. With basic blocks (two 3x3 convolutions)
+and n blocks per stage the depth is 6n + 2: ResNet-20, 32, 44, 56, 110 have n = 3, 5, 7, 9, 18.
+ResNet-164 uses bottleneck blocks (1x1, 3x3, 1x1; four times as many output channels) with n = 18,
+depth 9n + 2, as in He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016.
+
+Shortcuts follow the SimAM reference code: identity where a block keeps the shape, a 1x1
+convolution with the block's stride followed by BN (a projection, He et al.'s option B) where it
+changes. He et al. used zero-padded identity shortcuts (option A) for their CIFAR ResNets, so the
+networks here have a few more parameters than their published sizes (ResNet-20: 0.272M, not 0.270M).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simam.attention import create_attention
+from simam.models.layers import attention_after_conv, conv1x1, conv3x3
+
+
+def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The shortcut of a block: identity if the shape is kept, else 1x1 convolution + BN."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 2 left).
+
+    SimAM goes after the second convolution, before its BN; SE, CBAM, ECA, GC after that BN.
+    """
+
+    expansion = 1
+    convolutions = 2
+
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.attention = create_attention(attention, planes, **attention_kwargs)
+        self.attention_after_conv = attention_after_conv(attention)
+        self.shortcut = projection(in_channels, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.conv2(out)
+        if self.attention_after_conv:
+            out = self.attention(out)
+        out = self.bn2(out)
+        if not self.attention_after_conv:
+            out = self.attention(out)
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class Bottleneck(nn.Module):
+    """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 5 right).
+
+    The stride sits on the 3x3 convolution. SimAM goes after the 3x3 convolution, before its BN;
+    SE, CBAM, ECA, GC after the last BN.
+    """
+
+    expansion = 4
+    convolutions = 3
+
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = conv1x1(in_channels, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_channels)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.attention_after_conv = attention_after_conv(attention)
+        channels = planes if self.attention_after_conv else out_channels
+        self.attention = create_attention(attention, channels, **attention_kwargs)
+        self.shortcut = projection(in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.conv2(out)
+        if self.attention_after_conv:
+            out = self.attention(out)
+        out = F.relu(self.bn2(out), inplace=True)
+        out = self.bn3(self.conv3(out))
+        if not self.attention_after_conv:
+            out = self.attention(out)
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class ResNet(nn.Module):
+    """A CIFAR ResNet of ``depth`` layers with an attention module in every residual block.
+
+    Args:
+        depth: 6n + 2 with ``block="basic"`` (20, 32, 44, 56, 110), 9n + 2 with ``"bottleneck"`` (164).
+        num_classes: outputs of the classifier.
+        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain ResNet).
+        block: ``"basic"`` or ``"bottleneck"``.
+        **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int = 10,
+        attention: str = "none",
+        block: Literal["basic", "bottleneck"] = "basic",
+        **attention_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
+        if block not in blocks:
+            raise ValueError(f"block must be one of {sorted(blocks)}, got {block!r}")
+        Block = blocks[block]
+        layers_per_stage = 3 * Block.convolutions
+        if depth < layers_per_stage + 2 or (depth - 2) % layers_per_stage:
+            raise ValueError(f"a ResNet with {block} blocks has depth {layers_per_stage}n + 2, got {depth}")
+        blocks_per_stage = (depth - 2) // layers_per_stage
+
+        self.stem = nn.Sequential(conv3x3(3, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        stages, channels = [], 16
+        for stage, planes in enumerate((16, 32, 64)):
+            stage_blocks = []
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                stage_blocks.append(Block(channels, planes, stride, attention, attention_kwargs))
+                channels = planes * Block.expansion
+            stages.append(nn.Sequential(*stage_blocks))
+        self.stages = nn.Sequential(*stages)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.stages(self.stem(x))
+        return self.classifier(features.mean(dim=(2, 3)))
