@@ -1,0 +1,297 @@
+"""SimAM, the parameter-free 3-D attention module, as an ``nn.Module`` and as functions.
+
+Yang, Zhang, Li and Xie, "SimAM: A Simple, Parameter-Free Attention Module for Convolutional
+Neural Networks", ICML 2021, equations (5) and (6). Every neuron ``t`` of a channel is weighted by
+``sigmoid(1 / e_t*)``, its importance from the energy function of :mod:`simam.energy`:
+
+    y = x * sigmoid((x - mu)^2 / (4 (sigma^2 + lambda)) + 1/2)
+
+with ``mu`` and ``sigma^2`` taken per sample and channel over all ``M`` spatial positions. Inputs
+have shape (N, C, *spatial) with any number of spatial dimensions: (N, C, L) signals,
+(N, C, H, W) images, (N, C, D, H, W) volumes and video.
+
+Three functions compute it:
+
+:func:`simam` (the default, used by :class:`SimAM`)
+    ``mu`` the channel mean and ``sigma^2`` the sum of squared deviations divided by ``M - 1``, as
+    the authors' reference code computes them (equation (5) prints ``1/M``); the paper's published
+    results come from this form.
+    A custom autograd function with the analytic gradient: it saves only the input and three
+    numbers per channel for the backward pass.
+:func:`simam_exact` (``SimAM(exact=True)``)
+    the true minimum of equation (2): each neuron is compared with the mean and variance of the
+    ``M - 1`` *other* neurons of its channel (leave-one-out), which the paper approximates by
+    sharing one mean and variance per channel. Plain autograd, so slower.
+:func:`simam_reference`
+    the reference code's formula written out in plain autograd ops, failures included (see below).
+    For comparisons and benchmarks only.
+
+Where the reference formula fails, :func:`simam` and :func:`simam_exact` define a finite result:
+
+* one spatial position (``M = 1``, e.g. 1x1 maps): the reference divides 0 by 0. One neuron does
+  not vary, so ``sigma^2 = 0``, its deviation is 0 and its weight is ``sigmoid(1/2) ~ 0.6225``.
+* constant channels: every deviation is 0 and every weight ``sigmoid(1/2)``, also for
+  ``lambda = 0`` where the formula is 0/0. The gradient there is ``grad * sigmoid(1/2)``
+  (exact for ``lambda > 0``; for ``lambda = 0`` the map is not differentiable at that point).
+* float16 and bfloat16 inputs, also under ``torch.autocast``: the statistics and weights are
+  computed in float32 and the output is rounded once to the input's dtype, so the float16 sum of
+  squared deviations cannot overflow (in the reference it does, and the weights silently saturate
+  at ``sigmoid(1/2)``).
+* very large and very small magnitudes: the importance does not change when ``x`` is scaled by
+  ``c`` and ``lambda`` by ``c^2``. Each channel is therefore rescaled by a power of two (exact, no
+  rounding) so that its values lie within (-1, 1), and the statistics are computed there with
+  ``lambda * p^2`` in place of ``lambda``: no finite input overflows the forward pass (the backward
+  pass needs ``|grad * x|`` below about 4x the dtype's largest number). ``lambda`` is an
+  absolute variance: channels whose variance is far below ``lambda`` (activations near 1e-30, say)
+  have deviations too small to register, so all their weights tend to ``sigmoid(1/2)``. With
+  ``lambda = 0`` the module is scale-invariant and such channels are weighted like any other.
+* NaN or infinite inputs give NaN in their channel.
+"""
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from simam.energy import check_feature_map, check_lambda, leave_one_out_statistics
+
+__all__ = ["SIGMOID_HALF", "SimAM", "simam", "simam_exact", "simam_reference"]
+
+SIGMOID_HALF = 1.0 / (1.0 + math.exp(-0.5))
+"""``sigmoid(1/2)``, the smallest weight: a neuron exactly at its channel's mean."""
+
+
+def _check_input(x: torch.Tensor, lambda_: float) -> None:
+    check_feature_map(x)
+    check_lambda(lambda_)
+
+
+def _neurons(x: torch.Tensor) -> int:
+    m = 1
+    for size in x.shape[2:]:
+        m *= size
+    return m
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for 16-bit inputs (their squared deviations overflow), else the input's own dtype."""
+    if dtype == torch.float16 or dtype == torch.bfloat16:
+        return torch.float32
+    return dtype
+
+
+def _tiny(dtype: torch.dtype) -> float:
+    """The smallest normal number of float32 or float64 (``torch.finfo`` is not scriptable)."""
+    return 2.0**-126 if dtype == torch.float32 else 2.0**-1022
+
+
+def _rescale(x: torch.Tensor, dims: List[int], dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per channel: a power of two ``p`` with ``|x p| < 1``, and whether the channel is constant.
+
+    ``p = 2^-e`` where ``max |x| = mantissa * 2^e``, so multiplying by it is exact. Flooring
+    ``max |x|`` at the smallest normal number keeps ``p`` finite for all-zero and subnormal channels.
+    """
+    x = x.detach()
+    high = x.amax(dims, keepdim=True)
+    low = x.amin(dims, keepdim=True)
+    top = torch.maximum(high, low.neg()).to(dtype).clamp_min_(_tiny(dtype))
+    mantissa, _ = torch.frexp(top)
+    return mantissa.div_(top), high == low
+
+
+def _half_inverse_spread(
+    sum_sq: torch.Tensor, p: torch.Tensor, m: int, lambda_: float, constant: torch.Tensor
+) -> torch.Tensor:
+    """``k = 1 / (2 sqrt(v + lambda p^2))`` per channel (rescaled units), 0 for constant channels,
+    where ``v = sum_sq / (M - 1)`` is the reference code's variance. Differentiable in ``sum_sq``."""
+    spread = sum_sq / (m - 1)
+    if lambda_ > 0:  # lambda p^2 is inf for tiny channels: k = 0, the right limit
+        spread = spread + lambda_ * p * p
+    valid = (spread > 0) & ~constant
+    safe = torch.where(valid, spread, torch.ones_like(spread))
+    return torch.where(valid, 0.5 * safe.rsqrt(), torch.zeros_like(spread))
+
+
+def _simam_ops(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """:func:`simam` in plain differentiable ops, for TorchScript and double backward."""
+    m = _neurons(x)
+    if m <= 1 or x.numel() == 0:
+        return x * (1.0 / (1.0 + math.exp(-0.5)))  # SIGMOID_HALF; TorchScript reads no float globals
+    dims = list(range(2, x.dim()))
+    dtype = _compute_dtype(x.dtype)
+    p, constant = _rescale(x, dims, dtype)
+    scaled = x.to(dtype) * p
+    deviation = scaled - scaled.mean(dims, keepdim=True)
+    k = _half_inverse_spread(deviation.square().sum(dims, keepdim=True), p, m, lambda_, constant)
+    u = deviation * k
+    return (x * torch.sigmoid(u * u + 0.5)).to(x.dtype)
+
+
+class _SimAMFunction(torch.autograd.Function):
+    """SimAM with the analytic gradient, computed in place on temporaries it owns.
+
+    Forward, per channel (rescaled by ``p`` as in :func:`_rescale`): ``d = x p - mean(x p)``,
+    ``k = 1 / (2 sqrt(sum(d^2) / (M - 1) + lambda p^2))``, ``u = k d``, ``s = sigmoid(u^2 + 1/2)``,
+    ``y = x s``. With ``g`` the incoming gradient, ``P = g s (1 - s) x`` and ``alpha = 2 p k``
+    (sums over the ``M`` positions of the channel):
+
+        dL/dx = g s + alpha P u + beta u + gamma,
+        beta = -4 alpha sum(P u^2) / (M - 1),    gamma = -alpha sum(P u) / M .
+
+    Only ``x`` and ``(p, mean(x p), k)`` per channel are saved; ``u`` and ``s`` are recomputed.
+    Every intermediate is bounded by the rescaling, except ``g s (1 - s) x`` before its factor ``p``,
+    finite whenever ``|g x| < 4 * finfo.max``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lambda_: float) -> torch.Tensor:
+        m = _neurons(x)
+        dims = list(range(2, x.dim()))
+        p, constant = _rescale(x, dims, _compute_dtype(x.dtype))
+        t = torch.mul(x, p)  # exact; float32 for 16-bit inputs. Becomes the output for the others.
+        shift = t.mean(dims, keepdim=True)
+        t.sub_(shift)
+        k = torch.linalg.vector_norm(t, 2, dims, keepdim=True).square_().div_(m - 1)
+        if lambda_ > 0:  # inf for tiny channels (or a lambda beyond the dtype): k = 0, the right limit
+            k.addcmul_(p, p, value=lambda_ if lambda_ <= torch.finfo(k.dtype).max else math.inf)
+        # The spread is 0 only on constant channels: a non-constant one has a deviation >= 1 ulp.
+        k.rsqrt_().mul_(0.5).masked_fill_(constant, 0.0)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x, p, shift, k)
+            ctx.lambda_ = lambda_
+        t.mul_(k)
+        torch.addcmul(k.new_full((), 0.5), t, t, out=t).sigmoid_()
+        return torch.mul(t, x, out=t if t.dtype == x.dtype else torch.empty_like(x))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], None]:
+        x, p, shift, k = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+            with torch.enable_grad():
+                y = _simam_ops(x, ctx.lambda_)
+                return torch.autograd.grad(y, x, grad, create_graph=True)[0], None
+        m = _neurons(x)
+        dims = list(range(2, x.dim()))
+        alpha = k.mul(2)
+        # Two temporaries besides the result, reused in place: u; and s, then P u p, then P u^2 p.
+        u = torch.mul(x, p).sub_(shift).mul_(k)  # bit for bit the forward's u
+        t = torch.addcmul(k.new_full((), 0.5), u, u).sigmoid_()
+        grad_x = grad * t  # g s
+        # P = g s (1 - s) x; the factor p of alpha = 2 p k goes on x, where it cannot overflow.
+        torch.addcmul(grad_x, grad_x, t, value=-1, out=t).mul_(x).mul_(p).mul_(u)
+        gamma = t.sum(dims, keepdim=True).mul_(alpha).mul_(-1.0 / m)
+        grad_x.addcmul_(t, alpha)
+        beta = t.mul_(u).sum(dims, keepdim=True).mul_(alpha).mul_(-4.0 / (m - 1))
+        grad_x.addcmul_(u, beta).add_(gamma)
+        return grad_x.to(x.dtype), None
+
+
+def simam(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
+    """SimAM with the reference code's statistics: fast, memory-lean and safe on any finite input.
+
+    ``x``: a floating tensor (N, C, *spatial); ``lambda_``: the regulariser of equation (2), >= 0
+    (1e-4 in the paper's CIFAR experiments, 0.1 on ImageNet). Returns a tensor like ``x`` (dtype
+    and memory format). Matches :func:`simam_reference` to round-off where that is finite.
+    """
+    _check_input(x, lambda_)
+    if _neurons(x) == 1 or x.numel() == 0:
+        return x * SIGMOID_HALF
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # The tracer records plain ops, not Python autograd functions; the compiler fuses plain ops
+        # (forward and the backward it derives) into fewer kernels than our hand-split passes.
+        return _simam_ops(x, float(lambda_))
+    return _SimAMFunction.apply(x, float(lambda_))
+
+
+def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
+    """SimAM with the exact leave-one-out energy: ``x * sigmoid(1 / e_t*)`` where ``e_t*`` is the
+    true minimum of equation (2) for every neuron.
+
+    Equals ``x * sigmoid(simam.energy.importance(x, lambda_, "exact"))``, evaluated on the
+    rescaled channels described in the module docstring, so it too is finite for any finite input.
+    With ``lambda_ = 0`` a neuron that differs from ``M - 1`` equal others has ``e_t* = 0`` and
+    weight 1. ``M = 1`` gives the weight ``sigmoid(1/2)`` (no other neurons to compare with).
+    """
+    _check_input(x, lambda_)
+    if _neurons(x) == 1 or x.numel() == 0:
+        return x * SIGMOID_HALF
+    dims = list(range(2, x.dim()))
+    dtype = _compute_dtype(x.dtype)
+    p, constant = _rescale(x, dims, dtype)
+    scaled = x.to(dtype) * p
+    loo_mean, loo_var = leave_one_out_statistics(scaled)
+    spread = 4 * (loo_var + lambda_ * p * p)  # inf for tiny channels: importance 1/2, the limit
+    squared_distance = (scaled - loo_mean).square()
+    ratio = squared_distance / torch.where(spread > 0, spread, torch.ones_like(spread))
+    degenerate = torch.where(squared_distance > 0, math.inf, 0.0).to(dtype)  # c / 0 and 0 / 0
+    importance = torch.where(spread > 0, ratio, degenerate).masked_fill(constant, 0.0) + 0.5
+    return (x * torch.sigmoid(importance)).to(x.dtype)
+
+
+def simam_reference(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
+    """The reference code's formula in plain autograd ops, computed in the input's dtype.
+
+    Kept as written there, so it shows the failures the other forms avoid: NaN when ``M = 1``
+    (0 / 0), overflow of the float16 sum of squared deviations, overflow of ``(x - mu)^2`` for
+    large inputs. Its autograd graph saves several full-size tensors.
+    """
+    _check_input(x, lambda_)
+    dims = list(range(2, x.dim()))
+    n = _neurons(x) - 1
+    d = (x - x.mean(dims, keepdim=True)).pow(2)
+    return x * torch.sigmoid(d / (4 * (d.sum(dims, keepdim=True) / n + lambda_)) + 0.5)
+
+
+class SimAM(nn.Module):
+    """SimAM attention (Yang et al., ICML 2021): weighs each neuron by how much it stands out from
+    its channel, with no parameters.
+
+    Args:
+        channels: optional; SimAM has no parameters, so it is only used to check the input.
+        lambda_: the regulariser of the energy function (1e-4 on CIFAR, 0.1 on ImageNet).
+        exact: use the exact leave-one-out energy (:func:`simam_exact`) instead of the reference
+            code's shared statistics (:func:`simam`), which the paper's results used.
+
+    Works on any number of spatial dimensions and on channels_last tensors, under
+    ``torch.autocast`` and ``torch.compile``, and exports with ``torch.export`` and TorchScript
+    (``torch.jit.trace``, and ``torch.jit.script`` for ``exact=False``).
+    """
+
+    channels: Optional[int]
+    lambda_: float
+    exact: bool
+
+    def __init__(self, channels: Optional[int] = None, lambda_: float = 1e-4, exact: bool = False) -> None:
+        super().__init__()
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+            raise ValueError(f"channels must be None or an integer >= 1, got {channels!r}")
+        check_lambda(lambda_)
+        self.channels = channels
+        self.lambda_ = float(lambda_)
+        self.exact = bool(exact)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            if self.exact:
+                raise RuntimeError("SimAM(exact=True) cannot be scripted; export it with torch.jit.trace")
+            if not x.is_floating_point() or x.dim() < 3:
+                raise ValueError("SimAM expects a floating-point tensor of shape (N, C, *spatial)")
+            channels = self.channels
+            if channels is not None and x.size(1) != channels:
+                raise ValueError("SimAM got an input whose channel count differs from the one it was built for")
+            return _simam_ops(x, self.lambda_)
+        check_feature_map(x)
+        if self.channels is not None and x.shape[1] != self.channels:
+            raise ValueError(
+                f"SimAM was built for {self.channels} channels, got input with {x.shape[1]} channels "
+                f"(shape {tuple(x.shape)})"
+            )
+        return simam_exact(x, self.lambda_) if self.exact else simam(x, self.lambda_)
+
+    def extra_repr(self) -> str:
+        parts = [] if self.channels is None else [str(self.channels)]
+        parts.append(f"lambda_={self.lambda_:g}")
+        if self.exact:
+            parts.append("exact=True")
+        return ", ".join(parts)
