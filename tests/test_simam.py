@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import simam.attention.simam as simam_module
 from simam.attention.simam import SIGMOID_HALF, SimAM, simam, simam_exact, simam_reference
+from simam.bench.modules import saved_bytes
 from simam.energy import importance
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -40,21 +41,8 @@ def input_grad(fn, x: torch.Tensor, g: torch.Tensor, **kwargs) -> torch.Tensor:
     return torch.autograd.grad(fn(x, **kwargs), x, g)[0]
 
 
-def saved_bytes(fn, x: torch.Tensor) -> int:
-    """Bytes of the distinct storages that autograd keeps for the backward pass of ``fn(x)``."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(x.detach().requires_grad_())
-    return sum(storages.values())
-
-
 # --- the default form equals the reference code's formula ----------------------------------------
+
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", SHAPES)
