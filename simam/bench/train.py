@@ -1,0 +1,153 @@
+"""``python -m simam.bench train``: training images per second of :mod:`simam.train`'s step, fed by
+:class:`simam.data.CifarLoader`, against a plain PyTorch training loop, on real CIFAR-10.
+
+Both sides train the same network from the same initial weights with the same augmentation (pad 4,
+random 32x32 crop, random horizontal flip, normalise), batches of 128 and SGD with momentum 0.9 and
+weight decay 5e-4, in one process with the same torch threads.
+
+- **simam.train**: the trainer's own :func:`simam.train.train_step` with the trainer's defaults for
+  the device (on CUDA: channels_last, mixed precision, ``torch.compile``; on the CPU: none of them),
+  batches built on the device by ``CifarLoader``.
+- **plain loop**: torchvision's ``CIFAR10`` dataset with PIL transforms (``RandomCrop(32, padding=4)``,
+  ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``), a ``DataLoader`` with ``--workers``
+  worker processes (pinned memory on CUDA), the eager float32 model, ``loss.backward()`` and
+  ``optimizer.step()``: the loop of the SimAM reference code and of most CIFAR repositories.
+
+Each round runs every pipeline in turn, the order alternating between rounds: a fresh iterator,
+``--warmup`` untimed steps (the DataLoader starts its workers there; ``torch.compile`` compiles in
+the first round), then ``--iterations`` timed steps, then the iterator is closed so that no worker
+keeps preparing batches while the other pipeline is timed. The data root is ``$SIMAM_DATA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from simam.bench.data import torchvision_loader
+from simam.data import DATASETS, CifarLoader, load_cifar
+from simam.settings import data_root
+from simam.train import Config, build_model, make_optimizer, resolve, resolve_device, train_step
+
+CASES = [("resnet20", "none"), ("resnet20", "simam"), ("resnet56", "none"), ("resnet56", "simam")]
+
+
+def ours(config: Config, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], Iterator[torch.Tensor]]:
+    """The trainer's step on CifarLoader batches: a function that starts a new pass, giving each step's loss."""
+    device = torch.device(config.device)
+    torch.manual_seed(0)
+    model = build_model(config).to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    forward = torch.compile(model) if config.compile else model
+    optimizer = make_optimizer(model, config)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16")
+    criterion = torch.nn.CrossEntropyLoss()
+    loader = CifarLoader(images, labels, batch_size=config.batch_size, shuffle=True, augment=True, drop_last=True,
+                         device=device, channels_last=config.channels_last)
+
+    def steps() -> Iterator[torch.Tensor]:
+        while True:
+            for batch, targets in loader:
+                yield train_step(forward, batch, targets, criterion, optimizer, scaler, config.amp_dtype)
+
+    return steps
+
+
+def plain(config: Config, workers: int) -> Callable[[], Iterator[torch.Tensor]]:
+    """The usual loop: torchvision dataset and DataLoader, eager float32 model, plain SGD step."""
+    device = torch.device(config.device)
+    torch.manual_seed(0)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    loader = torchvision_loader(config.data_root, config.batch_size, workers, pin_memory=device.type == "cuda")
+
+    def steps() -> Iterator[torch.Tensor]:
+        while True:
+            for batch, targets in loader:
+                batch, targets = batch.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                loss = F.cross_entropy(model(batch), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                yield loss.detach()
+
+    return steps
+
+
+def timed_pass(start: Callable[[], Iterator[torch.Tensor]], warmup: int, iterations: int) -> float:
+    """Seconds for ``iterations`` steps of a fresh pass, after ``warmup`` untimed ones."""
+    steps = start()
+    for _ in range(warmup):
+        next(steps).item()
+    begin = time.perf_counter()
+    for _ in range(iterations):
+        loss = next(steps)
+    loss.item()  # waits for the device
+    seconds = time.perf_counter() - begin
+    steps.close()  # ends the DataLoader iterator, and with it its workers
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simam.bench train", description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed block (default 3)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, each timing every pipeline once (default 2)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the plain loop (default 2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the main process (default: torch's choice)")
+    parser.add_argument("--cases", default=",".join(f"{m}:{a}" for m, a in CASES),
+                        help="comma-separated MODEL:ATTENTION pairs (default: ResNet-20 and ResNet-56, none and simam)")
+    args = parser.parse_args(argv)
+    if min(args.iterations, args.rounds, args.batch_size) < 1 or min(args.warmup, args.workers) < 0:
+        print("python -m simam.bench train: error: --iterations, --rounds, --batch-size must be positive, "
+              "--warmup and --workers non-negative", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    root = data_root()
+    spec = DATASETS["cifar10"]
+    if not all((root / spec.folder / file).is_file() for file in (*spec.train_files, spec.meta_file)):
+        print(f"python -m simam.bench train: error: CIFAR-10 not found under {root}; set SIMAM_DATA", file=sys.stderr)
+        return 2
+    device = resolve_device(args.device)
+    images, labels = load_cifar(root, "cifar10", train=True)
+
+    results = []
+    for case in args.cases.split(","):
+        model_name, attention = case.split(":")
+        config = resolve(Config(model=model_name, attention=attention, batch_size=args.batch_size, device=str(device)), device)
+        pipelines = {"simam.train": ours(config, images, labels), "plain loop": plain(config, args.workers)}
+        seconds = dict.fromkeys(pipelines, 0.0)
+        for round_ in range(args.rounds):
+            order = list(pipelines) if round_ % 2 == 0 else list(reversed(pipelines))
+            for name in order:
+                seconds[name] += timed_pass(pipelines[name], args.warmup, args.iterations)
+        images_seen = args.rounds * args.iterations * args.batch_size
+        rates = {name: images_seen / seconds[name] for name in pipelines}
+        results.append((model_name, attention, rates["plain loop"], rates["simam.train"]))
+        print(f"{model_name} + {attention}: plain loop {rates['plain loop']:,.0f} images/s, "
+              f"simam.train {rates['simam.train']:,.0f} images/s", file=sys.stderr, flush=True)
+
+    print(
+        f"Training steps on CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) of {args.iterations} timed steps "
+        f"per pipeline after {args.warmup} warm-up steps, on {device} with {torch.get_num_threads()} torch thread(s); "
+        f"simam.train: {config.amp_dtype or 'float32'}, channels_last {config.channels_last}, compile {config.compile}; "
+        f"plain loop: float32 eager, DataLoader with {args.workers} workers. Printed by `python -m simam.bench train`."
+    )
+    print()
+    print("| model | attention | plain loop (images/s) | simam.train (images/s) | speed-up |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for model_name, attention, plain_rate, our_rate in results:
+        print(f"| {model_name} | {attention} | {plain_rate:,.0f} | {our_rate:,.0f} | {our_rate / plain_rate:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,265 @@
+"""The trainer: a short real run and its files, exact resume after SIGKILL, atomic saving, the stop
+on a non-finite loss, command-line errors, and the paper recipe's schedule.
+
+The runs train ResNet-20 with SimAM on 48 real CIFAR-10 training images and evaluate on 100 test
+images, one CPU thread, so that they take seconds; they are skipped when ``SIMAM_DATA`` does not
+hold CIFAR-10. Only the run that is killed is a child process (importing torch takes seconds on a
+busy machine); the others call ``main`` in this process, which is what ``python -m simam.train`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import runpy
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from simam.settings import data_root
+from simam.train import PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, check_config, learning_rate, main, read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
+needs_cifar10 = pytest.mark.skipif(not HAS_CIFAR10, reason=f"CIFAR-10 not found under {data_root()}: set SIMAM_DATA")
+
+# 12 steps of 16 over 48 images (4 epochs), evaluations every 3 steps, checkpoints every 4.
+RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--subset", "48", "--batch-size", "16",
+       "--iterations", "12", "--warmup", "3", "--lr", "0.05", "--eval-every", "3", "--checkpoint-every", "4",
+       "--test-subset", "100", "--threads", "1", "--device", "cpu", "--no-progress"]
+ROW_KEYS = {"iteration", "epoch", "lr", "train_loss", "test_loss", "test_accuracy", "elapsed_seconds"}
+FINAL_KEYS = {"config", "iterations", "epochs", "final_test_accuracy", "final_test_loss",
+              "best_test_accuracy_selected_on_test_set", "best_iteration_selected_on_test_set", "note",
+              "wall_seconds", "train_seconds", "train_images_per_second", "parameters", "device", "versions"}
+
+# Runs the command line in a child that sends itself SIGKILL when its KILL_AT_STEP-th step begins.
+KILLED_CHILD = """
+import os, signal, sys
+import simam.train
+
+step, calls = simam.train.train_step, 0
+
+def step_then_die(*args, **kwargs):
+    global calls
+    calls += 1
+    if calls == int(os.environ["KILL_AT_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(*args, **kwargs)
+
+simam.train.train_step = step_then_die
+sys.exit(simam.train.main(sys.argv[1:]))
+"""
+
+
+
+
+def rows_without_time(run: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(run)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def keep_thread_count():
+    """The runs ask for one torch thread; give the other tests back what they had."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    assert main([*RUN, "--out", str(out)]) == 0
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# A real run
+
+
+@needs_cifar10
+def test_short_real_run_writes_documented_files_and_the_loss_falls(finished_run):
+    rows = read_metrics(finished_run)
+    assert [row["iteration"] for row in rows] == [3, 6, 9, 12]
+    assert all(set(row) == ROW_KEYS for row in rows)
+    assert rows[-1]["epoch"] == 4.0 and rows[-1]["lr"] == pytest.approx(0.05 / 10)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert all(0 <= row["test_accuracy"] <= 1 and math.isfinite(row["test_loss"]) for row in rows)
+
+    final = json.loads((finished_run / "final.json").read_text())
+    assert set(final) == FINAL_KEYS
+    assert final["final_test_accuracy"] == rows[-1]["test_accuracy"]
+    assert final["best_test_accuracy_selected_on_test_set"] == max(row["test_accuracy"] for row in rows)
+    assert final["config"]["recipe"] == "quick" and final["config"]["subset"] == 48 and final["config"]["device"] == "cpu"
+    assert final["parameters"] == 272_474 and final["train_images_per_second"] > 0
+    assert set(final["versions"]) >= {"python", "torch", "torchvision", "numpy", "simam"}
+    assert torch.load(finished_run / "checkpoint.pt", weights_only=True)["iteration"] == 12
+
+
+@needs_cifar10
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(finished_run, tmp_path, capsys):
+    out = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, *RUN, "--out", str(out)], cwd=REPO,
+                            env={**os.environ, "KILL_AT_STEP": "10"}, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 8  # mid-epoch: 3 batches per epoch
+    assert [row["iteration"] for row in read_metrics(out)] == [3, 6, 9]  # row 9 is past the checkpoint
+    (out / ".checkpoint.pt.999.tmp").write_bytes(b"half a checkpoint")  # as a kill during a save leaves it
+
+    capsys.readouterr()
+    assert main([*RUN, "--out", str(out), "--resume"]) == 0
+    assert "resuming at iteration 8" in capsys.readouterr().out
+    assert not list(out.glob(".*.tmp"))
+
+    assert rows_without_time(out) == rows_without_time(finished_run)  # no duplicate rows, same values
+    ours = torch.load(out / "checkpoint.pt", weights_only=True)
+    theirs = torch.load(finished_run / "checkpoint.pt", weights_only=True)
+    for name, tensor in theirs["model"].items():
+        assert torch.equal(ours["model"][name], tensor), name
+    for index, state in theirs["optimizer"]["state"].items():
+        assert torch.equal(ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"])
+    assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(ours["loader"]["generator"], theirs["loader"]["generator"])
+
+
+@needs_cifar10
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    code = main([*RUN, "--lr", "1e30", "--iterations", "8", "--checkpoint-every", "1", "--out", str(out)])
+    assert code == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "training loss became" in error and "Traceback" not in error
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert f"holds iteration {saved['iteration']}" in error and saved["iteration"] < 8
+    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
+    assert not (out / "final.json").exists()
+
+
+@needs_cifar10
+def test_training_curves_plot_from_run_folders(finished_run):
+    from simam.plots import plot_training_curves
+
+    figure = plot_training_curves([finished_run, str(finished_run)])
+    accuracy_axis = figure.axes[0]
+    assert len(accuracy_axis.lines) == 2 and list(accuracy_axis.lines[0].get_xdata()) == [3, 6, 9, 12]
+    assert accuracy_axis.get_legend_handles_labels()[1][0] == "resnet20 + simam (quick, seed 0)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    atomic_write(path, lambda f: f.write(b"complete"))
+
+    def dies_halfway(file):
+        file.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, dies_halfway)
+    assert path.read_bytes() == b"complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_read_metrics_drops_a_row_cut_short_and_rows_past_a_checkpoint(tmp_path):
+    rows = [{"iteration": i, "test_accuracy": 0.5} for i in (4, 8, 12)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"iteration": 16, "te')
+    assert read_metrics(tmp_path) == rows
+    assert read_metrics(tmp_path, up_to=10) == rows[:2]
+    assert read_metrics(tmp_path / "missing") == []
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet21"], "unknown model 'resnet21'"),
+        (["--attention", "transformer"], "unknown attention 'transformer'"),
+        (["--iterations", "-5"], "iterations must be at least 1, got -5"),
+        (["--iterations", "ten"], "argument --iterations: invalid int value: 'ten'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--recipe", "fast"], "argument --recipe: invalid choice"),
+        (["--lr", "0"], "lr must be positive"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_code_2(args, message, tmp_path, capsys):
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("simam-train: error: ") and message in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_without_download_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    assert main(["--data-root", str(tmp_path / "empty"), "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "CIFAR-10 not found" in error and "--download" in error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    assert main(["--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:'simam.train' found in sys.modules")
+def test_python_m_simam_train_exits_2_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["simam.train", "--model", "resnet21", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("simam.train", run_name="__main__")
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("simam-train: error: unknown model") and error.count("\n") == 1
+
+
+@needs_cifar10
+def test_an_existing_run_needs_resume_and_resume_needs_the_same_settings(finished_run, capsys):
+    assert main([*RUN, "--out", str(finished_run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*RUN, "--lr", "0.1", "--resume", "--out", str(finished_run)]) == 2
+    assert "lr=0.1 (the run has 0.05)" in capsys.readouterr().err
+
+
+def test_help_lists_every_option_and_exits_0(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ["--model", "--attention", "--dataset", "--recipe", "--data-root", "--out", "--seed", "--device",
+                   "--resume", "--iterations", "--eval-every", "--checkpoint-every", "--subset", "--lambda", "--download"]:
+        assert option in text
+
+
+# --------------------------------------------------------------------------------------------------
+# Recipes
+
+
+def test_paper_recipe_is_the_papers_and_its_schedule_steps_at_32k_and_48k():
+    assert (PAPER.iterations, PAPER.batch_size, PAPER.momentum, PAPER.weight_decay) == (64_000, 128, 0.9, 5e-4)
+    assert (PAPER.augment, PAPER.padding, PAPER.nesterov, PAPER.label_smoothing, PAPER.norm_bias_decay) == (True, 4, False, 0.0, True)
+    for iteration, expected in [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01), (48_000, 0.001), (63_999, 0.001)]:
+        assert learning_rate(PAPER, iteration) == pytest.approx(expected, rel=1e-12), iteration
+
+
+def test_quick_recipe_warms_up_then_decays_to_zero():
+    rates = [learning_rate(QUICK, i) for i in range(QUICK.iterations)]
+    peak = rates.index(max(rates))
+    assert peak == QUICK.warmup - 1 and rates[peak] == QUICK.lr
+    assert all(a < b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a > b for a, b in zip(rates[peak:], rates[peak + 1:]))
+    assert 0 < rates[-1] == QUICK.lr / (QUICK.iterations - QUICK.warmup + 1)
+
+
+def test_every_recipe_is_valid_and_bad_values_are_named():
+    for config in RECIPES.values():
+        check_config(config)
+    with pytest.raises(ConfigError, match="warmup"):
+        check_config(Config(schedule="onecycle", iterations=10, warmup=10))
+    with pytest.raises(ConfigError, match="milestones"):
+        check_config(Config(milestones=(48_000, 32_000)))
