@@ -36,3 +36,12 @@ def attention_after_conv(attention: str) -> bool:
     where their authors put them. For ``none`` the place does not matter.
     """
     return attention.strip().lower().startswith("simam")
+
+
+def count_blocks_per_stage(depth: int, convolutions_per_block: int, family: str) -> int:
+    """n for a three-stage CIFAR network of ``depth`` = 3 n ``convolutions_per_block`` + 2 layers
+    (the stem and the classifier make the 2); a clear error for any other depth."""
+    layers_per_stage = 3 * convolutions_per_block
+    if depth < layers_per_stage + 2 or (depth - 2) % layers_per_stage:
+        raise ValueError(f"{family} has depth {layers_per_stage}n + 2, got {depth}")
+    return (depth - 2) // layers_per_stage

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import create_attention
-from simam.models.layers import attention_after_conv, conv1x1, conv3x3
+from simam.models.layers import attention_after_conv, conv1x1, conv3x3, count_blocks_per_stage
 
 
 def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -114,10 +114,7 @@ class PreActResNet(nn.Module):
         if block not in blocks:
             raise ValueError(f"block must be one of {sorted(blocks)}, got {block!r}")
         Block = blocks[block]
-        layers_per_stage = 3 * Block.convolutions
-        if depth < layers_per_stage + 2 or (depth - 2) % layers_per_stage:
-            raise ValueError(f"a pre-activation ResNet with {block} blocks has depth {layers_per_stage}n + 2, got {depth}")
-        blocks_per_stage = (depth - 2) // layers_per_stage
+        blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"a pre-activation ResNet with {block} blocks")
 
         self.stem = conv3x3(3, 16)
         stages, channels = [], 16
