@@ -39,7 +39,7 @@ def plot_training_curves(runs: str | Path | Sequence[str | Path], labels: Sequen
         if not rows:
             raise FileNotFoundError(f"{run / 'metrics.jsonl'} holds no evaluations")
         iterations = [row["iteration"] for row in rows]
-        accuracy_axis.plot(iterations, [100 * row["test_accuracy"] for row in rows], color=color, label=label)
+        accuracy_axis.plot(iterations, [100 * row["test_accuracy"] for row in rows], color=color, marker="o", markersize=3, label=label)
         loss_axis.plot(iterations, [row["test_loss"] for row in rows], color=color, label=f"{label}, test")
         loss_axis.plot(iterations, [row["train_loss"] for row in rows], color=color, linestyle="--", label=f"{label}, train")
         lr_axis.plot(iterations, [row["lr"] for row in rows], color=color, label=label)
