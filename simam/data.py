@@ -23,6 +23,13 @@ pixels, take a random 32x32 window, mirror it with probability 1/2. Padding is w
 Shuffling and augmentation draw from one seeded ``torch.Generator`` on the CPU, so the batches are
 the same on every device, and :meth:`CifarLoader.state_dict` saves the epoch, the position in it and
 the generator, so training resumes mid-epoch with exactly the batches it would have seen.
+
+**Sharding.** For data-parallel training each process (rank) builds only its share of every batch
+(``rank`` and ``world_size``): every rank draws the same global plan (order, crops and flips) from
+the same seed and takes one contiguous slice of each global batch (:func:`rank_share`), so the
+shares of all ranks put together are exactly the batch a single process would build. Every rank
+keeps the whole split on its device (the 50,000 CIFAR training images are 150 MB of uint8), which
+keeps the plan, the position and the saved state independent of the number of ranks.
 """
 
 from __future__ import annotations
@@ -333,6 +340,17 @@ def crop_and_flip(batch: torch.Tensor, corners: torch.Tensor, flips: torch.Tenso
 # The loader
 
 
+def rank_share(size: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous share of a batch of ``size`` images split over ``world_size`` ranks:
+    images ``rank * size // world_size`` up to ``(rank + 1) * size // world_size``.
+
+    The shares tile the batch with no overlap; they are all ``size / world_size`` images when that
+    divides, else they differ by at most one image (and are empty for some ranks when ``size < world_size``).
+    """
+    return slice(rank * size // world_size, (rank + 1) * size // world_size)
+
+
+
 class CifarLoader:
     """Batches of a CIFAR split built on the device: shuffled, cropped, flipped and normalised there.
 
@@ -355,9 +373,13 @@ class CifarLoader:
         channels_last: yield images in ``torch.channels_last`` memory format.
         subset: keep only this many images, a seeded class-balanced choice (:func:`balanced_subset`).
         seed: seeds the loader's generator (and the subset).
+        rank, world_size: yield only share ``rank`` of ``world_size`` of every batch (:func:`rank_share`);
+            ``batch_size`` stays the global batch, and ``len`` counts global batches. A rank whose
+            share is empty (a batch of fewer than ``world_size`` images, such as a short last one)
+            skips that batch, so ranks can then yield different numbers of batches.
 
     One pass at a time: the loader itself holds the position in the epoch, which is what
-    :meth:`state_dict` saves.
+    :meth:`state_dict` saves. The state does not depend on ``rank`` or ``world_size``.
     """
 
     def __init__(
@@ -377,11 +399,15 @@ class CifarLoader:
         drop_last: bool = False,
         subset: int | None = None,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != labels.shape[0]:
             raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of world_size {world_size}")
         if subset is not None:
             keep = balanced_subset(labels, subset, seed)
             images, labels = images[keep], labels[keep]
@@ -395,6 +421,8 @@ class CifarLoader:
         self.dtype = dtype
         self.channels_last = channels_last
         self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
         if len(self) == 0:
             raise ValueError(f"drop_last with batch_size {batch_size} leaves no batch of the {self.num_images} images")
         # normalised = (pixel / 255 - mean) / std = pixel * scale + bias, with pixel in 0..255
@@ -452,8 +480,10 @@ class CifarLoader:
         self._plan = {key: self._to_device(value) for key, value in plan.items()}
 
     def _batch(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch ``number`` of the current epoch."""
-        window = slice(number * self.batch_size, (number + 1) * self.batch_size)
+        """This rank's share of batch ``number`` of the current epoch."""
+        start = number * self.batch_size
+        share = rank_share(min(self.batch_size, self.num_images - start), self.rank, self.world_size)
+        window = slice(start + share.start, start + share.stop)
         index = self._plan["order"][window]
         images = self.images.index_select(0, index)
         if self.augment:
@@ -477,7 +507,9 @@ class CifarLoader:
             self._draw_plan()
         while self.position < len(self):
             self.position += 1  # a batch counts as consumed once handed out
-            yield self._batch(self.position - 1)
+            images, labels = self._batch(self.position - 1)
+            if len(labels):  # empty only for a rank's share of a short batch
+                yield images, labels
         self._close_finished_epoch()
 
     def state_dict(self) -> dict[str, Any]:
@@ -504,5 +536,6 @@ class CifarLoader:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.num_images} images, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"augment={self.augment}, device={self.device}, dtype={self.dtype}, epoch={self.epoch}, position={self.position})"
+            f"augment={self.augment}, device={self.device}, dtype={self.dtype}, epoch={self.epoch}, position={self.position}"
+            + (f", rank={self.rank}, world_size={self.world_size})" if self.world_size > 1 else ")")
         )

@@ -27,6 +27,35 @@ scaler) and ``torch.compile``, each switchable. On the CPU all three are off by 
 without AVX-512 BF16 or AMX emulate bfloat16; on a 2-core machine, compiling ResNet-20 + SimAM
 took 1 minute (5 on a busy machine) for a 15% faster step, under a minute saved over the quick
 recipe (``--compile`` pays on longer CPU runs); channels_last was within 5%, inside the noise.
+
+**More than one GPU.** ``torchrun --nproc_per_node=N -m simam.train ...`` runs one training on N
+processes with ``DistributedDataParallel`` (Li et al., "PyTorch Distributed", VLDB 2020); ``torchrun``
+with ``--nnodes`` and a rendezvous endpoint spreads them over machines. Each process (rank) takes
+the GPU of its ``LOCAL_RANK`` and joins an NCCL group (gloo on the CPU). What stays the same:
+
+- *The batches.* ``batch_size`` is the global batch. Every rank draws the same seeded,
+  epoch-dependent plan (order, crops, flips) as a single process and builds only its contiguous
+  share of each batch, ``batch_size / world size`` images (``CifarLoader``'s ``rank`` and
+  ``world_size``). A batch size that does not divide by the world size is a :class:`ConfigError`:
+  unequal shares would weigh the images of the smaller shares more in DDP's average of gradients.
+- *The gradient.* DDP averages the ranks' gradients of their mean losses: the gradient of the
+  global batch's mean loss. With ``--sync-bn`` (``nn.SyncBatchNorm``, CUDA only in torch) batch
+  normalisation also uses the global batch's statistics, so the run computes what one process
+  computes, up to the order of floating-point sums. Without it each rank normalises with the
+  statistics of its own share (as most data-parallel ImageNet training does, Goyal et al. 2017),
+  and the running statistics that are evaluated and saved are rank 0's.
+- *The numbers.* The training loss is averaged over the ranks at every look (so a NaN on any rank
+  stops all of them at the same iteration); evaluation splits each test batch over the ranks and
+  adds up their loss and correct counts, so every test image counts once.
+- *The files.* Only rank 0 prints and writes ``metrics.jsonl``, ``checkpoint.pt`` and ``final.json``
+  (which adds ``distributed``: world size, per-rank batch, backend, SyncBN). The checkpoint holds the
+  unwrapped model, so checkpoints move freely between single-process and distributed runs. On
+  ``--resume`` rank 0 reads the checkpoint and sends it to the other ranks (the output folder need
+  exist only on rank 0's node), and every rank continues with the same random generators and
+  loader position. The plan does not depend on the world size, so a run can be resumed on another
+  number of processes.
+
+Without ``torchrun`` (``WORLD_SIZE`` unset or 1) no process group is made and nothing changes.
 """
 
 from __future__ import annotations
@@ -50,10 +79,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import simam
+from simam import distributed
 from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
+from simam.distributed import Launch
 from simam.models import count_parameters, create_model, list_models
 from simam.settings import data_root, seed_everything
 
@@ -96,6 +128,7 @@ class Config:
     norm_bias_decay: bool = True  # weight decay on BN parameters and biases too, as plain SGD does
     label_smoothing: float = 0.0
     seed: int = 0
+    sync_bn: bool = False  # under torchrun: batch norm with the global batch's statistics (CUDA only)
     # how the run is watched and saved, and where it runs: these may change when a run is resumed
     eval_every: int = 1_000
     checkpoint_every: int = 2_000
@@ -156,12 +189,15 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def check_config(config: Config) -> None:
-    """Raise :class:`ConfigError` naming the first value that no run can use."""
+def check_config(config: Config, world_size: int = 1) -> None:
+    """Raise :class:`ConfigError` naming the first value that no run on ``world_size`` processes can use."""
     c = config
     rules = [
         (c.iterations >= 1, f"iterations must be at least 1, got {c.iterations}"),
         (c.batch_size >= 1, f"batch_size must be at least 1, got {c.batch_size}"),
+        (c.batch_size % world_size == 0,
+         f"batch_size {c.batch_size} does not divide by the {world_size} processes: the batch is global and each "
+         f"process takes batch_size / {world_size} images of it; choose a multiple of {world_size}"),
         (c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}"),
         (c.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {c.checkpoint_every}"),
         (c.lr > 0, f"lr must be positive, got {c.lr}"),
@@ -190,8 +226,20 @@ def check_config(config: Config) -> None:
         raise ConfigError(str(error)) from None
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a device this machine has."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a device this machine has.
+
+    ``local_rank``: the process's ``LOCAL_RANK`` under ``torchrun``; ``"auto"`` (with a GPU) and
+    ``"cuda"`` then mean that process's own GPU, ``cuda:LOCAL_RANK``.
+    """
+    if local_rank is not None and name.startswith("cuda:"):
+        raise ConfigError(f"device {name!r} under torchrun: each process takes the GPU of its LOCAL_RANK; "
+                          "pass --device cuda (or auto)")
+    if local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
+                              "start at most that many processes per node")
+        return torch.device("cuda", local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -301,7 +349,11 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(forward: nn.Module, model: nn.Module, loader: CifarLoader, amp_dtype: str | None) -> tuple[float, float]:
-    """Mean cross-entropy (without label smoothing) and top-1 accuracy over ``loader``'s split."""
+    """Mean cross-entropy (without label smoothing) and top-1 accuracy over ``loader``'s split.
+
+    Under DDP each rank evaluates its share of every batch and the sums are added over the ranks,
+    so every image counts once.
+    """
     model.eval()
     loss = torch.zeros((), device=loader.device)
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
@@ -310,6 +362,8 @@ def evaluate(forward: nn.Module, model: nn.Module, loader: CifarLoader, amp_dtyp
             logits = forward(images)
         loss += F.cross_entropy(logits.float(), labels, reduction="sum")
         correct += (logits.argmax(dim=1) == labels).sum()
+    distributed.all_reduce_sum_(loss)
+    distributed.all_reduce_sum_(correct)
     model.train()
     return loss.item() / loader.num_images, correct.item() / loader.num_images
 
@@ -400,8 +454,9 @@ def versions() -> dict[str, str | None]:
 # The run
 
 
-def load_data(config: Config) -> tuple[CifarLoader, CifarLoader]:
-    """The training loader (shuffled, augmented, whole batches only) and the test loader."""
+def load_data(config: Config, rank: int = 0, world_size: int = 1) -> tuple[CifarLoader, CifarLoader]:
+    """The training loader (shuffled, augmented, whole batches only) and the test loader, each
+    yielding share ``rank`` of ``world_size`` of every batch."""
     spec = dataset_spec(config.dataset)
     root = Path(config.data_root)
     folder = root / spec.folder
@@ -414,8 +469,8 @@ def load_data(config: Config) -> tuple[CifarLoader, CifarLoader]:
         test_split = load_cifar(root, config.dataset, train=False, download=config.download)
     except (OSError, CifarFormatError) as error:  # a failed download, a damaged file
         raise ConfigError(" ".join(str(error).split())) from None
-    options = {"mean": spec.mean, "std": spec.std, "device": config.device,
-               "channels_last": config.channels_last, "seed": config.seed}
+    options = {"mean": spec.mean, "std": spec.std, "device": config.device, "channels_last": config.channels_last,
+               "seed": config.seed, "rank": rank, "world_size": world_size}
     train_loader = CifarLoader(*train_split, batch_size=config.batch_size, shuffle=True, augment=config.augment,
                                padding=config.padding, drop_last=True, subset=config.subset, **options)
     test_loader = CifarLoader(*test_split, batch_size=EVAL_BATCH, subset=config.test_subset, **options)
@@ -428,30 +483,70 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
     ``resume``: continue from ``out/checkpoint.pt`` (start afresh if there is none). Raises
     :class:`ConfigError` for a configuration or a data folder that cannot be used, and
     :class:`Diverged` when the loss becomes NaN or infinite (the last checkpoint is kept).
+    Under ``torchrun`` every process calls this and they train one model together (see the module
+    docstring): rank 0 writes the files, and every rank returns the same results.
     """
-    check_config(config)
+    try:
+        world = distributed.launch()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    check_config(config, world.world_size)
+    threads = torch.get_num_threads()  # given back at the end: a notebook goes on with its own setting
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    config = resolve(config, device)
-    out = Path(out)
+    try:
+        device = resolve_device(config.device, world.local_rank if world.distributed else None)
+        config = resolve(config, device)
+        if config.sync_bn and world.distributed and device.type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; train on the CPU without it")
+        with distributed.process_group(device) as backend:
+            return _train(config, device, Path(out), resume, world, backend)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The checkpoint to continue from (None: start afresh) and the metrics rows up to it, once
+    ``out`` is found usable: a run already there needs ``resume``, with the same settings."""
     checkpoint_path, metrics_path = out / CHECKPOINT, out / METRICS
     checkpoint = None
     if resume and checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        changed = [f"{key}={value!r} (the run has {checkpoint['config'][key]!r})"
+        saved, defaults = checkpoint["config"], dataclasses.asdict(PAPER)  # a field newer than the run had its default
+        changed = [f"{key}={value!r} (the run has {saved.get(key, defaults[key])!r})"
                    for key, value in dataclasses.asdict(config).items()
-                   if key not in RUNTIME_FIELDS and value != _as_config_value(checkpoint["config"][key])]
+                   if key not in RUNTIME_FIELDS and value != _as_config_value(saved.get(key, defaults[key]))]
         if changed:
             raise ConfigError(f"--resume with other settings than the run in {out}: {'; '.join(changed)}")
     elif not resume and (checkpoint_path.exists() or metrics_path.exists()):
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    # Rows of iterations after the checkpoint describe work that is about to be redone.
+    return checkpoint, read_metrics(out, up_to=0 if checkpoint is None else checkpoint["iteration"])
+
+
+def _train(config: Config, device: torch.device, out: Path, resume: bool, world: Launch, backend: str | None) -> dict[str, Any]:
+    """:func:`train` once the device is chosen and this process is in its process group (if any)."""
+    checkpoint_path, metrics_path = out / CHECKPOINT, out / METRICS
+    # Only rank 0 looks at the output folder (which need exist only on its node); the other ranks
+    # get what it found, or its error, so that every rank stops or carries on together.
+    opened = None
+    if world.main:
+        try:
+            opened = _open_run(config, out, resume)
+        except ConfigError as error:
+            opened = error
+    opened = distributed.broadcast_object(opened)
+    if isinstance(opened, ConfigError):
+        raise opened
+    checkpoint, rows = opened
 
     seed_everything(config.seed)
     model = build_model(config).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_loader, test_loader = load_data(config)
+    if config.sync_bn and world.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same parameters and state_dict keys
+    train_loader, test_loader = load_data(config, world.rank, world.world_size)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16")
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -465,25 +560,34 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         train_loader.load_state_dict(checkpoint["loader"])
-        set_rng_states(checkpoint["rng"])
+        set_rng_states(checkpoint["rng"])  # rank 0's, which every rank had: they all draw the same plan
         iteration, elapsed, train_seconds = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["train_seconds"]
         saved = iteration
         loss_sum.copy_(checkpoint["loss_sum"])
         loss_count = checkpoint["loss_count"]
-    out.mkdir(parents=True, exist_ok=True)
-    for leftover in out.glob(".*.tmp"):  # left by a run killed while saving; never read
-        leftover.unlink()
-    # Rows of iterations after the checkpoint describe work that is about to be redone.
-    rows = read_metrics(out, up_to=iteration)
-    atomic_write(metrics_path, lambda f: f.write("".join(json.dumps(row) + "\n" for row in rows).encode()))
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        for leftover in out.glob(".*.tmp"):  # left by a run killed while saving; never read
+            leftover.unlink()
+        atomic_write(metrics_path, lambda f: f.write("".join(json.dumps(row) + "\n" for row in rows).encode()))
 
-    forward = torch.compile(model) if config.compile else model
-    print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
-          f"{count_parameters(model):,} parameters, {describe(device)}, precision {config.amp_dtype or 'float32'}, "
-          f"channels_last {config.channels_last}, compile {config.compile}; "
-          f"{'resuming at' if iteration else 'starting at'} iteration {iteration} of {config.iterations} -> {out}")
+    if world.distributed:
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        forward = torch.compile(wrapped) if config.compile else wrapped
+        # Evaluation runs the plain model: DDP's forward would exchange buffers, a collective, per batch.
+        eval_forward = torch.compile(model) if config.compile else model
+    else:
+        forward = eval_forward = torch.compile(model) if config.compile else model
+    processes = (f"{world.world_size} processes ({backend}, per-rank batch {config.batch_size // world.world_size}, "
+                 f"SyncBN {'on' if config.sync_bn else 'off'}), ") if world.distributed else ""
+    if world.main:
+        print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
+              f"{count_parameters(model):,} parameters, {processes}{describe(device)}, precision {config.amp_dtype or 'float32'}, "
+              f"channels_last {config.channels_last}, compile {config.compile}; "
+              f"{'resuming at' if iteration else 'starting at'} iteration {iteration} of {config.iterations} -> {out}")
 
-    bar = tqdm(total=config.iterations, initial=iteration, disable=not config.progress, unit="it", dynamic_ncols=True)
+    bar = tqdm(total=config.iterations, initial=iteration, disable=not (config.progress and world.main),
+               unit="it", dynamic_ncols=True)
     session_start = time.perf_counter()
     elapsed_before = elapsed
     segment_start = session_start  # training time is counted between evaluations and saves
@@ -503,6 +607,9 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
             save_now = iteration % config.checkpoint_every == 0 or last
             if not (evaluate_now or save_now or iteration % SYNC_EVERY == 0):
                 continue
+            # Every rank now holds the mean over the ranks (the global batch's mean), so the check
+            # below stops all of them together, and the checkpoint holds what every rank resumes with.
+            distributed.all_reduce_mean_(loss_sum)
             train_loss = loss_sum.item() / loss_count  # waits for the device
             if not math.isfinite(train_loss):
                 bar.close()
@@ -513,36 +620,41 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
             now = time.perf_counter()
             train_seconds += now - segment_start
             if evaluate_now:
-                test_loss, test_accuracy = evaluate(forward, model, test_loader, config.amp_dtype)
+                distributed.broadcast_buffers_(model)  # every rank evaluates rank 0's running statistics, the saved ones
+                test_loss, test_accuracy = evaluate(eval_forward, model, test_loader, config.amp_dtype)
                 elapsed = elapsed_before + time.perf_counter() - session_start
                 row = {"iteration": iteration, "epoch": round(iteration / len(train_loader), 4), "lr": lr,
                        "train_loss": train_loss, "test_loss": test_loss, "test_accuracy": test_accuracy,
                        "elapsed_seconds": round(elapsed, 3)}
-                with open(metrics_path, "a") as file:
-                    file.write(json.dumps(row) + "\n")
-                    file.flush()
-                    os.fsync(file.fileno())
                 rows.append(row)
-                bar.write(f"iteration {iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
-                          f"test loss {test_loss:.4f}  test accuracy {100 * test_accuracy:.2f}%  {elapsed:.0f}s", file=sys.stdout)
+                if world.main:
+                    with open(metrics_path, "a") as file:
+                        file.write(json.dumps(row) + "\n")
+                        file.flush()
+                        os.fsync(file.fileno())
+                    bar.write(f"iteration {iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
+                              f"test loss {test_loss:.4f}  test accuracy {100 * test_accuracy:.2f}%  {elapsed:.0f}s", file=sys.stdout)
                 loss_sum.zero_()
                 loss_count = 0
             if save_now:
                 elapsed = elapsed_before + time.perf_counter() - session_start
-                state = {
-                    "config": dataclasses.asdict(config),
-                    "iteration": iteration,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "loader": train_loader.state_dict(),
-                    "rng": rng_states(),
-                    "loss_sum": loss_sum.cpu(),
-                    "loss_count": loss_count,
-                    "elapsed": elapsed,
-                    "train_seconds": train_seconds,
-                }
-                atomic_write(checkpoint_path, lambda f: torch.save(state, f))
+                # No barrier after saving: no rank can finish the next step before rank 0 joins its
+                # gradient all-reduce, and a rank killed meanwhile leaves the checkpoint whole.
+                if world.main:
+                    state = {
+                        "config": dataclasses.asdict(config),
+                        "iteration": iteration,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "loader": train_loader.state_dict(),
+                        "rng": rng_states(),
+                        "loss_sum": loss_sum.cpu(),
+                        "loss_count": loss_count,
+                        "elapsed": elapsed,
+                        "train_seconds": train_seconds,
+                    }
+                    atomic_write(checkpoint_path, lambda f: torch.save(state, f))
                 saved = iteration
             segment_start = time.perf_counter()
             if last:
@@ -567,16 +679,34 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
         "device": describe(device),
         "versions": versions(),
     }
-    atomic_write(out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode()))
-    print(f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
-          f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
-          f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s")
+    if world.distributed:
+        final["distributed"] = {"world_size": world.world_size, "per_rank_batch": config.batch_size // world.world_size,
+                                "backend": backend, "sync_bn": config.sync_bn}
+    if world.main:
+        atomic_write(out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode()))
+        print(f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
+              f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
+              f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s")
     return final
 
 
 def _as_config_value(value: Any) -> Any:
     """A value read back from a checkpoint, as a Config holds it (lists were tuples)."""
     return tuple(value) if isinstance(value, list) else value
+
+
+def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of the run folder ``run`` with the weights of its last checkpoint, in eval mode
+    on ``device``: for attention maps, evaluation or fine-tuning of a trained run."""
+    path = Path(run) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    fields = {field.name for field in dataclasses.fields(Config)}
+    config = Config(**{key: _as_config_value(value) for key, value in checkpoint["config"].items() if key in fields})
+    model = build_model(config)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -659,11 +789,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, help="torch CPU threads (default: torch's choice; on a small or busy machine "
                                     "1 thread can be several times faster, as on the 2-core machine the quick recipe was timed on)")
     add("--progress", action=flag, help="progress bar (default: when stderr is a terminal and CI is not set)")
+    add("--sync-bn", action=flag, help="under torchrun: batch norm with the statistics of the global batch, "
+                                       f"not of each process's share (CUDA only; {_defaults('sync_bn')})")
     return parser
 
 
+def _name() -> str:
+    """The command's name in its messages; under torchrun every process reports its own errors,
+    so the name says which process speaks."""
+    world_size, rank = os.environ.get("WORLD_SIZE", "").strip(), os.environ.get("RANK", "?").strip()
+    return "simam-train" if world_size in ("", "1") else f"simam-train[rank {rank}]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged)."""
+    """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged).
+
+    Under ``torchrun`` each process runs this; ``torchrun`` itself exits with 1 when any process fails.
+    """
     try:
         args = vars(build_parser().parse_args(argv))
         recipe, resume = args.pop("recipe"), args.pop("resume")
@@ -673,13 +815,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return exit_.code or 0
     except ConfigError as error:
-        print(f"simam-train: error: {error}", file=sys.stderr)
+        print(f"{_name()}: error: {error}", file=sys.stderr)
         return 2
     except Diverged as error:
-        print(f"simam-train: {error}", file=sys.stderr)
+        print(f"{_name()}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("simam-train: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
+        print(f"{_name()}: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
         return 130
     return 0
 

@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from simam.settings import data_root
-from simam.train import PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, check_config, learning_rate, main, read_metrics
+from simam.train import (PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, check_config, learning_rate, load_model, main,
+                         read_metrics)
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
@@ -73,7 +74,9 @@ def keep_thread_count():
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted")
-    assert main([*RUN, "--out", str(out)]) == 0
+    torch.set_num_threads(3)
+    assert main([*RUN, "--out", str(out)]) == 0  # RUN trains with --threads 1 ...
+    assert torch.get_num_threads() == 3  # ... and gives the caller's setting back
     return out
 
 
@@ -150,6 +153,19 @@ def test_training_curves_plot_from_run_folders(finished_run):
 
 # --------------------------------------------------------------------------------------------------
 # Files
+
+
+@needs_cifar10
+def test_load_model_rebuilds_the_trained_network_of_a_run(finished_run, tmp_path):
+    saved = torch.load(finished_run / "checkpoint.pt", weights_only=True)["model"]
+    model = load_model(finished_run)
+    assert not model.training
+    assert type(model.stages[0][0].attention).__name__ == "SimAM"
+    state = model.state_dict()
+    assert state.keys() == saved.keys()
+    assert all(torch.equal(state[key], saved[key]) for key in saved)
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        load_model(tmp_path)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
