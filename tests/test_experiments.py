@@ -1,0 +1,404 @@
+"""The experiment runner: planning, the append-only results file, a real grid that resumes an
+interrupted run, the cluster commands, the summary beside the paper's Table 2, the README section,
+and command-line errors.
+
+The real runs train ResNet-20 for 4 iterations of 16 images on 64 CIFAR-10 training images and
+evaluate on 100 test images, one CPU thread each; they are skipped when ``SIMAM_DATA`` does not
+hold CIFAR-10. One grid of 4 runs (2 at a time) serves the tests that need real runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import shlex
+import statistics
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import simam.train
+from simam.experiments import (
+    README_END,
+    README_START,
+    GridError,
+    RunSpec,
+    append_result,
+    launch_command,
+    main,
+    pending,
+    plan,
+    plan_lambda_ablation,
+    plot_lambda_ablation,
+    plot_summary,
+    read_results,
+    results_section,
+    run_grid,
+    summarise,
+    summary_csv,
+    summary_markdown,
+    update_readme,
+    worker_slots,
+)
+from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
+from simam.settings import data_root
+from simam.train import QUICK, read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
+needs_cifar10 = pytest.mark.skipif(not HAS_CIFAR10, reason=f"CIFAR-10 not found under {data_root()}: set SIMAM_DATA")
+
+TINY = ["--iterations", "4", "--warmup", "1", "--batch-size", "16", "--subset", "64", "--test-subset", "100", "--eval-every", "2",
+        "--checkpoint-every", "2", "--threads", "1", "--device", "cpu"]
+GRID = ["--attentions", "none,simam", "--recipe", "quick", "--workers", "2"]  # x 2 seeds: 4 runs
+
+
+class Interrupted(Exception):
+    """Stands for a kill in the middle of a run."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def keep_thread_count():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> tuple[Path, str]:
+    """A 2 x 2 grid run once, after one run was interrupted after its first checkpoint and another
+    was killed before its first one. Returns the results folder and the grid's printed output."""
+    out = tmp_path_factory.mktemp("grid")
+    interrupted = RunSpec("cifar10", "resnet20", "simam", "quick", 0)
+    calls, real_step = [0], simam.train.train_step
+
+    def step_then_stop(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise Interrupted
+        return real_step(*args, **kwargs)
+
+    simam.train.train_step = step_then_stop
+    try:
+        with pytest.raises(Interrupted):
+            simam.train.train(interrupted.config(TINY), out / "runs" / interrupted.run_id)
+    finally:
+        simam.train.train_step = real_step
+    assert torch.load(out / "runs" / interrupted.run_id / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    killed_early = out / "runs" / "cifar10-resnet20-none-quick-seed1"
+    killed_early.mkdir(parents=True)
+    (killed_early / "metrics.jsonl").write_text('{"iteration": 999, "test_accuracy": 1.0}\n')
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", *GRID, "--seeds", "2", "--out", str(out), "--", *TINY]) == 0
+    return out, printed.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# A real grid
+
+
+@needs_cifar10
+def test_a_grid_writes_one_line_per_run_with_its_configuration_and_metrics(grid):
+    out, printed = grid
+    lines = read_results(out)
+    assert sorted(line["run_id"] for line in lines) == [f"cifar10-resnet20-{a}-quick-seed{s}" for a in ("none", "simam") for s in (0, 1)]
+    assert "0 of 4 runs finished, 4 to run, 2 at a time (CPU, 1 threads each)" in printed
+    for line in lines:
+        final = json.loads((out / "runs" / line["run_id"] / "final.json").read_text())
+        assert line["final_test_accuracy"] == final["final_test_accuracy"] and line["config"] == final["config"]
+        assert line["config"]["iterations"] == 4 and line["config"]["seed"] == line["seed"] and line["seeds_asked"] == 2
+        assert line["device"].startswith("CPU") and set(line["versions"]) >= {"python", "torch", "simam"}
+        assert line["wall_seconds"] > 0 and line["extra_args"] == TINY
+        assert line["lambda"] == (1e-4 if line["attention"] == "simam" else None)
+
+
+@needs_cifar10
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_one_without_a_checkpoint_restarts(grid):
+    out, _ = grid
+    resumed = out / "runs" / "cifar10-resnet20-simam-quick-seed0"
+    log = (resumed / "train.log").read_text()
+    assert "resuming at iteration 2 of 4" in log and "starting at iteration 0" not in log
+    assert [row["iteration"] for row in read_metrics(resumed)] == [2, 4]
+    restarted = out / "runs" / "cifar10-resnet20-none-quick-seed1"
+    assert "starting at iteration 0 of 4" in (restarted / "train.log").read_text()
+    assert [row["iteration"] for row in read_metrics(restarted)] == [2, 4]  # the leftover row 999 is gone
+
+
+@needs_cifar10
+def test_running_the_grid_again_runs_nothing(grid, capsys):
+    out, _ = grid
+    before = (out / "results.jsonl").read_bytes()
+    assert main(["run", *GRID, "--seeds", "2", "--out", str(out), "--", *TINY]) == 0
+    assert "4 of 4 runs finished, 0 to run" in capsys.readouterr().out
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+@needs_cifar10
+def test_commands_print_one_per_pending_run_and_each_appends_its_line(grid, capsys):
+    out, _ = grid
+    assert main(["commands", *GRID[:-2], "--seeds", "3", "--out", str(out), "--", *TINY]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 2 and all("run-one" in command and "--seed 2" in command for command in commands)
+    args = shlex.split(commands[1])
+    assert args[:4] == [sys.executable, "-m", "simam.experiments", "run-one"]
+    assert main(args[3:]) == 0  # what the shell would run, in this process
+    assert "cifar10-resnet20-simam-quick-seed2: finished" in capsys.readouterr().out
+    lines = read_results(out)
+    assert len(lines) == 5 and lines[-1]["run_id"] == "cifar10-resnet20-simam-quick-seed2" and lines[-1]["seeds_asked"] == 3
+    assert main(["commands", *GRID[:-2], "--seeds", "3", "--out", str(out), "--", *TINY]) == 0
+    assert capsys.readouterr().out.splitlines() == commands[:1]
+
+
+@needs_cifar10
+def test_a_finished_run_with_other_settings_is_an_error(grid, capsys):
+    out, _ = grid
+    assert main(["run", *GRID, "--seeds", "2", "--out", str(out), "--", *TINY, "--lr", "0.3"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "with other settings: lr=0.3 (it has 0.2)" in error
+
+
+@needs_cifar10
+def test_summary_command_writes_markdown_csv_and_plot_from_the_results(grid, tmp_path, capsys):
+    out, _ = grid
+    assert main(["summary", str(out), "--to", str(tmp_path)]) == 0
+    lines = [line for line in read_results(out) if line["attention"] == "none"]
+    ours = [100 * line["final_test_accuracy"] for line in lines]
+    row = next(r for r in csv.DictReader((tmp_path / "summary.csv").open()) if r["attention"] == "none")
+    assert int(row["n"]) == len(ours) and float(row["mean"]) == pytest.approx(statistics.mean(ours), abs=1e-4)
+    assert float(row["std"]) == pytest.approx(statistics.stdev(ours), abs=1e-4) and float(row["paper_mean"]) == 92.33
+    assert (tmp_path / "summary.png").stat().st_size > 0 and "| cifar10 | resnet20 | none |" in (tmp_path / "summary.md").read_text()
+
+
+# --------------------------------------------------------------------------------------------------
+# Running, without training
+
+
+def fake_final(config: dict, accuracy: float) -> dict:
+    return {"config": config, "final_test_accuracy": accuracy, "final_test_loss": 1.0,
+            "best_test_accuracy_selected_on_test_set": accuracy, "iterations": 4, "epochs": 1.0, "wall_seconds": 1.0,
+            "train_images_per_second": 10.0, "parameters": 1, "device": "CPU: test", "versions": {}}
+
+
+def test_each_worker_owns_its_gpus_and_cpu_workers_share_the_cores(tmp_path, monkeypatch):
+    def launch(spec, run_dir, extra_args, gpus_per_run=1, resume=False):  # records what the run was given
+        final = fake_final(dataclasses.asdict(spec.config(extra_args)), 0.5)
+        script = (f"import json, os; final = json.loads({json.dumps(final)!r}); "
+                  f"final['device'] = os.environ.get('CUDA_VISIBLE_DEVICES', '') + ' ' + {' '.join(extra_args)!r}; "
+                  f"open({str(run_dir / 'final.json')!r}, 'w').write(json.dumps(final))")
+        return [sys.executable, "-c", script]
+
+    monkeypatch.setattr("simam.experiments.launch_command", launch)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    specs = plan(["resnet20"], ["none", "se", "simam"], ["cifar10"], 2)
+    run_grid(specs, tmp_path / "gpu", gpus=["3", "5", "6", "7"], gpus_per_run=2)
+    assert {line["device"] for line in read_results(tmp_path / "gpu")} <= {"3,5 ", "6,7 "}
+    assert {line["gpus_per_run"] for line in read_results(tmp_path / "gpu")} == {2}
+    run_grid(specs, tmp_path / "cpu", workers=4, gpus=[])
+    assert {line["device"] for line in read_results(tmp_path / "cpu")} == {" --threads 2"}
+
+
+def test_a_failed_run_is_reported_and_the_others_still_finish(tmp_path, monkeypatch, capsys):
+    def launch(spec, run_dir, extra_args, gpus_per_run=1, resume=False):
+        if spec.seed == 0:
+            return [sys.executable, "-c", "print('the training loss became nan'); raise SystemExit(1)"]
+        final = json.dumps(fake_final(dataclasses.asdict(spec.config(extra_args)), 0.5))
+        return [sys.executable, "-c", f"open({str(run_dir / 'final.json')!r}, 'w').write({final!r})"]
+
+    monkeypatch.setattr("simam.experiments.launch_command", launch)
+    assert main(["run", "--attentions", "none", "--seeds", "2", "--out", str(tmp_path), "--", "--device", "cpu"]) == 1
+    assert [line["run_id"] for line in read_results(tmp_path)] == ["cifar10-resnet20-none-paper-seed1"]
+    error = capsys.readouterr().err
+    assert "1 of 2 runs failed" in error and "cifar10-resnet20-none-paper-seed0: exit code 1: the training loss became nan" in error
+
+
+def test_several_gpus_per_run_are_launched_by_torchrun_on_their_own_gpus(tmp_path):
+    spec = RunSpec("cifar10", "resnet56", "se", "paper", 3)
+    command = launch_command(spec, tmp_path, ["--iterations", "9"], gpus_per_run=2, resume=True)
+    assert command[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    assert command[6] == "simam.train" and command[-1] == "--resume" and "--iterations" in command
+    assert launch_command(spec, tmp_path, [])[:3] == [sys.executable, "-m", "simam.train"]
+    assert worker_slots(["0", "1", "2", "3"], 2, None) == ["0,1", "2,3"]
+    assert worker_slots(["0", "1", "2"], 1, 5) == ["0", "1", "2", "0", "1"]
+    assert worker_slots([], 1, 3) == [None, None, None]
+    with pytest.raises(GridError, match="more GPUs than the 3 visible"):
+        worker_slots(["0", "1", "2"], 4, None)
+
+
+def test_concurrent_appends_stay_whole_lines(tmp_path):
+    (tmp_path / "results.jsonl").write_text('{"run_id": "cut"')  # a line cut short by a crash
+    threads = [threading.Thread(target=append_result, args=(tmp_path, {"run_id": f"r{i}", "pad": "x" * 5000}))
+               for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with pytest.warns(UserWarning, match="line 1: not JSON"):
+        lines = read_results(tmp_path)
+    assert sorted(line["run_id"] for line in lines) == sorted(f"r{i}" for i in range(20))
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning
+
+
+def test_the_lambda_ablation_command_prints_figure_4s_runs(tmp_path, capsys):
+    assert main(["commands", "--lambda-ablation", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 7 and all("--dataset cifar100 --model resnet20" in command for command in commands)
+    assert sum("--attention none" in command for command in commands) == 1
+    assert sum("--lambda" in command for command in commands) == 5  # 1e-4 is the trainer's default
+
+
+def test_plan_crosses_every_axis_and_lambdas_apply_to_simam_only():
+    specs = plan(["resnet20", "resnet56"], ["none", "simam"], ["cifar10"], 2, ["paper"], [1e-4, 1e-2])
+    assert len(specs) == 2 * (1 + 2) * 2
+    assert len({spec.run_id for spec in specs}) == len(specs)
+    assert "cifar10-resnet56-simam-lambda0.01-paper-seed1" in {spec.run_id for spec in specs}
+    assert "cifar10-resnet56-simam-paper-seed1" in {spec.run_id for spec in specs}  # 1e-4 is the default: plain id
+    assert plan(["resnet20"], ["se"], ["cifar100"], [3, 7])[1].train_args() == [
+        "--dataset", "cifar100", "--model", "resnet20", "--attention", "se", "--recipe", "paper", "--seed", "7"]
+    with pytest.raises(GridError, match="unknown model 'resnet21'"):
+        plan(["resnet21"], ["none"], ["cifar10"], 1)
+
+
+def test_lambda_ablation_is_figure_4s_grid_with_the_baseline():
+    specs = plan_lambda_ablation(seeds=2)
+    assert {spec.dataset for spec in specs} == {"cifar100"} and {spec.model for spec in specs} == {"resnet20"}
+    lambdas = {spec.lambda_ for spec in specs if spec.attention == "simam"}
+    assert lambdas == {1e-1, 1e-2, 1e-3, None, 1e-5, 1e-6} and len(FIGURE4_LAMBDAS) == 6
+    assert len(specs) == 2 * 7 and sum(spec.attention == "none" for spec in specs) == 2
+    lambda_of = {spec.run_id: spec.config().lambda_ for spec in specs}
+    assert lambda_of["cifar100-resnet20-simam-lambda1e-06-paper-seed0"] == 1e-6
+    assert lambda_of["cifar100-resnet20-simam-paper-seed0"] == 1e-4
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary, on result lines made here
+
+
+def line(attention: str, seed: int, accuracy: float, lambda_: float | None = None, seeds_asked: int = 3,
+         model: str = "resnet20", **overrides) -> dict:
+    lam = 1e-4 if lambda_ is None else lambda_
+    config = dataclasses.asdict(dataclasses.replace(QUICK, model=model, attention=attention, seed=seed, lambda_=lam, **overrides))
+    suffix = "" if lambda_ is None else f"-lambda{lambda_:g}"
+    return {"run_id": f"cifar10-{model}-{attention}{suffix}-quick-seed{seed}" + "".join(f"-{k}{v}" for k, v in overrides.items()),
+            "dataset": "cifar10", "model": model, "attention": attention,
+            "lambda": lam if attention.startswith("simam") else None, "recipe": "quick", "seed": seed,
+            "seeds_asked": seeds_asked, "final_test_accuracy": accuracy, "device": "CPU: test", "gpus_per_run": 1,
+            "config": config}
+
+
+SYNTHETIC = [line("none", 0, 0.80), line("none", 1, 0.82), line("none", 2, 0.87),
+             line("simam", 0, 0.84), line("simam", 1, 0.86), line("simam", 0, 0.10),  # a second line of a run: ignored
+             line("none", 0, 0.50, iterations=60)]
+
+
+def test_summarise_gives_mean_and_sample_std_per_cell_beside_the_paper():
+    none, simam_cell, none_short = summarise(SYNTHETIC)  # the recipe's own cells first
+    assert (none.attention, none.overrides, none.n, none.complete) == ("none", "", 3, True)
+    assert none.mean == pytest.approx(83.0) and none.std == pytest.approx(statistics.stdev([80, 82, 87]))
+    assert (none.paper_mean, none.paper_std) == PAPER_TABLE2[("cifar10", "resnet20", "none")] == (92.33, 0.19)
+    assert none.difference == pytest.approx(83.0 - 92.33)
+    assert simam_cell.n == 2 and not simam_cell.complete and simam_cell.mean == pytest.approx(85.0)
+    assert simam_cell.lambda_ == 1e-4 and simam_cell.paper_mean == 92.73
+    assert none_short.overrides == "iterations=60" and none_short.n == 1 and none_short.std is None
+    assert summarise(SYNTHETIC, seeds=2)[1].complete
+
+
+def test_summary_markdown_and_csv_mark_cells_short_of_seeds():
+    cells = summarise(SYNTHETIC)
+    table = summary_markdown(cells)
+    assert "| cifar10 | resnet20 | none |  | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 |" in table
+    assert "| quick | 2 of 3 * | 85.00 ± 1.41 | 92.73 ± 0.18 | -7.73 |" in table
+    assert "| quick (iterations=60) | 1 of 3 * | 50.00 | 92.33 ± 0.19 |" in table
+    assert "ICML 2021, Table 2" in table and "fewer seeds than asked" in table
+    rows = summary_csv(cells).splitlines()
+    assert rows[0].startswith("dataset,model,attention,lambda,recipe,overrides,n,seeds_asked,complete,mean,std")
+    assert rows[2].split(",")[:11] == ["cifar10", "resnet20", "simam", "0.0001", "quick", "", "2", "3", "False", "85.0000", "1.4142"]
+
+
+def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
+    lines = [line("none", s, 0.8 + s / 100) for s in range(2)]
+    lines += [line("simam", s, 0.81 + s / 100 + i / 1000, lambda_=lam) for i, lam in enumerate([1e-2, 1e-3, None]) for s in range(2)]
+    cells = summarise(lines)
+    assert [(c.lambda_, c.paper_mean) for c in cells if c.attention == "simam"] == [(1e-2, None), (1e-3, None), (1e-4, 92.73)]
+    figure = plot_lambda_ablation(lines)
+    simam_line = figure.axes[0].lines[0]
+    assert sorted(simam_line.get_xdata()) == [1e-4, 1e-3, 1e-2]
+    assert figure.axes[0].get_xscale() == "log"
+    figure = plot_summary(cells)
+    assert len(figure.axes[0].patches) == 2  # the bars of none and simam at the paper's lambda
+    with pytest.raises(GridError, match="no lambda study"):
+        plot_lambda_ablation(SYNTHETIC[:3])
+
+
+# --------------------------------------------------------------------------------------------------
+# The README section
+
+
+def test_readme_section_is_generated_between_the_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n## Results\n\n{README_START}\nold text\n{README_END}\n\n## After\nkept\n")
+    gpu_lines = [dict(l, device="NVIDIA H200 (CUDA 13.0)") for l in SYNTHETIC[:5]]
+    section = update_readme(readme, gpu_lines, "results")
+    text = readme.read_text()
+    assert text.startswith(f"# Title\n\n## Results\n\n{README_START}\n") and text.endswith(f"{README_END}\n\n## After\nkept\n")
+    assert "old text" not in text and section in text
+    assert "### cifar10, quick" in section and "Recipe: quick." in section
+    assert "Hardware: NVIDIA H200 (CUDA 13.0); 1 GPU(s) per run." in section
+    assert "Seeds per cell: 2 to 3 (5 runs)." in section and "2 of 3 *" in section
+    assert "python -m simam.experiments readme results --readme README.md" in section
+
+    empty = results_section([], "results")
+    assert "No results yet" in empty and "python -m simam.experiments run" in empty
+    update_readme(readme, [], "results")
+    assert empty in readme.read_text() and "### cifar10" not in readme.read_text()
+
+
+def test_the_committed_readme_has_the_results_markers():
+    text = (REPO / "README.md").read_text()
+    assert text.count(README_START) == 1 and text.count(README_END) == 1 and text.index(README_START) < text.index(README_END)
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--models", "resnet21"], "unknown model 'resnet21'"),
+        (["run", "--seeds", "two"], "argument --seeds: expected a count"),
+        (["run", "--lambda-ablation", "--models", "resnet56"], "drop --models"),
+        (["run", "--", "--out", "elsewhere"], "trainer options may not set --out"),
+        (["run", "--", "--lambda", "0.1"], "trainer options may not set --lambda"),
+        (["run", "--", "--iterations", "ten"], "argument --iterations: invalid int value"),
+        (["run", "--", "--iterations", "0"], "iterations must be at least 1"),
+        (["run", "--gpus-per-run", "2", "--", "--device", "cpu"], "--gpus-per-run 2 needs GPUs"),
+        (["run", "--workers", "0", "--", "--device", "cpu"], "workers must be at least 1"),
+        (["summary", "RESULTS"], "no finished runs in"),
+        (["readme", "RESULTS", "--readme", "RESULTS/README.md"], "not found"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_code_2(args, message, tmp_path, capsys):
+    args = [str(tmp_path) if a == "RESULTS" else a.replace("RESULTS", str(tmp_path)) for a in args]
+    if args[0] in ("run", "commands"):
+        args[1:1] = ["--out", str(tmp_path / "results")]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("simam-experiments: error: ") and message in error
+    assert not (tmp_path / "results").exists()
+
+
+def test_pending_reads_a_missing_results_file_as_empty(tmp_path):
+    specs = plan(["resnet20"], ["none"], ["cifar10"], 2)
+    assert pending(specs, tmp_path / "nothing") == specs
