@@ -29,14 +29,7 @@ from simam.data import (
     load_class_names,
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of a few hundred kilobytes gain nothing from intra-op threads, and on a busy machine
-    their synchronisation costs many times the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------

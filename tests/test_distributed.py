@@ -32,13 +32,11 @@ import torch
 from torch import nn
 
 from simam.data import CifarLoader, rank_share
-from simam.settings import data_root, seed_everything
+from simam.settings import seed_everything
 from simam.train import (RECIPES, ConfigError, Config, build_model, build_parser, check_config, evaluate, learning_rate,
                          load_data, main, make_optimizer, read_metrics, resolve)
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
-needs_cifar10 = pytest.mark.skipif(not HAS_CIFAR10, reason=f"CIFAR-10 not found under {data_root()}: set SIMAM_DATA")
 
 RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--subset", "48", "--batch-size", "16",
        "--iterations", "12", "--warmup", "3", "--lr", "0.05", "--eval-every", "3", "--checkpoint-every", "4",
@@ -67,12 +65,7 @@ sys.exit(simam.train.main(sys.argv[1:]))
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def torchrun(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -215,7 +208,7 @@ def reference_run(args: list[str], world_size: int = 2) -> tuple[list[dict], nn.
     return rows, model, optimizer
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_two_processes_compute_what_their_ranks_compute_and_follow_the_single_process_run(distributed_run, tmp_path):
     ddp = read_metrics(distributed_run)
     assert [row["iteration"] for row in ddp] == [3, 6, 9, 12]
@@ -246,7 +239,7 @@ def test_two_processes_compute_what_their_ranks_compute_and_follow_the_single_pr
     assert sorted(path.name for path in distributed_run.iterdir()) == ["checkpoint.pt", "final.json", "metrics.jsonl"]
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_a_killed_distributed_run_resumes_bit_identically(distributed_run, tmp_path):
     out, script = tmp_path / "killed", tmp_path / "killed_rank.py"
     script.write_text(KILLED_RANK)

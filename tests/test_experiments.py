@@ -47,12 +47,9 @@ from simam.experiments import (
     worker_slots,
 )
 from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
-from simam.settings import data_root
 from simam.train import QUICK, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
-needs_cifar10 = pytest.mark.skipif(not HAS_CIFAR10, reason=f"CIFAR-10 not found under {data_root()}: set SIMAM_DATA")
 
 TINY = ["--iterations", "4", "--warmup", "1", "--batch-size", "16", "--subset", "64", "--test-subset", "100", "--eval-every", "2",
         "--checkpoint-every", "2", "--threads", "1", "--device", "cpu"]
@@ -63,11 +60,7 @@ class Interrupted(Exception):
     """Stands for a kill in the middle of a run."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_thread_count")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +98,7 @@ def grid(tmp_path_factory) -> tuple[Path, str]:
 # A real grid
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_a_grid_writes_one_line_per_run_with_its_configuration_and_metrics(grid):
     out, printed = grid
     lines = read_results(out)
@@ -120,7 +113,7 @@ def test_a_grid_writes_one_line_per_run_with_its_configuration_and_metrics(grid)
         assert line["lambda"] == (1e-4 if line["attention"] == "simam" else None)
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_an_interrupted_run_resumes_from_its_checkpoint_and_one_without_a_checkpoint_restarts(grid):
     out, _ = grid
     resumed = out / "runs" / "cifar10-resnet20-simam-quick-seed0"
@@ -132,7 +125,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_one_without_a_checkp
     assert [row["iteration"] for row in read_metrics(restarted)] == [2, 4]  # the leftover row 999 is gone
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_running_the_grid_again_runs_nothing(grid, capsys):
     out, _ = grid
     before = (out / "results.jsonl").read_bytes()
@@ -141,7 +134,7 @@ def test_running_the_grid_again_runs_nothing(grid, capsys):
     assert (out / "results.jsonl").read_bytes() == before
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_commands_print_one_per_pending_run_and_each_appends_its_line(grid, capsys):
     out, _ = grid
     assert main(["commands", *GRID[:-2], "--seeds", "3", "--out", str(out), "--", *TINY]) == 0
@@ -157,7 +150,7 @@ def test_commands_print_one_per_pending_run_and_each_appends_its_line(grid, caps
     assert capsys.readouterr().out.splitlines() == commands[:1]
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_a_finished_run_with_other_settings_is_an_error(grid, capsys):
     out, _ = grid
     assert main(["run", *GRID, "--seeds", "2", "--out", str(out), "--", *TINY, "--lr", "0.3"]) == 2
@@ -165,7 +158,7 @@ def test_a_finished_run_with_other_settings_is_an_error(grid, capsys):
     assert error.count("\n") == 1 and "with other settings: lr=0.3 (it has 0.2)" in error
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_summary_command_writes_markdown_csv_and_plot_from_the_results(grid, tmp_path, capsys):
     out, _ = grid
     assert main(["summary", str(out), "--to", str(tmp_path)]) == 0

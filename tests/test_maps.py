@@ -28,15 +28,9 @@ from simam.models import create_model
 from simam.settings import data_root
 
 ATTENTIONS = ["none", "se", "cbam", "eca", "gc", "simam", "simam-exact"]
-HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -330,7 +324,7 @@ def test_plot_attention_maps_grid() -> None:
         plot_attention_maps(torch.randn(1, 3, 32, 32), models, simam_blocks=["stages.0.0"])
 
 
-@pytest.mark.skipif(not HAS_CIFAR10, reason=f"CIFAR-10 not found under {data_root()}: set SIMAM_DATA")
+@pytest.mark.cifar10
 def test_maps_of_real_cifar10_test_images() -> None:
     import matplotlib
 

@@ -26,14 +26,7 @@ ATTENTIONS = list_attentions()
 BIG = {"resnet164", "preresnet164", "wrn28_10"}  # forward/backward with none and simam only
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches gain nothing from intra-op threads, and on a busy machine their synchronisation
-    costs up to a hundred times the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------

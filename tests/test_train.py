@@ -21,13 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from simam.settings import data_root
 from simam.train import (PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, check_config, learning_rate, load_model, main,
                          read_metrics)
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_CIFAR10 = (data_root() / "cifar-10-batches-py" / "test_batch").is_file()
-needs_cifar10 = pytest.mark.skipif(not HAS_CIFAR10, reason=f"CIFAR-10 not found under {data_root()}: set SIMAM_DATA")
 
 # 12 steps of 16 over 48 images (4 epochs), evaluations every 3 steps, checkpoints every 4.
 RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--subset", "48", "--batch-size", "16",
@@ -63,12 +60,7 @@ def rows_without_time(run: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(run)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def keep_thread_count():
-    """The runs ask for one torch thread; give the other tests back what they had."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_thread_count")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +76,7 @@ def finished_run(tmp_path_factory) -> Path:
 # A real run
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_short_real_run_writes_documented_files_and_the_loss_falls(finished_run):
     rows = read_metrics(finished_run)
     assert [row["iteration"] for row in rows] == [3, 6, 9, 12]
@@ -103,7 +95,7 @@ def test_short_real_run_writes_documented_files_and_the_loss_falls(finished_run)
     assert torch.load(finished_run / "checkpoint.pt", weights_only=True)["iteration"] == 12
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(finished_run, tmp_path, capsys):
     out = tmp_path / "killed"
     killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, *RUN, "--out", str(out)], cwd=REPO,
@@ -128,7 +120,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(finished_r
     assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(ours["loader"]["generator"], theirs["loader"]["generator"])
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "diverged"
     code = main([*RUN, "--lr", "1e30", "--iterations", "8", "--checkpoint-every", "1", "--out", str(out)])
@@ -141,7 +133,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert not (out / "final.json").exists()
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_training_curves_plot_from_run_folders(finished_run):
     from simam.plots import plot_training_curves
 
@@ -155,7 +147,7 @@ def test_training_curves_plot_from_run_folders(finished_run):
 # Files
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_load_model_rebuilds_the_trained_network_of_a_run(finished_run, tmp_path):
     saved = torch.load(finished_run / "checkpoint.pt", weights_only=True)["model"]
     model = load_model(finished_run)
@@ -236,7 +228,7 @@ def test_python_m_simam_train_exits_2_without_a_traceback(tmp_path, monkeypatch,
     assert error.startswith("simam-train: error: unknown model") and error.count("\n") == 1
 
 
-@needs_cifar10
+@pytest.mark.cifar10
 def test_an_existing_run_needs_resume_and_resume_needs_the_same_settings(finished_run, capsys):
     assert main([*RUN, "--out", str(finished_run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
