@@ -661,6 +661,9 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
                 break
     bar.close()
 
+    if not rows:  # a finished run resumed after its metrics file was lost
+        raise ConfigError(f"{metrics_path} holds no evaluations, but {checkpoint_path} is at the last iteration: "
+                          "restore the metrics file, or train afresh in another --out")
     best = max(rows, key=lambda row: row["test_accuracy"])
     final = {
         "config": dataclasses.asdict(config),

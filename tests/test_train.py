@@ -236,6 +236,16 @@ def test_an_existing_run_needs_resume_and_resume_needs_the_same_settings(finishe
     assert "lr=0.1 (the run has 0.05)" in capsys.readouterr().err
 
 
+@pytest.mark.cifar10
+def test_resuming_a_finished_run_whose_metrics_were_lost_is_a_clear_error(finished_run, tmp_path, capsys):
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "checkpoint.pt").write_bytes((finished_run / "checkpoint.pt").read_bytes())
+    assert main([*RUN, "--resume", "--out", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds no evaluations" in error
+
+
 def test_help_lists_every_option_and_exits_0(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
