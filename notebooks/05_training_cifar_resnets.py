@@ -216,7 +216,8 @@ print("same seed -> the same initial weights: True")
 #   accuracies below come out identical whenever the notebook is executed on the same machine.
 #
 # The runs go into a fresh temporary folder, so executing the notebook again starts afresh and
-# nothing is written into the repository.
+# nothing is written into the repository. Both configurations set `download=True`: where CIFAR-10 is
+# not yet under `simam.data_root()` (on Colab, say), the first run fetches the official archive.
 
 # %%
 ATTENTIONS = ("none", "simam")
@@ -234,10 +235,11 @@ if QUICK:
         eval_every=40,
         checkpoint_every=80,
         threads=1,
+        download=True,
     )
     run_root = Path(tempfile.mkdtemp(prefix="simam-chapter5-"))
 else:
-    run_config = dataclasses.replace(PAPER, seed=SEED)
+    run_config = dataclasses.replace(PAPER, seed=SEED, download=True)
     run_root = Path("runs")
 run_folders = {attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}" for attention in ATTENTIONS}
 print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "

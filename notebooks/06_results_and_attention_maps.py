@@ -128,6 +128,8 @@ for dataset in ("cifar10", "cifar100"):
 # into `results/` beside the full grid (finished runs there are reused, not retrained).
 
 # %%
+# Every run reads CIFAR-10 from simam.data_root(); fetch it once here if it is not there yet (Colab).
+load_cifar(simam.data_root(), "cifar10", train=False, download=True)
 FULL_RESULTS = next((folder for folder in (Path("results"), Path("../results"))
                      if experiments.results_path(folder).exists()), Path("../results"))
 if QUICK:
@@ -262,7 +264,7 @@ else:
 # %%
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SHOWN = ["airplane", "cat", "horse", "ship", "truck"]
-test_images, test_labels = load_cifar(simam.data_root(), "cifar10", train=False)
+test_images, test_labels = load_cifar(simam.data_root(), "cifar10", train=False)  # downloaded in 6.2 if missing
 picks = torch.stack([(test_labels == CLASSES.index(name)).nonzero()[0, 0] for name in SHOWN])
 images, labels = next(iter(CifarLoader(test_images[picks], test_labels[picks], batch_size=len(picks))))
 
