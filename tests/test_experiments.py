@@ -356,9 +356,13 @@ def test_readme_section_is_generated_between_the_markers_only(tmp_path):
     assert empty in readme.read_text() and "### cifar10" not in readme.read_text()
 
 
-def test_the_committed_readme_has_the_results_markers():
+def test_the_committed_readme_section_is_what_the_readme_command_writes():
     text = (REPO / "README.md").read_text()
     assert text.count(README_START) == 1 and text.count(README_END) == 1 and text.index(README_START) < text.index(README_END)
+    committed = text[text.index(README_START) + len(README_START):text.index(README_END)]
+    # results/results.jsonl is committed with the README it fills; without it the section says how to make it
+    results = read_results(REPO / "results")
+    assert committed == "\n" + results_section(results, "results/")
 
 
 # --------------------------------------------------------------------------------------------------
