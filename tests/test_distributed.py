@@ -36,6 +36,8 @@ from simam.settings import seed_everything
 from simam.train import (RECIPES, ConfigError, Config, build_model, build_parser, check_config, evaluate, learning_rate,
                          load_data, main, make_optimizer, read_metrics, resolve)
 
+from run_checks import assert_same_weights_and_momentum, rows_without_time
+
 REPO = Path(__file__).resolve().parents[1]
 
 RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--subset", "48", "--batch-size", "16",
@@ -71,10 +73,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def torchrun(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*TORCHRUN, *args], cwd=REPO, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=600)
-
-
-def rows_without_time(run: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(run)]
 
 
 @pytest.fixture(scope="module")
@@ -253,9 +251,4 @@ def test_a_killed_distributed_run_resumes_bit_identically(distributed_run, tmp_p
     assert "resuming at iteration 8" in resumed.stdout and resumed.stdout.count("resuming at") == 1  # rank 0 alone prints
 
     assert rows_without_time(out) == rows_without_time(distributed_run)
-    ours = torch.load(out / "checkpoint.pt", weights_only=True)
-    theirs = torch.load(distributed_run / "checkpoint.pt", weights_only=True)
-    for name, tensor in theirs["model"].items():
-        assert torch.equal(ours["model"][name], tensor), name
-    for index, state in theirs["optimizer"]["state"].items():
-        assert torch.equal(ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"])
+    assert_same_weights_and_momentum(out, distributed_run)

@@ -24,6 +24,8 @@ import torch
 from simam.train import (PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, check_config, learning_rate, load_model, main,
                          read_metrics)
 
+from run_checks import assert_same_weights_and_momentum, rows_without_time
+
 REPO = Path(__file__).resolve().parents[1]
 
 # 12 steps of 16 over 48 images (4 epochs), evaluations every 3 steps, checkpoints every 4.
@@ -54,10 +56,6 @@ sys.exit(simam.train.main(sys.argv[1:]))
 """
 
 
-
-
-def rows_without_time(run: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(run)]
 
 
 pytestmark = pytest.mark.usefixtures("keep_thread_count")
@@ -111,12 +109,9 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(finished_r
     assert not list(out.glob(".*.tmp"))
 
     assert rows_without_time(out) == rows_without_time(finished_run)  # no duplicate rows, same values
+    assert_same_weights_and_momentum(out, finished_run)
     ours = torch.load(out / "checkpoint.pt", weights_only=True)
     theirs = torch.load(finished_run / "checkpoint.pt", weights_only=True)
-    for name, tensor in theirs["model"].items():
-        assert torch.equal(ours["model"][name], tensor), name
-    for index, state in theirs["optimizer"]["state"].items():
-        assert torch.equal(ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"])
     assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(ours["loader"]["generator"], theirs["loader"]["generator"])
 
 
