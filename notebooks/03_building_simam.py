@@ -66,7 +66,7 @@ import simam
 from simam.attention import SimAM
 from simam.attention.simam import simam as fast_simam
 from simam.attention.simam import simam_reference
-from simam.data import load_cifar
+from simam.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar, load_class_names
 from simam.energy import channel_statistics
 
 QUICK = simam.quick_mode()
@@ -85,15 +85,15 @@ print(f"quick mode: {QUICK}")
 # enough here. Without the data set on disk, seeded random pixels stand in for the images.
 
 # %%
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR10_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-CIFAR10_STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+MEAN = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)  # the training set's per-channel statistics
+STD = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
 N_IMAGES = 8 if QUICK else 256
 
 root = simam.data_root()
 if (root / "cifar-10-batches-py").is_dir():
     images, labels = load_cifar(root, "cifar10", train=False)
-    names = [CIFAR10_CLASSES[label] for label in labels]
+    classes = load_class_names(root, "cifar10")
+    names = [classes[label] for label in labels]
     print("images: CIFAR-10 test set")
 else:
     pixels = torch.Generator().manual_seed(0)
@@ -104,7 +104,7 @@ else:
 
 def normalise(batch: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 3, H, W) -> float32, zero mean and unit spread per colour channel."""
-    return (batch.float() / 255 - CIFAR10_MEAN) / CIFAR10_STD
+    return (batch.float() / 255 - MEAN) / STD
 
 
 torch.manual_seed(1)

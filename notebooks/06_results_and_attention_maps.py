@@ -57,7 +57,7 @@ from IPython.display import Markdown, display
 
 import simam
 from simam import experiments
-from simam.data import CifarLoader, load_cifar
+from simam.data import CifarLoader, load_cifar, load_class_names
 from simam.maps import grad_cam, plot_attention_maps, simam_modules, simam_weights
 from simam.paper_results import ATTENTIONS, CITATION, PAPER_TABLE2
 from simam.train import load_model
@@ -262,7 +262,7 @@ else:
 # test images of several classes.
 
 # %%
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CLASSES = load_class_names(simam.data_root(), "cifar10")
 SHOWN = ["airplane", "cat", "horse", "ship", "truck"]
 test_images, test_labels = load_cifar(simam.data_root(), "cifar10", train=False)  # downloaded in 6.2 if missing
 picks = torch.stack([(test_labels == CLASSES.index(name)).nonzero()[0, 0] for name in SHOWN])

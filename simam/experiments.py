@@ -250,7 +250,7 @@ def pending(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str]
     """The runs of ``specs`` without a line in ``out/results.jsonl``. Raises :class:`GridError` for a
     configuration no run can use, and when a finished run was trained with another configuration
     than ``extra_args`` now asks for."""
-    from simam.train import RUNTIME_FIELDS
+    from simam.train import RUNTIME_FIELDS, as_config_value
 
     finished = {}
     for line in read_results(out):
@@ -262,17 +262,12 @@ def pending(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str]
         if line is None:
             todo.append(spec)
             continue
-        changed = [f"{key}={config[key]!r} (it has {_as_value(value)!r})" for key, value in line["config"].items()
-                   if key in config and key not in RUNTIME_FIELDS and _as_value(value) != config[key]]
+        changed = [f"{key}={config[key]!r} (it has {as_config_value(value)!r})" for key, value in line["config"].items()
+                   if key in config and key not in RUNTIME_FIELDS and as_config_value(value) != config[key]]
         if changed:
             raise GridError(f"{results_path(out)} holds run {spec.run_id} with other settings: {'; '.join(changed)}; "
                             f"use another --out")
     return todo
-
-
-def _as_value(value: Any) -> Any:
-    """A JSON value as a Config holds it (tuples came back as lists)."""
-    return tuple(value) if isinstance(value, list) else value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -472,12 +467,12 @@ class Cell:
 
 def overrides(config: dict[str, Any], recipe: str) -> str:
     """The trainer options of ``config`` that differ from ``recipe``'s, except the grid's own."""
-    from simam.train import RECIPES, RUNTIME_FIELDS
+    from simam.train import RECIPES, RUNTIME_FIELDS, as_config_value
 
     base = dataclasses.asdict(RECIPES[recipe])
     skip = RUNTIME_FIELDS | GRID_OPTIONS | {"recipe"}
-    return ", ".join(f"{key}={_show(_as_value(value))}" for key, value in config.items()
-                     if key in base and key not in skip and _as_value(value) != base[key])
+    return ", ".join(f"{key}={_show(as_config_value(value))}" for key, value in config.items()
+                     if key in base and key not in skip and as_config_value(value) != base[key])
 
 
 def _show(value: Any) -> str:

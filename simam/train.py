@@ -515,7 +515,7 @@ def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] |
         saved, defaults = checkpoint["config"], dataclasses.asdict(PAPER)  # a field newer than the run had its default
         changed = [f"{key}={value!r} (the run has {saved.get(key, defaults[key])!r})"
                    for key, value in dataclasses.asdict(config).items()
-                   if key not in RUNTIME_FIELDS and value != _as_config_value(saved.get(key, defaults[key]))]
+                   if key not in RUNTIME_FIELDS and value != as_config_value(saved.get(key, defaults[key]))]
         if changed:
             raise ConfigError(f"--resume with other settings than the run in {out}: {'; '.join(changed)}")
     elif not resume and (checkpoint_path.exists() or metrics_path.exists()):
@@ -693,8 +693,8 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     return final
 
 
-def _as_config_value(value: Any) -> Any:
-    """A value read back from a checkpoint, as a Config holds it (lists were tuples)."""
+def as_config_value(value: Any) -> Any:
+    """A value read back from a checkpoint or a JSON file, as a Config holds it (lists were tuples)."""
     return tuple(value) if isinstance(value, list) else value
 
 
@@ -706,7 +706,7 @@ def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module
         raise FileNotFoundError(f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     fields = {field.name for field in dataclasses.fields(Config)}
-    config = Config(**{key: _as_config_value(value) for key, value in checkpoint["config"].items() if key in fields})
+    config = Config(**{key: as_config_value(value) for key, value in checkpoint["config"].items() if key in fields})
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from torch import nn
 
 
@@ -45,3 +47,23 @@ def count_blocks_per_stage(depth: int, convolutions_per_block: int, family: str)
     if depth < layers_per_stage + 2 or (depth - 2) % layers_per_stage:
         raise ValueError(f"{family} has depth {layers_per_stage}n + 2, got {depth}")
     return (depth - 2) // layers_per_stage
+
+
+def make_stages(
+    block: Callable[[int, int, int], nn.Module], widths: Sequence[int], blocks_per_stage: int, expansion: int = 1,
+    in_channels: int = 16,
+) -> tuple[nn.Sequential, int]:
+    """The stages of a CIFAR network and the channel count they end with.
+
+    ``block(in_channels, width, stride)`` builds one block that outputs ``width * expansion``
+    channels; each stage has ``blocks_per_stage`` of them, and the first block of every stage but
+    the first halves the resolution (stride 2).
+    """
+    stages, channels = [], in_channels
+    for stage, width in enumerate(widths):
+        blocks = []
+        for index in range(blocks_per_stage):
+            blocks.append(block(channels, width, 2 if stage > 0 and index == 0 else 1))
+            channels = width * expansion
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages), channels

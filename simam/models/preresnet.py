@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import create_attention
-from simam.models.layers import attention_after_conv, conv1x1, conv3x3, count_blocks_per_stage
+from simam.models.layers import attention_after_conv, conv1x1, conv3x3, count_blocks_per_stage, make_stages
 
 
 def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -117,15 +117,9 @@ class PreActResNet(nn.Module):
         blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"a pre-activation ResNet with {block} blocks")
 
         self.stem = conv3x3(3, 16)
-        stages, channels = [], 16
-        for stage, planes in enumerate((16, 32, 64)):
-            stage_blocks = []
-            for index in range(blocks_per_stage):
-                stride = 2 if stage > 0 and index == 0 else 1
-                stage_blocks.append(Block(channels, planes, stride, attention, attention_kwargs))
-                channels = planes * Block.expansion
-            stages.append(nn.Sequential(*stage_blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages, channels = make_stages(
+            lambda channels, planes, stride: Block(channels, planes, stride, attention, attention_kwargs),
+            (16, 32, 64), blocks_per_stage, Block.expansion)
         self.bn = nn.BatchNorm2d(channels)
         self.classifier = nn.Linear(channels, num_classes)
 

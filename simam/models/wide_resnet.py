@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import create_attention
-from simam.models.layers import conv1x1, conv3x3
+from simam.models.layers import conv1x1, conv3x3, make_stages
 
 
 class WideBasicBlock(nn.Module):
@@ -75,15 +75,9 @@ class WideResNet(nn.Module):
         blocks_per_stage = (depth - 4) // 6
 
         self.stem = conv3x3(3, 16)
-        stages, channels = [], 16
-        for stage, width in enumerate((16 * widen_factor, 32 * widen_factor, 64 * widen_factor)):
-            stage_blocks = []
-            for index in range(blocks_per_stage):
-                stride = 2 if stage > 0 and index == 0 else 1
-                stage_blocks.append(WideBasicBlock(channels, width, stride, dropout, attention, attention_kwargs))
-                channels = width
-            stages.append(nn.Sequential(*stage_blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages, channels = make_stages(
+            lambda channels, width, stride: WideBasicBlock(channels, width, stride, dropout, attention, attention_kwargs),
+            (16 * widen_factor, 32 * widen_factor, 64 * widen_factor), blocks_per_stage)
         self.bn = nn.BatchNorm2d(channels)
         self.classifier = nn.Linear(channels, num_classes)
 
