@@ -33,7 +33,7 @@ from torch import nn
 
 from simam.data import CifarLoader, rank_share
 from simam.settings import seed_everything
-from simam.train import (RECIPES, ConfigError, Config, build_model, build_parser, check_config, evaluate, learning_rate,
+from simam.train import (RECIPES, ConfigError, Config, autocast, build_model, build_parser, check_config, evaluate, learning_rate,
                          load_data, main, make_optimizer, read_metrics, resolve)
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
@@ -186,7 +186,8 @@ def reference_run(args: list[str], world_size: int = 2) -> tuple[list[dict], nn.
             optimizer.zero_grad(set_to_none=True)
             step_losses = []
             for rank, (images, labels) in enumerate(batches):
-                loss = criterion(model(images), labels)
+                with autocast(images.device, config.amp_dtype):  # the trainer's precision for this CPU
+                    loss = criterion(model(images), labels)
                 (loss / world_size).backward()  # the gradients add up to the ranks' mean
                 step_losses.append(loss.item())
                 if rank == 0:
@@ -197,9 +198,8 @@ def reference_run(args: list[str], world_size: int = 2) -> tuple[list[dict], nn.
             losses.append(sum(step_losses) / world_size)
             iteration += 1
             if iteration % config.eval_every == 0 or iteration == config.iterations:
-                test_loss, test_accuracy = evaluate(model, model, test_loader, None)
                 rows.append({"iteration": iteration, "train_loss": sum(losses) / len(losses),
-                             "test_loss": test_loss, "test_accuracy": test_accuracy})
+                             **evaluate(model, model, test_loader, config.amp_dtype, config.eval_flip)})
                 losses = []
             if iteration == config.iterations:
                 break

@@ -395,6 +395,21 @@ def test_torch_compile_matches_eager() -> None:
     torch.testing.assert_close(input_grad(compiled, x, g), input_grad(module, x, g), rtol=1e-5, atol=1e-6)
 
 
+def test_compiled_module_matches_the_eager_function_and_its_gradient() -> None:
+    """SimAM(compiled=True): the same formula through torch.compile, one compile for this shape."""
+    module = SimAM(8, compiled=True)
+    x = feature_map((2, 8, 5, 6), dtype=torch.float32, offset=1.0)
+    g = torch.randn_like(x)
+    torch.testing.assert_close(module(x), simam(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(input_grad(module, x, g), input_grad(SimAM(8), x, g), rtol=1e-5, atol=1e-6)
+    assert "compiled" not in repr(SimAM(8)) and SimAM(8).compiled is False
+
+
+def test_exact_energy_has_no_compiled_form() -> None:
+    with pytest.raises(ValueError, match="exact=True"):
+        SimAM(exact=True, compiled=True)
+
+
 # --- memory --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ busy machine); the others call ``main`` in this process, which is what ``python 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,8 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from simam.train import (PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, check_config, learning_rate, load_model, main,
-                         read_metrics)
+import simam.train
+from simam.attention import SimAM
+from simam.data import CifarLoader
+from simam.train import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, build_model,
+                         check_config, evaluate, learning_rate, load_model, main, read_metrics, resolve)
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 
@@ -32,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--subset", "48", "--batch-size", "16",
        "--iterations", "12", "--warmup", "3", "--lr", "0.05", "--eval-every", "3", "--checkpoint-every", "4",
        "--test-subset", "100", "--threads", "1", "--device", "cpu", "--no-progress"]
-ROW_KEYS = {"iteration", "epoch", "lr", "train_loss", "test_loss", "test_accuracy", "elapsed_seconds"}
-FINAL_KEYS = {"config", "iterations", "epochs", "final_test_accuracy", "final_test_loss",
+# The quick recipe reports the flip-averaged accuracy beside the plain one.
+ROW_KEYS = {"iteration", "epoch", "lr", "train_loss", "test_loss", "test_accuracy", "test_accuracy_flip", "elapsed_seconds"}
+FINAL_KEYS = {"config", "iterations", "epochs", "final_test_accuracy", "final_test_loss", "final_test_accuracy_flip",
               "best_test_accuracy_selected_on_test_set", "best_iteration_selected_on_test_set", "note",
               "wall_seconds", "train_seconds", "train_images_per_second", "parameters", "device", "versions"}
 
@@ -276,3 +281,52 @@ def test_every_recipe_is_valid_and_bad_values_are_named():
         check_config(Config(schedule="onecycle", iterations=10, warmup=10))
     with pytest.raises(ConfigError, match="milestones"):
         check_config(Config(milestones=(48_000, 32_000)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Choices made for the device
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_defaults_follow_native_bfloat16(native, monkeypatch):
+    monkeypatch.setattr(simam.train, "native_bfloat16", lambda device: native)
+    config = resolve(Config(device="cpu"), torch.device("cpu"))
+    assert (config.amp, config.amp_dtype) == ((True, "bfloat16") if native else (False, None))
+    assert config.channels_last is False and config.compile is False
+    forced = resolve(Config(device="cpu", amp=not native), torch.device("cpu"))
+    assert forced.amp is (not native) and forced.amp_dtype == (None if native else "bfloat16")
+
+
+def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeypatch):
+    monkeypatch.setattr(simam.train, "cpp_compiler_found", lambda: True)
+    cpu = torch.device("cpu")
+    assert resolve(Config(iterations=COMPILE_SIMAM_FROM), cpu).compile_simam is True
+    assert resolve(Config(iterations=COMPILE_SIMAM_FROM - 1), cpu).compile_simam is False
+    assert resolve(Config(attention="se"), cpu).compile_simam is False
+    assert resolve(Config(attention="simam-exact"), cpu).compile_simam is False
+    assert resolve(Config(compile=True), cpu).compile_simam is False  # the whole model is compiled already
+    assert resolve(Config(iterations=10, compile_simam=True), cpu).compile_simam is True
+    monkeypatch.setattr(simam.train, "cpp_compiler_found", lambda: False)
+    assert resolve(Config(), cpu).compile_simam is False
+    model = build_model(dataclasses.replace(Config(), compile_simam=True))
+    assert all(module.compiled for module in model.modules() if isinstance(module, SimAM))
+
+
+def test_the_native_bfloat16_probe_answers_for_this_cpu():
+    assert isinstance(simam.train.native_bfloat16(torch.device("cpu")), bool)
+
+
+def test_flip_averaged_accuracy_is_that_of_the_summed_logits_of_each_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (40,))
+    loader = CifarLoader(images, labels, batch_size=16)
+    scores = evaluate(model, model, loader, None, flip=True)
+    batch = torch.cat([b for b, _ in loader])
+    with torch.no_grad():
+        plain, summed = model(batch), model(batch) + model(batch.flip(3))
+    assert scores["test_accuracy"] == (plain.argmax(1) == labels).sum().item() / len(labels)
+    assert scores["test_accuracy_flip"] == (summed.argmax(1) == labels).sum().item() / len(labels)
+    assert scores["test_accuracy_flip"] != scores["test_accuracy"]  # this model is not mirror-symmetric
+    assert set(evaluate(model, model, loader, None)) == {"test_loss", "test_accuracy"}

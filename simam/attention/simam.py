@@ -46,6 +46,14 @@ Where the reference formula fails, :func:`simam` and :func:`simam_exact` define 
   have deviations too small to register, so all their weights tend to ``sigmoid(1/2)``. With
   ``lambda = 0`` the module is scale-invariant and such channels are weighted like any other.
 * NaN or infinite inputs give NaN in their channel.
+
+``SimAM(compiled=True)`` runs the same formula through ``torch.compile`` (:func:`simam_compiled`):
+one fused forward and one fused backward kernel per input shape, shared by every SimAM module of a
+network. In eager mode each of the dozen elementwise passes of :func:`simam` reads and writes the
+whole tensor; fused, the module costs a third of that. Inside a ResNet-20 trained in bfloat16 on
+a 2-core Intel Xeon with AMX, SimAM took 36% of the eager step (358 images/s against 560 without
+it) and 4% compiled (536 images/s), for about 12 s of compilation on first use. On a CPU,
+compilation needs a C++ compiler.
 """
 
 import math
@@ -56,7 +64,7 @@ from torch import nn
 
 from simam.energy import check_feature_map, check_lambda, leave_one_out_statistics
 
-__all__ = ["SIGMOID_HALF", "SimAM", "simam", "simam_exact", "simam_reference"]
+__all__ = ["SIGMOID_HALF", "SimAM", "simam", "simam_compiled", "simam_exact", "simam_reference"]
 
 SIGMOID_HALF = 1.0 / (1.0 + math.exp(-0.5))
 """``sigmoid(1/2)``, the smallest weight: a neuron exactly at its channel's mean."""
@@ -204,6 +212,22 @@ def simam(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     return _SimAMFunction.apply(x, float(lambda_))
 
 
+_compiled_simam_ops = None  # torch.compile of _simam_ops, made on first use: compiling is slow to set up
+
+
+def simam_compiled(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
+    """:func:`simam` through ``torch.compile``: the same values to round-off, forward and backward
+    each fused into one kernel per input shape (compiled on the first call with that shape)."""
+    global _compiled_simam_ops
+    _check_input(x, lambda_)
+    if _neurons(x) == 1 or x.numel() == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return simam(x, lambda_)  # nothing to fuse, or already inside a trace or a compiled graph
+    if _compiled_simam_ops is None:
+        # Static shapes: a network has a handful of them, and each gets kernels without size checks.
+        _compiled_simam_ops = torch.compile(_simam_ops, dynamic=False)
+    return _compiled_simam_ops(x, float(lambda_))
+
+
 def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     """SimAM with the exact leave-one-out energy: ``x * sigmoid(1 / e_t*)`` where ``e_t*`` is the
     true minimum of equation (2) for every neuron.
@@ -252,6 +276,9 @@ class SimAM(nn.Module):
         lambda_: the regulariser of the energy function (1e-4 on CIFAR, 0.1 on ImageNet).
         exact: use the exact leave-one-out energy (:func:`simam_exact`) instead of the reference
             code's shared statistics (:func:`simam`), which the paper's results used.
+        compiled: compute :func:`simam` through ``torch.compile`` (:func:`simam_compiled`), about
+            3x faster in training on a CPU after a few seconds of compilation per input shape.
+            An attribute: ``module.compiled = True`` switches a built network's modules.
 
     Works on any number of spatial dimensions and on channels_last tensors, under
     ``torch.autocast`` and ``torch.compile``, and exports with ``torch.export`` and TorchScript
@@ -261,15 +288,21 @@ class SimAM(nn.Module):
     channels: Optional[int]
     lambda_: float
     exact: bool
+    compiled: bool
 
-    def __init__(self, channels: Optional[int] = None, lambda_: float = 1e-4, exact: bool = False) -> None:
+    def __init__(
+        self, channels: Optional[int] = None, lambda_: float = 1e-4, exact: bool = False, compiled: bool = False
+    ) -> None:
         super().__init__()
         if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
             raise ValueError(f"channels must be None or an integer >= 1, got {channels!r}")
         check_lambda(lambda_)
+        if exact and compiled:
+            raise ValueError("SimAM(exact=True) has no compiled form; use compiled=False")
         self.channels = channels
         self.lambda_ = float(lambda_)
         self.exact = bool(exact)
+        self.compiled = bool(compiled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
@@ -287,11 +320,15 @@ class SimAM(nn.Module):
                 f"SimAM was built for {self.channels} channels, got input with {x.shape[1]} channels "
                 f"(shape {tuple(x.shape)})"
             )
-        return simam_exact(x, self.lambda_) if self.exact else simam(x, self.lambda_)
+        if self.exact:
+            return simam_exact(x, self.lambda_)
+        return simam_compiled(x, self.lambda_) if self.compiled else simam(x, self.lambda_)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [str(self.channels)]
         parts.append(f"lambda_={self.lambda_:g}")
         if self.exact:
             parts.append("exact=True")
+        if self.compiled:
+            parts.append("compiled=True")
         return ", ".join(parts)

@@ -6,7 +6,7 @@ ResNet-20/32/44/56/110/164 (He et al. 2016), pre-activation ResNet-20/56/110/164
 ``python -m simam.models`` prints their parameter counts.
 """
 
-from simam.models.factory import count_parameters, create_model, list_models
+from simam.models.factory import count_parameters, create_model, list_models, training_flops_per_image
 from simam.models.mobilenetv2 import InvertedResidual, MobileNetV2
 from simam.models.preresnet import PreActBasicBlock, PreActBottleneck, PreActResNet
 from simam.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -26,4 +26,5 @@ __all__ = [
     "count_parameters",
     "create_model",
     "list_models",
+    "training_flops_per_image",
 ]

@@ -6,7 +6,9 @@ import re
 from functools import partial
 from typing import Any, Callable
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from simam.models.mobilenetv2 import MobileNetV2
 from simam.models.preresnet import PreActResNet
@@ -57,3 +59,17 @@ def create_model(name: str, attention: str = "none", num_classes: int = 10, **at
 def count_parameters(model: nn.Module) -> int:
     """The number of trainable parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def training_flops_per_image(model: nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) -> float:
+    """FLOPs of one training image through ``model``, forward and backward, as PyTorch's
+    ``FlopCounterMode`` counts them: convolutions and matrix products only (not the elementwise
+    work of batch norm, activations or SimAM), so a lower bound. Leaves ``model`` unchanged."""
+    batch = 2  # batch norm in training mode needs more than one image
+    images = torch.randn(batch, *image_shape)
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    with FlopCounterMode(display=False) as counter:
+        model(images).sum().backward()
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)  # the forward pass moved batch norm's running statistics
+    return counter.get_total_flops() / batch
