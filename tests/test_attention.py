@@ -377,3 +377,18 @@ def test_bad_construction_arguments(build) -> None:
     for channels in (0, -4, 2.5):
         with pytest.raises(ValueError, match="channels"):
             build(channels)
+
+
+def test_cbam_spatial_batch_norm_moves_its_running_statistics_with_the_reference_momentum() -> None:
+    """The authors' CBAM code builds the spatial gate's BatchNorm with momentum 0.01: after one
+    training step its running mean is 1% of the batch's mean, not PyTorch's default 10%."""
+    torch.manual_seed(0)
+    module = CBAM(32)
+    norm = module.spatial_gate.norm
+    assert norm.momentum == 0.01
+    x = torch.randn(4, 32, 8, 8) + 1.0
+    captured = {}
+    norm.register_forward_hook(lambda _, inputs, __: captured.setdefault("input", inputs[0].detach()))
+    module.train()(x)
+    batch_mean = captured["input"].mean()
+    torch.testing.assert_close(norm.running_mean, (0.01 * batch_mean).reshape(1), rtol=1e-5, atol=1e-7)

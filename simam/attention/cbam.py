@@ -33,14 +33,18 @@ class ChannelGate(nn.Module):
 class SpatialGate(nn.Module):
     """CBAM's spatial attention: the channel-wise max and mean maps, concatenated (2 channels),
     a k x k conv 2 -> 1 with 'same' padding, BatchNorm, sigmoid; the map scales every channel.
-    Parameters: 2 k^2 (conv) + 2 (BN scale and shift)."""
+    Parameters: 2 k^2 (conv) + 2 (BN scale and shift).
+
+    The BatchNorm's running statistics move with momentum 0.01, as in the authors' CBAM code (and
+    the SimAM authors' copy of it), not PyTorch's default 0.1: after the same training steps the
+    two give different outputs in evaluation mode."""
 
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
         check_odd_kernel_size(kernel_size)
         # No conv bias: the BatchNorm right after subtracts the mean and would cancel it.
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.norm = nn.BatchNorm2d(1)
+        self.norm = nn.BatchNorm2d(1, momentum=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
