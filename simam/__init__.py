@@ -17,6 +17,7 @@ from simam.energy import (
     numeric_minimiser,
 )
 from simam.models import count_parameters, create_model, list_models
+from simam.zoo import pretrained
 from simam.settings import data_root, quick_mode, seed_everything
 
 __version__ = "0.1.0"

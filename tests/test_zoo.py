@@ -1,0 +1,80 @@
+"""Trained networks by name: exporting a run's weights with their hashes, loading them back, refusing
+a damaged file, and, for every network committed under results/, its hash and its test accuracy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import simam
+from simam.experiments import RUNS, RunSpec, results_path
+from simam.zoo import DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, export, pretrained, read_sums, sha256
+from simam.train import CHECKPOINT, FINAL, QUICK, build_model, evaluate, load_data, resolve
+
+
+def fake_grid_run(results, attention: str, seed: int) -> dict[str, torch.Tensor]:
+    """A results line and a checkpoint as a finished grid run leaves them; returns the weights."""
+    spec = RunSpec("cifar10", "resnet20", attention, "quick", seed)
+    config = dataclasses.replace(QUICK, attention=attention, seed=seed)
+    torch.manual_seed(seed)
+    state = build_model(config).state_dict()
+    run = results / RUNS / spec.run_id
+    run.mkdir(parents=True)
+    torch.save({"model": state, "iteration": 1}, run / CHECKPOINT)
+    with open(results_path(results), "a") as file:
+        file.write(json.dumps({"run_id": spec.run_id, "seed": seed, "config": dataclasses.asdict(config)}) + "\n")
+    return state
+
+
+def test_export_writes_the_seed_0_weights_with_their_hashes_and_pretrained_loads_them(tmp_path):
+    expected = fake_grid_run(tmp_path, "simam", 0)
+    fake_grid_run(tmp_path, "simam", 1)
+    written = export(tmp_path)
+    assert [path.name for path in written] == ["cifar10-resnet20-simam-quick-seed0.pt"]
+    assert read_sums(tmp_path) == {written[0].name: sha256(written[0])}
+    assert export(tmp_path) == []  # nothing new to write
+    model = pretrained("resnet20", "simam", results=tmp_path)
+    assert not model.training
+    loaded = model.state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
+def test_pretrained_refuses_a_damaged_file_and_names_what_is_there(tmp_path):
+    fake_grid_run(tmp_path, "none", 0)
+    [path] = export(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no trained weights for cifar10-resnet20-simam-quick-seed0.*there are: "
+                                                "cifar10-resnet20-none-quick-seed0"):
+        pretrained("resnet20", "simam", results=tmp_path)
+    damaged = bytearray(path.read_bytes())
+    damaged[-1] ^= 1  # one bit of the last byte
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="SHA-256"):
+        pretrained("resnet20", "none", results=tmp_path)
+
+
+COMMITTED = sorted((DEFAULT_RESULTS / WEIGHTS).glob("*.pt"))
+
+
+def test_committed_weights_are_small_and_all_recorded():
+    sums = read_sums(DEFAULT_RESULTS)
+    assert sorted(sums) == [path.name for path in COMMITTED]
+    assert sum(path.stat().st_size for path in COMMITTED) <= 10 * 2**20
+
+
+@pytest.mark.cifar10
+@pytest.mark.parametrize("path", COMMITTED, ids=[path.stem for path in COMMITTED])
+def test_each_committed_network_has_its_hash_and_the_accuracy_of_its_run(path):
+    assert sha256(path) == read_sums(DEFAULT_RESULTS)[path.name]
+    final = json.loads((DEFAULT_RESULTS / RUNS / path.stem / FINAL).read_text())
+    spec = final["config"]
+    model = pretrained(spec["model"], spec["attention"], spec["dataset"], spec["recipe"], spec["seed"])
+    # The precision of the run where this CPU has it natively, float32 elsewhere: a few images of the
+    # 10,000 may change their class between the two, no more.
+    config = resolve(dataclasses.replace(simam.train.config_from_dict(spec), device="cpu", amp=None, amp_dtype=None),
+                     torch.device("cpu"))
+    test_loader = load_data(config)[1]
+    accuracy = evaluate(model, model, test_loader, config.amp_dtype)["test_accuracy"]
+    assert accuracy == pytest.approx(final["final_test_accuracy"], abs=0.003)
