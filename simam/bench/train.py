@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Training steps on CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) of {args.iterations} timed steps "
         f"per pipeline after {args.warmup} warm-up steps, on {device} with {torch.get_num_threads()} torch thread(s); "
-        f"simam.train: {config.amp_dtype or 'float32'}, channels_last {config.channels_last}, compile {config.compile}; "
+        f"simam.train: {config.amp_dtype or 'float32'}, channels_last {config.channels_last}, compile {config.compile}, "
+        f"SimAM compiled {config.compile_simam}; "
         f"plain loop: float32 eager, DataLoader with {args.workers} workers. Printed by `python -m simam.bench train`."
     )
     print()
