@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 import simam
-from simam.data import load_cifar
+from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
 from simam.energy import (
     NumericMinimum,
     channel_statistics,
@@ -122,21 +122,17 @@ STEPS = {"lbfgs": 100, "adam": 600} if QUICK else {"lbfgs": 600, "adam": 2000}  
 #   conditioning of section 2 depends on both;
 # - it is what SimAM sees at the first step of training, before any filter is learnt.
 #
-# Without CIFAR-10 under the data root the same convolution runs on seeded random images, so every
-# cell still runs.
+# `course_cifar10` reads CIFAR-10 from `simam.data_root()` and downloads it there first when it is
+# missing (on Colab, say); without the data and without a network it stops with one message that
+# says where to put the files.
 
 # %%
-cifar_folder = simam.data_root() / "cifar-10-batches-py"
-if cifar_folder.is_dir():
-    uint8_images, _ = load_cifar(simam.data_root(), "cifar10", train=False)
-    images = uint8_images[:N_IMAGES].to(DTYPE) / 255
-    channel_mean = torch.tensor([0.4914, 0.4822, 0.4465], dtype=DTYPE).view(1, 3, 1, 1)
-    channel_std = torch.tensor([0.2470, 0.2435, 0.2616], dtype=DTYPE).view(1, 3, 1, 1)
-    images = (images - channel_mean) / channel_std
-    source = f"{N_IMAGES} CIFAR-10 test images"
-else:
-    images = torch.randn(N_IMAGES, 3, 32, 32, dtype=DTYPE, generator=torch.Generator().manual_seed(0))
-    source = f"{N_IMAGES} seeded random images (no CIFAR-10 under the data root)"
+uint8_images, _, _ = course_cifar10(train=False)
+images = uint8_images[:N_IMAGES].to(DTYPE) / 255
+channel_mean = torch.tensor(CIFAR10_MEAN, dtype=DTYPE).view(1, 3, 1, 1)
+channel_std = torch.tensor(CIFAR10_STD, dtype=DTYPE).view(1, 3, 1, 1)
+images = (images - channel_mean) / channel_std
+source = f"{N_IMAGES} CIFAR-10 test images"
 
 torch.manual_seed(0)  # the same filters on every machine: initialised on the CPU, then moved
 conv = torch.nn.Conv2d(3, 16, kernel_size=3, padding=1, dtype=DTYPE).to(device)

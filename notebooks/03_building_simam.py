@@ -66,7 +66,7 @@ import simam
 from simam.attention import SimAM
 from simam.attention.simam import simam as fast_simam
 from simam.attention.simam import simam_reference
-from simam.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar, load_class_names
+from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
 from simam.energy import channel_statistics
 
 QUICK = simam.quick_mode()
@@ -82,24 +82,17 @@ print(f"quick mode: {QUICK}")
 # from real images. We take CIFAR-10 test images, normalise them with the per-channel mean and
 # standard deviation of the CIFAR-10 training set, and pass them through a $3\times3$ convolution
 # with 16 output channels and seeded random weights. Section 4 explains why a random convolution is
-# enough here. Without the data set on disk, seeded random pixels stand in for the images.
+# enough here. `course_cifar10` reads the data set from `simam.data_root()`, downloading it there
+# first when it is missing.
 
 # %%
 MEAN = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)  # the training set's per-channel statistics
 STD = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
 N_IMAGES = 8 if QUICK else 256
 
-root = simam.data_root()
-if (root / "cifar-10-batches-py").is_dir():
-    images, labels = load_cifar(root, "cifar10", train=False)
-    classes = load_class_names(root, "cifar10")
-    names = [classes[label] for label in labels]
-    print("images: CIFAR-10 test set")
-else:
-    pixels = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (max(N_IMAGES, 16), 3, 32, 32), generator=pixels, dtype=torch.uint8)
-    names = ["random pixels"] * len(images)
-    print("images: seeded random pixels (CIFAR-10 not found)")
+images, labels, classes = course_cifar10(train=False)
+names = [classes[label] for label in labels]
+print("images: CIFAR-10 test set")
 
 
 def normalise(batch: torch.Tensor) -> torch.Tensor:
@@ -560,7 +553,7 @@ assert ratios["package SimAM() (fast function)"] < 1.1 < 3.9 < ratios["reference
 # of various orientations, so their maps still show the image's structure.
 
 # %%
-INDEX = 13 if len(images) > 13 else 0  # a white horse on a dark background in the CIFAR-10 test set
+INDEX = 13  # a white horse on a dark background in the CIFAR-10 test set
 torch.manual_seed(1)  # the same random filters as in section 0
 filters = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False).double()
 with torch.no_grad():

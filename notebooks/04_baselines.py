@@ -62,7 +62,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import simam
 from simam.attention import create_attention, eca_kernel_size, list_attentions
 from simam.attention.simam import simam_reference
-from simam.data import load_cifar
+from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
 
 QUICK = simam.quick_mode()
 simam.seed_everything(0)
@@ -597,17 +597,12 @@ for name, fps in PAPER_FPS.items():
 
 # %%
 INDEX = 13
-if (simam.data_root() / "cifar-10-batches-py").is_dir():
-    images, labels = load_cifar(simam.data_root(), "cifar10", train=False)
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    images, source = images[:256], f"CIFAR-10 test image {INDEX}, a {classes[int(labels[INDEX])]}"
-else:
-    images = torch.randint(0, 256, (256, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    source = f"seeded random image {INDEX} (CIFAR-10 not found)"
+images, labels, classes = course_cifar10(train=False)  # downloaded into simam.data_root() when missing
+images, source = images[:256], f"CIFAR-10 test image {INDEX}, a {classes[int(labels[INDEX])]}"
 print(f"input: {source}")
 
-mean = torch.tensor([0.4914, 0.4822, 0.4465])[:, None, None]
-std = torch.tensor([0.2470, 0.2435, 0.2616])[:, None, None]
+mean = torch.tensor(CIFAR10_MEAN)[:, None, None]
+std = torch.tensor(CIFAR10_STD)[:, None, None]
 torch.manual_seed(0)
 stem = nn.Conv2d(3, 64, kernel_size=3, padding=1, bias=False)
 with torch.no_grad():

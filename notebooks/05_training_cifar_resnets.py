@@ -24,14 +24,18 @@
 # 1. **The recipes.** The paper's CIFAR recipe (section 4.1) as a `Config`, its learning-rate
 #    schedule, and the quick recipe that the course uses when there is no GPU, with the reason and
 #    the source of each choice.
-# 2. **The run.** On a GPU the full paper recipe, 64,000 iterations per network, into `runs/`
-#    folders that survive a dead session. In quick mode (CI, or no GPU) a short but real run on the
-#    real CIFAR-10 that keeps the whole chapter within about three minutes of a 2-core CPU.
+# 2. **The run.** On a GPU the quick recipe on all of CIFAR-10, a few minutes per network on a
+#    T4-class GPU, into `runs/` folders that survive a dead session. In quick mode (CI, or no GPU)
+#    a short demonstration of the trainer on the real CIFAR-10 that keeps the whole chapter within
+#    about three minutes of a 2-core CPU. The paper's 64,000-iteration recipe is one command away
+#    (section 7).
 # 3. **The curves and the numbers**, read back from the files each run wrote.
-# 4. **What one run can show.** The paper's gain from SimAM on ResNet-20 / CIFAR-10 is 0.4 points
+# 4. **Trained once.** The course's real runs of the quick recipe, made by a command and committed
+#    under `results/`: their curves, and the spread between their seeds.
+# 5. **What one run can show.** The paper's gain from SimAM on ResNet-20 / CIFAR-10 is 0.4 points
 #    (92.73 ± 0.18 against 92.33 ± 0.19 over 5 runs). We compute how large the noise of a single
 #    run is next to that, and how many runs it takes to see such an effect.
-# 5. **Resuming** a run, and the same runs from the command line.
+# 6. **Resuming** a run, and (7) the same runs from the command line.
 
 # %%
 # On Colab, install the course package first; elsewhere `make course` has installed it.
@@ -59,10 +63,12 @@ import torch
 
 import simam
 import simam.train
+from simam import experiments
 from simam.plots import plot_training_curves
 from simam.train import FINAL, PAPER, learning_rate, read_metrics
 
 QUICK = simam.quick_mode()
+SMOKE = bool(simam.settings.smoke_overrides())  # only in the test of the full mode: runs of a few steps
 simam.seed_everything(0)
 print(f"quick mode: {QUICK}")
 
@@ -142,10 +148,15 @@ assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(
 # %% [markdown]
 # ### The quick recipe
 #
-# 64,000 iterations of ResNet-20 are work for a GPU: on a 2-core CPU they take about ten hours
-# (computed below). `simam.train.QUICK` is what the package does with a quarter of an hour of such a CPU: 1,300
-# iterations, 3.3 epochs. It changes only the optimisation, never the network, and each change is a
-# standard trick for short runs:
+# 64,000 iterations of ResNet-20 are work for a GPU: on a 2-core CPU they take about five hours
+# (computed below). `simam.train.QUICK` is what the package does with a quarter of an hour of such a
+# CPU: about eight epochs, sized at the speed printed below. Two things make that quarter of an
+# hour go far. The trainer computes in bfloat16 where the CPU does so natively (AVX-512 BF16 or
+# AMX), and it compiles SimAM's formula into one fused kernel per shape, which takes SimAM's share
+# of the step from about a third to a few percent (the package's `simam/train.py` gives the
+# measurements, `python -m simam.bench train` prints them on your machine). The recipe itself
+# changes only the optimisation, never the network, and each change is a standard trick for short
+# runs:
 #
 # - **One-cycle schedule** (Smith and Topin, *Super-Convergence*, 2019): the rate rises linearly to
 #   a peak above the paper's (0.2) over the first 20% of the run, a warm-up as Goyal et al. (2017)
@@ -157,6 +168,9 @@ assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(
 #   CVPR 2019, section 3.1): decay regularises the weights that can overfit, and these are few.
 # - **Label smoothing 0.1** (Szegedy et al., CVPR 2016): the training targets put 0.9 on the true
 #   class and share 0.1 among all ten, which keeps the logits from growing without bound early on.
+# - **Flip-averaged evaluation reported beside the plain one** (test-time augmentation with the
+#   flip that training used, as in Krizhevsky et al., NeurIPS 2012): each test image and its mirror
+#   image are classified and their logits added. The plain accuracy stays the headline number.
 #
 # The fields where the two recipes differ:
 
@@ -166,7 +180,7 @@ for field in dataclasses.fields(PAPER):
     if paper_value != quick_value:
         print(f"  {field.name:<16} paper {paper_value!r:<16} quick {quick_value!r}")
 print(f"quick: {epochs(QUICK_RECIPE.iterations, QUICK_RECIPE.batch_size):.2f} epochs")
-CPU_IMAGES_PER_SECOND = 229  # ResNet-20 + SimAM, idle 2-core AMD EPYC, as measured for QUICK in simam/train.py
+CPU_IMAGES_PER_SECOND = simam.train.QUICK_SIZED_AT  # ResNet-20 + SimAM on 2 cores, what QUICK was sized at
 print(f"the paper recipe at {CPU_IMAGES_PER_SECOND} images/s: "
       f"{PAPER.iterations * PAPER.batch_size / CPU_IMAGES_PER_SECOND / 3600:.1f} hours")
 
@@ -192,16 +206,21 @@ assert all(torch.equal(initial["none"][name], initial["simam"][name]) for name i
 print("same seed -> the same initial weights: True")
 
 # %% [markdown]
-# **On a GPU** the configuration is the paper's recipe itself. Each run writes into a folder of
-# `runs/` and checkpoints every 2,000 iterations; the cell passes `resume=True`, so when a Colab
-# session dies in the middle, running the cell again continues both runs from their last
+# **On a GPU** the configuration is the quick recipe itself, on the whole training set and
+# evaluated on all 10,000 test images: the same runs as `python -m simam.train --recipe quick`,
+# so their numbers compare directly with the CPU runs that chapter 6 summarises. Each run writes
+# into a folder of `runs/` and checkpoints as it goes; the cell passes `resume=True`, so when a
+# Colab session dies in the middle, running the cell again continues both runs from their last
 # checkpoint, and running it on finished runs only reads them back. (A Colab virtual machine takes
 # its disk with it when it is recycled: to keep checkpoints across machines, set `run_root` to a
-# folder of a mounted Google Drive.)
+# folder of a mounted Google Drive.) How long that takes on a T4, the GPU of a free Colab session,
+# is estimated in the next cell; the paper's 64,000-iteration runs are left to the command line
+# (section 7).
 #
 # **In quick mode** the chapter has about three minutes of a 2-core CPU, shared with everything
-# else, for two runs. `dataclasses.replace` overrides a recipe's fields and keeps the rest, which is
-# how any variation of a recipe is written. Starting from `QUICK`:
+# else, for two runs: a demonstration of the trainer, not trained networks. `dataclasses.replace`
+# overrides a recipe's fields and keeps the rest, which is how any variation of a recipe is
+# written. Starting from `QUICK`:
 #
 # - 160 iterations of 32 images (5,120 images, about a minute per network at one thread).
 #   Smaller batches give more steps for the same images, and a short run gains from steps. The
@@ -212,8 +231,10 @@ print("same seed -> the same initial weights: True")
 # - Evaluation on a class-balanced 1,000 of the 10,000 test images every 40 iterations. A forward
 #   pass costs roughly a third of a training step (the backward pass costs about twice the
 #   forward), so four evaluations on all 10,000 images would take longer than the training.
-# - One thread, so that the floating-point sums run in the same order every time and the
-#   accuracies below come out identical whenever the notebook is executed on the same machine.
+# - One thread and float32, so that the runs do the same arithmetic on every CPU that they can:
+#   the accuracies still differ in the last digits between CPU models and instruction sets, so
+#   the cells that print them are not compared when the notebook is tested, and asserts check
+#   what must hold anywhere instead.
 #
 # The runs go into a fresh temporary folder, so executing the notebook again starts afresh and
 # nothing is written into the repository. Both configurations set `download=True`: where CIFAR-10 is
@@ -234,18 +255,39 @@ if QUICK:
         test_subset=1_000,
         eval_every=40,
         checkpoint_every=80,
+        amp=False,
         threads=1,
         download=True,
     )
     run_root = Path(tempfile.mkdtemp(prefix="simam-chapter5-"))
 else:
-    run_config = dataclasses.replace(PAPER, seed=SEED, download=True)
+    run_config = dataclasses.replace(simam.train.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides())
     run_root = Path("runs")
 run_folders = {attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}" for attention in ATTENTIONS}
 print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "
       f"{run_config.schedule} schedule from learning rate {run_config.lr:g}, warm-up {run_config.warmup}, "
       f"training images {run_config.subset or CIFAR10_TRAIN_IMAGES:,}, test images {run_config.test_subset or 10_000:,}, "
       f"{epochs(run_config.iterations, run_config.batch_size, run_config.subset or CIFAR10_TRAIN_IMAGES):.2f} epochs")
+
+# %% [markdown]
+# How long the GPU mode takes on a T4 is an estimate, computed from two numbers. The work of one
+# training image is counted by PyTorch's `FlopCounterMode` (convolutions and matrix products, in
+# the forward and the backward pass). The speed is an assumption: a T4 peaks at 65 TFLOP/s in
+# float16, and networks this small (16 to 64 channels, $8\times8$ to $32\times32$ maps) keep only a
+# few percent of that busy, so we take 2 TFLOP/s (3%). An evaluation costs about a third of a
+# training pass per test image (a forward pass only), twice with the flipped copies. On a real GPU the timing cell below prints what the runs took.
+
+# %%
+T4_ASSUMED_FLOPS = 2e12  # achieved, not peak: see the text above
+flops_per_image = simam.models.training_flops_per_image(simam.create_model("resnet20", attention="simam"))
+gpu_config = dataclasses.replace(simam.train.QUICK, seed=SEED)
+images_trained = gpu_config.iterations * gpu_config.batch_size
+images_tested = 10_000 * (2 if gpu_config.eval_flip else 1) * math.ceil(gpu_config.iterations / gpu_config.eval_every)
+gpu_seconds = len(ATTENTIONS) * (images_trained + images_tested / 3) * flops_per_image / T4_ASSUMED_FLOPS
+print(f"training FLOPs per image (forward and backward): {flops_per_image / 1e6:.0f} M")
+print(f"GPU mode: {len(ATTENTIONS)} runs of {images_trained:,} training images -> "
+      f"about {gpu_seconds / 60:.0f} minutes on a T4 at {T4_ASSUMED_FLOPS / 1e12:g} TFLOP/s")
+assert gpu_seconds < 20 * 60  # the chapter's GPU mode fits a Colab session with room to spare
 
 # %% [markdown]
 # The training itself. `train` prints one line per evaluation and returns what it wrote into
@@ -272,7 +314,7 @@ figure = plot_training_curves([run_folders[attention] for attention in ATTENTION
                               labels=[f"ResNet-20 + {attention}" for attention in ATTENTIONS])
 plt.show()
 
-# %%
+# %% tags=["nbval-ignore-output"]
 rows = {attention: read_metrics(run_folders[attention]) for attention in ATTENTIONS}
 stored = {attention: json.loads((run_folders[attention] / FINAL).read_text()) for attention in ATTENTIONS}
 print(f"{'network':<20} {'iterations':>10} {'epochs':>7} {'final test acc.':>16} {'best (selected on test set)':>28}")
@@ -282,15 +324,17 @@ for attention in ATTENTIONS:
     print(f"{'ResNet-20 + ' + attention:<20} {final['iterations']:>10,} {final['epochs']:>7.2f} "
           f"{100 * final['final_test_accuracy']:>15.1f}% {best:>28}")
 
-evaluations = run_config.iterations // run_config.eval_every
+# The accuracies differ in their last digits from one CPU model or GPU to another, so this cell's
+# output is not compared when the notebook is tested; these checks hold on every machine.
+evaluations = math.ceil(run_config.iterations / run_config.eval_every)
 chance = 0.1
 for attention in ATTENTIONS:
     assert stored[attention] == json.loads(json.dumps(finals[attention]))  # the file holds what train returned
     assert len(rows[attention]) == evaluations and rows[attention][-1]["iteration"] == run_config.iterations
     assert stored[attention]["final_test_accuracy"] == rows[attention][-1]["test_accuracy"]
-    # well above chance after 160 quick iterations; the paper recipe reaches about 92%
-    assert stored[attention]["final_test_accuracy"] > (2 * chance if QUICK else 0.9)
-    assert rows[attention][-1]["test_loss"] < rows[attention][0]["test_loss"]  # it learned
+    if not SMOKE:  # 160 quick iterations: well above chance (about 30%); the whole quick recipe: about 88%
+        assert stored[attention]["final_test_accuracy"] > (2 * chance if QUICK else 0.85)
+        assert rows[attention][-1]["test_loss"] < rows[attention][0]["test_loss"]  # it learned
 
 # %% [markdown]
 # The final accuracy is the number to report. The best accuracy over all evaluations is shown only
@@ -310,7 +354,59 @@ slowdown = stored["none"]["train_images_per_second"] / stored["simam"]["train_im
 print(f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}x as fast")
 
 # %% [markdown]
-# ## 4. What one run can and cannot show
+# ## 4. Trained once: the course's runs of the quick recipe
+#
+# The runs above are a demonstration. The networks that the course presents as trained come from
+# one command, run once on a 2-core CPU, the grid of chapter 6:
+#
+# ```sh
+# python -m simam.experiments run --models resnet20 --attentions none,se,cbam,eca,gc,simam \
+#     --datasets cifar10 --seeds 3 --recipe quick --out results/
+# ```
+#
+# Each run is the whole quick recipe on all of CIFAR-10, evaluated on all 10,000 test images. Its
+# small files are committed: a line in `results/results.jsonl`, and `metrics.jsonl` and
+# `final.json` in `results/runs/<run-id>/`. This section reads them; nothing here trains. A grid
+# that is not finished yet shows what it has.
+
+# %%
+RESULTS = simam.zoo.DEFAULT_RESULTS  # results/ of this checkout of the course
+committed = {attention: RESULTS / "runs" / f"cifar10-resnet20-{attention}-quick-seed0" for attention in ATTENTIONS}
+finished = {attention: folder for attention, folder in committed.items() if (folder / FINAL).is_file()}
+for attention, folder in finished.items():
+    final = json.loads((folder / FINAL).read_text())
+    print(f"ResNet-20 + {attention:<6} {final['iterations']:,} iterations ({final['epochs']:.1f} epochs): "
+          f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
+          f"(flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%), "
+          f"{final['wall_seconds'] / 60:.1f} minutes at {final['train_images_per_second']:.0f} images/s on {final['device']}")
+for attention in [attention for attention in ATTENTIONS if attention not in finished]:
+    print(f"ResNet-20 + {attention}: not yet run (the command above trains it)")
+if finished:
+    figure = plot_training_curves(list(finished.values()), labels=[f"ResNet-20 + {a}, quick recipe" for a in finished])
+    plt.show()
+
+# %% [markdown]
+# Every seed of the grid gives one more final accuracy per network. With two or more seeds of
+# both networks, their spread replaces the paper's in the power computation of the next section:
+
+# %%
+grid_cells = {cell.attention: cell for cell in experiments.summarise(experiments.read_results(RESULTS))
+              if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides and cell.lambda_ in (None, 1e-4)}
+for attention in ATTENTIONS:
+    cell = grid_cells.get(attention)
+    spread = "" if cell is None or cell.std is None else f", standard deviation {cell.std:.2f} points"
+    print(f"ResNet-20 + {attention:<6} seeds finished: {0 if cell is None else cell.n}"
+          + ("" if cell is None else f", mean {cell.mean:.2f}%{spread}"))
+GRID_SPREAD = None  # (sd without attention, sd with SimAM) over the grid's seeds, once each has two
+if all(attention in grid_cells and grid_cells[attention].n >= 2 for attention in ATTENTIONS):
+    GRID_SPREAD = (grid_cells["none"].std, grid_cells["simam"].std)
+    gain, error = experiments.simam_gain(list(grid_cells.values()), "resnet20")
+    print(f"SimAM - none with the quick recipe: {gain:+.2f} ± {error:.2f} points")
+else:
+    print("fewer than two seeds per network so far: the next section uses the paper's spread")
+
+# %% [markdown]
+# ## 5. What one run can and cannot show
 #
 # The paper reports, for ResNet-20 on CIFAR-10, $92.33 \pm 0.19$ without attention and
 # $92.73 \pm 0.18$ with SimAM: means and standard deviations over $n = 5$ runs each (Table 2;
@@ -361,6 +457,10 @@ print(f"runs per network to detect {gain:.2f} points (two-sided alpha {alpha}, p
       f"{runs_needed:.2f} -> {math.ceil(runs_needed)}")
 for delta in (0.2, 0.1):
     print(f"  ... to detect {delta:.1f} points: {math.ceil(variance_sum * (z_alpha + z_power) ** 2 / delta**2)}")
+if GRID_SPREAD is not None:  # section 4: the spread of the course's own quick-recipe runs
+    grid_runs = sum(sd**2 for sd in GRID_SPREAD) * (z_alpha + z_power) ** 2 / gain**2
+    print(f"  ... with the quick recipe's own spread ({GRID_SPREAD[0]:.2f} and {GRID_SPREAD[1]:.2f} points): "
+          f"{grid_runs:.2f} -> {math.ceil(grid_runs)}")
 single_run_power = NormalDist().cdf(gain / difference_se(1) - z_alpha)
 print(f"power of one run per network to find the {gain:.2f}-point gain at alpha {alpha}: {single_run_power:.0%}")
 plain_ahead = NormalDist().cdf(-gain / difference_se(1))
@@ -391,7 +491,7 @@ for name, (mean, _) in PAPER_TABLE2.items():
 #
 # The quick run of this notebook is much further from the question. Its numbers, computed:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 quick_accuracy = {attention: stored[attention]["final_test_accuracy"] for attention in ATTENTIONS}
 tested = run_config.test_subset or 10_000
 for attention, p in quick_accuracy.items():
@@ -403,6 +503,7 @@ print(f"observed difference (SimAM - plain): {observed:+.1f} points, "
       f"{observed / binomial_se:+.1f} binomial standard errors (test-set noise alone, seed noise not counted)")
 simam_ahead = sum(s["test_accuracy"] > n["test_accuracy"] for s, n in zip(rows["simam"], rows["none"]))
 print(f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} evaluations along the way")
+assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)  # p(1 - p) <= 1/4 for each network
 
 # %% [markdown]
 # What this run **can** show:
@@ -426,7 +527,7 @@ print(f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} evaluations alo
 # baseline needs several seeds per network, which is what chapter 6 runs.
 
 # %% [markdown]
-# ## 5. Resuming a run
+# ## 6. Resuming a run
 #
 # A run folder holds `checkpoint.pt`: the weights, the optimiser's momentum, every random
 # generator and the loader's place in its epoch. `train(config, out, resume=True)` continues from it,
@@ -442,7 +543,7 @@ start = time.perf_counter()
 again = simam.train.train(dataclasses.replace(run_config, attention="simam"), run_folders["simam"], resume=True)
 print(f"resumed a finished run in {time.perf_counter() - start:.1f} s")
 
-# %%
+# %% tags=["nbval-ignore-output"]
 assert again["iterations"] == finals["simam"]["iterations"] == run_config.iterations
 assert again["final_test_accuracy"] == finals["simam"]["final_test_accuracy"]
 assert read_metrics(run_folders["simam"]) == rows["simam"]
@@ -450,7 +551,7 @@ print(f"after resume=True: {again['iterations']:,} iterations, final test accura
       f"{100 * again['final_test_accuracy']:.1f}% (unchanged), metrics file unchanged: True")
 
 # %% [markdown]
-# ## 6. The same from the command line
+# ## 7. The same from the command line
 #
 # The notebook called `simam.train.train`; the command `python -m simam.train` (installed as
 # `simam-train`) builds the same `Config` from its options, starting from `--recipe` and
@@ -467,7 +568,7 @@ print(f"after resume=True: {again['iterations']:,} iterations, final test accura
 # ```sh
 # python -m simam.train --model resnet20 --attention simam --recipe quick --seed 0 \
 #     --iterations 160 --batch-size 32 --lr 0.05 --warmup 32 --subset 5000 --test-subset 1000 \
-#     --eval-every 40 --checkpoint-every 80 --threads 1 --out build/resnet20-simam-quick-seed0
+#     --eval-every 40 --checkpoint-every 80 --no-amp --threads 1 --out build/resnet20-simam-quick-seed0
 # ```
 #
 # and `python -m simam.train --help` lists every option with its default in each recipe.

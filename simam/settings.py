@@ -10,6 +10,10 @@ recipe on a GPU and a small, still-real version on a laptop or in CI:
     present. Any other value is an error rather than a guess.
 ``SIMAM_DATA``
     The folder that holds the data sets (``cifar-10-batches-py/`` and so on). Unset: ``~/.cache/simam``.
+``SIMAM_SMOKE_ITERATIONS``
+    For tests of the full mode on a CPU: every run that a notebook trains in full mode stops after
+    this many iterations and is evaluated on 1,000 test images (:func:`smoke_overrides`). Unset in
+    normal use.
 """
 
 from __future__ import annotations
@@ -48,6 +52,19 @@ def quick_mode() -> bool:
         return forced
     in_ci = os.environ.get("CI", "").strip().lower() not in _FALSE | {""}  # CI services set CI to many values
     return in_ci or not torch.cuda.is_available()
+
+
+def smoke_overrides() -> dict[str, int]:
+    """Training-configuration fields that shrink a full-mode run to ``SIMAM_SMOKE_ITERATIONS``
+    iterations (one evaluation on 1,000 test images, one checkpoint); empty when it is unset."""
+    value = os.environ.get("SIMAM_SMOKE_ITERATIONS", "").strip()
+    if not value:
+        return {}
+    if not value.isdigit() or int(value) < 2:
+        raise ValueError(f"SIMAM_SMOKE_ITERATIONS={value!r}: expected a whole number of iterations >= 2, or unset")
+    iterations = int(value)
+    return {"iterations": iterations, "warmup": 1, "eval_every": iterations, "checkpoint_every": iterations,
+            "test_subset": 1_000}
 
 
 def data_root() -> Path:
