@@ -344,6 +344,55 @@ def test_create_attention_passes_keyword_arguments_through() -> None:
         create_attention("none", 8, reduction=16)
 
 
+def test_create_attention_takes_a_class_or_a_partial() -> None:
+    assert type(create_attention(SqueezeExcite, 64)) is SqueezeExcite
+    assert create_attention(partial(SqueezeExcite, reduction=8), 64).reduce.out_features == 8
+    assert create_attention(SimAM, 64, lambda_=0.1).lambda_ == 0.1
+    with pytest.raises(TypeError, match="not an nn.Module"):
+        create_attention(lambda channels: channels, 64)
+    with pytest.raises(TypeError, match="a string, a module class or a partial"):
+        create_attention(3, 64)
+
+
+# --- PyTorch's and timm's module conventions ------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_factory_arguments_place_and_type_every_parameter(name: str) -> None:
+    """Every module takes ``device`` and ``dtype`` like a ``torch.nn`` layer: on the meta device no
+    memory is allocated, and in float64 every parameter and floating buffer is float64."""
+    meta = create_attention(name, 64, device="meta")
+    assert all(t.device.type == "meta" for t in [*meta.parameters(), *meta.buffers()])
+    wide = create_attention(name, 64, dtype=torch.float64)
+    tensors = [*wide.parameters(), *(b for b in wide.buffers() if b.is_floating_point())]
+    assert all(t.dtype == torch.float64 for t in tensors)
+    x = torch.randn(2, 64, 6, 6, dtype=torch.float64)
+    assert wide(x).dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_module_fills_a_squeeze_excite_slot(name: str) -> None:
+    """timm's EfficientNet and MobileNetV3 blocks call ``se_layer(channels, act_layer=...)``, after
+    probing ``se_layer(8, rd_ratio=1.0)``; every module accepts both."""
+    create_attention(name, 8, rd_ratio=1.0)
+    module = create_attention(name, 32, rd_ratio=0.25, act_layer=nn.SiLU)
+    assert module(torch.randn(2, 32, 5, 5)).shape == (2, 32, 5, 5)
+
+
+def test_rd_ratio_and_act_layer_shape_the_bottleneck() -> None:
+    se = SqueezeExcite(32, rd_ratio=0.25, act_layer=nn.SiLU)
+    assert se.reduce.out_features == 8 and isinstance(se.act, nn.SiLU)
+    assert SqueezeExcite(40, rd_ratio=1 / 6).reduce.out_features == 7  # round(6.67)
+    cbam = CBAM(32, rd_ratio=0.5, act_layer=nn.GELU)
+    assert cbam.channel_gate.mlp[0].out_features == 16 and isinstance(cbam.channel_gate.mlp[1], nn.GELU)
+    gc = GlobalContext(32, rd_ratio=0.125, act_layer=nn.SiLU)
+    assert gc.transform[0].out_channels == 4 and isinstance(gc.transform[2], nn.SiLU)
+    for ratio in (0, -0.5, 1.5, "1/4", True):
+        with pytest.raises(ValueError, match="rd_ratio"):
+            SqueezeExcite(32, rd_ratio=ratio)
+    with pytest.raises(TypeError, match="act_layer"):
+        SqueezeExcite(32, act_layer="relu")
+
+
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown attention 'sk'") as error:
         create_attention("sk", 64)

@@ -7,6 +7,7 @@ Networks", CVPR 2020.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -47,11 +48,25 @@ class ECA(nn.Module):
         channels: C, the number of input (and output) channels.
         kernel_size: k, an odd number; ``None`` picks it from C with :func:`eca_kernel_size`.
         gamma, b: the constants of the adaptive rule (2 and 1 in the paper).
+        rd_ratio, act_layer: accepted and ignored, so that ECA fills timm's squeeze-excite slot
+            (whose blocks pass them): ECA has neither a bottleneck nor an activation before its gate.
+        device, dtype: where and in which type to create the parameters, as for ``torch.nn`` layers.
 
     Works on any number of spatial dimensions. Parameters: k.
     """
 
-    def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2, b: float = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int | None = None,
+        gamma: float = 2,
+        b: float = 1,
+        *,
+        rd_ratio: float | None = None,
+        act_layer: Callable[[], nn.Module] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         check_channel_count(channels)
         if kernel_size is None:
@@ -59,7 +74,7 @@ class ECA(nn.Module):
         check_odd_kernel_size(kernel_size)
         self.channels = channels
         self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_attention_input(x, self.channels, type(self).__name__)

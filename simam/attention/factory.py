@@ -1,5 +1,6 @@
 """Build any of the course's attention modules by name, so that a network can take the attention
-as a setting: ``create_attention("se", 256, reduction=8)``."""
+as a setting: ``create_attention("se", 256, reduction=8)``. A class or a partial works too, as in
+timm's ``create_attn``: ``create_attention(partial(SimAM, lambda_=0.1), 256)``."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from simam.attention.se import SqueezeExcite
 from simam.attention.simam import SimAM
 
 
-def _no_attention(channels: int | None = None) -> nn.Module:
-    """``nn.Identity``; takes the channel count only to share the other builders' signature."""
+def _no_attention(
+    channels: int | None = None, *, rd_ratio=None, act_layer=None, device=None, dtype=None
+) -> nn.Module:
+    """``nn.Identity``; takes the channel count and the squeeze-excite slot's and factory keyword
+    arguments only to share the other builders' signature."""
     return nn.Identity()
 
 
@@ -37,14 +41,25 @@ def list_attentions() -> list[str]:
     return list(_ATTENTIONS)
 
 
-def create_attention(name: str, channels: int | None, **kwargs) -> nn.Module:
+def create_attention(
+    name: str | type[nn.Module] | Callable[..., nn.Module], channels: int | None, **kwargs
+) -> nn.Module:
     """The attention module called ``name`` for ``channels`` channels; ``kwargs`` go to its
     constructor (``lambda_`` for SimAM, ``reduction`` for SE, CBAM and GC, ``kernel_size`` for
-    ECA, ...). Names are case-insensitive and ``_`` may stand for ``-``; ``"none"`` gives
-    ``nn.Identity``. ``channels`` may be ``None`` only for the parameter-free ``none``/``simam``.
+    ECA, ``device`` and ``dtype`` for all, ...). Names are case-insensitive and ``_`` may stand for
+    ``-``; ``"none"`` gives ``nn.Identity``. ``channels`` may be ``None`` only for the
+    parameter-free ``none``/``simam``.
+
+    ``name`` may also be a module class or a partial of one (any callable that builds a module):
+    it is called as ``name(channels, **kwargs)``.
     """
     if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
+        if not callable(name):
+            raise TypeError(f"name must be a string, a module class or a partial, got {type(name).__name__}")
+        module = name(channels, **kwargs)
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{name!r} built a {type(module).__name__}, not an nn.Module")
+        return module
     key = name.strip().lower().replace("_", "-")
     if key not in _ATTENTIONS:
         raise ValueError(f"unknown attention {name!r}; known: {', '.join(_ATTENTIONS)}")

@@ -6,10 +6,12 @@ ICCV Workshops 2019; extended as "Global Context Networks", IEEE TPAMI 2020.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
-from simam.attention.common import check_attention_input, reduced_channels
+from simam.attention.common import activation, check_attention_input, reduced_channels
 
 
 class GlobalContext(nn.Module):
@@ -27,6 +29,10 @@ class GlobalContext(nn.Module):
             the hidden width is h = ``max(1, C // reduction)``. With h = 1 the LayerNorm maps its
             single value to its shift, so the block adds a constant that ignores the context: use
             C >= 2 * reduction for a block that attends.
+        rd_ratio: the hidden width as a fraction of C, ``round(C * rd_ratio)``, in place of
+            ``reduction`` (timm's name; its EfficientNet and MobileNetV3 blocks pass it).
+        act_layer: the transform's activation class; ``None`` for the paper's ReLU.
+        device, dtype: where and in which type to create the parameters, as for ``torch.nn`` layers.
 
     The last conv starts at zero, so a freshly built block is the identity (as in the paper); the
     gradient then reaches only that conv until it moves away from zero. The context conv has no
@@ -36,16 +42,26 @@ class GlobalContext(nn.Module):
     + h C + C (conv) = 2 C h + 3 h + 2 C.
     """
 
-    def __init__(self, channels: int, reduction: int = 16) -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        *,
+        rd_ratio: float | None = None,
+        act_layer: Callable[[], nn.Module] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
-        hidden = reduced_channels(channels, reduction)
+        hidden = reduced_channels(channels, reduction, rd_ratio)
+        factory = {"device": device, "dtype": dtype}
         self.channels = channels
-        self.context_logits = nn.Conv2d(channels, 1, kernel_size=1, bias=False)
+        self.context_logits = nn.Conv2d(channels, 1, kernel_size=1, bias=False, **factory)
         self.transform = nn.Sequential(
-            nn.Conv2d(channels, hidden, kernel_size=1),
-            nn.LayerNorm([hidden, 1, 1]),
-            nn.ReLU(),
-            nn.Conv2d(hidden, channels, kernel_size=1),
+            nn.Conv2d(channels, hidden, kernel_size=1, **factory),
+            nn.LayerNorm([hidden, 1, 1], **factory),
+            activation(act_layer),
+            nn.Conv2d(hidden, channels, kernel_size=1, **factory),
         )
         nn.init.zeros_(self.transform[-1].weight)
         nn.init.zeros_(self.transform[-1].bias)

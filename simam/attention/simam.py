@@ -57,7 +57,7 @@ compilation needs a C++ compiler.
 """
 
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -279,6 +279,11 @@ class SimAM(nn.Module):
         compiled: compute :func:`simam` through ``torch.compile`` (:func:`simam_compiled`), about
             3x faster in training on a CPU after a few seconds of compilation per input shape.
             An attribute: ``module.compiled = True`` switches a built network's modules.
+        rd_ratio, act_layer: accepted and ignored, so that SimAM fills a squeeze-excite slot:
+            timm's EfficientNet and MobileNetV3 blocks build it as ``se_layer(channels,
+            act_layer=..., rd_ratio=...)``. SimAM has neither a bottleneck nor an activation.
+        device, dtype: accepted and ignored, as every ``torch.nn`` layer accepts them (timm's
+            blocks pass them): SimAM has no parameters or buffers to create.
 
     Works on any number of spatial dimensions and on channels_last tensors, under
     ``torch.autocast`` and ``torch.compile``, and exports with ``torch.export`` and TorchScript
@@ -291,7 +296,16 @@ class SimAM(nn.Module):
     compiled: bool
 
     def __init__(
-        self, channels: Optional[int] = None, lambda_: float = 1e-4, exact: bool = False, compiled: bool = False
+        self,
+        channels: Optional[int] = None,
+        lambda_: float = 1e-4,
+        exact: bool = False,
+        compiled: bool = False,
+        *,
+        rd_ratio: Optional[float] = None,
+        act_layer: Optional[Callable[[], nn.Module]] = None,
+        device: Optional[Union[torch.device, str]] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
         if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
