@@ -732,7 +732,58 @@ plt.show()
 # neurons differ from the rest of their channel, and SimAM weighs them up too; CBAM's $7 \times 7$
 # convolution, padded with zeros as well, marks the border in its map for the same reason.) The
 # price is the elementwise work counted in section 4.2, and nothing else.
+
+
+# %% [markdown]
+# ## 4.6 In a network you did not write
 #
+# Most networks a reader uses come from torchvision or timm, whose residual blocks have no slot
+# for attention between the $3 \times 3$ convolution and its batch norm. `simam.insert_attention`
+# finds the blocks (by their layout: `conv1`, `bn1`, `conv2`, `bn2`, in a bottleneck also `conv3`,
+# `bn3`, and a `downsample`) and wraps the layer the attention follows: SimAM goes after `conv2`,
+# as in the reference code, the other modules after the branch's last batch norm, as their
+# authors place them. It refuses, with an error, a network where it recognises no block.
+#
+# Put into torchvision's ImageNet ResNet-50, built on the `meta` device again, every module must
+# add exactly the parameters that section 4.3 summed block by block:
+
+# %%
+for name in MODULES:
+    with torch.device("meta"):
+        network = torchvision.models.resnet50()
+    simam.insert_attention(network, name)
+    added = count_parameters(network) - resnet50_parameters
+    assert added == totals["ResNet-50"][name][0], (name, added)
+    print(f"{LABELS[name]:>6} inserted into torchvision's resnet50: +{added:,} parameters, as summed in 4.3")
+
+# %% [markdown]
+# And in torchvision's `resnet18` (with `weights="IMAGENET1K_V1"` for a fine-tuning; this course
+# runs offline, so its weights here are random), SimAM sits right after each block's second
+# convolution. A block computed by hand, layer by layer, must give what the block computes:
+
+# %%
+resnet18 = torchvision.models.resnet18(num_classes=10)
+parameters_before = count_parameters(resnet18)
+simam.insert_attention(resnet18, "simam")
+print(resnet18.layer1[0])
+inserted = [name for name, module in resnet18.named_modules() if isinstance(module, simam.SimAM)]
+print(f"{len(inserted)} SimAM modules, in {inserted[0]}, ..., {inserted[-1]}; "
+      f"parameters {parameters_before:,} before and {count_parameters(resnet18):,} after")
+assert len(inserted) == 8 and count_parameters(resnet18) == parameters_before
+
+block = resnet18.layer1[0].eval()
+features = torch.randn(2, 64, 16, 16, generator=torch.Generator().manual_seed(0))
+convolution, attention = block.conv2
+by_hand = torch.relu(block.bn2(attention(convolution(torch.relu(block.bn1(block.conv1(features)))))) + features)
+assert torch.allclose(block(features), by_hand)
+print("layer1[0] by hand: relu(bn2(SimAM(conv2(relu(bn1(conv1(x)))))) + x), as the block computes it")
+
+try:
+    simam.insert_attention(torchvision.models.vgg11(), "simam")
+except ValueError as error:
+    print(f"VGG-11: {error}")
+
+# %% [markdown]
 # ## Summary
 #
 # - SE, CBAM and GC add millions of parameters to ResNet-50 (about 10%), ECA a few dozen, SimAM
@@ -746,6 +797,8 @@ plt.show()
 #   measure SE, ECA and SimAM at the same 64 FPS and CBAM at 33.
 # - SE and ECA weigh channels, CBAM channels and then positions, and GC adds a per-channel
 #   context; SimAM alone gives every neuron its own weight, and needs no training to do so.
+# - `simam.insert_attention` puts any of them into torchvision's and timm's ResNets at those places,
+#   and adds exactly the parameters counted here.
 #
 # ## References
 #
