@@ -85,6 +85,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -157,11 +158,12 @@ class Config:
     compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA
     compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: see resolve()
     threads: int | None = None  # torch CPU threads; None: torch's default
+    deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (slower; see cuda_settings)
     progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
 
 
 RUNTIME_FIELDS = {"eval_every", "checkpoint_every", "data_root", "download", "device", "amp", "amp_dtype",
-                  "channels_last", "compile", "compile_simam", "threads", "progress"}
+                  "channels_last", "compile", "compile_simam", "threads", "deterministic", "progress"}
 
 PAPER = Config()
 
@@ -282,12 +284,11 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively rather than by emulation.
 
-    CUDA: the GPU's own answer (Ampere and newer). CPU: AVX-512 BF16 or AMX, and oneDNN allowed
-    to use them (``ONEDNN_MAX_CPU_ISA`` below AVX-512 forbids it).
+    CUDA: compute capability 8.0 or newer (Ampere on; older GPUs emulate it). CPU: AVX-512 BF16 or
+    AMX, and oneDNN allowed to use them (``ONEDNN_MAX_CPU_ISA`` below AVX-512 forbids it).
     """
     if device.type == "cuda":
-        with torch.cuda.device(device):
-            return torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.cuda.get_device_capability(device)[0] >= 8
     try:
         cpu_has_it = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
         return cpu_has_it and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -496,6 +497,31 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def restore_rng_states(checkpoint: dict[str, Any], seed: int, world: Launch) -> None:
+    """Put back this rank's random generators from ``checkpoint``. Checkpoints hold every rank's
+    (``rng_by_rank``); one from a run with another number of processes, or from before ranks had
+    their own streams, gives every rank rank 0's state, and the other ranks then a new stream of
+    their own (:func:`simam.distributed.rank_seed`)."""
+    by_rank = checkpoint.get("rng_by_rank")
+    if by_rank is not None and len(by_rank) == world.world_size:
+        set_rng_states(by_rank[world.rank])
+        return
+    set_rng_states(checkpoint["rng"])
+    if world.rank > 0:
+        torch.manual_seed(distributed.rank_seed(seed + checkpoint["iteration"], world.rank))
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
+    """Load the gradient scaler's state, also across precisions: a run saved without float16 (on
+    the CPU, in bfloat16 or float32) has no scaler state, and one resumed in float16 starts from a
+    fresh scale, as a new run does (a disabled scaler ignores any state)."""
+    if saved or not scaler.is_enabled():
+        scaler.load_state_dict(saved)
+    else:
+        print(f"{_name()}: the checkpoint was saved without a float16 gradient scaler; starting a fresh one",
+              file=sys.stderr)
+
+
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
@@ -567,10 +593,34 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
         config = resolve(config, device)
         if config.sync_bn and world.distributed and device.type != "cuda":
             raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; train on the CPU without it")
-        with distributed.process_group(device) as backend:
+        with distributed.process_group(device) as backend, cuda_settings(config.deterministic and device.type == "cuda"):
             return _train(config, device, Path(out), resume, world, backend)
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def cuda_settings(deterministic: bool) -> Iterator[None]:
+    """cuDNN's autotuning for the length of a run (fixed shapes: it picks the fastest convolutions),
+    or with ``deterministic`` PyTorch's deterministic algorithms instead; the process's own settings
+    come back afterwards, so a notebook that trains goes on as it was.
+
+    Deterministic mode repeats a run bit for bit on the same GPU and software; it is slower, and an
+    operation without a deterministic kernel warns rather than stops the run. It also sets
+    ``CUBLAS_WORKSPACE_CONFIG`` (if unset), which cuBLAS needs for repeatable results.
+    """
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
 def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -609,7 +659,9 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     checkpoint, rows = opened
 
     seed_everything(config.seed)
-    model = build_model(config).to(device)
+    model = build_model(config).to(device)  # the same initial weights on every rank
+    if world.distributed:  # but each rank its own stream from here on: its own dropout masks
+        torch.manual_seed(distributed.rank_seed(config.seed, world.rank))
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and world.distributed:
@@ -618,17 +670,15 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16")
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions
 
     iteration, elapsed, train_seconds, saved = 0, 0.0, 0.0, None  # saved: iteration of the last checkpoint
     loss_sum, loss_count = torch.zeros((), device=device), 0  # training loss since the last evaluation
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        restore_scaler(scaler, checkpoint["scaler"])
         train_loader.load_state_dict(checkpoint["loader"])
-        set_rng_states(checkpoint["rng"])  # rank 0's, which every rank had: they all draw the same plan
+        restore_rng_states(checkpoint, config.seed, world)
         iteration, elapsed, train_seconds = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["train_seconds"]
         saved = iteration
         loss_sum.copy_(checkpoint["loss_sum"])
@@ -707,6 +757,7 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
                 loss_count = 0
             if save_now:
                 elapsed = elapsed_before + time.perf_counter() - session_start
+                rng_by_rank = distributed.all_gather_object(rng_states())  # every rank's dropout stream
                 # No barrier after saving: no rank can finish the next step before rank 0 joins its
                 # gradient all-reduce, and a rank killed meanwhile leaves the checkpoint whole.
                 if world.main:
@@ -717,7 +768,8 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
                         "optimizer": optimizer.state_dict(),
                         "scaler": scaler.state_dict(),
                         "loader": train_loader.state_dict(),
-                        "rng": rng_states(),
+                        "rng": rng_by_rank[0],
+                        "rng_by_rank": rng_by_rank,
                         "loss_sum": loss_sum.cpu(),
                         "loss_count": loss_count,
                         "elapsed": elapsed,
@@ -861,9 +913,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--test-subset", type=int, help="evaluate on this many test images, for smoke tests (default: all)")
     add("--eval-every", type=int, help=f"iterations between evaluations on the test split ({_defaults('eval_every')})")
     add("--checkpoint-every", type=int, help=f"iterations between checkpoints ({_defaults('checkpoint_every')})")
-    add("--amp", action=flag, help="mixed precision (default: on for CUDA)")
+    add("--amp", action=flag, help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)")
     add("--amp-dtype", choices=["bfloat16", "float16"],
-        help="mixed-precision type (default: bfloat16 where the GPU has it natively, else float16 with a gradient scaler)")
+        help="mixed-precision type (default: bfloat16 where the device has it natively, else float16 with a "
+             "gradient scaler)")
+    add("--deterministic", action=flag, help="on CUDA: deterministic algorithms and no cuDNN autotuning, so that a "
+                                             "run repeats bit for bit on the same GPU, more slowly (default: off)")
     add("--channels-last", action=flag, help="channels_last memory format (default: on for CUDA)")
     add("--compile", action=flag, help="torch.compile the model (default: on for CUDA)")
     add("--compile-simam", action=flag, help="torch.compile only SimAM's formula (default: on the CPU for runs of "

@@ -32,9 +32,10 @@ import torch
 from torch import nn
 
 from simam.data import CifarLoader, rank_share
+from simam.distributed import Launch, rank_seed
 from simam.settings import seed_everything
 from simam.train import (RECIPES, ConfigError, Config, autocast, build_model, build_parser, check_config, evaluate, learning_rate,
-                         load_data, main, make_optimizer, read_metrics, resolve)
+                         load_data, main, make_optimizer, read_metrics, resolve, restore_rng_states, rng_states)
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 
@@ -235,6 +236,35 @@ def test_two_processes_compute_what_their_ranks_compute_and_follow_the_single_pr
     assert final["distributed"] == {"world_size": 2, "per_rank_batch": 8, "backend": "gloo", "sync_bn": False}
     assert final["config"]["batch_size"] == 16 and final["final_test_accuracy"] == ddp[-1]["test_accuracy"]
     assert sorted(path.name for path in distributed_run.iterdir()) == ["checkpoint.pt", "final.json", "metrics.jsonl"]
+
+
+def test_every_rank_has_its_own_random_stream_and_rank_0_keeps_the_runs_seed():
+    assert rank_seed(7, 0) == 7
+    seeds = [rank_seed(7, rank) for rank in range(1, 8)] + [rank_seed(8, rank) for rank in range(1, 8)]
+    assert len(set(seeds)) == len(seeds) and 7 not in seeds and 8 not in seeds
+    assert all(0 <= seed < 2**63 for seed in seeds)
+
+
+@pytest.mark.cifar10
+def test_the_checkpoint_holds_every_ranks_random_generators_and_they_differ(distributed_run):
+    """Dropout draws from the global generator: the ranks must draw different masks, and a resumed
+    run must give each rank back its own stream."""
+    saved = torch.load(distributed_run / "checkpoint.pt", weights_only=True)
+    first, second = saved["rng_by_rank"]
+    assert torch.equal(saved["rng"]["torch"], first["torch"])
+    assert not torch.equal(first["torch"], second["torch"])
+
+
+def test_a_checkpoint_from_another_world_size_gives_the_other_ranks_new_streams():
+    seed_everything(0)
+    saved = rng_states()
+    checkpoint = {"rng": saved, "rng_by_rank": [saved, saved], "iteration": 8}
+    restore_rng_states(checkpoint, seed=0, world=Launch(rank=0, world_size=3))
+    assert torch.equal(torch.get_rng_state(), saved["torch"])
+    restore_rng_states(checkpoint, seed=0, world=Launch(rank=2, world_size=3))
+    assert not torch.equal(torch.get_rng_state(), saved["torch"])
+    restore_rng_states({"rng": saved, "iteration": 8}, seed=0, world=Launch())  # a checkpoint of an older version
+    assert torch.equal(torch.get_rng_state(), saved["torch"])
 
 
 @pytest.mark.cifar10

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,8 @@ import simam.train
 from simam.attention import SimAM
 from simam.data import CifarLoader
 from simam.train import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, build_model,
-                         check_config, evaluate, learning_rate, load_model, main, read_metrics, resolve)
+                         check_config, cuda_settings, evaluate, learning_rate, load_model, main, read_metrics, resolve,
+                         restore_scaler)
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 
@@ -118,6 +120,52 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(finished_r
     ours = torch.load(out / "checkpoint.pt", weights_only=True)
     theirs = torch.load(finished_run / "checkpoint.pt", weights_only=True)
     assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(ours["loader"]["generator"], theirs["loader"]["generator"])
+
+
+@pytest.mark.cifar10
+def test_a_run_saved_with_a_float16_scaler_resumes_in_another_precision(finished_run, tmp_path, capsys):
+    """A checkpoint of a float16 run on a GPU holds the gradient scaler's state; resumed on the CPU
+    (float32 or bfloat16, no scaler) the run goes on and the state is not needed."""
+    out = tmp_path / "resumed"
+    shutil.copytree(finished_run, out)
+    (out / "final.json").unlink()
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["scaler"] == {}  # this run had no scaler: give it the one a float16 run saves
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    torch.save({**checkpoint, "iteration": 8, "scaler": scaler.state_dict()}, out / "checkpoint.pt")
+
+    capsys.readouterr()
+    assert main([*RUN, "--out", str(out), "--resume"]) == 0
+    assert "resuming at iteration 8" in capsys.readouterr().out
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 12
+    assert math.isfinite(read_metrics(out)[-1]["train_loss"])
+
+
+def test_restore_scaler_across_precisions(capsys):
+    """Saved without float16 (CPU, bfloat16, float32): no scaler state, and a float16 run resumed
+    from it (on an older GPU) starts a fresh scaler, as a new run does; saved in float16 and resumed
+    without it, the disabled scaler has no use for the state."""
+    fresh = torch.amp.GradScaler("cpu")
+    restore_scaler(fresh, torch.amp.GradScaler("cpu", enabled=False).state_dict())
+    assert fresh.state_dict()["scale"] == torch.amp.GradScaler("cpu").state_dict()["scale"]
+    assert "starting a fresh one" in capsys.readouterr().err
+    used = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    restore_scaler(fresh, used.state_dict())
+    assert fresh.state_dict()["scale"] == 2.0**10
+    disabled = torch.amp.GradScaler("cpu", enabled=False)
+    restore_scaler(disabled, used.state_dict())
+    assert disabled.state_dict() == {}
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_cuda_settings_hold_for_the_run_and_give_the_process_its_own_back(deterministic):
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    with cuda_settings(deterministic):
+        assert torch.backends.cudnn.benchmark is (not deterministic)
+        assert torch.backends.cudnn.deterministic is deterministic
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+    after = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    assert after == before
 
 
 @pytest.mark.cifar10
@@ -250,7 +298,8 @@ def test_help_lists_every_option_and_exits_0(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     for option in ["--model", "--attention", "--dataset", "--recipe", "--data-root", "--out", "--seed", "--device",
-                   "--resume", "--iterations", "--eval-every", "--checkpoint-every", "--subset", "--lambda", "--download"]:
+                   "--resume", "--iterations", "--eval-every", "--checkpoint-every", "--subset", "--lambda", "--download",
+                   "--amp", "--amp-dtype", "--deterministic"]:
         assert option in text
 
 
