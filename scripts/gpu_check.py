@@ -41,7 +41,9 @@ sys.path.insert(0, str(REPO))  # run from a clone whether or not the package is 
 
 from simam.data import CifarLoader, load_cifar  # noqa: E402
 from simam.settings import data_root  # noqa: E402
-from simam.train import PAPER, QUICK, Config, build_model, make_optimizer, read_metrics, resolve, train, train_step  # noqa: E402
+from simam.config import PAPER, QUICK, Config, build_model  # noqa: E402
+from simam.runs import read_metrics  # noqa: E402
+from simam.train import make_optimizer, resolve, train, train_step  # noqa: E402
 
 
 def step(title: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from itertools import cycle
 from pathlib import Path
 
-from simam.train import FINAL, read_metrics
+from simam.runs import FINAL, read_metrics
 
 
 def run_label(run: Path) -> str:

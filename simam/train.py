@@ -1,13 +1,10 @@
 """Train a CIFAR network with SimAM (or any attention module of the course): ``python -m simam.train``.
 
-One file, read top to bottom: the configuration and its two recipes, the learning-rate schedule,
-one training step, evaluation, saving, and the loop that ties them together; the command line last.
-
-**Recipes.** ``paper`` is the SimAM paper's CIFAR recipe (section 4.1), counted in iterations as the
-paper counts it: SGD with momentum 0.9, batch 128, weight decay 5e-4, learning rate 0.1 divided by
-10 at 32,000 and 48,000 iterations, 64,000 iterations; pad-4 crop and horizontal flip. ``quick``
-gets ResNet-20 as far as it can in about a quarter of an hour on a 2-core CPU (see ``QUICK`` for
-each choice and its source). Every field of :class:`Config` can be overridden, on the command line.
+Read top to bottom: the device and its defaults, the learning-rate schedule, one training step,
+evaluation, the loop in its named steps (open, build, restore, wrap, evaluate and log, save, finish),
+and the command line. What a run is (:class:`~simam.config.Config`, the ``paper`` and ``quick``
+recipes and the options over them) lives in :mod:`simam.config`; the files it writes, and reading
+them back, in :mod:`simam.runs`.
 
 **Output folder.** ``metrics.jsonl``: one JSON object per evaluation (iteration, epoch, learning
 rate, mean training loss since the previous evaluation, test loss, test accuracy, elapsed seconds).
@@ -71,9 +68,9 @@ the GPU of its ``LOCAL_RANK`` and joins an NCCL group (gloo on the CPU). What st
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) no process group is made and nothing changes.
 """
 
+
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib.metadata
@@ -88,7 +85,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,157 +96,26 @@ from tqdm import tqdm
 
 import simam
 from simam import distributed
-from simam.attention import SimAM
+from simam.attention import attention_kind
+from simam.config import (COMPILE_SIMAM_FROM, PAPER, RECIPES, RUNTIME_FIELDS, Config, ConfigError,
+                          as_config_value, build_model, build_parser, check_config)
 from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
 from simam.distributed import Launch
-from simam.models import count_parameters, create_model, list_models
+from simam.models import count_parameters
+from simam.runs import CHECKPOINT, FINAL, METRICS, atomic_write, read_metrics
 from simam.settings import data_root, seed_everything
 
-METRICS = "metrics.jsonl"
-CHECKPOINT = "checkpoint.pt"
-FINAL = "final.json"
 EVAL_BATCH = 1000
+
 SYNC_EVERY = 50  # iterations between looks at the loss: each look waits for the GPU
-
-
-# --------------------------------------------------------------------------------------------------
-# The configuration and the recipes
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything that defines a run. The defaults are the paper's recipe."""
-
-    recipe: str = "paper"  # the recipe this configuration started from (a label)
-    # the network and the data
-    model: str = "resnet20"
-    attention: str = "simam"
-    lambda_: float = 1e-4  # SimAM's regulariser (paper: 1e-4 on CIFAR); only the simam attentions use it
-    dataset: str = "cifar10"
-    subset: int | None = None  # train on a seeded, class-balanced subset of this many images
-    test_subset: int | None = None  # evaluate on a subset of the test split (smoke tests only)
-    augment: bool = True  # pad, random 32x32 crop, random horizontal flip
-    padding: int = 4
-    eval_flip: bool = False  # also report the accuracy of test-time flip averaging (beside the plain one)
-    # optimisation, counted in iterations (batches)
-    iterations: int = 64_000
-    batch_size: int = 128
-    lr: float = 0.1  # the initial (step) or peak (onecycle) learning rate
-    schedule: str = "step"  # "step" or "onecycle", see learning_rate()
-    milestones: tuple[int, ...] = (32_000, 48_000)  # step: the learning rate is multiplied by gamma at each
-    gamma: float = 0.1
-    warmup: int = 0  # onecycle: iterations of linear warm-up
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    norm_bias_decay: bool = True  # weight decay on BN parameters and biases too, as plain SGD does
-    label_smoothing: float = 0.0
-    seed: int = 0
-    sync_bn: bool = False  # under torchrun: batch norm with the global batch's statistics (CUDA only)
-    # how the run is watched and saved, and where it runs: these may change when a run is resumed
-    eval_every: int = 1_000
-    checkpoint_every: int = 2_000
-    data_root: str | None = None  # None: $SIMAM_DATA or ~/.cache/simam
-    download: bool = False
-    device: str = "auto"  # "auto": CUDA when present, else the CPU
-    amp: bool | None = None  # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
-    amp_dtype: str | None = None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
-    channels_last: bool | None = None  # None: on for CUDA
-    compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA
-    compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: see resolve()
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (slower; see cuda_settings)
-    progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
-
-
-RUNTIME_FIELDS = {"eval_every", "checkpoint_every", "data_root", "download", "device", "amp", "amp_dtype",
-                  "channels_last", "compile", "compile_simam", "threads", "deterministic", "progress"}
-
-PAPER = Config()
-
-# The quick recipe: the standard tricks for short runs, none of which changes the network, sized to
-# finish within 15 minutes of a 2-core CPU, whole command included. Sized on a 2-core Intel Xeon with
-# AMX (bfloat16 autocast and SimAM compiled, the trainer's defaults there), where ResNet-20 + SimAM
-# trains at QUICK_SIZED_AT images/s: 3,300 iterations took 14 min 56 s and ended at 87.63% final
-# test accuracy (88.39% flip-averaged); 3,200 leave a margin of about half a minute for a busier
-# machine. Where the CPU lacks native bfloat16 the same recipe trains in float32, more slowly.
-QUICK_SIZED_AT = 494  # images/s, measured over the whole 3,300-iteration run, compilation included
-QUICK = dataclasses.replace(
-    PAPER,
-    recipe="quick",
-    iterations=3_200,  # 8.2 epochs
-    # One cycle (Smith & Topin, "Super-Convergence", 2019): warm up linearly to a learning rate
-    # above the paper's (20% of the run, as Goyal et al. 2017 warm up before a large rate), then
-    # decay linearly to zero, so that the short run ends annealed.
-    schedule="onecycle",
-    lr=0.2,
-    warmup=640,
-    milestones=(),
-    # Nesterov momentum (Sutskever et al., ICML 2013): the look-ahead gradient is a little better
-    # at high learning rates.
-    nesterov=True,
-    # No weight decay on BN scales and shifts and on biases ("no bias decay", He et al., "Bag of
-    # Tricks", CVPR 2019, section 3.1): decay regularises the weights that can overfit; these are few.
-    norm_bias_decay=False,
-    # Label smoothing 0.1 (Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016).
-    label_smoothing=0.1,
-    # Batch 128 as in the paper: on the CPU a larger batch was no faster per image, and a short run
-    # gains from more steps.
-    # Flip-averaged test accuracy beside the plain one (test-time augmentation with the training
-    # flip, as Krizhevsky et al., NeurIPS 2012, averaged crops and flips): worth 0.76 points in the
-    # run above. The plain accuracy stays the number to report.
-    eval_flip=True,
-    # Two evaluations, halfway and at the end: each costs two passes over the 10,000 test images.
-    eval_every=1_600,
-    checkpoint_every=400,
-)
-
-RECIPES = {"paper": PAPER, "quick": QUICK}
-
-
-class ConfigError(ValueError):
-    """A configuration, command line or data folder that a run cannot start from."""
 
 
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def check_config(config: Config, world_size: int = 1) -> None:
-    """Raise :class:`ConfigError` naming the first value that no run on ``world_size`` processes can use."""
-    c = config
-    rules = [
-        (c.iterations >= 1, f"iterations must be at least 1, got {c.iterations}"),
-        (c.batch_size >= 1, f"batch_size must be at least 1, got {c.batch_size}"),
-        (c.batch_size % world_size == 0,
-         f"batch_size {c.batch_size} does not divide by the {world_size} processes: the batch is global and each "
-         f"process takes batch_size / {world_size} images of it; choose a multiple of {world_size}"),
-        (c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}"),
-        (c.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {c.checkpoint_every}"),
-        (c.lr > 0, f"lr must be positive, got {c.lr}"),
-        (c.schedule in ("step", "onecycle"), f"schedule must be 'step' or 'onecycle', got {c.schedule!r}"),
-        (all(m >= 1 for m in c.milestones) and list(c.milestones) == sorted(set(c.milestones)),
-         f"milestones must be increasing positive iterations, got {c.milestones}"),
-        (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
-        (c.schedule == "step" or 0 <= c.warmup < c.iterations, f"warmup must be in 0..iterations-1, got {c.warmup}"),
-        (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
-        (c.momentum > 0 or not c.nesterov, "Nesterov momentum needs momentum > 0"),
-        (c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}"),
-        (0 <= c.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {c.label_smoothing}"),
-        (c.padding >= 0, f"padding must be non-negative, got {c.padding}"),
-        (c.lambda_ >= 0, f"lambda must be non-negative, got {c.lambda_}"),
-        (c.subset is None or c.subset >= c.batch_size, f"subset must hold at least one batch of {c.batch_size}, got {c.subset}"),
-        (c.test_subset is None or c.test_subset >= 1, f"test_subset must be at least 1, got {c.test_subset}"),
-        (c.amp_dtype in (None, "bfloat16", "float16"), f"amp_dtype must be 'bfloat16' or 'float16', got {c.amp_dtype!r}"),
-        (c.threads is None or c.threads >= 1, f"threads must be at least 1, got {c.threads}"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(message)
-    try:
-        dataset_spec(c.dataset)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+# --------------------------------------------------------------------------------------------------
+# The device, and what it decides
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -296,9 +162,6 @@ def native_bfloat16(device: torch.device) -> bool:
         return False
 
 
-COMPILE_SIMAM_FROM = 200  # iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
-
-
 def cpp_compiler_found() -> bool:
     """Whether torch.compile can build CPU kernels here: it needs a C++ compiler ($CXX, g++ or clang++)."""
     return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++") if name)
@@ -319,7 +182,7 @@ def resolve(config: Config, device: torch.device) -> Config:
     compile_simam = config.compile_simam
     if compile_simam is None:  # what compiling the whole model already covers, or not worth it
         compile_simam = (not compile_model and not cuda and config.iterations >= COMPILE_SIMAM_FROM
-                         and config.attention.strip().lower() == "simam" and cpp_compiler_found())
+                         and attention_kind(config.attention).compiles and cpp_compiler_found())
     return dataclasses.replace(
         config,
         device=str(device),
@@ -332,6 +195,30 @@ def resolve(config: Config, device: torch.device) -> Config:
         progress=(sys.stderr.isatty() and not in_ci) if config.progress is None else config.progress,
         data_root=str(data_root() if config.data_root is None else Path(config.data_root).expanduser()),
     )
+
+
+@contextlib.contextmanager
+def cuda_settings(deterministic: bool) -> Iterator[None]:
+    """cuDNN's autotuning for the length of a run (fixed shapes: it picks the fastest convolutions),
+    or with ``deterministic`` PyTorch's deterministic algorithms instead; the process's own settings
+    come back afterwards, so a notebook that trains goes on as it was.
+
+    Deterministic mode repeats a run bit for bit on the same GPU and software; it is slower, and an
+    operation without a deterministic kernel warns rather than stops the run. It also sets
+    ``CUBLAS_WORKSPACE_CONFIG`` (if unset), which cuBLAS needs for repeatable results.
+    """
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,21 +239,6 @@ def learning_rate(config: Config, iteration: int) -> float:
     if iteration < config.warmup:
         return config.lr * (iteration + 1) / config.warmup
     return config.lr * (config.iterations - iteration) / (config.iterations - config.warmup + 1)
-
-
-def build_model(config: Config) -> nn.Module:
-    """The network of ``config``, freshly initialised from torch's global generator, its SimAM
-    modules compiled if ``config.compile_simam`` says so."""
-    simam_options = {"lambda_": config.lambda_} if config.attention.strip().lower().startswith("simam") else {}
-    try:
-        model = create_model(config.model, attention=config.attention,
-                             num_classes=dataset_spec(config.dataset).num_classes, **simam_options)
-    except ValueError as error:  # unknown model or attention
-        raise ConfigError(str(error)) from None
-    for module in model.modules():  # the same arithmetic, fused into one kernel per shape
-        if isinstance(module, SimAM) and not module.exact:
-            module.compiled = bool(config.compile_simam)
-    return model
 
 
 def make_optimizer(model: nn.Module, config: Config) -> torch.optim.SGD:
@@ -438,43 +310,7 @@ def evaluate(forward: nn.Module, model: nn.Module, loader: CifarLoader, amp_dtyp
 
 
 # --------------------------------------------------------------------------------------------------
-# Files that survive a kill
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
-    over ``path``: a reader sees the old file or the new one, never a half-written one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
-def read_metrics(run: str | Path, up_to: int | None = None) -> list[dict[str, Any]]:
-    """The rows of ``run/metrics.jsonl`` (of iterations up to ``up_to``); a row cut short by a kill ends them."""
-    path = Path(run) / METRICS
-    rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if up_to is not None and row["iteration"] > up_to:
-            break
-        rows.append(row)
-    return rows
+# What a checkpoint restores, and what a run records
 
 
 def rng_states() -> dict[str, Any]:
@@ -599,30 +435,6 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
         torch.set_num_threads(threads)
 
 
-@contextlib.contextmanager
-def cuda_settings(deterministic: bool) -> Iterator[None]:
-    """cuDNN's autotuning for the length of a run (fixed shapes: it picks the fastest convolutions),
-    or with ``deterministic`` PyTorch's deterministic algorithms instead; the process's own settings
-    come back afterwards, so a notebook that trains goes on as it was.
-
-    Deterministic mode repeats a run bit for bit on the same GPU and software; it is slower, and an
-    operation without a deterministic kernel warns rather than stops the run. It also sets
-    ``CUBLAS_WORKSPACE_CONFIG`` (if unset), which cuBLAS needs for repeatable results.
-    """
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[0], saved[1]
-        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
-
-
 def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The checkpoint to continue from (None: start afresh) and the metrics rows up to it, once
     ``out`` is found usable: a run already there needs ``resume``, with the same settings."""
@@ -642,11 +454,80 @@ def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] |
     return checkpoint, read_metrics(out, up_to=0 if checkpoint is None else checkpoint["iteration"])
 
 
+@dataclass
+class _Run:
+    """A run in progress: what it was given, what it built, and what the loop moves forward."""
+
+    config: Config
+    out: Path
+    world: Launch
+    device: torch.device
+    rows: list[dict[str, Any]]  # the metrics so far
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    train_loader: CifarLoader
+    test_loader: CifarLoader
+    forward: nn.Module | None = None  # the model as it trains: wrapped by DDP, compiled, as configured
+    eval_forward: nn.Module | None = None  # the model as it evaluates (never DDP: no collective per batch)
+    iteration: int = 0
+    elapsed_before: float = 0.0  # seconds spent in earlier sessions, before a resume
+    train_seconds: float = 0.0  # time in training steps only, between evaluations and saves
+    saved: int | None = None  # iteration of the last checkpoint
+    loss_sum: torch.Tensor | None = None  # training loss since the last evaluation, on the device
+    loss_count: int = 0
+    session_start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.session_start
+
+
 def _train(config: Config, device: torch.device, out: Path, resume: bool, world: Launch, backend: str | None) -> dict[str, Any]:
     """:func:`train` once the device is chosen and this process is in its process group (if any)."""
-    checkpoint_path, metrics_path = out / CHECKPOINT, out / METRICS
-    # Only rank 0 looks at the output folder (which need exist only on its node); the other ranks
-    # get what it found, or its error, so that every rank stops or carries on together.
+    checkpoint, rows = _open_on_every_rank(config, out, resume, world)
+    run = _build(config, device, out, world, rows)
+    if checkpoint is not None:
+        _restore(run, checkpoint)
+    if world.main:
+        _prepare_folder(run)
+    _wrap(run, backend)
+    bar = tqdm(total=config.iterations, initial=run.iteration, disable=not (config.progress and world.main),
+               unit="it", dynamic_ncols=True)
+    run.session_start = segment_start = time.perf_counter()
+    run.model.train()
+    while run.iteration < config.iterations:
+        for images, labels in run.train_loader:
+            lr = learning_rate(config, run.iteration)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            run.loss_sum += train_step(run.forward, images, labels, run.criterion, run.optimizer, run.scaler,
+                                       config.amp_dtype)
+            run.loss_count += 1
+            run.iteration += 1
+            bar.update()
+
+            last = run.iteration == config.iterations
+            evaluate_now = run.iteration % config.eval_every == 0 or last
+            save_now = run.iteration % config.checkpoint_every == 0 or last
+            if not (evaluate_now or save_now or run.iteration % SYNC_EVERY == 0):
+                continue
+            train_loss = _training_loss(run, lr, bar)
+            run.train_seconds += time.perf_counter() - segment_start
+            if evaluate_now:
+                _evaluate_and_log(run, lr, train_loss, bar)
+            if save_now:
+                _save(run)
+            segment_start = time.perf_counter()
+            if last:
+                break
+    bar.close()
+    return _finish(run, backend)
+
+
+def _open_on_every_rank(config: Config, out: Path, resume: bool, world: Launch) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """:func:`_open_run` on rank 0 (the output folder need exist only on its node); the other ranks
+    get what it found, or its error, so that every rank stops or carries on together."""
     opened = None
     if world.main:
         try:
@@ -656,8 +537,11 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     opened = distributed.broadcast_object(opened)
     if isinstance(opened, ConfigError):
         raise opened
-    checkpoint, rows = opened
+    return opened
 
+
+def _build(config: Config, device: torch.device, out: Path, world: Launch, rows: list[dict[str, Any]]) -> _Run:
+    """The network, its optimiser, gradient scaler and loss, and the data, freshly initialised."""
     seed_everything(config.seed)
     model = build_model(config).to(device)  # the same initial weights on every rank
     if world.distributed:  # but each rank its own stream from here on: its own dropout masks
@@ -667,128 +551,123 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     if config.sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same parameters and state_dict keys
     train_loader, test_loader = load_data(config, world.rank, world.world_size)
-    optimizer = make_optimizer(model, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16")
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return _Run(config, out, world, device, rows, model, make_optimizer(model, config),
+                torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"),
+                nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), train_loader, test_loader,
+                loss_sum=torch.zeros((), device=device))
 
-    iteration, elapsed, train_seconds, saved = 0, 0.0, 0.0, None  # saved: iteration of the last checkpoint
-    loss_sum, loss_count = torch.zeros((), device=device), 0  # training loss since the last evaluation
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        restore_scaler(scaler, checkpoint["scaler"])
-        train_loader.load_state_dict(checkpoint["loader"])
-        restore_rng_states(checkpoint, config.seed, world)
-        iteration, elapsed, train_seconds = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["train_seconds"]
-        saved = iteration
-        loss_sum.copy_(checkpoint["loss_sum"])
-        loss_count = checkpoint["loss_count"]
-    if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        for leftover in out.glob(".*.tmp"):  # left by a run killed while saving; never read
-            leftover.unlink()
-        atomic_write(metrics_path, lambda f: f.write("".join(json.dumps(row) + "\n" for row in rows).encode()))
 
+def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
+    """Continue from ``checkpoint``: weights, optimiser, scaler, loader position, random generators,
+    the clocks and the running loss."""
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    restore_scaler(run.scaler, checkpoint["scaler"])
+    run.train_loader.load_state_dict(checkpoint["loader"])
+    restore_rng_states(checkpoint, run.config.seed, run.world)
+    run.iteration = run.saved = checkpoint["iteration"]
+    run.elapsed_before, run.train_seconds = checkpoint["elapsed"], checkpoint["train_seconds"]
+    run.loss_sum.copy_(checkpoint["loss_sum"])
+    run.loss_count = checkpoint["loss_count"]
+
+
+def _prepare_folder(run: _Run) -> None:
+    """Rank 0: the output folder, without what a killed save left, and the metrics up to the checkpoint."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    for leftover in run.out.glob(".*.tmp"):  # left by a run killed while saving; never read
+        leftover.unlink()
+    atomic_write(run.out / METRICS, lambda f: f.write("".join(json.dumps(row) + "\n" for row in run.rows).encode()))
+
+
+def _wrap(run: _Run, backend: str | None) -> None:
+    """DDP and torch.compile around the model, as configured; then the line that starts the run."""
+    config, world, model = run.config, run.world, run.model
     if world.distributed:
-        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        forward = torch.compile(wrapped) if config.compile else wrapped
-        # Evaluation runs the plain model: DDP's forward would exchange buffers, a collective, per batch.
-        eval_forward = torch.compile(model) if config.compile else model
+        wrapped = DistributedDataParallel(model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+        run.forward = torch.compile(wrapped) if config.compile else wrapped
+        run.eval_forward = torch.compile(model) if config.compile else model
     else:
-        forward = eval_forward = torch.compile(model) if config.compile else model
+        run.forward = run.eval_forward = torch.compile(model) if config.compile else model
     processes = (f"{world.world_size} processes ({backend}, per-rank batch {config.batch_size // world.world_size}, "
                  f"SyncBN {'on' if config.sync_bn else 'off'}), ") if world.distributed else ""
     if world.main:
         print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
-              f"{count_parameters(model):,} parameters, {processes}{describe(device)}, precision {config.amp_dtype or 'float32'}, "
+              f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
               f"channels_last {config.channels_last}, compile {config.compile}, SimAM compiled {config.compile_simam}; "
-              f"{'resuming at' if iteration else 'starting at'} iteration {iteration} of {config.iterations} -> {out}")
+              f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}")
 
-    bar = tqdm(total=config.iterations, initial=iteration, disable=not (config.progress and world.main),
-               unit="it", dynamic_ncols=True)
-    session_start = time.perf_counter()
-    elapsed_before = elapsed
-    segment_start = session_start  # training time is counted between evaluations and saves
-    model.train()
-    while iteration < config.iterations:
-        for images, labels in train_loader:
-            lr = learning_rate(config, iteration)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum += train_step(forward, images, labels, criterion, optimizer, scaler, config.amp_dtype)
-            loss_count += 1
-            iteration += 1
-            bar.update()
 
-            last = iteration == config.iterations
-            evaluate_now = iteration % config.eval_every == 0 or last
-            save_now = iteration % config.checkpoint_every == 0 or last
-            if not (evaluate_now or save_now or iteration % SYNC_EVERY == 0):
-                continue
-            # Every rank now holds the mean over the ranks (the global batch's mean), so the check
-            # below stops all of them together, and the checkpoint holds what every rank resumes with.
-            distributed.all_reduce_mean_(loss_sum)
-            train_loss = loss_sum.item() / loss_count  # waits for the device
-            if not math.isfinite(train_loss):
-                bar.close()
-                kept = "no checkpoint was written" if saved is None else f"{checkpoint_path} holds iteration {saved}"
-                raise Diverged(f"the training loss became {train_loss} by iteration {iteration} (learning rate {lr:g}); "
-                               f"stopped, {kept}. Lower the learning rate, or check the data and model.")
-            bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.4g}", refresh=False)
-            now = time.perf_counter()
-            train_seconds += now - segment_start
-            if evaluate_now:
-                distributed.broadcast_buffers_(model)  # every rank evaluates rank 0's running statistics, the saved ones
-                scores = evaluate(eval_forward, model, test_loader, config.amp_dtype, config.eval_flip)
-                elapsed = elapsed_before + time.perf_counter() - session_start
-                row = {"iteration": iteration, "epoch": round(iteration / len(train_loader), 4), "lr": lr,
-                       "train_loss": train_loss, **scores, "elapsed_seconds": round(elapsed, 3)}
-                rows.append(row)
-                if world.main:
-                    with open(metrics_path, "a") as file:
-                        file.write(json.dumps(row) + "\n")
-                        file.flush()
-                        os.fsync(file.fileno())
-                    flipped = f" (flip-averaged {100 * scores['test_accuracy_flip']:.2f}%)" if config.eval_flip else ""
-                    bar.write(f"iteration {iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
-                              f"test loss {scores['test_loss']:.4f}  test accuracy {100 * scores['test_accuracy']:.2f}%"
-                              f"{flipped}  {elapsed:.0f}s", file=sys.stdout)
-                loss_sum.zero_()
-                loss_count = 0
-            if save_now:
-                elapsed = elapsed_before + time.perf_counter() - session_start
-                rng_by_rank = distributed.all_gather_object(rng_states())  # every rank's dropout stream
-                # No barrier after saving: no rank can finish the next step before rank 0 joins its
-                # gradient all-reduce, and a rank killed meanwhile leaves the checkpoint whole.
-                if world.main:
-                    state = {
-                        "config": dataclasses.asdict(config),
-                        "iteration": iteration,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "loader": train_loader.state_dict(),
-                        "rng": rng_by_rank[0],
-                        "rng_by_rank": rng_by_rank,
-                        "loss_sum": loss_sum.cpu(),
-                        "loss_count": loss_count,
-                        "elapsed": elapsed,
-                        "train_seconds": train_seconds,
-                    }
-                    atomic_write(checkpoint_path, lambda f: torch.save(state, f))
-                saved = iteration
-            segment_start = time.perf_counter()
-            if last:
-                break
-    bar.close()
+def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
+    """The mean training loss since the last evaluation, the same on every rank; stops the run if
+    it is not finite (every rank at the same iteration, the last checkpoint kept)."""
+    distributed.all_reduce_mean_(run.loss_sum)  # every rank now holds the global batch's mean
+    train_loss = run.loss_sum.item() / run.loss_count  # waits for the device
+    if not math.isfinite(train_loss):
+        bar.close()
+        kept = "no checkpoint was written" if run.saved is None else f"{run.out / CHECKPOINT} holds iteration {run.saved}"
+        raise Diverged(f"the training loss became {train_loss} by iteration {run.iteration} (learning rate {lr:g}); "
+                       f"stopped, {kept}. Lower the learning rate, or check the data and model.")
+    bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.4g}", refresh=False)
+    return train_loss
 
+
+def _evaluate_and_log(run: _Run, lr: float, train_loss: float, bar: tqdm) -> None:
+    """One evaluation on the test split, appended to ``metrics.jsonl`` (rank 0) and printed."""
+    config = run.config
+    distributed.broadcast_buffers_(run.model)  # every rank evaluates rank 0's running statistics, the saved ones
+    scores = evaluate(run.eval_forward, run.model, run.test_loader, config.amp_dtype, config.eval_flip)
+    elapsed = run.elapsed()
+    row = {"iteration": run.iteration, "epoch": round(run.iteration / len(run.train_loader), 4), "lr": lr,
+           "train_loss": train_loss, **scores, "elapsed_seconds": round(elapsed, 3)}
+    run.rows.append(row)
+    if run.world.main:
+        with open(run.out / METRICS, "a") as file:
+            file.write(json.dumps(row) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        flipped = f" (flip-averaged {100 * scores['test_accuracy_flip']:.2f}%)" if config.eval_flip else ""
+        bar.write(f"iteration {run.iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
+                  f"test loss {scores['test_loss']:.4f}  test accuracy {100 * scores['test_accuracy']:.2f}%"
+                  f"{flipped}  {elapsed:.0f}s", file=sys.stdout)
+    run.loss_sum.zero_()
+    run.loss_count = 0
+
+
+def _save(run: _Run) -> None:
+    """The checkpoint: everything a resumed run needs, every rank's random generators included."""
+    elapsed = run.elapsed()
+    rng_by_rank = distributed.all_gather_object(rng_states())  # every rank's dropout stream
+    # No barrier after saving: no rank can finish the next step before rank 0 joins its gradient
+    # all-reduce, and a rank killed meanwhile leaves the checkpoint whole.
+    if run.world.main:
+        state = {
+            "config": dataclasses.asdict(run.config),
+            "iteration": run.iteration,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "loader": run.train_loader.state_dict(),
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
+            "loss_sum": run.loss_sum.cpu(),
+            "loss_count": run.loss_count,
+            "elapsed": elapsed,
+            "train_seconds": run.train_seconds,
+        }
+        atomic_write(run.out / CHECKPOINT, lambda f: torch.save(state, f))
+    run.saved = run.iteration
+
+
+def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
+    """``final.json`` (rank 0) and its summary line; every rank returns the same results."""
+    config, rows = run.config, run.rows
     if not rows:  # a finished run resumed after its metrics file was lost
-        raise ConfigError(f"{metrics_path} holds no evaluations, but {checkpoint_path} is at the last iteration: "
-                          "restore the metrics file, or train afresh in another --out")
+        raise ConfigError(f"{run.out / METRICS} holds no evaluations, but {run.out / CHECKPOINT} is at the last "
+                          "iteration: restore the metrics file, or train afresh in another --out")
     best = max(rows, key=lambda row: row["test_accuracy"])
     final = {
         "config": dataclasses.asdict(config),
-        "iterations": iteration,
+        "iterations": run.iteration,
         "epochs": rows[-1]["epoch"],
         "final_test_accuracy": rows[-1]["test_accuracy"],
         "final_test_loss": rows[-1]["test_loss"],
@@ -797,18 +676,19 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
         "best_iteration_selected_on_test_set": best["iteration"],
         "note": "final_test_accuracy is the result to report. The best one is the highest of all evaluations, "
                 "picked by looking at the test set: an optimistic figure, not an estimate for new data.",
-        "wall_seconds": round(elapsed_before + time.perf_counter() - session_start, 3),
-        "train_seconds": round(train_seconds, 3),
-        "train_images_per_second": round(iteration * config.batch_size / train_seconds, 1),
-        "parameters": count_parameters(model),
-        "device": describe(device),
+        "wall_seconds": round(run.elapsed(), 3),
+        "train_seconds": round(run.train_seconds, 3),
+        "train_images_per_second": round(run.iteration * config.batch_size / run.train_seconds, 1),
+        "parameters": count_parameters(run.model),
+        "device": describe(run.device),
         "versions": versions(),
     }
-    if world.distributed:
-        final["distributed"] = {"world_size": world.world_size, "per_rank_batch": config.batch_size // world.world_size,
+    if run.world.distributed:
+        final["distributed"] = {"world_size": run.world.world_size,
+                                "per_rank_batch": config.batch_size // run.world.world_size,
                                 "backend": backend, "sync_bn": config.sync_bn}
-    if world.main:
-        atomic_write(out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode()))
+    if run.world.main:
+        atomic_write(run.out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode()))
         flipped = f" (flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%)" if config.eval_flip else ""
         print(f"final test accuracy {100 * final['final_test_accuracy']:.2f}%{flipped} "
               f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
@@ -816,119 +696,8 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     return final
 
 
-def as_config_value(value: Any) -> Any:
-    """A value read back from a checkpoint or a JSON file, as a Config holds it (lists were tuples)."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """The :class:`Config` stored as ``values`` (a checkpoint's or ``final.json``'s); fields it lacks,
-    from runs of an older version, take their defaults, and ones this version lacks are dropped."""
-    fields = {field.name for field in dataclasses.fields(Config)}
-    return Config(**{key: as_config_value(value) for key, value in values.items() if key in fields})
-
-
-def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The network of the run folder ``run`` with the weights of its last checkpoint, in eval mode
-    on ``device``: for attention maps, evaluation or fine-tuning of a trained run."""
-    path = Path(run) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(dataclasses.replace(config_from_dict(checkpoint["config"]), compile_simam=False))
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
-
-
 # --------------------------------------------------------------------------------------------------
 # The command line
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage block
-        raise ConfigError(message)
-
-
-def _defaults(name: str) -> str:
-    """The default of field ``name``, per recipe where the recipes differ."""
-
-    def shown(value: Any) -> str:
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        if isinstance(value, tuple):
-            return ",".join(map(str, value)) or "none"
-        return f"{value:,}" if isinstance(value, int) else str(value)
-
-    values = {recipe: shown(getattr(config, name)) for recipe, config in RECIPES.items()}
-    if len(set(values.values())) == 1:
-        return f"default {values['paper']}"
-    return "default " + ", ".join(f"{value} ({recipe})" for recipe, value in values.items())
-
-
-def _milestones(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated iterations such as 32000,48000, got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="simam-train",
-        description="Train a CIFAR network with SimAM or another attention module. Options not given take "
-                    "the value of the recipe (--recipe); see simam/train.py for what each recipe does and why.",
-        argument_default=argparse.SUPPRESS,  # only what is given overrides the recipe
-    )
-    flag = argparse.BooleanOptionalAction
-    add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES), default="paper",
-        help="paper: the SimAM paper's 64,000-iteration recipe; quick: about 15 minutes on a 2-core CPU (default paper)")
-    add("--model", help=f"network: {', '.join(list_models())} ({_defaults('model')})")
-    add("--attention", help=f"attention module: none, se, cbam, eca, gc, simam, simam-exact ({_defaults('attention')})")
-    add("--lambda", dest="lambda_", type=float, metavar="LAMBDA", help=f"SimAM's regulariser lambda ({_defaults('lambda_')})")
-    add("--dataset", help=f"cifar10 or cifar100 ({_defaults('dataset')})")
-    add("--data-root", help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default $SIMAM_DATA or ~/.cache/simam)")
-    add("--download", action="store_true", help="download the official archive when the data are missing")
-    add("--out", help="output folder (default runs/MODEL-ATTENTION-RECIPE-seedSEED)")
-    add("--resume", action="store_true", default=False, help="continue the run in --out from its checkpoint")
-    add("--seed", type=int, help=f"seeds the weights, the order of the batches and the augmentation ({_defaults('seed')})")
-    add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
-    add("--iterations", type=int, help=f"training steps ({_defaults('iterations')})")
-    add("--batch-size", type=int, help=f"images per step ({_defaults('batch_size')})")
-    add("--lr", type=float, help=f"initial (step) or peak (onecycle) learning rate ({_defaults('lr')})")
-    add("--schedule", choices=["step", "onecycle"], help=f"learning-rate schedule ({_defaults('schedule')})")
-    add("--milestones", type=_milestones,
-        help=f"step schedule: comma-separated iterations where the rate is multiplied by --gamma ({_defaults('milestones')})")
-    add("--gamma", type=float, help=f"step schedule factor ({_defaults('gamma')})")
-    add("--warmup", type=int, help=f"onecycle: iterations of linear warm-up ({_defaults('warmup')})")
-    add("--momentum", type=float, help=f"SGD momentum ({_defaults('momentum')})")
-    add("--nesterov", action=flag, help=f"Nesterov momentum ({_defaults('nesterov')})")
-    add("--weight-decay", type=float, help=f"L2 weight decay ({_defaults('weight_decay')})")
-    add("--norm-bias-decay", action=flag, help=f"weight decay on BN parameters and biases too ({_defaults('norm_bias_decay')})")
-    add("--label-smoothing", type=float, help=f"label smoothing of the training loss ({_defaults('label_smoothing')})")
-    add("--augment", action=flag, help=f"pad-and-crop and horizontal-flip augmentation ({_defaults('augment')})")
-    add("--eval-flip", action=flag, help=f"also report the flip-averaged test accuracy ({_defaults('eval_flip')})")
-    add("--padding", type=int, help=f"pixels of zero padding before the random crop ({_defaults('padding')})")
-    add("--subset", type=int, help="train on a class-balanced subset of this many images (default: all)")
-    add("--test-subset", type=int, help="evaluate on this many test images, for smoke tests (default: all)")
-    add("--eval-every", type=int, help=f"iterations between evaluations on the test split ({_defaults('eval_every')})")
-    add("--checkpoint-every", type=int, help=f"iterations between checkpoints ({_defaults('checkpoint_every')})")
-    add("--amp", action=flag, help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)")
-    add("--amp-dtype", choices=["bfloat16", "float16"],
-        help="mixed-precision type (default: bfloat16 where the device has it natively, else float16 with a "
-             "gradient scaler)")
-    add("--deterministic", action=flag, help="on CUDA: deterministic algorithms and no cuDNN autotuning, so that a "
-                                             "run repeats bit for bit on the same GPU, more slowly (default: off)")
-    add("--channels-last", action=flag, help="channels_last memory format (default: on for CUDA)")
-    add("--compile", action=flag, help="torch.compile the model (default: on for CUDA)")
-    add("--compile-simam", action=flag, help="torch.compile only SimAM's formula (default: on the CPU for runs of "
-                                             f"{COMPILE_SIMAM_FROM:,} iterations or more, where a C++ compiler is found)")
-    add("--threads", type=int, help="torch CPU threads (default: torch's choice; on a small or busy machine "
-                                    "1 thread can be several times faster, as on the 2-core machine the quick recipe was timed on)")
-    add("--progress", action=flag, help="progress bar (default: when stderr is a terminal and CI is not set)")
-    add("--sync-bn", action=flag, help="under torchrun: batch norm with the statistics of the global batch, "
-                                       f"not of each process's share (CUDA only; {_defaults('sync_bn')})")
-    return parser
 
 
 def _name() -> str:

@@ -21,6 +21,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from simam.config import build_model, config_from_dict
+from simam.experiments.plan import RunSpec
+from simam.experiments.results import RUNS, read_results
+from simam.runs import CHECKPOINT
 
 WEIGHTS = "weights"
 SHA256SUMS = "SHA256SUMS"
@@ -47,9 +51,6 @@ def read_sums(results: str | Path) -> dict[str, str]:
 def export(results: str | Path, seeds: tuple[int, ...] = (0,)) -> list[Path]:
     """Write the model weights of every finished run of ``results`` with a seed in ``seeds``, from its
     checkpoint, to ``results/weights/<run-id>.pt``, and record their hashes. Returns the new files."""
-    from simam.experiments import RUNS, read_results
-    from simam.train import CHECKPOINT
-
     results = Path(results)
     folder = results / WEIGHTS
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,10 +77,6 @@ def pretrained(model: str = "resnet20", attention: str = "simam", dataset: str =
     Raises ``FileNotFoundError`` when that run's weights are not there, and ``ValueError`` when the
     file's SHA-256 differs from the recorded one.
     """
-    # Imported here: ``import simam`` stays light, and ``python -m simam.train`` does not import itself twice.
-    from simam.experiments import RunSpec, read_results
-    from simam.train import build_model, config_from_dict
-
     folder = Path(results) if results is not None else DEFAULT_RESULTS
     run_id = RunSpec(dataset, model, attention, recipe, seed).run_id
     path = folder / WEIGHTS / f"{run_id}.pt"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from simam.train import read_metrics
+from simam.runs import read_metrics
 
 
 def rows_without_time(run: Path) -> list[dict]:

@@ -34,8 +34,10 @@ from torch import nn
 from simam.data import CifarLoader, rank_share
 from simam.distributed import Launch, rank_seed
 from simam.settings import seed_everything
-from simam.train import (RECIPES, ConfigError, Config, autocast, build_model, build_parser, check_config, evaluate, learning_rate,
-                         load_data, main, make_optimizer, read_metrics, resolve, restore_rng_states, rng_states)
+from simam.config import RECIPES, ConfigError, Config, build_model, build_parser, check_config
+from simam.runs import read_metrics
+from simam.train import (autocast, evaluate, learning_rate, load_data, main, make_optimizer, resolve, restore_rng_states,
+                         rng_states)
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 

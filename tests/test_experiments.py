@@ -32,7 +32,6 @@ from simam.experiments import (
     RunSpec,
     append_result,
     launch_command,
-    main,
     pending,
     plan,
     plan_lambda_ablation,
@@ -47,8 +46,10 @@ from simam.experiments import (
     update_readme,
     worker_slots,
 )
+from simam.experiments.__main__ import main
 from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
-from simam.train import QUICK, read_metrics
+from simam.config import QUICK
+from simam.runs import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,7 +190,7 @@ def test_each_worker_owns_its_gpus_and_cpu_workers_share_the_cores(tmp_path, mon
                   f"open({str(run_dir / 'final.json')!r}, 'w').write(json.dumps(final))")
         return [sys.executable, "-c", script]
 
-    monkeypatch.setattr("simam.experiments.launch_command", launch)
+    monkeypatch.setattr("simam.experiments.grid.launch_command", launch)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     specs = plan(["resnet20"], ["none", "se", "simam"], ["cifar10"], 2)
     run_grid(specs, tmp_path / "gpu", gpus=["3", "5", "6", "7"], gpus_per_run=2)
@@ -206,11 +207,28 @@ def test_a_failed_run_is_reported_and_the_others_still_finish(tmp_path, monkeypa
         final = json.dumps(fake_final(dataclasses.asdict(spec.config(extra_args)), 0.5))
         return [sys.executable, "-c", f"open({str(run_dir / 'final.json')!r}, 'w').write({final!r})"]
 
-    monkeypatch.setattr("simam.experiments.launch_command", launch)
+    monkeypatch.setattr("simam.experiments.grid.launch_command", launch)
     assert main(["run", "--attentions", "none", "--seeds", "2", "--out", str(tmp_path), "--", "--device", "cpu"]) == 1
     assert [line["run_id"] for line in read_results(tmp_path)] == ["cifar10-resnet20-none-paper-seed1"]
     error = capsys.readouterr().err
     assert "1 of 2 runs failed" in error and "cifar10-resnet20-none-paper-seed0: exit code 1: the training loss became nan" in error
+
+
+def test_an_exception_in_one_run_is_reported_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
+    """Not only a run whose trainer fails: an error raised while starting a run (a full disk, a
+    folder that cannot be made) is that run's failure, and the other runs still finish."""
+    def launch(spec, run_dir, extra_args, gpus_per_run=1, resume=False):
+        if spec.seed == 1:
+            raise OSError("No space left on device")
+        final = json.dumps(fake_final(dataclasses.asdict(spec.config(extra_args)), 0.5))
+        return [sys.executable, "-c", f"open({str(run_dir / 'final.json')!r}, 'w').write({final!r})"]
+
+    monkeypatch.setattr("simam.experiments.grid.launch_command", launch)
+    assert main(["run", "--attentions", "none", "--seeds", "3", "--out", str(tmp_path), "--", "--device", "cpu"]) == 1
+    assert [line["run_id"] for line in read_results(tmp_path)] == [
+        "cifar10-resnet20-none-paper-seed0", "cifar10-resnet20-none-paper-seed2"]
+    error = capsys.readouterr().err
+    assert "1 of 3 runs failed" in error and "seed1: OSError: No space left on device" in error
 
 
 def test_several_gpus_per_run_are_launched_by_torchrun_on_their_own_gpus(tmp_path):

@@ -26,9 +26,9 @@ import torch
 import simam.train
 from simam.attention import SimAM
 from simam.data import CifarLoader
-from simam.train import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, ConfigError, Config, atomic_write, build_model,
-                         check_config, cuda_settings, evaluate, learning_rate, load_model, main, read_metrics, resolve,
-                         restore_scaler)
+from simam.config import COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, ConfigError, Config, build_model, check_config
+from simam.runs import atomic_write, load_model, read_metrics
+from simam.train import cuda_settings, evaluate, learning_rate, main, resolve, restore_scaler
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 

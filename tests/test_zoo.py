@@ -9,10 +9,11 @@ import json
 import pytest
 import torch
 
-import simam
+from simam.config import QUICK, build_model, config_from_dict
 from simam.experiments import RUNS, RunSpec, results_path
+from simam.runs import CHECKPOINT, FINAL
+from simam.train import evaluate, load_data, resolve
 from simam.zoo import DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, export, pretrained, read_sums, sha256
-from simam.train import CHECKPOINT, FINAL, QUICK, build_model, evaluate, load_data, resolve
 
 
 def fake_grid_run(results, attention: str, seed: int) -> dict[str, torch.Tensor]:
@@ -73,7 +74,7 @@ def test_each_committed_network_has_its_hash_and_the_accuracy_of_its_run(path):
     model = pretrained(spec["model"], spec["attention"], spec["dataset"], spec["recipe"], spec["seed"])
     # The precision of the run where this CPU has it natively, float32 elsewhere: a few images of the
     # 10,000 may change their class between the two, no more.
-    config = resolve(dataclasses.replace(simam.train.config_from_dict(spec), device="cpu", amp=None, amp_dtype=None),
+    config = resolve(dataclasses.replace(config_from_dict(spec), device="cpu", amp=None, amp_dtype=None),
                      torch.device("cpu"))
     test_loader = load_data(config)[1]
     accuracy = evaluate(model, model, test_loader, config.amp_dtype)["test_accuracy"]

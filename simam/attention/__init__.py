@@ -3,17 +3,20 @@ each taking the channel count as its first argument, and a factory that builds t
 
 from simam.attention.cbam import CBAM
 from simam.attention.eca import ECA, eca_kernel_size
-from simam.attention.factory import create_attention, list_attentions
+from simam.attention.factory import AttentionKind, attention_kind, attention_options, create_attention, list_attentions
 from simam.attention.gc import GlobalContext
 from simam.attention.se import SqueezeExcite
 from simam.attention.simam import SimAM
 
 __all__ = [
+    "AttentionKind",
     "CBAM",
     "ECA",
     "GlobalContext",
     "SimAM",
     "SqueezeExcite",
+    "attention_kind",
+    "attention_options",
     "create_attention",
     "eca_kernel_size",
     "list_attentions",

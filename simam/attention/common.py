@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from simam.energy import check_feature_map
+from simam.checks import check_feature_map
 
 
 def check_channel_count(channels: int, name: str = "channels") -> None:

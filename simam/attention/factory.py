@@ -4,8 +4,9 @@ timm's ``create_attn``: ``create_attention(partial(SimAM, lambda_=0.1), 256)``."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
@@ -24,15 +25,51 @@ def _no_attention(
     return nn.Identity()
 
 
-_ATTENTIONS: dict[str, Callable[..., nn.Module]] = {
-    "none": _no_attention,
-    "se": SqueezeExcite,
-    "cbam": CBAM,
-    "eca": ECA,
-    "gc": GlobalContext,
-    "simam": SimAM,
-    "simam-exact": partial(SimAM, exact=True),
+@dataclass(frozen=True)
+class AttentionKind:
+    """What the course knows of one attention module, as data for the networks and the trainer.
+
+    ``build(channels, **kwargs)`` makes the module. ``options``: the settings of a network or a run
+    that this module takes (SimAM's ``lambda_``); :func:`attention_options` picks them out.
+    ``after_conv``: where the SimAM paper's networks put it, right after a block's 3x3 convolution and
+    before its batch norm (SimAM, as in the reference code), else at the end of the residual branch,
+    after its last batch norm (SE, CBAM, ECA and GC, where their authors put them). ``compiles``:
+    its formula alone can go through ``torch.compile`` (``SimAM(compiled=True)``).
+    """
+
+    build: Callable[..., nn.Module]
+    options: frozenset[str] = frozenset()
+    after_conv: bool = False
+    compiles: bool = False
+
+
+_SIMAM_OPTIONS = frozenset({"lambda_"})
+_ATTENTIONS: dict[str, AttentionKind] = {
+    "none": AttentionKind(_no_attention),
+    "se": AttentionKind(SqueezeExcite),
+    "cbam": AttentionKind(CBAM),
+    "eca": AttentionKind(ECA),
+    "gc": AttentionKind(GlobalContext),
+    "simam": AttentionKind(SimAM, _SIMAM_OPTIONS, after_conv=True, compiles=True),
+    "simam-exact": AttentionKind(partial(SimAM, exact=True), _SIMAM_OPTIONS, after_conv=True),
 }
+
+
+def attention_kind(name: str) -> AttentionKind:
+    """The :class:`AttentionKind` called ``name`` (case-insensitive, ``_`` for ``-``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("_", "-")
+    if key not in _ATTENTIONS:
+        raise ValueError(f"unknown attention {name!r}; known: {', '.join(_ATTENTIONS)}")
+    return _ATTENTIONS[key]
+
+
+def attention_options(name: str, **options: Any) -> dict[str, Any]:
+    """Of a run's ``options`` (``lambda_=1e-4``, ...), those that attention ``name`` takes:
+    ``attention_options("simam", lambda_=0.1) == {"lambda_": 0.1}``, and ``{}`` for ``"se"``."""
+    kind = attention_kind(name)
+    return {key: value for key, value in options.items() if key in kind.options}
 
 
 def list_attentions() -> list[str]:
@@ -60,7 +97,4 @@ def create_attention(
         if not isinstance(module, nn.Module):
             raise TypeError(f"{name!r} built a {type(module).__name__}, not an nn.Module")
         return module
-    key = name.strip().lower().replace("_", "-")
-    if key not in _ATTENTIONS:
-        raise ValueError(f"unknown attention {name!r}; known: {', '.join(_ATTENTIONS)}")
-    return _ATTENTIONS[key](channels, **kwargs)
+    return attention_kind(name).build(channels, **kwargs)

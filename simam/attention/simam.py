@@ -62,7 +62,8 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from simam.energy import check_feature_map, check_lambda, leave_one_out_statistics
+from simam.checks import check_feature_map, check_lambda
+from simam.energy import leave_one_out_statistics
 
 __all__ = ["SIGMOID_HALF", "SimAM", "simam", "simam_compiled", "simam_exact", "simam_reference"]
 
@@ -203,6 +204,11 @@ def simam(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     and memory format). Matches :func:`simam_reference` to round-off where that is finite.
     """
     _check_input(x, lambda_)
+    return _simam(x, lambda_)
+
+
+def _simam(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """:func:`simam` on an input already checked."""
     if _neurons(x) == 1 or x.numel() == 0:
         return x * SIGMOID_HALF
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
@@ -218,10 +224,15 @@ _compiled_simam_ops = None  # torch.compile of _simam_ops, made on first use: co
 def simam_compiled(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     """:func:`simam` through ``torch.compile``: the same values to round-off, forward and backward
     each fused into one kernel per input shape (compiled on the first call with that shape)."""
-    global _compiled_simam_ops
     _check_input(x, lambda_)
+    return _simam_compiled(x, lambda_)
+
+
+def _simam_compiled(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """:func:`simam_compiled` on an input already checked."""
+    global _compiled_simam_ops
     if _neurons(x) == 1 or x.numel() == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return simam(x, lambda_)  # nothing to fuse, or already inside a trace or a compiled graph
+        return _simam(x, lambda_)  # nothing to fuse, or already inside a trace or a compiled graph
     if _compiled_simam_ops is None:
         # Static shapes: a network has a handful of them, and each gets kernels without size checks.
         _compiled_simam_ops = torch.compile(_simam_ops, dynamic=False)
@@ -238,6 +249,11 @@ def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     weight 1. ``M = 1`` gives the weight ``sigmoid(1/2)`` (no other neurons to compare with).
     """
     _check_input(x, lambda_)
+    return _simam_exact(x, lambda_)
+
+
+def _simam_exact(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """:func:`simam_exact` on an input already checked."""
     if _neurons(x) == 1 or x.numel() == 0:
         return x * SIGMOID_HALF
     dims = list(range(2, x.dim()))
@@ -334,9 +350,10 @@ class SimAM(nn.Module):
                 f"SimAM was built for {self.channels} channels, got input with {x.shape[1]} channels "
                 f"(shape {tuple(x.shape)})"
             )
+        # Checked once, here; lambda_ was checked when the module was built.
         if self.exact:
-            return simam_exact(x, self.lambda_)
-        return simam_compiled(x, self.lambda_) if self.compiled else simam(x, self.lambda_)
+            return _simam_exact(x, self.lambda_)
+        return _simam_compiled(x, self.lambda_) if self.compiled else _simam(x, self.lambda_)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [str(self.channels)]

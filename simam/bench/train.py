@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from simam.bench.data import torchvision_loader
 from simam.data import DATASETS, CifarLoader, load_cifar
 from simam.settings import data_root
-from simam.train import Config, build_model, make_optimizer, resolve, resolve_device, train_step
+from simam.config import Config, build_model
+from simam.train import make_optimizer, resolve, resolve_device, train_step
 
 CASES = [("resnet20", "none"), ("resnet20", "simam")]
 

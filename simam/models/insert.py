@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal
 
 from torch import nn
 
-from simam.attention import SimAM, create_attention
+from simam.attention import SimAM, attention_kind, create_attention
 
 Position = Literal["paper", "after_conv", "end_of_branch"]
 
@@ -90,8 +90,9 @@ def insert_attention(
         raise ValueError(f"{len(attending)} blocks already have attention (first: {attending[0]!r}); "
                          "insert into a network built without it")
     after_conv = position == "after_conv"
-    if position == "paper":  # where SimAM goes: ask the module itself, built once on no memory
-        after_conv = isinstance(create_attention(attention, 8, device="meta", **kwargs), SimAM)
+    if position == "paper":  # a name says where it goes; of a class or partial, ask what it builds
+        after_conv = (attention_kind(attention).after_conv if isinstance(attention, str)
+                      else isinstance(create_attention(attention, 8, device="meta", **kwargs), SimAM))
     for _, block, bottleneck in blocks:
         conv = block.conv3 if bottleneck else block.conv2
         factory = {"device": conv.weight.device, "dtype": conv.weight.dtype}

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from simam.attention import attention_kind
+
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     """A 3x3 convolution, padding 1, no bias (a BN follows), He-initialised (see :func:`he_init`)."""
@@ -31,13 +33,12 @@ def he_init(conv: nn.Conv2d) -> nn.Conv2d:
 
 
 def attention_after_conv(attention: str) -> bool:
-    """Whether ``attention`` sits right after a block's 3x3 convolution, before that convolution's BN.
-
-    That is where the SimAM reference code puts SimAM (``simam``, ``simam-exact``). SE, CBAM, ECA
-    and GC go at the end of the residual branch instead, after its last BN and before the addition,
-    where their authors put them. For ``none`` the place does not matter.
+    """Whether ``attention`` sits right after a block's 3x3 convolution, before that convolution's BN
+    (SimAM, where the reference code puts it), rather than at the end of the residual branch, after
+    its last BN and before the addition (SE, CBAM, ECA and GC, where their authors put them): the
+    registry's :attr:`~simam.attention.AttentionKind.after_conv`. For ``none`` the place does not matter.
     """
-    return attention.strip().lower().startswith("simam")
+    return attention_kind(attention).after_conv
 
 
 def count_blocks_per_stage(depth: int, convolutions_per_block: int, family: str) -> int:

@@ -13,18 +13,19 @@ block's input as it comes, before the branch's BN and ReLU.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import create_attention
-from simam.models.layers import attention_after_conv, conv1x1, conv3x3, count_blocks_per_stage, make_stages
+from simam.models.layers import attention_after_conv, conv1x1, conv3x3
+from simam.models.resnet import ResNet
 
 
-def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    """The shortcut of a block: identity if the shape is kept, else a 1x1 convolution."""
+def shortcut_without_bn(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The shortcut of a block: identity if the shape is kept, else a 1x1 convolution (no BN)."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     return conv1x1(in_channels, out_channels, stride)
@@ -47,7 +48,7 @@ class PreActBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.attention = create_attention(attention, planes, **attention_kwargs)
-        self.shortcut = projection(in_channels, planes, stride)
+        self.shortcut = shortcut_without_bn(in_channels, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(F.relu(self.bn1(x), inplace=True))
@@ -77,7 +78,7 @@ class PreActBottleneck(nn.Module):
         self.attention_after_conv = attention_after_conv(attention)
         channels = planes if self.attention_after_conv else out_channels
         self.attention = create_attention(attention, channels, **attention_kwargs)
-        self.shortcut = projection(in_channels, out_channels, stride)
+        self.shortcut = shortcut_without_bn(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(F.relu(self.bn1(x), inplace=True))
@@ -90,7 +91,7 @@ class PreActBottleneck(nn.Module):
         return out + self.shortcut(x)
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(ResNet):
     """A pre-activation CIFAR ResNet of ``depth`` layers with an attention module in every block.
 
     Args:
@@ -99,30 +100,19 @@ class PreActResNet(nn.Module):
         attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain network).
         block: ``"basic"`` or ``"bottleneck"``.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
+
+    :class:`~simam.models.resnet.ResNet`'s constructor with pre-activation blocks, a stem that is a
+    bare convolution (the first block's BN and ReLU follow it), and BN and ReLU after the last block.
     """
 
-    def __init__(
-        self,
-        depth: int,
-        num_classes: int = 10,
-        attention: str = "none",
-        block: Literal["basic", "bottleneck"] = "basic",
-        **attention_kwargs: Any,
-    ) -> None:
-        super().__init__()
-        blocks = {"basic": PreActBasicBlock, "bottleneck": PreActBottleneck}
-        if block not in blocks:
-            raise ValueError(f"block must be one of {sorted(blocks)}, got {block!r}")
-        Block = blocks[block]
-        blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"a pre-activation ResNet with {block} blocks")
+    blocks: dict[str, type[nn.Module]] = {"basic": PreActBasicBlock, "bottleneck": PreActBottleneck}
+    family = "a pre-activation ResNet"
 
-        self.stem = conv3x3(3, 16)
-        self.stages, channels = make_stages(
-            lambda channels, planes, stride: Block(channels, planes, stride, attention, attention_kwargs),
-            (16, 32, 64), blocks_per_stage, Block.expansion)
+    def make_stem(self) -> nn.Module:
+        return conv3x3(3, 16)
+
+    def add_head_norm(self, channels: int) -> None:
         self.bn = nn.BatchNorm2d(channels)
-        self.classifier = nn.Linear(channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = F.relu(self.bn(self.stages(self.stem(x))), inplace=True)
-        return self.classifier(features.mean(dim=(2, 3)))
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.stages(self.stem(x))), inplace=True)

@@ -25,7 +25,7 @@ from simam.attention import create_attention
 from simam.models.layers import attention_after_conv, conv1x1, conv3x3, count_blocks_per_stage, make_stages
 
 
-def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+def shortcut_with_bn(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     """The shortcut of a block: identity if the shape is kept, else 1x1 convolution + BN."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.attention = create_attention(attention, planes, **attention_kwargs)
         self.attention_after_conv = attention_after_conv(attention)
-        self.shortcut = projection(in_channels, planes, stride)
+        self.shortcut = shortcut_with_bn(in_channels, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -84,7 +84,7 @@ class Bottleneck(nn.Module):
         self.attention_after_conv = attention_after_conv(attention)
         channels = planes if self.attention_after_conv else out_channels
         self.attention = create_attention(attention, channels, **attention_kwargs)
-        self.shortcut = projection(in_channels, out_channels, stride)
+        self.shortcut = shortcut_with_bn(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -107,7 +107,13 @@ class ResNet(nn.Module):
         attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain ResNet).
         block: ``"basic"`` or ``"bottleneck"``.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
+
+    The pre-activation ResNets (:class:`simam.models.preresnet.PreActResNet`) are built by this same
+    constructor: they differ only in their blocks, their stem and the BN and ReLU before the pooling.
     """
+
+    blocks: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+    family = "a ResNet"
 
     def __init__(
         self,
@@ -118,18 +124,28 @@ class ResNet(nn.Module):
         **attention_kwargs: Any,
     ) -> None:
         super().__init__()
-        blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
-        if block not in blocks:
-            raise ValueError(f"block must be one of {sorted(blocks)}, got {block!r}")
-        Block = blocks[block]
-        blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"a ResNet with {block} blocks")
+        if block not in self.blocks:
+            raise ValueError(f"block must be one of {sorted(self.blocks)}, got {block!r}")
+        Block = self.blocks[block]
+        blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"{self.family} with {block} blocks")
 
-        self.stem = nn.Sequential(conv3x3(3, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        self.stem = self.make_stem()
         self.stages, channels = make_stages(
             lambda channels, planes, stride: Block(channels, planes, stride, attention, attention_kwargs),
             (16, 32, 64), blocks_per_stage, Block.expansion)
+        self.add_head_norm(channels)
         self.classifier = nn.Linear(channels, num_classes)
 
+    def make_stem(self) -> nn.Module:
+        """A 3x3 convolution with 16 channels, BN and ReLU."""
+        return nn.Sequential(conv3x3(3, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+
+    def add_head_norm(self, channels: int) -> None:
+        """Layers between the last block and the pooling: none, as every block ends with ReLU."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output, (N, C, 8, 8), which the classifier pools."""
+        return self.stages(self.stem(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.stages(self.stem(x))
-        return self.classifier(features.mean(dim=(2, 3)))
+        return self.classifier(self.features(x).mean(dim=(2, 3)))

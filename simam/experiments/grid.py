@@ -1,0 +1,185 @@
+"""Running a grid: each run a child process (``python -m simam.train``, or torchrun for several
+GPUs), several at once on the CPU cores or GPU groups, each appending its line to the results file
+when it finishes; or one shell command per pending run for a cluster scheduler."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+from simam.config import ConfigError, build_parser
+from simam.experiments.plan import GRID_OPTIONS, GridError, RunSpec
+from simam.experiments.results import RUNS, append_result, pending, result_line
+from simam.runs import CHECKPOINT, FINAL, read_final
+
+LOG = "train.log"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What became of one run: ``finished`` (its line appended), ``skipped`` (already there) or ``failed``."""
+
+    spec: RunSpec
+    status: str
+    message: str
+
+
+def check_extra_args(extra_args: Sequence[str]) -> dict[str, Any]:
+    """Trainer options for every run: they must parse, and leave the grid's own options to the grid.
+    Returns the options given, by Config field."""
+    try:
+        given = vars(build_parser().parse_args(list(extra_args)))
+    except ConfigError as error:
+        raise GridError(f"trainer options: {error}") from None
+    # --recipe and --resume have defaults, so they show in ``given`` whether set or not: look at the words
+    owned = sorted(set(given) & GRID_OPTIONS)
+    owned += [option for option in ("recipe", "resume") if any(arg.startswith(f"--{option}") for arg in extra_args)]
+    if owned:
+        raise GridError(f"trainer options may not set {', '.join('--' + o.rstrip('_').replace('_', '-') for o in owned)}: "
+                        f"the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, --recipe, --out)")
+    return given
+
+
+def launch_command(spec: RunSpec, run_dir: Path, extra_args: Sequence[str], gpus_per_run: int = 1,
+                   resume: bool = False) -> list[str]:
+    """The command that trains ``spec`` into ``run_dir``: the trainer, or torchrun for several GPUs."""
+    launcher = [sys.executable, "-m", "simam.train"]
+    if gpus_per_run > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus_per_run}",
+                    "-m", "simam.train"]
+    return [*launcher, *spec.train_args(), "--out", str(run_dir), "--no-progress", *extra_args,
+            *(["--resume"] if resume else [])]
+
+
+def run_one(spec: RunSpec, out: str | Path, extra_args: Sequence[str] = (), gpus_per_run: int = 1,
+            seeds_asked: int = 1, cuda_devices: str | None = None, threads: int | None = None) -> RunOutcome:
+    """Train ``spec`` in a child process into ``out/runs/<run-id>`` and append its results line.
+
+    Skips a finished run; resumes from a checkpoint; clears a run folder that has none (a run killed
+    before its first checkpoint). ``cuda_devices``: the child's ``CUDA_VISIBLE_DEVICES`` (None: the
+    parent's); ``threads``: its ``--threads`` unless ``extra_args`` set them.
+    """
+    out = Path(out)
+    if not pending([spec], out, extra_args, gpus_per_run):
+        return RunOutcome(spec, "skipped", "already in the results file")
+    run_dir = out / RUNS / spec.run_id
+    resume = (run_dir / CHECKPOINT).exists()
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if threads is not None and not any(arg.startswith("--threads") for arg in extra_args):
+        extra_args = [*extra_args, "--threads", str(threads)]
+    env = dict(os.environ) if cuda_devices is None else {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_devices}
+    command = launch_command(spec, run_dir, extra_args, gpus_per_run, resume)
+    with open(run_dir / LOG, "a") as log:
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0 or not (run_dir / FINAL).exists():
+        return RunOutcome(spec, "failed", f"exit code {code}: {_last_line(run_dir / LOG)} (log: {run_dir / LOG})")
+    final = read_final(run_dir)
+    append_result(out, result_line(spec, final, extra_args, seeds_asked, gpus_per_run))
+    return RunOutcome(spec, "finished", f"final test accuracy {100 * final['final_test_accuracy']:.2f}%, "
+                                        f"{final['wall_seconds']:.0f} s")
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs runs may use: those of ``CUDA_VISIBLE_DEVICES`` when it is set, else all of them."""
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return [str(index) for index in range(count)]
+    return [gpu.strip() for gpu in listed.split(",") if gpu.strip()][:count]
+
+
+def worker_slots(gpus: Sequence[str], gpus_per_run: int, workers: int | None) -> list[str | None]:
+    """One entry per worker: its ``CUDA_VISIBLE_DEVICES``, or None on a machine without GPUs.
+    GPUs are cut into groups of ``gpus_per_run``; workers beyond the groups share them in turn."""
+    if workers is not None and workers < 1:
+        raise GridError(f"workers must be at least 1, got {workers}")
+    if not gpus:
+        if gpus_per_run > 1:
+            raise GridError(f"--gpus-per-run {gpus_per_run} needs GPUs, and none is visible")
+        return [None] * (workers or 1)
+    groups = [",".join(gpus[i:i + gpus_per_run]) for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+    if not groups:
+        raise GridError(f"--gpus-per-run {gpus_per_run} asks for more GPUs than the {len(gpus)} visible")
+    return [groups[i % len(groups)] for i in range(workers or len(groups))]
+
+
+def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = None, gpus_per_run: int = 1,
+             extra_args: Sequence[str] = (), gpus: Sequence[str] | None = None) -> list[RunOutcome]:
+    """Run every pending run of ``specs``, ``workers`` at a time, each appending its line to
+    ``out/results.jsonl``; a failed run is reported in the outcomes and does not stop the others.
+    The runs go seed by seed (every cell's seed 0, then every cell's seed 1, ...), so that a grid
+    cut short has results in every cell.
+
+    ``gpus``: the GPUs to use (default: :func:`visible_gpus`; none when ``extra_args`` say ``--device cpu``).
+    """
+    options = check_extra_args(extra_args)
+    if gpus_per_run < 1:
+        raise GridError(f"gpus per run must be at least 1, got {gpus_per_run}")
+    if gpus is None:
+        gpus = [] if options.get("device") == "cpu" else visible_gpus()
+    slots = worker_slots(gpus, gpus_per_run, workers)
+    todo = sorted(pending(specs, out, extra_args, gpus_per_run), key=lambda spec: spec.seed)  # stable: plan order within a seed
+    threads = None if gpus else max(1, (os.cpu_count() or 1) // len(slots))
+    seeds_asked = len({spec.seed for spec in specs})
+    print(f"{len(specs) - len(todo)} of {len(specs)} runs finished, {len(todo)} to run, {len(slots)} at a time "
+          f"({', '.join(f'GPU {slot}' for slot in slots) if gpus else f'CPU, {threads} threads each'}) -> {out}", flush=True)
+
+    free: Queue[str | None] = Queue()
+    for slot in slots:
+        free.put(slot)
+    done, lock = [0], threading.Lock()
+
+    def work(spec: RunSpec) -> RunOutcome:
+        slot = free.get()
+        try:
+            outcome = run_one(spec, out, extra_args, gpus_per_run, seeds_asked, slot, threads)
+        except Exception as error:  # reported with the others; the grid goes on
+            outcome = RunOutcome(spec, "failed", f"{type(error).__name__}: {error}")
+        finally:
+            free.put(slot)
+        with lock:
+            done[0] += 1
+            print(f"[{done[0]}/{len(todo)}] {spec.run_id}: {outcome.status}, {outcome.message}", flush=True)
+        return outcome
+
+    pool = ThreadPoolExecutor(max_workers=len(slots))
+    try:
+        return list(pool.map(work, todo))
+    finally:  # on Ctrl-C: let the running children stop, start no new ones
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def shell_commands(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (),
+                   gpus_per_run: int = 1) -> list[str]:
+    """One shell command per pending run of ``specs``: each trains its run and appends its line."""
+    check_extra_args(extra_args)
+    seeds_asked = len({spec.seed for spec in specs})
+    commands = []
+    for spec in pending(specs, out, extra_args, gpus_per_run):
+        args = [sys.executable, "-m", "simam.experiments", "run-one", "--out", str(out), "--dataset", spec.dataset,
+                "--model", spec.model, "--attention", spec.attention, "--recipe", spec.recipe, "--seed", str(spec.seed),
+                *(["--lambda", repr(spec.lambda_)] if spec.lambda_ is not None else []),
+                "--seeds-asked", str(seeds_asked), "--gpus-per-run", str(gpus_per_run)]
+        commands.append(shlex.join([*args, *(["--", *extra_args] if extra_args else [])]))
+    return commands

@@ -1,0 +1,105 @@
+"""The results file of a grid, ``results.jsonl``: one JSON line per finished run, only ever
+appended to (in one locked write, so that concurrent jobs can share it), and which runs are pending."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simam.attention import attention_kind
+from simam.config import RUNTIME_FIELDS, as_config_value
+from simam.experiments.plan import GridError, RunSpec
+
+with contextlib.suppress(ImportError):
+    import fcntl  # POSIX: the lock that keeps concurrent appends whole
+
+RESULTS = "results.jsonl"
+
+RUNS = "runs"
+
+
+def results_path(out: str | Path) -> Path:
+    return Path(out) / RESULTS
+
+
+def read_results(out: str | Path) -> list[dict[str, Any]]:
+    """The lines of ``out/results.jsonl`` (an empty list if there is none). A line that does not
+    parse (a write cut short by a crash) is skipped with a warning."""
+    path = results_path(out)
+    lines = []
+    for number, text in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):
+        if not text.strip():
+            continue
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}, line {number}: not JSON, skipped", stacklevel=2)
+    return lines
+
+
+def append_result(out: str | Path, line: dict[str, Any]) -> None:
+    """Append one line to ``out/results.jsonl`` in one write, under an exclusive lock where the
+    system has one (POSIX), so that lines from concurrent jobs never interleave."""
+    path = results_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as file:
+        if "fcntl" in globals():
+            fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            file.seek(0, os.SEEK_END)
+            ends_cleanly = file.tell() == 0 or (file.seek(-1, os.SEEK_END), file.read(1))[1] == b"\n"
+            file.write(((b"" if ends_cleanly else b"\n") + json.dumps(line).encode() + b"\n"))
+            file.flush()
+            os.fsync(file.fileno())
+        finally:
+            if "fcntl" in globals():
+                fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def result_line(spec: RunSpec, final: dict[str, Any], extra_args: Sequence[str], seeds_asked: int,
+                gpus_per_run: int) -> dict[str, Any]:
+    """The results-file line of a finished run, from its ``final.json``."""
+    config = final["config"]
+    return {
+        "run_id": spec.run_id, "dataset": spec.dataset, "model": spec.model, "attention": spec.attention,
+        "lambda": config["lambda_"] if "lambda_" in attention_kind(spec.attention).options else None,
+        "recipe": spec.recipe, "seed": spec.seed, "seeds_asked": seeds_asked, "extra_args": list(extra_args),
+        "final_test_accuracy": final["final_test_accuracy"], "final_test_loss": final["final_test_loss"],
+        "final_test_accuracy_flip": final.get("final_test_accuracy_flip"),
+        "best_test_accuracy_selected_on_test_set": final["best_test_accuracy_selected_on_test_set"],
+        "iterations": final["iterations"], "epochs": final["epochs"], "wall_seconds": final["wall_seconds"],
+        "train_images_per_second": final["train_images_per_second"], "parameters": final["parameters"],
+        "device": final["device"], "gpus_per_run": gpus_per_run, "distributed": final.get("distributed"),
+        "versions": final["versions"], "config": config,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def pending(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (),
+            gpus_per_run: int = 1) -> list[RunSpec]:
+    """The runs of ``specs`` without a line in ``out/results.jsonl``. Raises :class:`GridError` for a
+    configuration no run can use, and when a finished run was trained with another configuration
+    than ``extra_args`` now asks for."""
+    finished = {}
+    for line in read_results(out):
+        finished.setdefault(line["run_id"], line)
+    todo = []
+    for spec in specs:
+        config = dataclasses.asdict(spec.config(extra_args, gpus_per_run))
+        line = finished.get(spec.run_id)
+        if line is None:
+            todo.append(spec)
+            continue
+        changed = [f"{key}={config[key]!r} (it has {as_config_value(value)!r})" for key, value in line["config"].items()
+                   if key in config and key not in RUNTIME_FIELDS and as_config_value(value) != config[key]]
+        if changed:
+            raise GridError(f"{results_path(out)} holds run {spec.run_id} with other settings: {'; '.join(changed)}; "
+                            f"use another --out")
+    return todo

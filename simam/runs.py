@@ -1,0 +1,82 @@
+"""The files of a training run, shared by the trainer, the grid, the plots and the notebooks.
+
+A run folder holds ``metrics.jsonl`` (one JSON object per evaluation), ``checkpoint.pt`` (all a
+resumed run needs, written every ``checkpoint_every`` iterations and at the end) and ``final.json``
+(the results to report); :mod:`simam.train` documents what each holds. Every file is written whole
+or not at all (:func:`atomic_write`), so a run killed at any moment leaves readable files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from simam.config import build_model, config_from_dict
+
+METRICS = "metrics.jsonl"
+
+CHECKPOINT = "checkpoint.pt"
+
+FINAL = "final.json"
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
+    over ``path``: a reader sees the old file or the new one, never a half-written one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def read_metrics(run: str | Path, up_to: int | None = None) -> list[dict[str, Any]]:
+    """The rows of ``run/metrics.jsonl`` (of iterations up to ``up_to``); a row cut short by a kill ends them."""
+    path = Path(run) / METRICS
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if up_to is not None and row["iteration"] > up_to:
+            break
+        rows.append(row)
+    return rows
+
+
+def read_final(run: str | Path) -> dict[str, Any]:
+    """The results of the finished run ``run`` (its ``final.json``)."""
+    path = Path(run) / FINAL
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run} is not a finished run of simam.train")
+    return json.loads(path.read_text())
+
+
+def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of the run folder ``run`` with the weights of its last checkpoint, in eval mode
+    on ``device``: for attention maps, evaluation or fine-tuning of a trained run."""
+    path = Path(run) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(dataclasses.replace(config_from_dict(checkpoint["config"]), compile_simam=False))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
