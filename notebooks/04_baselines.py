@@ -432,6 +432,32 @@ for name in MODULES:
 # In parameters, then: SE, CBAM and GC add about 10% to ResNet-50 and about 1% to the CIFAR
 # ResNets (0.27M and 0.85M parameters in He et al. 2016), ECA a few dozen numbers, SimAM none. In
 # arithmetic, counted or not, every module stays below 1% of ResNet-50.
+#
+# The figure puts the two axes side by side for ResNet-50, each as a share of the backbone:
+# parameters on the left, arithmetic on the right (the counted FLOPs and the element operations
+# that FlopCounterMode does not count). SimAM is last on the left and first on the right;
+# every bar on the right stays below 1%.
+
+# %%
+figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained")
+names = [LABELS[n] for n in MODULES]
+parameter_share = [100 * totals["ResNet-50"][n][0] / resnet50_parameters for n in MODULES]
+flop_share = [100 * totals["ResNet-50"][n][1] / resnet50_flops for n in MODULES]
+element_share = [100 * totals["ResNet-50"][n][2] / resnet50_flops for n in MODULES]
+left.bar(names, parameter_share, color="tab:blue")
+left.set_ylabel("% of ResNet-50's parameters")
+left.set_title("parameters added")
+positions = torch.arange(len(MODULES)).float()
+right.bar(positions - 0.2, flop_share, width=0.4, label="FLOPs (FlopCounterMode)", color="tab:orange")
+right.bar(positions + 0.2, element_share, width=0.4, label="element operations", color="tab:grey")
+right.set_xticks(positions.tolist(), names)
+right.set_ylabel("% of ResNet-50's FLOPs")
+right.set_title("arithmetic added per image")
+right.legend()
+plt.show()
+simam_index = MODULES.index("simam")
+assert parameter_share[simam_index] == min(parameter_share) == 0 and element_share[simam_index] == max(element_share)
+assert max(flop_share + element_share) < 1
 
 # %% [markdown]
 # ## 4.4 Measured overhead on this machine
@@ -530,18 +556,37 @@ for backward, title in [(False, "forward"), (True, "forward + backward")]:
         t = timings[label, backward]
         ratios = "".join(f"{t[n] / t['none']:>8.2f}" for n in MODULES)
         print(f"{label:>18} {batch:>6} {t['none'] * 1e3:>10.2f}{ratios}")
+print("\ncheapest to dearest, as measured here:")
+for (label, backward), t in timings.items():
+    order = sorted(MODULES, key=t.get)
+    print(f"  {label:>18}, {'forward + backward' if backward else 'forward':<18}: {' < '.join(LABELS[n] for n in order)}")
+    assert all(math.isfinite(t[n]) and t[n] > 0 for n in VARIANTS)
 print(f"\ntimed in {time.perf_counter() - started:.0f} s")
 
+figure, axes = plt.subplots(1, len(TIMED_SHAPES), figsize=(12, 3.2), sharey=True, layout="constrained")
+positions = torch.arange(len(MODULES)).float()
+for axis, (label, *_) in zip(axes, TIMED_SHAPES):
+    for offset, backward, colour in ((-0.2, False, "tab:blue"), (0.2, True, "tab:red")):
+        t = timings[label, backward]
+        axis.bar(positions + offset, [t[n] / t["none"] for n in MODULES], width=0.4, color=colour,
+                 label="forward + backward" if backward else "forward")
+    axis.axhline(1, color="grey", lw=0.8, ls="--")
+    axis.set_xticks(positions.tolist(), [LABELS[n] for n in MODULES])
+    axis.set_title(label)
+axes[0].set_ylabel("time / conv + BN alone")
+axes[0].legend()
+plt.show()
+
 # %% [markdown]
-# The exact ratios move by a tenth or more from run to run on a shared machine; the ordering is
-# what to read. On this CPU SE and ECA are the cheapest modules and CBAM the most expensive,
-# with GC and SimAM in between. The order follows the passes over memory counted in section 4.2
-# much more than the FLOPs: FlopCounterMode charges SimAM nothing, yet in inference on the
-# $256 @ 56 \times 56$ bottleneck map, where the $1 \times 1$ convolution before it is cheap, its
-# passes over the map cost about as much as CBAM's six passes plus its $7 \times 7$ convolution.
-# Where the convolution is expensive (the $3 \times 3$ convolutions of the CIFAR blocks), and in
-# training, where the convolution's backward pass roughly triples its cost, every ratio shrinks
-# towards 1.
+# The exact ratios move by a tenth or more from run to run on a shared machine, and the order
+# the cell prints can change between CPUs and between runs where two modules are close; read it
+# from your own run, not from this text. Two things are worth looking for in it. First, whether
+# the order follows the FLOPs of section 4.2 or its passes over memory: FlopCounterMode charges
+# SimAM nothing, so any cost SimAM shows here is memory traffic and element operations. Second,
+# the columns' size against the layer: where the convolution is expensive (the $3 \times 3$
+# convolutions of the CIFAR blocks), and in training, where the convolution's backward pass
+# roughly triples its cost, every ratio is pulled towards 1; the $1 \times 1$ bottleneck
+# convolution of ResNet-50 is cheap, so there the modules' own passes show most.
 #
 # **These ratios do not predict a GPU.** A GPU runs elementwise kernels at memory bandwidth, so a
 # few passes over a map cost little, but every operation is a separate kernel launch, and at
@@ -592,8 +637,18 @@ for name, fps in PAPER_FPS.items():
 # can express, not what it would learn. For GC that matters more than for the others, since an
 # untrained GC block adds exactly zero (its last convolution starts at zero); for the figure we
 # redraw that convolution with PyTorch's default initialisation, under a fixed seed, so that the
-# shape of what it adds is visible. SimAM has nothing to train, so its map is already the one a
-# trained network would apply to these features.
+# shape of what it adds is visible.
+#
+# Where the input comes from matters for SimAM. The baselines sit after a block's last batch
+# norm, so they do see normalised features. SimAM does not: in every network of the course, as
+# in the reference code, it sits between the block's second convolution and that convolution's
+# batch norm, and sees the raw convolution output. SimAM's weight depends on a channel only
+# through $(t - \hat\mu)^2 / (\hat\sigma^2 + \lambda)$, which a per-channel shift and scale
+# (what a batch norm applies) leaves unchanged when $\lambda$ is negligible against the channel's
+# variance, and changes when it is not. So whether the raw or the normalised map goes in makes
+# no difference unless a channel's raw variance comes near $\lambda$; the cell below checks this
+# for the raw output of our convolution, and chapter 6 (section 6.6) measures the raw variances
+# inside a trained network.
 
 # %%
 INDEX = 13
@@ -612,6 +667,14 @@ with torch.no_grad():
     features = (maps[INDEX : INDEX + 1] - batch_mean) / batch_std
 image = images[INDEX]
 print("feature map:", tuple(features.shape))
+
+raw = maps[INDEX : INDEX + 1]
+raw_variance = raw.var(dim=(2, 3), correction=1)
+on_raw, on_normalised = torch.sigmoid(simam.importance(raw)), torch.sigmoid(simam.importance(features))
+gap = (on_raw - on_normalised).abs().max().item()
+print(f"raw channel variances {'>' if raw_variance.min() > 100 * 1e-4 else '<='} 100 lambda; "
+      f"SimAM's weights on the raw and on the normalised map differ by {'<' if gap < 1e-3 else '>='} 1e-3")
+assert raw_variance.min() > 100 * 1e-4 and gap < 1e-3
 
 # %%
 def per_channel(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -792,14 +855,61 @@ except ValueError as error:
 # - FlopCounterMode counts matrix products and convolutions only. By that count every module is
 #   below 1% of ResNet-50, and SimAM is at 0; its real work, about 10 element operations per
 #   element, is also below 1%.
-# - Wall-clock overhead depends on the hardware: on a CPU it follows the passes over memory, on a
-#   GPU at batch size 1 it follows the number of kernels launched, which is how the paper can
-#   measure SE, ECA and SimAM at the same 64 FPS and CBAM at 33.
+# - Wall-clock overhead depends on the hardware, and section 4.4 measures it on yours rather than
+#   predicting it. On a GPU at batch size 1 the number of kernels launched matters more than the
+#   arithmetic, which is how the paper can measure SE, ECA and SimAM at the same 64 FPS and CBAM
+#   at 33.
+# - SimAM sees a convolution's raw output, the baselines batch-normalised features; SimAM's
+#   weights are the same on both as long as $\lambda$ is small against the channels' variance.
 # - SE and ECA weigh channels, CBAM channels and then positions, and GC adds a per-channel
 #   context; SimAM alone gives every neuron its own weight, and needs no training to do so.
 # - `simam.insert_attention` puts any of them into torchvision's and timm's ResNets at those places,
 #   and adds exactly the parameters counted here.
+
+# %% [markdown]
+# ## Exercises
 #
+# 1. SE's two layers map $C$ channels to $C/r$ and back. Write its parameter count for $C$
+#    channels and reduction $r$, without and with biases, and check it against
+#    `create_attention("se", 256)` and `create_attention("se", 256, bias=True)`.
+# 2. ECA picks its kernel size from the channel count:
+#    $k = \lvert \log_2(C)/\gamma + b/\gamma \rvert$, made odd, with $\gamma = 2$ and $b = 1$.
+#    Compute $k$ by hand for $C = 64, 256, 2048$ and compare with `eca_kernel_size`.
+# 3. Show with `simam.importance` that with $\lambda = 0$ SimAM's weights do not change when every
+#    channel is scaled and shifted ($x \mapsto a x + b$, $a > 0$), and that with
+#    $\lambda = 10^{-4}$ they do once the channel's variance is scaled down to about $\lambda$.
+# 4. Section 4.5 redrew GC's last convolution "so that it adds something". Check that a GC block
+#    as built returns its input unchanged, and say why a residual network starts well that way.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# 1. Two C x C/r weight matrices; the biases add C/r + C.
+for bias in (False, True):
+    se = create_attention("se", 256, bias=bias)
+    by_hand = 2 * 256 * (256 // 16) + (256 // 16 + 256 if bias else 0)
+    assert count_parameters(se) == by_hand
+    print(f"1. SE, 256 channels, r = 16, bias={bias}: {by_hand:,} parameters")
+# 2. The integer part of log2(C)/2 + 1/2, plus one if it is even.
+for channels in (64, 256, 2048):
+    t = int(abs((math.log2(channels) + 1) / 2))
+    k = t if t % 2 else t + 1
+    assert k == eca_kernel_size(channels)
+    print(f"2. ECA, {channels} channels: k = {k}")
+# 3. (t - mean)^2 / variance is unchanged by x -> a x + b; lambda breaks it when a^2 variance ~ lambda.
+x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+a, b = 1e-2, 3.0
+invariant = torch.allclose(simam.importance(a * x + b, 0.0), simam.importance(x, 0.0))
+changed = (simam.importance(a * x + b, 1e-4) - simam.importance(x, 1e-4)).abs().max().item()
+assert invariant and changed > 0.1
+print(f"3. lambda = 0: unchanged by x -> {a:g} x + {b:g}: {invariant}; lambda = 1e-4: changed by more than 0.1: {changed > 0.1}")
+# 4. The last convolution of GC's transform starts at zero, so the block adds nothing: a residual
+#    branch with GC starts as the branch without it.
+gc = create_attention("gc", 64)
+x = torch.randn(2, 64, 8, 8, generator=torch.Generator().manual_seed(0))
+unchanged = torch.equal(gc(x), x)
+assert unchanged
+print(f"4. GC as built returns its input unchanged: {unchanged}")
+
+# %% [markdown]
 # ## References
 #
 # - Cao, Xu, Lin, Wei and Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and
