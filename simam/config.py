@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="simam-train",
         description="Train a CIFAR network with SimAM or another attention module. Options not given take "
-                    "the value of the recipe (--recipe); see simam/train.py for what each recipe does and why.",
+                    "the value of the recipe (--recipe); see simam/config.py for what each recipe does and why.",
         argument_default=argparse.SUPPRESS,  # only what is given overrides the recipe
     )
     flag = argparse.BooleanOptionalAction

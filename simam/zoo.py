@@ -69,15 +69,30 @@ def export(results: str | Path, seeds: tuple[int, ...] = (0,)) -> list[Path]:
     return written
 
 
+def committed_seeds(model: str = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
+                    results: str | Path | None = None) -> list[int]:
+    """The seeds of this grid cell whose weights are recorded in ``results/weights/SHA256SUMS``, sorted."""
+    folder = Path(results) if results is not None else DEFAULT_RESULTS
+    sums = read_sums(folder)
+    return sorted(line["seed"] for line in read_results(folder)
+                  if RunSpec(dataset, model, attention, recipe, line["seed"]).run_id == line["run_id"]
+                  and f"{line['run_id']}.pt" in sums)
+
+
 def pretrained(model: str = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
-               seed: int = 0, results: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
+               seed: int | None = None, results: str | Path | None = None,
+               device: str | torch.device = "cpu") -> nn.Module:
     """The committed trained network of one grid run, in eval mode on ``device``.
 
-    ``results``: the results folder (default: ``results/`` of the checkout the package runs from).
-    Raises ``FileNotFoundError`` when that run's weights are not there, and ``ValueError`` when the
-    file's SHA-256 differs from the recorded one.
+    ``seed``: the run's seed; ``None`` takes the lowest seed whose weights are committed (seed 0
+    where the grid's seed-0 weights are there). ``results``: the results folder (default:
+    ``results/`` of the checkout the package runs from). Raises ``FileNotFoundError`` when that
+    run's weights are not there, and ``ValueError`` when the file's SHA-256 differs from the
+    recorded one.
     """
     folder = Path(results) if results is not None else DEFAULT_RESULTS
+    if seed is None:
+        seed = min(committed_seeds(model, attention, dataset, recipe, folder), default=0)
     run_id = RunSpec(dataset, model, attention, recipe, seed).run_id
     path = folder / WEIGHTS / f"{run_id}.pt"
     expected = read_sums(folder).get(path.name)

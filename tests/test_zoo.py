@@ -13,7 +13,7 @@ from simam.config import QUICK, build_model, config_from_dict
 from simam.experiments import RUNS, RunSpec, results_path
 from simam.runs import CHECKPOINT, FINAL
 from simam.train import evaluate, load_data, resolve
-from simam.zoo import DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, export, pretrained, read_sums, sha256
+from simam.zoo import DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, committed_seeds, export, pretrained, read_sums, sha256
 
 
 def fake_grid_run(results, attention: str, seed: int) -> dict[str, torch.Tensor]:
@@ -41,6 +41,19 @@ def test_export_writes_the_seed_0_weights_with_their_hashes_and_pretrained_loads
     assert not model.training
     loaded = model.state_dict()
     assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
+def test_without_a_seed_pretrained_loads_the_lowest_committed_one(tmp_path):
+    fake_grid_run(tmp_path, "gc", 0)
+    expected = fake_grid_run(tmp_path, "gc", 2)
+    fake_grid_run(tmp_path, "gc", 3)
+    export(tmp_path, seeds=(2, 3))
+    assert committed_seeds("resnet20", "gc", results=tmp_path) == [2, 3]
+    assert committed_seeds("resnet20", "simam", results=tmp_path) == []
+    loaded = pretrained("resnet20", "gc", results=tmp_path).state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    with pytest.raises(FileNotFoundError, match="cifar10-resnet20-gc-quick-seed0"):
+        pretrained("resnet20", "gc", seed=0, results=tmp_path)
 
 
 def test_pretrained_refuses_a_damaged_file_and_names_what_is_there(tmp_path):

@@ -47,7 +47,7 @@ class RunSpec:
         return args if self.lambda_ is None else [*args, "--lambda", repr(self.lambda_)]
 
     def config(self, extra_args: Sequence[str] = (), processes: int = 1):
-        """The :class:`simam.train.Config` this run trains with, ``extra_args`` included, checked
+        """The :class:`simam.config.Config` this run trains with, ``extra_args`` included, checked
         for a run on ``processes`` processes (GPUs)."""
         try:
             args = vars(build_parser().parse_args([*self.train_args(), *extra_args]))
