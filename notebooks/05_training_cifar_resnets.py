@@ -19,7 +19,7 @@
 # with them. It takes ResNet-20, the smallest network of the paper's Table 2, and trains it on
 # CIFAR-10 twice, once plain (`attention="none"`) and once with SimAM at the end of every residual
 # branch, from the same seed. Everything goes through one function of the package,
-# `simam.train.train(config, out)`, and one configuration object, `simam.train.Config`:
+# `simam.train.train(config, out)`, and one configuration object, `simam.config.Config`:
 #
 # 1. **The recipes.** The paper's CIFAR recipe (section 4.1) as a `Config`, its learning-rate
 #    schedule, and the quick recipe that the course uses when there is no GPU, with the reason and
@@ -62,10 +62,14 @@ import matplotlib.pyplot as plt
 import torch
 
 import simam
+import simam.config
 import simam.train
 from simam import experiments
+from simam.config import PAPER
+from simam.paper_results import paper_accuracy
 from simam.plots import plot_training_curves
-from simam.train import FINAL, PAPER, learning_rate, read_metrics
+from simam.runs import FINAL, read_metrics
+from simam.train import learning_rate
 
 QUICK = simam.quick_mode()
 SMOKE = bool(simam.settings.smoke_overrides())  # only in the test of the full mode: runs of a few steps
@@ -81,11 +85,11 @@ print(f"quick mode: {QUICK}")
 # and 64,000 iterations in all. Each training image is padded by 4 pixels on every side, a random
 # $32\times32$ window is cut out and mirrored with probability $\tfrac12$; the test images are
 # used as they are. SimAM's $\lambda = 10^{-4}$ was picked by the authors on a 45k/5k split of
-# the training set with ResNet-20. `simam.train.PAPER` is exactly that recipe: it is the default
+# the training set with ResNet-20. `simam.config.PAPER` is exactly that recipe: it is the default
 # `Config`.
 
 # %%
-RUN_FIELDS = simam.train.RUNTIME_FIELDS  # how a run is watched and where it runs, not what it learns
+RUN_FIELDS = simam.config.RUNTIME_FIELDS  # how a run is watched and where it runs, not what it learns
 print("what defines a run:")
 for field in dataclasses.fields(PAPER):
     if field.name not in RUN_FIELDS:
@@ -128,7 +132,7 @@ print(f"in all: {epochs(PAPER.iterations, PAPER.batch_size):.2f} epochs, "
 # schedule that the next section explains.
 
 # %%
-QUICK_RECIPE = simam.train.QUICK
+QUICK_RECIPE = simam.config.QUICK
 paper_steps = range(PAPER.iterations)
 quick_steps = range(QUICK_RECIPE.iterations)
 figure, (paper_axis, quick_axis) = plt.subplots(1, 2, figsize=(12, 3.5), layout="constrained")
@@ -149,7 +153,7 @@ assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(
 # ### The quick recipe
 #
 # 64,000 iterations of ResNet-20 are work for a GPU: on a 2-core CPU they take about five hours
-# (computed below). `simam.train.QUICK` is what the package does with a quarter of an hour of such a
+# (computed below). `simam.config.QUICK` is what the package does with a quarter of an hour of such a
 # CPU: about eight epochs, sized at the speed printed below. Two things make that quarter of an
 # hour go far. The trainer computes in bfloat16 where the CPU does so natively (AVX-512 BF16 or
 # AMX), and it compiles SimAM's formula into one fused kernel per shape, which takes SimAM's share
@@ -180,7 +184,7 @@ for field in dataclasses.fields(PAPER):
     if paper_value != quick_value:
         print(f"  {field.name:<16} paper {paper_value!r:<16} quick {quick_value!r}")
 print(f"quick: {epochs(QUICK_RECIPE.iterations, QUICK_RECIPE.batch_size):.2f} epochs")
-CPU_IMAGES_PER_SECOND = simam.train.QUICK_SIZED_AT  # ResNet-20 + SimAM on 2 cores, what QUICK was sized at
+CPU_IMAGES_PER_SECOND = simam.config.QUICK_SIZED_AT  # ResNet-20 + SimAM on 2 cores, what QUICK was sized at
 print(f"the paper recipe at {CPU_IMAGES_PER_SECOND} images/s: "
       f"{PAPER.iterations * PAPER.batch_size / CPU_IMAGES_PER_SECOND / 3600:.1f} hours")
 
@@ -202,8 +206,10 @@ for attention in ("none", "simam"):
     initial[attention] = model.state_dict()
     print(f"resnet20 + {attention:<5}: {simam.count_parameters(model):,} parameters, {len(initial[attention])} tensors")
 assert initial["none"].keys() == initial["simam"].keys()
-assert all(torch.equal(initial["none"][name], initial["simam"][name]) for name in initial["none"])
-print("same seed -> the same initial weights: True")
+differing = [name for name in initial["none"] if not torch.equal(initial["none"][name], initial["simam"][name])]
+print(f"same seed: {len(initial['none']) - len(differing)} of {len(initial['none'])} initial tensors "
+      f"bit-identical between the two networks")
+assert not differing
 
 # %% [markdown]
 # **On a GPU** the configuration is the quick recipe itself, on the whole training set and
@@ -245,11 +251,11 @@ ATTENTIONS = ("none", "simam")
 if QUICK:
     batch_size, iterations = 32, 160
     run_config = dataclasses.replace(
-        simam.train.QUICK,
+        simam.config.QUICK,
         seed=SEED,
         iterations=iterations,
         batch_size=batch_size,
-        lr=simam.train.QUICK.lr * batch_size / simam.train.QUICK.batch_size,
+        lr=simam.config.QUICK.lr * batch_size / simam.config.QUICK.batch_size,
         warmup=iterations // 5,
         subset=5_000,
         test_subset=1_000,
@@ -261,7 +267,7 @@ if QUICK:
     )
     run_root = Path(tempfile.mkdtemp(prefix="simam-chapter5-"))
 else:
-    run_config = dataclasses.replace(simam.train.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides())
+    run_config = dataclasses.replace(simam.config.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides())
     run_root = Path("runs")
 run_folders = {attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}" for attention in ATTENTIONS}
 print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "
@@ -280,7 +286,7 @@ print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run
 # %%
 T4_ASSUMED_FLOPS = 2e12  # achieved, not peak: see the text above
 flops_per_image = simam.models.training_flops_per_image(simam.create_model("resnet20", attention="simam"))
-gpu_config = dataclasses.replace(simam.train.QUICK, seed=SEED)
+gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED)
 images_trained = gpu_config.iterations * gpu_config.batch_size
 images_tested = 10_000 * (2 if gpu_config.eval_flip else 1) * math.ceil(gpu_config.iterations / gpu_config.eval_every)
 gpu_seconds = len(ATTENTIONS) * (images_trained + images_tested / 3) * flops_per_image / T4_ASSUMED_FLOPS
@@ -433,9 +439,8 @@ else:
 # error $\sqrt{p(1-p)/N}$.
 
 # %%
-PAPER_TABLE2 = {"none": (92.33, 0.19), "simam": (92.73, 0.18)}  # ResNet-20, CIFAR-10, Yang et al. 2021, Table 2
-RUNS_IN_PAPER = 5
-(mean_plain, sd_plain), (mean_simam, sd_simam) = PAPER_TABLE2["none"], PAPER_TABLE2["simam"]
+RUNS_IN_PAPER = 5  # ResNet-20 on CIFAR-10, Yang et al. 2021, Table 2, read from simam.paper_results
+(mean_plain, sd_plain), (mean_simam, sd_simam) = (paper_accuracy("cifar10", "resnet20", a) for a in ("none", "simam"))
 gain = mean_simam - mean_plain
 variance_sum = sd_plain**2 + sd_simam**2
 
@@ -467,7 +472,7 @@ plain_ahead = NormalDist().cdf(-gain / difference_se(1))
 print(f"chance that a single pair of runs puts the plain network ahead: {plain_ahead:.1%} (one pair in {1 / plain_ahead:.0f})")
 
 test_images = 10_000
-for name, (mean, _) in PAPER_TABLE2.items():
+for name, mean in (("none", mean_plain), ("simam", mean_simam)):
     p = mean / 100
     print(f"binomial noise of the {test_images:,}-image test set at {mean:.2f}% ({name}): "
           f"{100 * math.sqrt(p * (1 - p) / test_images):.2f} points")
@@ -546,9 +551,11 @@ print(f"resumed a finished run in {time.perf_counter() - start:.1f} s")
 # %% tags=["nbval-ignore-output"]
 assert again["iterations"] == finals["simam"]["iterations"] == run_config.iterations
 assert again["final_test_accuracy"] == finals["simam"]["final_test_accuracy"]
-assert read_metrics(run_folders["simam"]) == rows["simam"]
+metrics_unchanged = read_metrics(run_folders["simam"]) == rows["simam"]
 print(f"after resume=True: {again['iterations']:,} iterations, final test accuracy "
-      f"{100 * again['final_test_accuracy']:.1f}% (unchanged), metrics file unchanged: True")
+      f"{100 * again['final_test_accuracy']:.1f}% (before: {100 * finals['simam']['final_test_accuracy']:.1f}%), "
+      f"metrics file unchanged: {metrics_unchanged}")
+assert metrics_unchanged
 
 # %% [markdown]
 # ## 7. The same from the command line
@@ -572,3 +579,37 @@ print(f"after resume=True: {again['iterations']:,} iterations, final test accura
 # ```
 #
 # and `python -m simam.train --help` lists every option with its default in each recipe.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. The quick recipe's learning rate rises linearly for `QUICK_RECIPE.warmup` steps, then falls linearly
+#    towards zero. At which step is it highest, and what is it at the last step? Check with
+#    `simam.train.learning_rate`.
+# 2. How many epochs of CIFAR-10's 50,000 training images does the quick recipe see, and how many
+#    the paper's (64,000 iterations of 128 images)?
+# 3. Section 5 computed the runs per network needed to detect the paper's 0.40-point gain. How many
+#    would it take if both standard deviations were twice as large? Derive the factor before computing.
+# 4. A test set of $N = 10{,}000$ images and an accuracy near 92%: what is the binomial standard error
+#    of one measured accuracy, in points, and how does it compare with the seed-to-seed spread of
+#    0.19 points?
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# 1. The peak is step warmup - 1; the last step uses lr / (iterations - warmup + 1).
+rates = [learning_rate(QUICK_RECIPE, step) for step in range(QUICK_RECIPE.iterations)]
+assert max(range(len(rates)), key=rates.__getitem__) == QUICK_RECIPE.warmup - 1 and math.isclose(rates[QUICK_RECIPE.warmup - 1], QUICK_RECIPE.lr)
+assert math.isclose(rates[-1], QUICK_RECIPE.lr / (QUICK_RECIPE.iterations - QUICK_RECIPE.warmup + 1))
+print(f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; last step: {rates[-1]:.2e}")
+# 2. Epochs are images seen over the training set's size.
+quick_epochs, paper_epochs = QUICK_RECIPE.iterations * QUICK_RECIPE.batch_size / 50_000, PAPER.iterations * PAPER.batch_size / 50_000
+assert math.isclose(paper_epochs, 163.84)
+print(f"2. quick recipe {quick_epochs:.1f} epochs, paper {paper_epochs:.1f}")
+# 3. n grows with the sum of the variances: twice the deviations, four times the runs.
+doubled = 4 * variance_sum * (z_alpha + z_power) ** 2 / gain**2
+assert math.isclose(doubled, 4 * runs_needed)
+print(f"3. {doubled:.1f} -> {math.ceil(doubled)} runs per network")
+# 4. sqrt(p (1 - p) / N), in points.
+binomial_se = 100 * math.sqrt(0.92 * 0.08 / 10_000)
+assert 0.27 < binomial_se < 0.28
+print(f"4. {binomial_se:.3f} points, larger than the seed-to-seed 0.19")
+
