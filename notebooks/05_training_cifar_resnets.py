@@ -367,7 +367,9 @@ print(f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}
 #
 # ```sh
 # python -m simam.experiments run --models resnet20 --attentions none,se,cbam,eca,gc,simam \
-#     --datasets cifar10 --seeds 3 --recipe quick --out results/
+#     --datasets cifar10 --seeds 4 --recipe quick --out results/
+# python -m simam.experiments run --models resnet20 --attentions none,simam \
+#     --datasets cifar10 --seeds 5 --recipe quick --out results/
 # ```
 #
 # Each run is the whole quick recipe on all of CIFAR-10, evaluated on all 10,000 test images. Its
