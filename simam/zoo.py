@@ -48,9 +48,10 @@ def read_sums(results: str | Path) -> dict[str, str]:
     return {name.strip(): digest for digest, name in (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
 
 
-def export(results: str | Path, seeds: tuple[int, ...] = (0,)) -> list[Path]:
-    """Write the model weights of every finished run of ``results`` with a seed in ``seeds``, from its
-    checkpoint, to ``results/weights/<run-id>.pt``, and record their hashes. Returns the new files."""
+def export(results: str | Path, seeds: tuple[int, ...] = (0,), attentions: tuple[str, ...] | None = None) -> list[Path]:
+    """Write the model weights of every finished run of ``results`` with a seed in ``seeds`` (and an
+    attention in ``attentions``, default any), from its checkpoint, to ``results/weights/<run-id>.pt``,
+    and record their hashes. Returns the new files."""
     results = Path(results)
     folder = results / WEIGHTS
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,8 @@ def export(results: str | Path, seeds: tuple[int, ...] = (0,)) -> list[Path]:
     for line in read_results(results):
         target = folder / f"{line['run_id']}.pt"
         checkpoint = results / RUNS / line["run_id"] / CHECKPOINT
-        if line["seed"] not in seeds or target.name in sums or not checkpoint.is_file():
+        wanted = line["seed"] in seeds and (attentions is None or line["config"]["attention"] in attentions)
+        if not wanted or target.name in sums or not checkpoint.is_file():
             continue
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
         torch.save({name: value.clone() for name, value in state.items()}, target)  # clone: no shared storage

@@ -56,6 +56,14 @@ def test_without_a_seed_pretrained_loads_the_lowest_committed_one(tmp_path):
         pretrained("resnet20", "gc", seed=0, results=tmp_path)
 
 
+def test_export_writes_only_the_attentions_asked_for(tmp_path):
+    fake_grid_run(tmp_path, "gc", 3)
+    fake_grid_run(tmp_path, "simam", 3)
+    written = export(tmp_path, seeds=(3,), attentions=("gc",))
+    assert [path.name for path in written] == ["cifar10-resnet20-gc-quick-seed3.pt"]
+    assert committed_seeds("resnet20", "simam", results=tmp_path) == []
+
+
 def test_pretrained_refuses_a_damaged_file_and_names_what_is_there(tmp_path):
     fake_grid_run(tmp_path, "none", 0)
     [path] = export(tmp_path)

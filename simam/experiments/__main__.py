@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="write the trained weights of finished runs for simam.pretrained")
     weights.add_argument("out", help="results folder")
     weights.add_argument("--seeds", type=_seeds, default=[0], help="seeds whose weights to write, a count or comma-separated as for run (default: seed 0)")
+    weights.add_argument("--attentions", type=_names, help="comma-separated attentions whose weights to write (default: all)")
     commands.choices["summary"].add_argument("--to", help="folder for the files (default: the results folder)")
     commands.choices["readme"].add_argument("--readme", default="README.md", help="the README to update")
     return parser
@@ -174,7 +175,7 @@ def _readme(args: argparse.Namespace, extra_args: list[str]) -> int:
 
 
 def _weights(args: argparse.Namespace, extra_args: list[str]) -> int:
-    for path in export(args.out, tuple(args.seeds)):
+    for path in export(args.out, tuple(args.seeds), None if args.attentions is None else tuple(args.attentions)):
         print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
     return 0
 
