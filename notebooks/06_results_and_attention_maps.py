@@ -215,8 +215,8 @@ plt.show()
 # starting points, not of the modules.
 #
 # The course's own Table 2 is a grid of whole quick-recipe runs on a 2-core CPU, made once and
-# committed in `results/results.jsonl` (chapter 5, section 4): at least three seeds per cell, more
-# without attention and with SimAM, whose difference is the one the paper is about. Its summary
+# committed in `results/results.jsonl` (chapter 5, section 4): four or more seeds per cell, and the
+# grid asks five without attention and with SimAM, whose difference is the one the paper is about. Its summary
 # beside the paper, and SimAM's gain over the plain network with its standard error once each has
 # two seeds. A cell with fewer seeds than the grid's largest request is marked, and the command
 # printed below continues the grid to that many seeds everywhere (finished runs are skipped):
