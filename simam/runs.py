@@ -26,6 +26,13 @@ CHECKPOINT = "checkpoint.pt"
 FINAL = "final.json"
 
 
+def run_id(dataset: str, model: str, attention: str, recipe: str, seed: int, lambda_: float | None = None) -> str:
+    """The name of a run of the course's grids, e.g. ``cifar10-resnet20-simam-quick-seed0``;
+    ``lambda_`` only where it is not the attention's default (``...-simam-lambda1e-05-quick-seed0``)."""
+    attention = attention if lambda_ is None else f"{attention}-lambda{lambda_:g}"
+    return f"{dataset}-{model}-{attention}-{recipe}-seed{seed}"
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
     over ``path``: a reader sees the old file or the new one, never a half-written one."""
@@ -77,6 +84,13 @@ def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(dataclasses.replace(config_from_dict(checkpoint["config"]), compile_simam=False))
-    model.load_state_dict(checkpoint["model"])
+    return rebuild_network(checkpoint["config"], checkpoint["model"], device)
+
+
+def rebuild_network(config: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                    device: str | torch.device = "cpu") -> nn.Module:
+    """The network that a stored configuration describes (a run's, or only the fields that build the
+    network), with ``state_dict`` loaded, uncompiled, in eval mode on ``device``."""
+    model = build_model(dataclasses.replace(config_from_dict(config), compile_simam=False))
+    model.load_state_dict(state_dict)
     return model.to(device).eval()

@@ -1,35 +1,54 @@
-"""Trained networks of the course: the weights that the committed CPU grid produced, loaded by name.
+"""Trained networks: weights files that describe their own network, and the course's ones by name.
 
-``python -m simam.experiments run ... --out results/`` trains every network of the course's Table 2
-(the quick recipe on CIFAR-10) into ``results/runs/<run-id>/``. Its small artefacts are committed:
-``results/results.jsonl``, each shown run's ``metrics.jsonl`` and ``final.json``, and, for seed 0
-of every attention module, the trained weights as a plain state dict in
-``results/weights/<run-id>.pt`` with their SHA-256 in ``results/weights/SHA256SUMS``
-(``python -m simam.experiments weights results/`` writes both from the run folders' checkpoints).
+A weights file is a ``torch.save`` dict that carries what builds its network beside the weights,
+so that one file and its SHA-256 are enough to use it::
 
-:func:`pretrained` rebuilds such a network from its results line and checks the file's hash first::
+    {"format": "simam-weights/1",
+     "network": {"model": "resnet20", "attention": "simam", "lambda_": 1e-4, "dataset": "cifar10"},
+     "trained": {"run_id": ..., "recipe": ..., "seed": ..., "final_test_accuracy": ...},
+     "state_dict": {...}}
 
-    model = simam.pretrained("resnet20", "simam")   # eval mode, on the CPU
+The course ships the networks of its committed grid (ResNet-20, the quick recipe, CIFAR-10, one
+seed per attention module) with the package, their hashes in ``weights/SHA256SUMS`` of the course's
+results folder (the ``sha256sum`` format)::
+
+    model = simam.pretrained("resnet20", "simam")           # eval mode, on the CPU
+    model = simam.pretrained("https://host/wrn28-10.pt", sha256="9f2c...")   # any weights file
+
+``python -m simam.experiments weights DIR`` writes such files from the finished runs of a grid.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import os
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from simam.config import build_model, config_from_dict
-from simam.experiments.plan import RunSpec
-from simam.experiments.results import RUNS, read_results
-from simam.runs import CHECKPOINT
+from simam.runs import atomic_write, rebuild_network, run_id
 
+FORMAT = "simam-weights/1"
 WEIGHTS = "weights"
 SHA256SUMS = "SHA256SUMS"
-# The results folder of a checkout of the course (the package is installed from it in editable mode).
-DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "results"
+# What builds the network; the rest of a run's configuration only says how it was trained.
+NETWORK_FIELDS = ("model", "attention", "lambda_", "dataset")
+
+
+def course_results() -> Path:
+    """The course's committed results folder: the copy installed with the package
+    (``simam/_results``), else ``results/`` of the checkout the package runs from."""
+    package = Path(__file__).resolve().parent
+    for folder in (package / "_results", package.parent / "results"):
+        if (folder / WEIGHTS / SHA256SUMS).is_file():
+            return folder
+    return package / "_results"
+
+
+DEFAULT_RESULTS = course_results()
 
 
 def sha256(path: str | Path) -> str:
@@ -41,75 +60,139 @@ def sha256(path: str | Path) -> str:
 
 
 def read_sums(results: str | Path) -> dict[str, str]:
-    """File name -> SHA-256 from ``results/weights/SHA256SUMS`` (the ``sha256sum`` format)."""
+    """File name -> SHA-256 from ``results/weights/SHA256SUMS``; empty when there is none."""
     path = Path(results) / WEIGHTS / SHA256SUMS
     if not path.is_file():
         return {}
     return {name.strip(): digest for digest, name in (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
 
 
-def export(results: str | Path, seeds: tuple[int, ...] = (0,), attentions: tuple[str, ...] | None = None) -> list[Path]:
-    """Write the model weights of every finished run of ``results`` with a seed in ``seeds`` (and an
-    attention in ``attentions``, default any), from its checkpoint, to ``results/weights/<run-id>.pt``,
-    and record their hashes. Returns the new files."""
-    results = Path(results)
-    folder = results / WEIGHTS
-    folder.mkdir(parents=True, exist_ok=True)
-    sums = read_sums(results)
-    written = []
-    for line in read_results(results):
-        target = folder / f"{line['run_id']}.pt"
-        checkpoint = results / RUNS / line["run_id"] / CHECKPOINT
-        wanted = line["seed"] in seeds and (attentions is None or line["config"]["attention"] in attentions)
-        if not wanted or target.name in sums or not checkpoint.is_file():
-            continue
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-        torch.save({name: value.clone() for name, value in state.items()}, target)  # clone: no shared storage
-        sums[target.name] = sha256(target)
-        written.append(target)
-    (folder / SHA256SUMS).write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())))
-    return written
+def write_sums(results: str | Path, sums: dict[str, str]) -> None:
+    """Write ``results/weights/SHA256SUMS`` whole, sorted by name (``sha256sum -c`` checks it)."""
+    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
+    atomic_write(Path(results) / WEIGHTS / SHA256SUMS, lambda file: file.write(text.encode()))
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], network: dict[str, Any],
+                 trained: dict[str, Any] | None = None) -> str:
+    """Write a weights file (whole or not at all) and return its SHA-256. ``network``: the fields of
+    :data:`NETWORK_FIELDS` (a run's configuration may be given whole; the rest is dropped)."""
+    missing = [field for field in NETWORK_FIELDS if field not in network]
+    if missing:
+        raise ValueError(f"the network description lacks {', '.join(missing)}; it needs {', '.join(NETWORK_FIELDS)}")
+    payload = {"format": FORMAT, "network": {field: network[field] for field in NETWORK_FIELDS},
+               "trained": dict(trained or {}),
+               "state_dict": {name: value.detach().cpu().clone() for name, value in state_dict.items()}}
+    path = Path(path)
+    atomic_write(path, lambda file: torch.save(payload, file))
+    return sha256(path)
+
+
+def read_weights(path: str | Path) -> dict[str, Any]:
+    """The contents of a weights file, checked to be one."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated file, a pickle of something else, not a torch file at all
+        raise ValueError(f"{path} is not a readable weights file: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not a simam weights file ({FORMAT!r}; it holds {found!r}): "
+                         "write one with simam.zoo.save_weights, or load a plain state dict into "
+                         "simam.create_model(...) yourself")
+    return payload
+
+
+def load_weights(source: str | Path, sha256: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of a weights file, a path or an http(s) URL, in eval mode on ``device``.
+
+    ``sha256``: the file's expected SHA-256, required for a URL (the download is checked against it
+    and cached under ``torch.hub.get_dir()``), checked when given for a path."""
+    source = str(source)
+    if urllib.parse.urlparse(source).scheme in ("http", "https"):
+        path = _download(source, sha256)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights file {path}")
+        _check_hash(path, sha256, f"the expected {sha256}")
+    payload = read_weights(path)
+    return rebuild_network(payload["network"], payload["state_dict"], device)
+
+
+def _download(url: str, expected: str | None) -> Path:
+    if not expected:
+        raise ValueError(f"a URL needs its SHA-256: load_weights({url!r}, sha256='...')")
+    name = Path(urllib.parse.urlparse(url).path).name or "weights.pt"
+    path = Path(torch.hub.get_dir()) / "checkpoints" / "simam" / f"{expected[:16]}-{name}"
+    if path.is_file() and sha256(path) == expected.lower():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # writes to a temporary file and moves it into place: a killed download leaves nothing
+        torch.hub.download_url_to_file(url, os.fspath(path), hash_prefix=expected.lower(), progress=False)
+    except RuntimeError as error:  # torch's words for a hash that does not match
+        raise ValueError(f"{url}: {error}; the file changed on the server, or the hash given is wrong") from None
+    except OSError as error:  # no network, a refused connection, an HTTP error
+        raise OSError(f"could not download {url}: {error}") from None
+    return path
+
+
+def _check_hash(path: Path, expected: str | None, where: str) -> None:
+    if expected is None:
+        return
+    actual = sha256(path)
+    if actual != expected.lower():
+        raise ValueError(f"{path.name} has SHA-256 {actual}, but {where} is {expected}: "
+                         "the file is damaged or was replaced")
 
 
 def committed_seeds(model: str = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
                     results: str | Path | None = None) -> list[int]:
     """The seeds of this grid cell whose weights are recorded in ``results/weights/SHA256SUMS``, sorted."""
-    folder = Path(results) if results is not None else DEFAULT_RESULTS
-    sums = read_sums(folder)
-    return sorted(line["seed"] for line in read_results(folder)
-                  if RunSpec(dataset, model, attention, recipe, line["seed"]).run_id == line["run_id"]
-                  and f"{line['run_id']}.pt" in sums)
+    prefix = run_id(dataset, model, attention, recipe, 0).removesuffix("0")
+    names = read_sums(DEFAULT_RESULTS if results is None else results)
+    seeds = (name[len(prefix):-len(".pt")] for name in names if name.startswith(prefix) and name.endswith(".pt"))
+    return sorted(int(seed) for seed in seeds if seed.isdigit())
 
 
-def pretrained(model: str = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
-               seed: int | None = None, results: str | Path | None = None,
-               device: str | torch.device = "cpu") -> nn.Module:
-    """The committed trained network of one grid run, in eval mode on ``device``.
+def pretrained(model: str | Path = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
+               seed: int | None = None, results: str | Path | None = None, device: str | torch.device = "cpu",
+               sha256: str | None = None) -> nn.Module:
+    """A trained network in eval mode on ``device``: one of the course's, by name, or any weights file.
 
-    ``seed``: the run's seed; ``None`` takes the lowest seed whose weights are committed (seed 0
-    where the grid's seed-0 weights are there). ``results``: the results folder (default:
-    ``results/`` of the checkout the package runs from). Raises ``FileNotFoundError`` when that
-    run's weights are not there, and ``ValueError`` when the file's SHA-256 differs from the
-    recorded one.
+    By name: the run of the grid cell (``model``, ``attention``, ``dataset``, ``recipe``) with
+    ``seed``, or the lowest seed whose weights are recorded; ``results``: a results folder written by
+    ``python -m simam.experiments weights`` (default: the course's, installed with the package).
+    ``model`` may instead be a path or URL of a weights file, with its ``sha256``
+    (:func:`load_weights`). Raises ``FileNotFoundError`` for weights that are not there, and
+    ``ValueError`` for a file whose SHA-256 is not the recorded one.
     """
-    folder = Path(results) if results is not None else DEFAULT_RESULTS
+    if isinstance(model, Path) or "://" in model or model.endswith(".pt"):
+        return load_weights(model, sha256, device)
+    folder = Path(DEFAULT_RESULTS if results is None else results)
     if seed is None:
         seed = min(committed_seeds(model, attention, dataset, recipe, folder), default=0)
-    run_id = RunSpec(dataset, model, attention, recipe, seed).run_id
-    path = folder / WEIGHTS / f"{run_id}.pt"
-    expected = read_sums(folder).get(path.name)
-    if not path.is_file() or expected is None:
-        have = sorted(p.stem for p in (folder / WEIGHTS).glob("*.pt"))
-        raise FileNotFoundError(f"no trained weights for {run_id} in {folder / WEIGHTS}"
-                                f"{'; there are: ' + ', '.join(have) if have else ''}. Train it with "
-                                f"python -m simam.experiments run --models {model} --attentions {attention} "
-                                f"--datasets {dataset} --seeds {seed + 1} --recipe {recipe} --out {folder}, "
-                                f"then python -m simam.experiments weights {folder}")
-    actual = sha256(path)
-    if actual != expected:
-        raise ValueError(f"{path} has SHA-256 {actual}, but {folder / WEIGHTS / SHA256SUMS} records {expected}: "
-                         "the file is damaged or was replaced")
-    line = next(line for line in read_results(folder) if line["run_id"] == run_id)
-    network = build_model(dataclasses.replace(config_from_dict(line["config"]), compile_simam=False))
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return network.to(device).eval()
+    name = f"{run_id(dataset, model, attention, recipe, seed)}.pt"
+    expected = read_sums(folder).get(name)
+    if expected is None:
+        raise FileNotFoundError(_missing(name, model, attention, dataset, recipe, seed, folder, results is None))
+    path = folder / WEIGHTS / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} is recorded in {SHA256SUMS} but its file is missing from "
+                                f"{'the installed course results' if results is None else folder / WEIGHTS}")
+    _check_hash(path, expected, f"{SHA256SUMS} records")
+    payload = read_weights(path)
+    return rebuild_network(payload["network"], payload["state_dict"], device)
+
+
+def _missing(name: str, model: str, attention: str, dataset: str, recipe: str, seed: int, folder: Path,
+             course: bool) -> str:
+    have = sorted(read_sums(folder))
+    where = "the course's committed networks" if course else str(folder / WEIGHTS)
+    listing = f"; there are: {', '.join(n.removesuffix('.pt') for n in have)}" if have else ""
+    if course and not have:
+        listing = "; this installation carries none (reinstall simam from its repository to get them)"
+    return (f"no trained weights for {name.removesuffix('.pt')} in {where}{listing}. Train it into a folder of "
+            f"your own: python -m simam.experiments run --models {model} --attentions {attention} "
+            f"--datasets {dataset} --recipe {recipe} --seeds {seed}, --out my-grid, then "
+            f"python -m simam.experiments weights my-grid --seeds {seed}, and load it with "
+            f"simam.pretrained(..., results='my-grid')")

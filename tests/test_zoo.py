@@ -1,19 +1,25 @@
-"""Trained networks by name: exporting a run's weights with their hashes, loading them back, refusing
-a damaged file, and, for every network committed under results/, its hash and its test accuracy."""
+"""Trained networks: exporting a run's weights with their hashes, loading them back by name, from a
+path or from a URL (a loopback HTTP server), refusing a damaged file, and, for every network committed
+under results/, its hash and its test accuracy."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import http.server
 import json
+import threading
 
 import pytest
 import torch
 
 from simam.config import QUICK, build_model, config_from_dict
 from simam.experiments import RUNS, RunSpec, results_path
+from simam.experiments.weights import export
 from simam.runs import CHECKPOINT, FINAL
 from simam.train import evaluate, load_data, resolve
-from simam.zoo import DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, committed_seeds, export, pretrained, read_sums, sha256
+from simam.zoo import (DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, committed_seeds, load_weights, pretrained, read_sums,
+                       read_weights, save_weights, sha256)
 
 
 def fake_grid_run(results, attention: str, seed: int) -> dict[str, torch.Tensor]:
@@ -75,6 +81,74 @@ def test_pretrained_refuses_a_damaged_file_and_names_what_is_there(tmp_path):
     path.write_bytes(bytes(damaged))
     with pytest.raises(ValueError, match="SHA-256"):
         pretrained("resnet20", "none", results=tmp_path)
+
+
+def test_a_weights_file_alone_rebuilds_its_network(tmp_path):
+    fake_grid_run(tmp_path, "eca", 0)
+    [path] = export(tmp_path)
+    moved = tmp_path / "elsewhere" / "eca.pt"  # no results file, no SHA256SUMS beside it
+    moved.parent.mkdir()
+    path.rename(moved)
+    payload = read_weights(moved)
+    assert payload["network"] == {"model": "resnet20", "attention": "eca", "lambda_": QUICK.lambda_, "dataset": "cifar10"}
+    assert payload["trained"]["seed"] == 0
+    model = pretrained(moved, sha256=sha256(moved))
+    assert sum(isinstance(m, torch.nn.Conv1d) for m in model.modules()) == 9  # ECA's 1-D convolution, one per block
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_weights(moved, sha256="0" * 64)
+
+
+def test_a_file_that_is_not_a_weights_file_gets_a_clear_error(tmp_path):
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "plain.pt")  # a bare state dict
+    with pytest.raises(ValueError, match="not a simam weights file"):
+        load_weights(tmp_path / "plain.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable weights file"):
+        load_weights(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="lacks attention"):
+        save_weights(tmp_path / "x.pt", {}, {"model": "resnet20"})
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A loopback HTTP server over ``tmp_path/served``; yields (folder, base URL)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_pretrained_downloads_a_url_checks_its_hash_and_caches_it(tmp_path, http_folder, monkeypatch):
+    served, base = http_folder
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    expected = fake_grid_run(tmp_path / "grid", "simam", 0)
+    [path] = export(tmp_path / "grid")
+    (served / "net.pt").write_bytes(path.read_bytes())
+    digest = sha256(path)
+    loaded = pretrained(f"{base}/net.pt", sha256=digest).state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    (served / "net.pt").unlink()  # the second call is served from the cache
+    assert pretrained(f"{base}/net.pt", sha256=digest).state_dict().keys() == expected.keys()
+    (served / "other.pt").write_bytes(path.read_bytes()[:-1] + b"x")
+    with pytest.raises(ValueError, match="hash"):
+        load_weights(f"{base}/other.pt", sha256=digest)
+    assert not list((tmp_path / "hub" / "checkpoints" / "simam").glob("*other*"))  # nothing damaged is kept
+    with pytest.raises(ValueError, match="needs its SHA-256"):
+        load_weights(f"{base}/net.pt")
+    with pytest.raises(OSError, match="could not download"):
+        load_weights(f"{base}/absent.pt", sha256="0" * 64)
+
+
+def test_a_missing_network_names_what_there_is_and_a_folder_of_ones_own(tmp_path):
+    with pytest.raises(FileNotFoundError, match="there are: .*simam.*--out my-grid") as error:
+        pretrained("resnet20", "simam", seed=99)
+    assert "site-packages" not in str(error.value)
 
 
 COMMITTED = sorted((DEFAULT_RESULTS / WEIGHTS).glob("*.pt"))

@@ -16,7 +16,7 @@ from simam.experiments.readme import update_readme
 from simam.experiments.results import read_results, results_path
 from simam.experiments.summary import summarise, summary_markdown
 from simam.paper_results import FIGURE4_DATASET
-from simam.zoo import export
+from simam.experiments.weights import export
 
 
 class _Parser(argparse.ArgumentParser):

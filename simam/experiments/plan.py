@@ -13,6 +13,7 @@ from simam.config import RECIPES, ConfigError, build_parser, check_config
 from simam.data import DATASETS
 from simam.models import list_models
 from simam.paper_results import FIGURE4_DATASET, FIGURE4_LAMBDAS, FIGURE4_MODEL, PAPER_LAMBDA
+from simam.runs import run_id
 
 DEFAULT_ATTENTIONS = ("none", "se", "cbam", "eca", "gc", "simam")
 # The trainer options that the grid sets itself, per run.
@@ -37,8 +38,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        attention = self.attention if self.lambda_ is None else f"{self.attention}-lambda{self.lambda_:g}"
-        return f"{self.dataset}-{self.model}-{attention}-{self.recipe}-seed{self.seed}"
+        return run_id(self.dataset, self.model, self.attention, self.recipe, self.seed, self.lambda_)
 
     def train_args(self) -> list[str]:
         """The trainer options that make this run (without ``--out``)."""
