@@ -3,6 +3,8 @@
 #   make test     unit tests and nbval over the notebooks, in quick mode (what CI runs)
 #   make test-other-cpu  nbval over the notebooks again as on a CPU without vector units, one thread
 #                 (CI runs it too: the stored outputs must not depend on the CPU)
+#   make test-installed  the wheel installed into a fresh environment outside the checkout: import,
+#                 the committed networks, chapters 5 and 6 under nbval (CI runs it too)
 #   make lab      JupyterLab in the same environment
 #   make refresh  re-execute the notebooks in place, storing fresh outputs, and re-sync the .py pairs
 PYTHON ?= python3
@@ -13,7 +15,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTE := $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
            --ExecutePreprocessor.kernel_name=python3
 
-.PHONY: course test test-other-cpu lab refresh clean
+.PHONY: course test test-other-cpu test-installed lab refresh clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +33,9 @@ test: $(READY)
 # CPU the outputs were stored on, and every checked output must still match.
 test-other-cpu: $(READY)
 	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 $(PY) -m pytest notebooks/
+
+test-installed: $(READY)
+	$(PY) scripts/check_installed.py
 
 lab: $(READY)
 	$(PY) -m jupyter lab notebooks/
