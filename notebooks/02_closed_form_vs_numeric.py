@@ -1,6 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -57,16 +62,15 @@
 # Exercises with collapsed solutions close the chapter.
 
 # %%
-# On Colab, install the course package first; elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
+# they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course] @ git+https://github.com/simam-course/simam"],
-        check=True,
-    )
+    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import time
@@ -91,6 +95,7 @@ from simam.energy import (
 )
 
 QUICK = simam.quick_mode()
+QUICK_BUDGET = QUICK or simam.settings.smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
 simam.seed_everything(0)
 print(f"quick mode: {QUICK}")
 
@@ -105,9 +110,9 @@ DTYPE = torch.float64
 device = "cuda" if torch.cuda.is_available() else "cpu"
 LAMBDA = 1e-4  # the paper's value for CIFAR
 
-N_IMAGES = 8 if QUICK else 256  # images behind the statistics of sections 1, 4 and 5
-N_SOLVED = 1 if QUICK else 64  # images whose neurons the optimisers solve in section 3
-STEPS = {"lbfgs": 100, "adam": 600} if QUICK else {"lbfgs": 600, "adam": 2000}  # gradient descent: section 2
+N_IMAGES = 8 if QUICK_BUDGET else 256  # images behind the statistics of sections 1, 4 and 5
+N_SOLVED = 1 if QUICK_BUDGET else 64  # images whose neurons the optimisers solve in section 3
+STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 2000}  # gradient descent: section 2
 
 # %% [markdown]
 # The helpers of this chapter are in the next cell. `check_below` asserts that a quantity is below
@@ -952,7 +957,7 @@ for lambda_ in [1e-4, 0.0]:
 # compare the three energies.
 
 # %%
-SMALL_STEPS = 800 if QUICK else 1500
+SMALL_STEPS = 800 if QUICK_BUDGET else 1500
 small_runs = {}
 print(f"{'M':>3} {'median e* exact':>16} {'paper':>7} {'reference':>10} {'max |w*|':>9} {'max kappa':>10}")
 for m in [2, 3]:

@@ -1,6 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -48,16 +53,15 @@
 # Exercises with their solutions close the chapter.
 
 # %%
-# On Colab, install the course package first; elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
+# they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course] @ git+https://github.com/simam-course/simam"],
-        check=True,
-    )
+    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import math

@@ -1,6 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -34,16 +39,15 @@
 # GPU), and every difference is explained.
 
 # %%
-# On Colab, install the course package first; elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
+# they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course] @ git+https://github.com/simam-course/simam"],
-        check=True,
-    )
+    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import math
@@ -65,6 +69,7 @@ from simam.attention.simam import simam_reference
 from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
 
 QUICK = simam.quick_mode()
+QUICK_BUDGET = QUICK or simam.settings.smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
 simam.seed_everything(0)
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print(f"quick mode: {QUICK}")
@@ -525,11 +530,11 @@ def time_side_by_side(
 
 
 VARIANTS = ["none"] + MODULES
-REPEATS, CALLS = (11, 3) if QUICK else (25, 10)
+REPEATS, CALLS = (11, 3) if QUICK_BUDGET else (25, 10)
 TIMED_SHAPES = [  # (label, channels, size, bottleneck, batch)
-    ("CIFAR 16 @ 32x32", 16, 32, False, 16 if QUICK else 128),
-    ("CIFAR 64 @ 8x8", 64, 8, False, 16 if QUICK else 128),
-    ("R-50 256 @ 56x56", 256, 56, True, 1 if QUICK else 32),
+    ("CIFAR 16 @ 32x32", 16, 32, False, 16 if QUICK_BUDGET else 128),
+    ("CIFAR 64 @ 8x8", 64, 8, False, 16 if QUICK_BUDGET else 128),
+    ("R-50 256 @ 56x56", 256, 56, True, 1 if QUICK_BUDGET else 32),
 ]
 
 # %% tags=["nbval-ignore-output"]

@@ -10,10 +10,13 @@ recipe on a GPU and a small, still-real version on a laptop or in CI:
     present. Any other value is an error rather than a guess.
 ``SIMAM_DATA``
     The folder that holds the data sets (``cifar-10-batches-py/`` and so on). Unset: ``~/.cache/simam``.
+``SIMAM_RUNS``
+    The folder where the notebooks' full mode writes its training runs, e.g. a Google Drive folder
+    on Colab, so that they outlive the session. Unset: ``runs/`` in the working folder.
 ``SIMAM_SMOKE_ITERATIONS``
     For tests of the full mode on a CPU: every run that a notebook trains in full mode stops after
-    this many iterations and is evaluated on 1,000 test images (:func:`smoke_overrides`). Unset in
-    normal use.
+    this many iterations and is evaluated on 1,000 test images (:func:`smoke_overrides`), and the
+    chapters that train nothing take their quick-mode sizes (:func:`smoke_test`). Unset in normal use.
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ def smoke_overrides() -> dict[str, int]:
     iterations = int(value)
     return {"iterations": iterations, "warmup": 1, "eval_every": iterations, "checkpoint_every": iterations,
             "test_subset": 1_000}
+
+
+def smoke_test() -> bool:
+    """Whether this is the test of the full mode (``SIMAM_SMOKE_ITERATIONS`` set): the full mode's
+    code runs, with the quick mode's budget."""
+    return bool(smoke_overrides())
+
+
+def runs_root() -> Path:
+    """The folder of the notebooks' full-mode training runs: ``$SIMAM_RUNS``, else ``runs/``."""
+    root = os.environ.get("SIMAM_RUNS", "").strip()
+    return Path(root).expanduser() if root else Path("runs")
 
 
 def data_root() -> Path:

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from simam import settings
-from simam.settings import data_root, quick_mode, seed_everything
+from simam.settings import data_root, quick_mode, runs_root, seed_everything, smoke_test
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
     """No SIMAM_* or CI variable from the surrounding shell (CI services set CI themselves)."""
-    for name in ["SIMAM_QUICK", "SIMAM_DATA", "CI"]:
+    for name in ["SIMAM_QUICK", "SIMAM_DATA", "SIMAM_RUNS", "SIMAM_SMOKE_ITERATIONS", "CI"]:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -99,6 +99,24 @@ def test_data_root_honours_simam_data(clean_env, tmp_path):
     assert data_root() == tmp_path / "cifar"
 
 
+def test_runs_root_is_runs_unless_simam_runs_names_another_folder(clean_env, tmp_path):
+    assert runs_root() == Path("runs")
+    clean_env.setenv("SIMAM_RUNS", " ")  # blank counts as unset
+    assert runs_root() == Path("runs")
+    clean_env.setenv("HOME", str(tmp_path))
+    clean_env.setenv("SIMAM_RUNS", "~/drive/simam-runs")
+    assert runs_root() == tmp_path / "drive" / "simam-runs"
+
+
+def test_smoke_test_follows_simam_smoke_iterations(clean_env):
+    assert not smoke_test()
+    clean_env.setenv("SIMAM_SMOKE_ITERATIONS", "4")
+    assert smoke_test()
+    clean_env.setenv("SIMAM_SMOKE_ITERATIONS", "four")
+    with pytest.raises(ValueError, match="whole number"):
+        smoke_test()
+
+
 def draws():
     return (
         [random.random() for _ in range(3)],
@@ -131,5 +149,6 @@ def test_different_seeds_give_different_draws():
         assert a != b
 
 
-def test_module_documents_both_variables():
-    assert "SIMAM_QUICK" in settings.__doc__ and "SIMAM_DATA" in settings.__doc__
+def test_module_documents_every_variable():
+    for name in ("SIMAM_QUICK", "SIMAM_DATA", "SIMAM_RUNS", "SIMAM_SMOKE_ITERATIONS"):
+        assert name in settings.__doc__

@@ -1,0 +1,54 @@
+"""Point every Colab badge and notebook install cell at the repository named in pyproject.toml.
+
+The repository's address is written once, as ``Repository`` under ``[project.urls]``. A fork edits
+that line and runs ``python scripts/sync_repository.py``: the README's badges, each notebook's badge
+link and install cell (both files of each jupytext pair) then name the fork.
+``tests/test_colab.py`` fails while any of them disagrees.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BADGE = re.compile(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/")
+# The install cell's address; in an .ipynb the quote before it is escaped.
+INSTALL = re.compile(r'(REPOSITORY = \\?")https://github\.com/[\w.-]+/[\w.-]+')
+
+
+def repository() -> str:
+    """The repository's address, from pyproject.toml."""
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise SystemExit(f"pyproject.toml: Repository = {url!r} is not https://github.com/OWNER/NAME")
+    return url
+
+
+def badge_path(url: str, branch: str = "main") -> str:
+    """What a Colab badge for this repository contains before ``notebooks/NAME.ipynb``."""
+    return f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{branch}/"
+
+
+def synced(text: str, url: str) -> str:
+    return INSTALL.sub(lambda match: match.group(1) + url, BADGE.sub(badge_path(url), text))
+
+
+def files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "notebooks").glob("*.py")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+
+
+def main() -> int:
+    url = repository()
+    for path in files():
+        text = path.read_text()
+        if synced(text, url) != text:
+            path.write_text(synced(text, url))
+            print(f"updated {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
