@@ -216,19 +216,19 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 # $\hat\mu = \frac1M \sum_i x_i$ be the channel's mean and $S = \sum_{i=1}^{M} (x_i - \hat\mu)^2$ its
 # sum of squared deviations. Equation (5) and chapter 1 use the variance $\hat\sigma^2 = S/M$. The
 # authors' reference code divides by $H W - 1$ instead, and so do this chapter and, by default, the
-# package. We write that variance
+# package. We write that variance $s^2$, as chapter 2 does:
 #
 # $$
-# \hat\sigma^2_{M-1} \;=\; \frac{S}{M-1} \;=\; \frac{M}{M-1}\,\hat\sigma^2 .
+# s^2 \;=\; \frac{S}{M-1} \;=\; \frac{M}{M-1}\,\hat\sigma^2 .
 # $$
 #
 # The most literal implementation loops over samples and channels. For each channel
 # $X_{n,c} \in \mathbb{R}^{H\times W}$ it computes
 #
 # 1. the mean over all spatial positions, $\hat\mu = \frac1M \sum_i x_i$;
-# 2. the variance $\hat\sigma^2_{M-1} = S/(M-1)$;
-# 3. the importance $1/e^*_t = (t-\hat\mu)^2 / \bigl(4(\hat\sigma^2_{M-1}+\lambda)\bigr) + \tfrac12$ of every neuron;
-# 4. its sigmoid, the attention weight;
+# 2. the variance $s^2 = S/(M-1)$;
+# 3. the importance $1/e^*_t = (t-\hat\mu)^2 / \bigl(4(s^2+\lambda)\bigr) + \tfrac12$ of every neuron;
+# 4. its sigmoid, $\operatorname{sigmoid}(1/e^*_t)$, the attention weight;
 # 5. the product of weight and input.
 #
 # **Why $M - 1$?** The paper's published results were produced with the reference code, so the
@@ -271,7 +271,7 @@ def simam_loop(x: torch.Tensor, lambda_: float = LAMBDA) -> dict[str, torch.Tens
             channel = x[n, c]  # (H, W)
             mu = channel.sum() / m  # step 1
             squared_distance = (channel - mu) ** 2
-            var = squared_distance.sum() / (m - 1)  # step 2: sigma-hat^2_{M-1} = S / (M - 1)
+            var = squared_distance.sum() / (m - 1)  # step 2: s^2 = S / (M - 1)
             inv_e = squared_distance / (4 * (var + lambda_)) + 0.5  # step 3
             w = 1 / (1 + torch.exp(-inv_e))  # step 4
             mean[n, c], variance[n, c] = mu, var
@@ -284,7 +284,7 @@ loop = simam_loop(x)
 # %% [markdown]
 # Now the checks, one per step. The package exposes the statistics through
 # `simam.energy.channel_statistics` (`correction=1` divides by $M-1$ and gives
-# $\hat\sigma^2_{M-1}$), the importance $1/e^*$ through `simam.importance`, and the module itself as
+# $s^2$), the importance $1/e^*$ through `simam.importance`, and the module itself as
 # `simam.attention.SimAM`. The loop and the package add the same numbers in a different order (and
 # the package rescales each channel, section 3.4), so they agree to float32 round-off, not bit for
 # bit: we allow a relative difference of $10^{-5}$, about a hundred times float32's resolution.
@@ -336,7 +336,7 @@ plt.show()
 
 # %% [markdown]
 # Every point lies at or below zero: dividing by $M - 1$ never raises a weight. A neuron at its
-# channel's mean keeps the weight $\sigma(1/2) \approx 0.62$ under both choices, the change is
+# channel's mean keeps the weight $\operatorname{sigmoid}(1/2) \approx 0.62$ under both choices, the change is
 # largest for moderately distinctive neurons, and it fades again where the sigmoid saturates near 1.
 # The changes on $8\times8$ maps are about sixteen times those on $32\times32$ maps: the
 # difference between the factors $1$ and $(M-1)/M$ is $1/M$, and $1024/64 = 16$. Even on
@@ -361,7 +361,7 @@ def simam_broadcast(x: torch.Tensor, lambda_: float = LAMBDA) -> torch.Tensor:
     spatial = tuple(range(2, x.dim()))
     m = math.prod(x.shape[2:])
     squared_distance = (x - x.mean(dim=spatial, keepdim=True)).square()
-    variance = squared_distance.sum(dim=spatial, keepdim=True) / (m - 1)  # sigma-hat^2_{M-1}
+    variance = squared_distance.sum(dim=spatial, keepdim=True) / (m - 1)  # s^2 = S / (M - 1)
     return x * torch.sigmoid(squared_distance / (4 * (variance + lambda_)) + 0.5)
 
 
@@ -390,10 +390,10 @@ other_shapes = {
     "(N, C, D, H, W)": (2, 8, 5, 6, 7),
 }
 for name, shape in other_shapes.items():
-    z = torch.randn(shape, device=device)
-    check_close(f"{name}: vs SimAM()(x)", simam_broadcast(z), SimAM(lambda_=LAMBDA)(z), 1e-5)
-    by_importance = z * torch.sigmoid(simam.importance(z, LAMBDA))
-    check_close(f"{name}: vs x * sigmoid(simam.importance)", simam_broadcast(z), by_importance, 1e-5)
+    inputs = torch.randn(shape, device=device)
+    check_close(f"{name}: vs SimAM()(x)", simam_broadcast(inputs), SimAM(lambda_=LAMBDA)(inputs), 1e-5)
+    by_importance = inputs * torch.sigmoid(simam.importance(inputs, LAMBDA))
+    check_close(f"{name}: vs x * sigmoid(simam.importance)", simam_broadcast(inputs), by_importance, 1e-5)
 
 # %% [markdown]
 # ## 3. The backward pass
@@ -409,51 +409,51 @@ for name, shape in other_shapes.items():
 # variance. To do that we need the gradient in closed form. The output of neuron $k$ is
 #
 # $$
-# y_k = x_k\, s_k, \qquad s_k = \sigma(z_k), \qquad z_k = a\, d_k^2 + \tfrac12, \qquad
-# d_k = x_k - \hat\mu, \qquad a = \frac{1}{4\,(v+\lambda)}, \qquad v = \hat\sigma^2_{M-1} = \frac{1}{M-1}\sum_i d_i^2 ,
+# y_k = x_k\, \omega_k, \qquad \omega_k = \operatorname{sigmoid}(\phi_k), \qquad \phi_k = a\, d_k^2 + \tfrac12, \qquad
+# d_k = x_k - \hat\mu, \qquad a = \frac{1}{4\,(s^2+\lambda)}, \qquad s^2 = \frac{1}{M-1}\sum_i d_i^2 ,
 # $$
 #
-# where $v$ is short for the variance $\hat\sigma^2_{M-1}$ of section 1. Every $y_k$ depends on
-# every $x_j$ of its channel through $\hat\mu$ and $v$. Given the gradient
+# where $\phi_k$ is neuron $k$'s importance $1/e^*_k$, $\omega_k$ its weight and $s^2$ the variance of
+# section 1. Every $y_k$ depends on every $x_j$ of its channel through $\hat\mu$ and $s^2$. Given the gradient
 # $g_k = \partial L / \partial y_k$ that arrives from the layers above, backpropagation needs
 # $\partial L/\partial x_j = \sum_k g_k\, \partial y_k/\partial x_j$.
 #
 # ### 3.1 Four neurons in SymPy
 #
 # We start with one channel of $M = 4$ neurons $x_1, \dots, x_4$. The sigmoid is declared as a
-# function whose derivative is $\sigma(1-\sigma)$, so that SymPy's results stay readable; first
-# we check that this derivative is the one of $1/(1+e^{-u})$.
+# function whose derivative is $\operatorname{sigmoid}(1-\operatorname{sigmoid})$, so that SymPy's
+# results stay readable; first we check that this derivative is the one of $1/(1+e^{-\xi})$.
 
 # %%
 class Sigmoid(sp.Function):
-    """sigma(u) = 1 / (1 + exp(-u)), with its derivative written as sigma (1 - sigma)."""
+    """sigmoid(xi) = 1 / (1 + exp(-xi)), with its derivative written as sigmoid (1 - sigmoid)."""
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
 
-    def _eval_rewrite_as_exp(self, u, **kwargs):
-        return 1 / (1 + sp.exp(-u))
+    def _eval_rewrite_as_exp(self, xi, **kwargs):
+        return 1 / (1 + sp.exp(-xi))
 
 
-u = sp.Symbol("u", real=True)
-derivative_gap = sp.simplify(sp.diff(Sigmoid(u).rewrite(sp.exp), u) - (Sigmoid(u) * (1 - Sigmoid(u))).rewrite(sp.exp))
+xi = sp.Symbol("xi", real=True)
+derivative_gap = sp.simplify(sp.diff(Sigmoid(xi).rewrite(sp.exp), xi) - (Sigmoid(xi) * (1 - Sigmoid(xi))).rewrite(sp.exp))
 assert derivative_gap == 0
-print(f"d sigma/du - sigma (1 - sigma), with sigma = 1/(1 + exp(-u)), simplifies to {derivative_gap}")
+print(f"d sigmoid/dxi - sigmoid (1 - sigmoid), with sigmoid = 1/(1 + exp(-xi)), simplifies to {derivative_gap}")
 
 
 def channel_model(m: int):
-    """Symbols and the expressions d, v, a, z, s, y of one channel with m neurons."""
+    """Symbols and the expressions d, s2, a, phi, omega, y of one channel with m neurons."""
     xs = sp.symbols(f"x1:{m + 1}", real=True)
     gs = sp.symbols(f"g1:{m + 1}", real=True)
     lam = sp.Symbol("lambda", positive=True)
     mean = sum(xs) / m
     d = [xi - mean for xi in xs]
-    v = sum(di**2 for di in d) / (m - 1)  # sigma-hat^2_{M-1}
-    a = 1 / (4 * (v + lam))
-    z = [a * di**2 + sp.Rational(1, 2) for di in d]
-    s = [Sigmoid(zk) for zk in z]
-    y = [xk * sk for xk, sk in zip(xs, s)]
-    return dict(x=xs, g=gs, d=d, v=v, a=a, z=z, s=s, y=y)
+    s2 = sum(di**2 for di in d) / (m - 1)
+    a = 1 / (4 * (s2 + lam))
+    phi = [a * di**2 + sp.Rational(1, 2) for di in d]
+    omega = [Sigmoid(phik) for phik in phi]
+    y = [xk * omegak for xk, omegak in zip(xs, omega)]
+    return dict(x=xs, g=gs, d=d, s2=s2, a=a, phi=phi, omega=omega, y=y)
 
 
 M = 4
@@ -468,52 +468,52 @@ jacobian[1, 0]
 # rules,
 #
 # $$
-# \frac{\partial y_k}{\partial x_j} = \delta_{kj}\, s_k + x_k\, s_k (1-s_k)\, \frac{\partial z_k}{\partial x_j},
+# \frac{\partial y_k}{\partial x_j} = \delta_{kj}\, \omega_k + x_k\, \omega_k (1-\omega_k)\, \frac{\partial \phi_k}{\partial x_j},
 # \qquad
-# \frac{\partial z_k}{\partial x_j} = 2a\, d_k\, \frac{\partial d_k}{\partial x_j} + d_k^2\, \frac{\partial a}{\partial x_j} .
+# \frac{\partial \phi_k}{\partial x_j} = 2a\, d_k\, \frac{\partial d_k}{\partial x_j} + d_k^2\, \frac{\partial a}{\partial x_j} .
 # $$
 #
 # The two inner derivatives are short:
 #
 # * $\partial d_k / \partial x_j = \delta_{kj} - 1/M$, because $\hat\mu$ is the mean of all $M$ neurons;
-# * $\partial v / \partial x_j = \frac{2}{M-1}\sum_i d_i\,(\delta_{ij} - 1/M) = \frac{2\,d_j}{M-1}$, because
+# * $\partial s^2 / \partial x_j = \frac{2}{M-1}\sum_i d_i\,(\delta_{ij} - 1/M) = \frac{2\,d_j}{M-1}$, because
 #   the deviations sum to zero, $\sum_i d_i = 0$; hence
-#   $\partial a/\partial x_j = -4a^2\,\partial v/\partial x_j = -\frac{8 a^2 d_j}{M-1}$.
+#   $\partial a/\partial x_j = -4a^2\,\partial s^2/\partial x_j = -\frac{8 a^2 d_j}{M-1}$.
 #
 # So we expect
 #
 # $$
-# \frac{\partial z_k}{\partial x_j} = 2a\, d_k \Bigl(\delta_{kj} - \frac1M\Bigr) - \frac{8a^2}{M-1}\, d_k^2\, d_j .
+# \frac{\partial \phi_k}{\partial x_j} = 2a\, d_k \Bigl(\delta_{kj} - \frac1M\Bigr) - \frac{8a^2}{M-1}\, d_k^2\, d_j .
 # $$
 #
 # SymPy confirms it for all 16 pairs $(k, j)$:
 
 # %%
-def expected_dz(model, m, k, j):
+def expected_dphi(model, m, k, j):
     a, d = model["a"], model["d"]
     return 2 * a * d[k] * (int(k == j) - sp.Rational(1, m)) - 8 * a**2 * d[k] ** 2 * d[j] / (m - 1)
 
 
 pairs_confirmed = sum(
-    sp.cancel(sp.diff(four["z"][k], four["x"][j]) - expected_dz(four, M, k, j)) == 0 for k in range(M) for j in range(M)
+    sp.cancel(sp.diff(four["phi"][k], four["x"][j]) - expected_dphi(four, M, k, j)) == 0 for k in range(M) for j in range(M)
 )
 assert pairs_confirmed == M * M
-print(f"dz_k/dx_j = 2a d_k (delta_kj - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}")
+print(f"dphi_k/dx_j = 2a d_k (delta_kj - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}")
 
 # %% [markdown]
 # ### 3.2 From the Jacobian to a few reductions
 #
-# Summing $g_k\, \partial y_k/\partial x_j$ over $k$ and writing $h_k = g_k\, x_k\, s_k(1-s_k)$ gives
+# Summing $g_k\, \partial y_k/\partial x_j$ over $k$ and writing $h_k = g_k\, x_k\, \omega_k(1-\omega_k)$ gives
 #
 # $$
 # \frac{\partial L}{\partial x_j}
-# = g_j s_j + \sum_k h_k \frac{\partial z_k}{\partial x_j}
-# = g_j s_j \;+\; 2a\Bigl(h_j d_j - \frac1M\sum_k h_k d_k\Bigr) \;-\; \frac{8a^2\, d_j}{M-1}\sum_k h_k d_k^2 .
+# = g_j \omega_j + \sum_k h_k \frac{\partial \phi_k}{\partial x_j}
+# = g_j \omega_j \;+\; 2a\Bigl(h_j d_j - \frac1M\sum_k h_k d_k\Bigr) \;-\; \frac{8a^2\, d_j}{M-1}\sum_k h_k d_k^2 .
 # $$
 #
 # Nothing in it is an $M\times M$ matrix any more: per channel there are two sums,
 # $\sum_k h_k d_k$ and $\sum_k h_k d_k^2$, and everything else is elementwise. We check the formula
-# against SymPy's own derivative of $L = \sum_k g_k y_k$, replacing each $\sigma(z_k)$ by a free
+# against SymPy's own derivative of $L = \sum_k g_k y_k$, replacing each $\omega_k$ by a free
 # symbol so that the comparison is between rational functions, which `cancel` decides exactly. We
 # do it for $M = 4$ and, since the argument above never used a particular $M$, for $M = 2, 3, 5$ as
 # well.
@@ -521,17 +521,17 @@ print(f"dz_k/dx_j = 2a d_k (delta_kj - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_co
 # %%
 def gradient_formula(model, m, j):
     """The closed form of dL/dx_j above, in the model's symbols."""
-    g, xs, d, s, a = model["g"], model["x"], model["d"], model["s"], model["a"]
-    h = [g[k] * xs[k] * s[k] * (1 - s[k]) for k in range(m)]
+    g, xs, d, omega, a = model["g"], model["x"], model["d"], model["omega"], model["a"]
+    h = [g[k] * xs[k] * omega[k] * (1 - omega[k]) for k in range(m)]
     mean_hd = sum(h[k] * d[k] for k in range(m)) / m
     sum_hd2 = sum(h[k] * d[k] ** 2 for k in range(m))
-    return g[j] * s[j] + 2 * a * (h[j] * d[j] - mean_hd) - 8 * a**2 * d[j] / (m - 1) * sum_hd2
+    return g[j] * omega[j] + 2 * a * (h[j] * d[j] - mean_hd) - 8 * a**2 * d[j] / (m - 1) * sum_hd2
 
 
 for m in (2, 3, 4, 5):
     model = four if m == M else channel_model(m)
     loss = sum(gk * yk for gk, yk in zip(model["g"], model["y"]))
-    free = {sk: sp.Symbol(f"s{k + 1}") for k, sk in enumerate(model["s"])}
+    free = {omegak: sp.Symbol(f"omega{k + 1}") for k, omegak in enumerate(model["omega"])}
     inputs_confirmed = 0
     for j in range(m):
         gap = (sp.diff(loss, model["x"][j]) - gradient_formula(model, m, j)).xreplace(free)
@@ -543,8 +543,8 @@ for m in (2, 3, 4, 5):
 # ### 3.3 The formula in PyTorch
 #
 # In tensors, with the sums taken over the spatial axes of each channel, the formula is a few
-# lines. It needs only $x$, the gradient $g$, and, per channel, $\hat\mu$ and $v$ (or $a$):
-# $d$, $s$ and $h$ are recomputed elementwise.
+# lines. It needs only $x$, the gradient $g$, and, per channel, $\hat\mu$ and $s^2$ (or $a$):
+# $d$, $\omega$ and $h$ are recomputed elementwise.
 
 
 # %%
@@ -553,11 +553,11 @@ def simam_backward(x: torch.Tensor, g: torch.Tensor, lambda_: float = LAMBDA) ->
     spatial = tuple(range(2, x.dim()))
     m = math.prod(x.shape[2:])
     d = x - x.mean(dim=spatial, keepdim=True)
-    a = 1 / (4 * (d.square().sum(dim=spatial, keepdim=True) / (m - 1) + lambda_))  # v = sigma-hat^2_{M-1}
-    s = torch.sigmoid(a * d.square() + 0.5)
-    hd = g * x * s * (1 - s) * d
+    a = 1 / (4 * (d.square().sum(dim=spatial, keepdim=True) / (m - 1) + lambda_))  # 1 / (4 (s^2 + lambda))
+    omega = torch.sigmoid(a * d.square() + 0.5)
+    hd = g * x * omega * (1 - omega) * d
     return (
-        g * s
+        g * omega
         + 2 * a * (hd - hd.mean(dim=spatial, keepdim=True))
         - 8 * a.square() * d / (m - 1) * (hd * d).sum(dim=spatial, keepdim=True)
     )
@@ -591,7 +591,7 @@ for name, gap in backward_gaps.items():
 #
 # `simam.attention.simam.simam`, which `SimAM()` calls by default, is a custom
 # `torch.autograd.Function` whose backward is this closed form. It writes the formula in terms of
-# $u = d / \bigl(2\sqrt{v+\lambda}\bigr)$, so that $a\,d^2 = u^2$, and it evaluates everything on
+# $u = d / \bigl(2\sqrt{s^2+\lambda}\bigr)$, so that $a\,d^2 = u^2$, and it evaluates everything on
 # each channel multiplied by a power of two, chosen so that the channel's values lie in $(-1, 1)$.
 # Multiplying by a power of two is exact in floating point, and it keeps squares from overflowing
 # (section 5); $\lambda$ is scaled by the square of the same factor, so the weights do not change
@@ -652,7 +652,7 @@ plt.show()
 # %% [markdown]
 # The reference expression keeps four tensors of the input's size (and its denominator, one number
 # per channel). The fast function keeps the input itself and three numbers per channel (the
-# power-of-two scale, the rescaled channel mean and $1/\bigl(2\sqrt{v+\lambda}\bigr)$), which on
+# power-of-two scale, the rescaled channel mean and $1/\bigl(2\sqrt{s^2+\lambda}\bigr)$), which on
 # $32\times32$ maps add $3/1024$ of the input's size. In the reference CIFAR blocks SimAM sits
 # between the second convolution and its batch norm. Without SimAM, that batch norm saves the
 # convolution's output for its backward pass; with SimAM it saves SimAM's output instead, and
@@ -660,7 +660,7 @@ plt.show()
 # reference expression (exercise 3 counts it for a whole ResNet-20). That is the kind of growth
 # users of the reference code reported, from about 22 GB to over 32 GB of training memory
 # (authors' repository, issue 3). The price of the fast function is compute: its backward pass
-# recomputes $d$ and $s$, a few elementwise operations that are cheap next to the convolutions
+# recomputes $d$ and $\omega$, a few elementwise operations that are cheap next to the convolutions
 # around them.
 #
 # ## 4. Full 3-D attention weights
@@ -711,7 +711,7 @@ show_attention_maps(images[INDEX], f"test image {INDEX} ({names[INDEX]})", featu
 # channels disagree: in the image above, one channel's weights pick out near-vertical edges, another's
 # the lower edge of the horse's body, another's the body as a whole. Some channels also light up
 # the border of the map: there the convolution's zero padding makes the responses unusual, and
-# unusual is exactly what SimAM rewards. Every weight lies in $[\sigma(1/2), 1) \approx [0.62, 1)$,
+# unusual is exactly what SimAM rewards. Every weight lies in $[\operatorname{sigmoid}(1/2), 1) \approx [0.62, 1)$,
 # because $1/e^*_t \ge 1/2$: SimAM never silences a neuron, it only boosts the distinctive ones
 # relative to the rest.
 #
@@ -763,7 +763,7 @@ print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
 # **A single position per channel** ($H = W = 1$, e.g. after global pooling). The reference code
 # divides the sum of squared deviations by $H W - 1 = 0$, and $0/0$ is NaN. The neuron *is* its
 # channel's mean, so $(t - \hat\mu)^2 = 0$ and its importance is exactly $1/2$, whatever the
-# variance: the package defines the variance of one neuron as 0 and returns $x\,\sigma(1/2)$.
+# variance: the package defines the variance of one neuron as 0 and returns $x\,\operatorname{sigmoid}(1/2)$.
 
 # %%
 single = torch.randn(2, 4, 1, 1, device=device)
@@ -776,7 +776,7 @@ print(f"sigmoid(1/2) = {half_weight:.4f}")
 # **Half precision.** float16 cannot represent numbers above 65504. A channel of $32\times32$
 # activations with a standard deviation of 10 has a sum of squared deviations near
 # $1024 \cdot 100 \approx 10^5$, which overflows to infinity; the variance becomes infinite, every
-# importance collapses to $1/2$, and all weights silently equal $\sigma(1/2)$: no error, just no
+# importance collapses to $1/2$, and all weights silently equal $\operatorname{sigmoid}(1/2)$: no error, just no
 # attention. The package computes the statistics and weights of a float16 (or bfloat16) input in
 # float32 and rounds only the output to float16, so its result is the float32 result rounded once.
 # (The power-of-two rescaling of section 3.4 would prevent the overflow on its own; computing in
@@ -801,7 +801,7 @@ print(f"package SimAM() in float16: dtype {package_half.dtype}, all finite: {boo
 # %% [markdown]
 # The weights themselves, recovered as output over input, show the difference at a glance: the
 # reference expression gives every neuron the same weight, the package spreads them over
-# $[\sigma(1/2), 1)$ as in float32.
+# $[\operatorname{sigmoid}(1/2), 1)$ as in float32.
 
 # %%
 nonzero = half_input != 0
@@ -818,20 +818,20 @@ plt.show()
 # ## Summary
 #
 # * The loop and the broadcasted version compute, step by step, what the package computes: the
-#   per-channel mean over all positions, the variance $\hat\sigma^2_{M-1} = S/(M-1)$ as in the
+#   per-channel mean over all positions, the variance $s^2 = S/(M-1)$ as in the
 #   reference code, $1/E$, its sigmoid, and the product with $x$. The broadcasted version handles
 #   any number of spatial dimensions.
 # * Dividing by $M - 1$ rather than the printed $M$ is not an unbiased-variance refinement (chapter
 #   1): it ranks the neurons of a channel alike and lowers every weight slightly, by at most a few
 #   thousandths on $8\times8$ maps.
-# * The gradient of SimAM reduces to $g\,s + 2a\,(h d - \overline{h d}) - \frac{8a^2 d}{M-1}\sum h d^2$
-#   with $h = g\,x\,s(1-s)$: two reductions per channel. SymPy derived it, autograd confirmed it in
+# * The gradient of SimAM reduces to $g\,\omega + 2a\,(h d - \overline{h d}) - \frac{8a^2 d}{M-1}\sum h d^2$
+#   with $h = g\,x\,\omega(1-\omega)$: two reductions per channel. SymPy derived it, autograd confirmed it in
 #   float64, and the package's fast function implements it. Because that function saves only $x$ and
 #   per-channel statistics, it keeps about a quarter of what autograd keeps for the reference
 #   expression.
 # * SimAM's weights vary along channels, rows and columns and cannot be written as a channel vector
 #   times a spatial map, unlike 1-D, 2-D or CBAM-style attention.
-# * One-pixel maps and float16 inputs work in the package: one gives $x\,\sigma(1/2)$ instead of NaN,
+# * One-pixel maps and float16 inputs work in the package: one gives $x\,\operatorname{sigmoid}(1/2)$ instead of NaN,
 #   the other computes its statistics in float32 instead of saturating.
 #
 # The next chapters put the module into CIFAR ResNets and compare it with SE, CBAM, ECA and GC.
@@ -841,7 +841,7 @@ plt.show()
 #
 # **Exercise 1 (shift and scale).** Section 3.4 rescales each channel by a power of two and
 # $\lambda$ by its square, and claims that the weights do not change. Show from
-# $1/e^*_t = (t-\hat\mu)^2 / \bigl(4(\hat\sigma^2_{M-1}+\lambda)\bigr) + \tfrac12$ that adding a
+# $1/e^*_t = (t-\hat\mu)^2 / \bigl(4(s^2+\lambda)\bigr) + \tfrac12$ that adding a
 # constant to a channel leaves its importances unchanged, and that multiplying the channel by
 # $c \ne 0$ leaves them unchanged when $\lambda$ becomes $c^2\lambda$. Check both with
 # `simam.importance` on random float64 maps, with a different constant for every channel. What
@@ -867,15 +867,15 @@ print(f"1. with c = 1e-3 and lambda unchanged: importances at most {shrunk.max()
 # %% [markdown]
 # **Exercise 2 (the shape of the Jacobian).** From the derivatives of section 3.1, write the
 # Jacobian $J_{kj} = \partial y_k / \partial x_j$ of one channel as a diagonal matrix plus two
-# matrices of rank one, using $q_k = x_k s_k (1 - s_k)$. Check your formula against
+# matrices of rank one, using $q_k = x_k \omega_k (1 - \omega_k)$. Check your formula against
 # `torch.autograd.functional.jacobian` of the package's function on one $4\times4$ channel in
 # float64, and compute the rank of $J$ minus your diagonal matrix. Why does section 3.3 never need
 # to build $J$?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# dy_k/dx_j = delta_kj (s_k + 2a q_k d_k) - (2a/M) q_k d_k - (8a^2/(M-1)) q_k d_k^2 d_j, so
-# J = diag(s + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one matrix u w^T
-# applied to g needs only the one sum w . g: that is why the gradient needs two sums per channel.
+# dy_k/dx_j = delta_kj (omega_k + 2a q_k d_k) - (2a/M) q_k d_k - (8a^2/(M-1)) q_k d_k^2 d_j, so
+# J = diag(omega + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one matrix p r^T
+# applied to g needs only the one sum r . g: that is why the gradient needs two sums per channel.
 channel = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=exercise_generator)
 n = channel.numel()
 jacobian_by_autograd = torch.autograd.functional.jacobian(lambda t: fast_simam(t, LAMBDA).flatten(), channel)
@@ -883,9 +883,9 @@ jacobian_by_autograd = jacobian_by_autograd.reshape(n, n)
 xs = channel.flatten()
 d = xs - xs.mean()
 a = 1 / (4 * (d.square().sum() / (n - 1) + LAMBDA))
-s = torch.sigmoid(a * d.square() + 0.5)
-q = xs * s * (1 - s)
-diagonal = torch.diag(s + 2 * a * q * d)
+omega = torch.sigmoid(a * d.square() + 0.5)
+q = xs * omega * (1 - omega)
+diagonal = torch.diag(omega + 2 * a * q * d)
 rank_one_terms = (-(2 * a / n) * torch.outer(q * d, torch.ones(n, dtype=d.dtype))
                   - (8 * a**2 / (n - 1)) * torch.outer(q * d**2, d))
 check_close("2. diagonal + two rank-one terms vs autograd", diagonal + rank_one_terms, jacobian_by_autograd, 1e-12)
