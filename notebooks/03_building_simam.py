@@ -76,6 +76,7 @@ import simam
 from simam.attention import SimAM
 from simam.attention.simam import simam as fast_simam
 from simam.attention.simam import simam_reference
+from simam.bench.modules import saved_bytes
 from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
 from simam.energy import channel_statistics
 
@@ -91,8 +92,10 @@ print(f"quick mode: {QUICK}")
 # difference itself, whose last digits depend on the machine (it keeps the differences in
 # `LARGEST_DIFFERENCES`). It compares the *relative difference*, the largest $|a - b|$ over the
 # largest $|b|$. `best_time` times a function (section 2), `autograd_gradient` differentiates one
-# with autograd (section 3), `saved_bytes` adds up what autograd keeps for the backward pass
-# (section 3.5), and `show_attention_maps` draws the figure of section 4.
+# with autograd (section 3). Two more come from elsewhere: `saved_bytes`, which adds up what
+# autograd keeps for the backward pass (section 3.5), is the module benchmark's
+# (`simam.bench.modules`), and `show_attention_maps`, which draws the figure of section 4, sits
+# folded just before that figure.
 
 
 # %%
@@ -135,47 +138,6 @@ def autograd_gradient(function, x: torch.Tensor, g: torch.Tensor) -> torch.Tenso
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(function(x), x, grad_outputs=g)
     return grad
-
-
-def saved_bytes(function, x: torch.Tensor) -> int:
-    """Bytes of the distinct storages that autograd saves while computing function(x)."""
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        function(x.detach().requires_grad_(True))
-    return sum(storages.values())
-
-
-def show_attention_maps(image, title, features, simam_weights, channel_weights, spatial_weights, shown):
-    """The image, the 1-D and 2-D weights, and some feature maps above their SimAM weights."""
-    layout = [["image", "channel", "channel", "spatial"], [f"map{c}" for c in shown], [f"weight{c}" for c in shown]]
-    fig, axes = plt.subplot_mosaic(layout, figsize=(10, 7.5), layout="constrained")
-    axes["image"].imshow(image.permute(1, 2, 0).numpy())
-    axes["image"].set_title(title, fontsize=10)
-    axes["channel"].bar(range(len(channel_weights)), channel_weights.numpy(), color="tab:orange")
-    axes["channel"].set_ylim(0, 1)
-    axes["channel"].set_title("1-D: one weight per channel,\nsigmoid(mean over H, W)", fontsize=10)
-    axes["channel"].set_xlabel("channel")
-    picture = axes["spatial"].imshow(spatial_weights.numpy(), cmap="viridis")
-    axes["spatial"].set_title("2-D: one weight per position,\nsigmoid(mean over channels)", fontsize=10)
-    fig.colorbar(picture, ax=axes["spatial"], shrink=0.8)
-    for c in shown:
-        limit = features[c].abs().max().item()
-        axes[f"map{c}"].imshow(features[c].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[f"map{c}"].set_title(f"feature map, channel {c}", fontsize=10)
-        picture = axes[f"weight{c}"].imshow(simam_weights[c].numpy(), cmap="viridis", vmin=0.6, vmax=1.0)
-        axes[f"weight{c}"].set_title(f"SimAM weights, channel {c}", fontsize=10)
-    fig.colorbar(picture, ax=[axes[f"weight{c}"] for c in shown], shrink=0.8, label="weight")
-    for name, ax in axes.items():
-        if name != "channel":
-            ax.axis("off")
-    plt.show()
-
 
 # %% [markdown]
 # ## 0. Feature maps to work on
@@ -701,6 +663,33 @@ spatial_weights = torch.sigmoid(features.mean(dim=0))  # (H, W): 2-D
 print(f"image {INDEX}: {names[INDEX]}")
 package_output = SimAM(lambda_=LAMBDA)(features[None])[0]
 check_close("SimAM weights * features vs SimAM()(features)", simam_weights * features, package_output, 1e-12)
+
+# %% jupyter={"source_hidden": true}
+def show_attention_maps(image, title, features, simam_weights, channel_weights, spatial_weights, shown):
+    """The image, the 1-D and 2-D weights, and some feature maps above their SimAM weights."""
+    layout = [["image", "channel", "channel", "spatial"], [f"map{c}" for c in shown], [f"weight{c}" for c in shown]]
+    fig, axes = plt.subplot_mosaic(layout, figsize=(10, 7.5), layout="constrained")
+    axes["image"].imshow(image.permute(1, 2, 0).numpy())
+    axes["image"].set_title(title, fontsize=10)
+    axes["channel"].bar(range(len(channel_weights)), channel_weights.numpy(), color="tab:orange")
+    axes["channel"].set_ylim(0, 1)
+    axes["channel"].set_title("1-D: one weight per channel,\nsigmoid(mean over H, W)", fontsize=10)
+    axes["channel"].set_xlabel("channel")
+    picture = axes["spatial"].imshow(spatial_weights.numpy(), cmap="viridis")
+    axes["spatial"].set_title("2-D: one weight per position,\nsigmoid(mean over channels)", fontsize=10)
+    fig.colorbar(picture, ax=axes["spatial"], shrink=0.8)
+    for c in shown:
+        limit = features[c].abs().max().item()
+        axes[f"map{c}"].imshow(features[c].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[f"map{c}"].set_title(f"feature map, channel {c}", fontsize=10)
+        picture = axes[f"weight{c}"].imshow(simam_weights[c].numpy(), cmap="viridis", vmin=0.6, vmax=1.0)
+        axes[f"weight{c}"].set_title(f"SimAM weights, channel {c}", fontsize=10)
+    fig.colorbar(picture, ax=[axes[f"weight{c}"] for c in shown], shrink=0.8, label="weight")
+    for name, ax in axes.items():
+        if name != "channel":
+            ax.axis("off")
+    plt.show()
+
 
 # %%
 show_attention_maps(images[INDEX], f"test image {INDEX} ({names[INDEX]})", features, simam_weights,
