@@ -13,7 +13,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.ready
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTE := $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
-           --ExecutePreprocessor.kernel_name=python3
+           --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.store_widget_state=False
 
 .PHONY: course test test-other-cpu test-installed lab refresh clean
 

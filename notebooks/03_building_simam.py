@@ -744,6 +744,68 @@ full_3d = [name for name, values in variation.items() if min(values) > 0.01]
 print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
 
 # %% [markdown]
+# ### 4.1 Try it: $\lambda$, $M$ and $z$
+#
+# The weight of a neuron depends only on three numbers (chapter 1, "The weight as a function of how
+# far a neuron stands out"): its
+# standardised deviation $z = (t - \hat\mu)/\hat\sigma$, the channel size $M$, and $\lambda$
+# measured against the channel's variance,
+#
+# $$
+# \operatorname{sigmoid}\!\left(\frac{z^2}{4\,\bigl(M/(M-1) + \lambda/\hat\sigma^2\bigr)} + \frac12\right).
+# $$
+#
+# The folded cell below draws that curve with one neuron marked, and beside it the SimAM weights of
+# one channel of the horse's feature maps at the same $\lambda$ (computed by `simam.importance`).
+# The cell after it draws the figure once; the last one gives it sliders (it needs a live
+# notebook, JupyterLab or Colab; on the website and in the stored notebook only the figure shows).
+# Move $\lambda$ up to about the channel's variance and watch the weights flatten towards
+# $\operatorname{sigmoid}(1/2)$; move $M$ down to a few neurons and watch the curve's room shrink.
+
+# %% jupyter={"source_hidden": true}
+def explore_weights(lambda_over_variance: float, m: int, z: float, channel: int = 5) -> None:
+    """The weight curve against z at this lambda / variance and M, with z marked; beside it SimAM's
+    weights of one channel of the horse's features, with lambda at the same multiple of its variance."""
+    zs = torch.linspace(0, 4, 201, dtype=torch.float64)
+
+    def weight(z_values):
+        return torch.sigmoid(z_values**2 / (4 * (m / (m - 1) + lambda_over_variance)) + 0.5)
+
+    fig, (curve, image) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    curve.plot(zs, weight(zs), color="tab:blue")
+    curve.plot([z], weight(torch.tensor([z], dtype=torch.float64)), "o", color="tab:red")
+    curve.set(xlabel="$|z|$", ylabel="weight", ylim=(0.6, 1.0),
+              title=f"M = {m}, $\\lambda/\\hat\\sigma^2$ = {lambda_over_variance:.0e}, weight at z = {z:.1f}: "
+                    f"{weight(torch.tensor([z], dtype=torch.float64)).item():.3f}")
+    one_channel = features[channel][None, None]
+    lambda_ = lambda_over_variance * one_channel.var(correction=0).item()
+    weights = torch.sigmoid(simam.importance(one_channel, lambda_))[0, 0]
+    picture = image.imshow(weights.numpy(), cmap="viridis", vmin=0.6, vmax=1.0)
+    image.set_title(f"SimAM weights, channel {channel}, $\\lambda$ = {lambda_:.1e}", fontsize=10)
+    image.axis("off")
+    fig.colorbar(picture, ax=image, shrink=0.8, label="weight")
+    plt.show()
+
+
+# %%
+explore_weights(lambda_over_variance=1e-4, m=1024, z=2.0)
+# The curve's formula gives the package's weights for the channel's own neurons:
+one_channel = features[5][None, None]  # 32 x 32: M = 1024
+z_of_neurons = (one_channel - one_channel.mean()) / one_channel.std(correction=0)
+by_formula = torch.sigmoid(z_of_neurons**2 / (4 * (1024 / 1023 + 1e-4)) + 0.5)
+by_package = torch.sigmoid(simam.importance(one_channel, 1e-4 * one_channel.var(correction=0).item()))
+check_close("weight curve at each neuron's z vs simam.importance", by_formula, by_package, 1e-12)
+
+# %% tags=["nbval-ignore-output", "remove-output"]
+# Sliders over the same figure, in a live notebook (the output stored here depends on the front end).
+import ipywidgets as widgets
+
+widgets.interact(explore_weights,
+                 lambda_over_variance=widgets.FloatLogSlider(value=1e-4, base=10, min=-6, max=1, step=0.25),
+                 m=widgets.IntSlider(value=1024, min=4, max=4096, step=4), z=widgets.FloatSlider(value=2.0, min=0, max=4),
+                 channel=widgets.IntSlider(value=5, min=0, max=features.shape[0] - 1));
+
+# %% [markdown]
 # ## 5. Edge cases
 #
 # Two situations break the reference expression. The package keeps that expression, failures
