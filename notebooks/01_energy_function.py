@@ -121,8 +121,9 @@ print(f"quick mode: {QUICK}")
 # difference itself, whose last digits depend on the machine). `others_of` builds, by brute force,
 # the $M - 1$ "other" neurons of every target neuron. This gives us an independent way to evaluate
 # the definitions, at a cost quadratic in $M$, to test the package against. `energy_by_definition`
-# evaluates equation (2) with that explicit sum. `sigmoid` and `discordant_pairs` serve sections 3
-# and 4.
+# evaluates equation (2) with that explicit sum. `sigmoid` serves sections 3 and 4;
+# `discordant_pairs`, which counts the pairs of neurons two importances put in opposite order, sits
+# folded before the one cell of section 3 that uses it.
 
 # %%
 # ---- Helpers of this chapter ----------------------------------------------------------------
@@ -140,12 +141,6 @@ def check_close(name, actual, expected, tol=1e-12):
 def sigmoid(v):
     """The logistic function of a Python float."""
     return 1.0 / (1.0 + math.exp(-v))
-
-
-def discordant_pairs(a, b):
-    """How many pairs of entries the tensors a and b (same shape) put in strictly opposite order."""
-    a, b = a.flatten(), b.flatten()
-    return int(((a[:, None] - a[None, :]) * (b[:, None] - b[None, :]) < 0).sum().item()) // 2
 
 
 def others_of(x):
@@ -971,6 +966,13 @@ for side in (2, 3, 4, 8, 16, 32):
 # every channel, while the paper's, which weighs $\lambda$ against $S/M$, is so only for
 # $\lambda = 0$. On one layer with channels of different scales, here is how many pairs of neurons
 # each shared version orders differently from the exact importance:
+
+# %% jupyter={"source_hidden": true}
+def discordant_pairs(a, b):
+    """How many pairs of entries the tensors a and b (same shape) put in strictly opposite order."""
+    a, b = a.flatten(), b.flatten()
+    return int(((a[:, None] - a[None, :]) * (b[:, None] - b[None, :]) < 0).sum().item()) // 2
+
 
 # %%
 scales = torch.linspace(0.05, 2.0, 64, dtype=torch.float64).reshape(1, 64, 1, 1)

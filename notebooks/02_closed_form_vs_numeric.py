@@ -115,13 +115,14 @@ N_SOLVED = 1 if QUICK_BUDGET else 64  # images whose neurons the optimisers solv
 STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 2000}  # gradient descent: section 2
 
 # %% [markdown]
-# The helpers of this chapter are in the next cell. `check_below` asserts that a quantity is below
-# a bound and prints the comparison it made, not the quantity itself, whose last digits depend on
-# the machine. `hessians` and `condition_numbers` serve section 2, `errors` section 3.
-# `energy_by_definition` evaluates equation (2) as the literal sum over the other $M - 1$ neurons,
-# at a cost quadratic in $M$, and `minimise_by_definition` minimises it with `torch.optim.LBFGS`:
-# neither uses the package. `exact_from_r`, `relative_error_from_r`, `descents` and
-# `shared_versus_exact` serve section 4, `gradient_at` section 6.
+# The helpers that serve the whole chapter are in the next cell. `check_below` asserts that a
+# quantity is below a bound and prints the comparison it made, not the quantity itself, whose last
+# digits depend on the machine. `hessians` and `condition_numbers` serve sections 2 and 5. The
+# helpers of one section sit folded just before the cell that first uses them: `errors` in
+# section 3; `energy_by_definition`, which evaluates equation (2) as the literal sum over the other
+# $M - 1$ neurons at a cost quadratic in $M$, and `minimise_by_definition`, which minimises it with
+# `torch.optim.LBFGS` (neither uses the package), in section 3 too; `exact_from_r`, `descents`,
+# `shared_versus_exact` and `relative_error_from_r` in section 4; `gradient_at` in section 6.
 
 # %%
 # ---- Helpers of this chapter ----------------------------------------------------------------
@@ -144,104 +145,6 @@ def condition_numbers(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     h_min, h_max = torch.linalg.eigvalsh(hessians(x, lambda_)).unbind(-1)
     return h_max / h_min
 
-
-def errors(run: NumericMinimum, w_exact: torch.Tensor, b_exact: torch.Tensor, e_exact: torch.Tensor) -> dict:
-    """Largest absolute and relative errors of an optimiser's (w, b, e) against the closed form."""
-    return {
-        "w abs": (run.w - w_exact).abs().max().item(),
-        "w rel": ((run.w - w_exact).abs().max() / w_exact.abs().max()).item(),
-        "b abs": (run.b - b_exact).abs().max().item(),
-        "b rel": ((run.b - b_exact).abs().max() / b_exact.abs().max()).item(),
-        "e abs": (run.energy - e_exact).abs().max().item(),
-        "e rel": ((run.energy - e_exact).abs() / e_exact).max().item(),
-    }
-
-
-def energy_by_definition(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float) -> torch.Tensor:
-    """Equation (2) written out: for every target t, the sum over the M - 1 other neurons of its channel."""
-    values, w, b = x.flatten(2), w.flatten(2), b.flatten(2)  # (N, C, M)
-    m = values.shape[-1]
-    is_other = ~torch.eye(m, dtype=torch.bool, device=x.device)  # is_other[t, i]: neuron i is not the target t
-    outputs = w[..., :, None] * values[..., None, :] + b[..., :, None]  # [t, i]: w_t x_i + b_t
-    others = (-1 - outputs).square().where(is_other, 0.0).sum(-1) / (m - 1)
-    target = (1 - (w * values + b)).square()
-    return (others + target + lambda_ * w.square()).reshape(x.shape)
-
-
-def minimise_by_definition(x: torch.Tensor, lambda_: float, max_iterations: int = 300):
-    """Minimise energy_by_definition for every neuron at once with torch.optim.LBFGS, from w = b = 0.
-
-    One call of `step` runs the whole minimisation. Both stopping tolerances are 0: it stops when the
-    line search can no longer lower the summed energy, or after max_iterations.
-    """
-    w = torch.zeros_like(x, requires_grad=True)
-    b = torch.zeros_like(x, requires_grad=True)
-    optimiser = torch.optim.LBFGS(
-        [w, b], max_iter=max_iterations, max_eval=10 * max_iterations, history_size=20,
-        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
-    )
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        total = energy_by_definition(x, w, b, lambda_).sum()
-        total.backward()
-        return total
-
-    optimiser.step(closure)
-    return w.detach(), b.detach(), optimiser.state[w]["n_iter"]
-
-
-def exact_from_r(r: torch.Tensor, m: int) -> torch.Tensor:
-    """The exact minimum of equation (2) as a function of r = (t - mean)^2 / (S / (M - 1) + lambda)."""
-    return 4 * ((m - 1) ** 2 - m * r) / (m * (m - 2) * r + 2 * (m - 1) ** 2)
-
-
-def relative_error_from_r(r: np.ndarray, m: int) -> np.ndarray:
-    """(e_reference - e_exact) / e_exact as a function of r."""
-    return r * (2 * m - 1 + m * r) / (((m - 1) ** 2 - m * r) * (r + 2))
-
-
-def descents(shared: torch.Tensor, exact: torch.Tensor) -> int:
-    """Sorted by the shared energy along the last dimension, how often the exact energy decreases."""
-    return int((exact.gather(-1, shared.argsort(-1)).diff(dim=-1) < -1e-12).sum())
-
-
-def shared_versus_exact(x: torch.Tensor, lambda_: float) -> dict:
-    """Section 4 for one map size: the shared energies (paper, reference) against the exact minimum."""
-    m = x.shape[2] * x.shape[3]
-    exact = minimal_energy(x, lambda_, "exact")
-    mean, variance = channel_statistics(x, correction=1)
-    r = (x - mean).square() / (variance + lambda_)
-    shared = {name: minimal_energy(x, lambda_, name) for name in ("paper", "reference")}
-    result = {
-        "r": r.flatten().cpu().numpy(),
-        "formula gap": (exact_from_r(r, m) - exact).abs().max().item(),
-        "below exact": max((exact - e).max().item() for e in shared.values()),
-        "paper above reference": (shared["paper"] - shared["reference"]).max().item(),
-        # the exact order kept: over each layer (all channels of an image) and within each channel
-        "descents, reference, layer": descents(shared["reference"].flatten(1), exact.flatten(1)),
-        "descents, paper, channel": descents(shared["paper"].flatten(2), exact.flatten(2)),
-    }
-    for name, e in shared.items():
-        relative = ((e - exact) / exact).flatten().cpu().numpy()
-        rho = spearmanr(exact.flatten().cpu().numpy(), e.flatten().cpu().numpy()).statistic
-        result[name] = {
-            "relative": relative,
-            "median": np.median(np.abs(relative)),
-            "99%": np.quantile(np.abs(relative), 0.99),
-            "max": np.abs(relative).max(),
-            "1 - rho": 1 - rho,
-            "weight": (torch.sigmoid(1 / e) - torch.sigmoid(1 / exact)).abs().max().item(),
-        }
-    return result
-
-
-def gradient_at(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float) -> float:
-    """The largest |d e_t / d w_t| or |d e_t / d b_t| over all neurons at (w, b)."""
-    w = w.clone().requires_grad_(True)
-    b = b.clone().requires_grad_(True)
-    grad_w, grad_b = torch.autograd.grad(energy(x, w, b, lambda_).sum(), (w, b))
-    return max(grad_w.abs().max().item(), grad_b.abs().max().item())
 
 # %% [markdown]
 # ## 1. Feature maps
@@ -478,6 +381,19 @@ for method in ["lbfgs", "sgd", "adam"]:
 # on the last bits of each iteration and can change from one CPU to another, so the cell after the
 # table checks them against fixed thresholds.
 
+# %% jupyter={"source_hidden": true}
+def errors(run: NumericMinimum, w_exact: torch.Tensor, b_exact: torch.Tensor, e_exact: torch.Tensor) -> dict:
+    """Largest absolute and relative errors of an optimiser's (w, b, e) against the closed form."""
+    return {
+        "w abs": (run.w - w_exact).abs().max().item(),
+        "w rel": ((run.w - w_exact).abs().max() / w_exact.abs().max()).item(),
+        "b abs": (run.b - b_exact).abs().max().item(),
+        "b rel": ((run.b - b_exact).abs().max() / b_exact.abs().max()).item(),
+        "e abs": (run.energy - e_exact).abs().max().item(),
+        "e rel": ((run.energy - e_exact).abs() / e_exact).max().item(),
+    }
+
+
 # %% tags=["nbval-ignore-output"]
 NAMES = {"lbfgs": "L-BFGS", "sgd": "gradient descent", "adam": "Adam"}
 table = {method: errors(run, w_star, b_star, e_star) for method, run in runs.items()}
@@ -586,6 +502,41 @@ print(f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {larg
 # `minimise_by_definition` hands it to `torch.optim.LBFGS` directly. The sum costs $M$ terms per
 # neuron, $M^2$ per channel, so we use the first image's maps average-pooled to $16 \times 16$ (the
 # size of a CIFAR ResNet's middle stage): 4096 neurons, about a million terms.
+
+# %% jupyter={"source_hidden": true}
+def energy_by_definition(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """Equation (2) written out: for every target t, the sum over the M - 1 other neurons of its channel."""
+    values, w, b = x.flatten(2), w.flatten(2), b.flatten(2)  # (N, C, M)
+    m = values.shape[-1]
+    is_other = ~torch.eye(m, dtype=torch.bool, device=x.device)  # is_other[t, i]: neuron i is not the target t
+    outputs = w[..., :, None] * values[..., None, :] + b[..., :, None]  # [t, i]: w_t x_i + b_t
+    others = (-1 - outputs).square().where(is_other, 0.0).sum(-1) / (m - 1)
+    target = (1 - (w * values + b)).square()
+    return (others + target + lambda_ * w.square()).reshape(x.shape)
+
+
+def minimise_by_definition(x: torch.Tensor, lambda_: float, max_iterations: int = 300):
+    """Minimise energy_by_definition for every neuron at once with torch.optim.LBFGS, from w = b = 0.
+
+    One call of `step` runs the whole minimisation. Both stopping tolerances are 0: it stops when the
+    line search can no longer lower the summed energy, or after max_iterations.
+    """
+    w = torch.zeros_like(x, requires_grad=True)
+    b = torch.zeros_like(x, requires_grad=True)
+    optimiser = torch.optim.LBFGS(
+        [w, b], max_iter=max_iterations, max_eval=10 * max_iterations, history_size=20,
+        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+    )
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        total = energy_by_definition(x, w, b, lambda_).sum()
+        total.backward()
+        return total
+
+    optimiser.step(closure)
+    return w.detach(), b.detach(), optimiser.state[w]["n_iter"]
+
 
 # %%
 pooled_16 = F.adaptive_avg_pool2d(maps[:1], 16)
@@ -698,6 +649,47 @@ print(f"max |w - w*| = {literal['w']:.1e}, max |b - b*| = {literal['b']:.1e}, ma
 # correlation $\rho$ with the exact energy over all neurons of all images, the largest change of the
 # attention weight $\operatorname{sigmoid}(1/e)$, and the checks below.
 
+# %% jupyter={"source_hidden": true}
+def exact_from_r(r: torch.Tensor, m: int) -> torch.Tensor:
+    """The exact minimum of equation (2) as a function of r = (t - mean)^2 / (S / (M - 1) + lambda)."""
+    return 4 * ((m - 1) ** 2 - m * r) / (m * (m - 2) * r + 2 * (m - 1) ** 2)
+
+
+def descents(shared: torch.Tensor, exact: torch.Tensor) -> int:
+    """Sorted by the shared energy along the last dimension, how often the exact energy decreases."""
+    return int((exact.gather(-1, shared.argsort(-1)).diff(dim=-1) < -1e-12).sum())
+
+
+def shared_versus_exact(x: torch.Tensor, lambda_: float) -> dict:
+    """Section 4 for one map size: the shared energies (paper, reference) against the exact minimum."""
+    m = x.shape[2] * x.shape[3]
+    exact = minimal_energy(x, lambda_, "exact")
+    mean, variance = channel_statistics(x, correction=1)
+    r = (x - mean).square() / (variance + lambda_)
+    shared = {name: minimal_energy(x, lambda_, name) for name in ("paper", "reference")}
+    result = {
+        "r": r.flatten().cpu().numpy(),
+        "formula gap": (exact_from_r(r, m) - exact).abs().max().item(),
+        "below exact": max((exact - e).max().item() for e in shared.values()),
+        "paper above reference": (shared["paper"] - shared["reference"]).max().item(),
+        # the exact order kept: over each layer (all channels of an image) and within each channel
+        "descents, reference, layer": descents(shared["reference"].flatten(1), exact.flatten(1)),
+        "descents, paper, channel": descents(shared["paper"].flatten(2), exact.flatten(2)),
+    }
+    for name, e in shared.items():
+        relative = ((e - exact) / exact).flatten().cpu().numpy()
+        rho = spearmanr(exact.flatten().cpu().numpy(), e.flatten().cpu().numpy()).statistic
+        result[name] = {
+            "relative": relative,
+            "median": np.median(np.abs(relative)),
+            "99%": np.quantile(np.abs(relative), 0.99),
+            "max": np.abs(relative).max(),
+            "1 - rho": 1 - rho,
+            "weight": (torch.sigmoid(1 / e) - torch.sigmoid(1 / exact)).abs().max().item(),
+        }
+    return result
+
+
 # %%
 SIZES = [2, 4, 8, 16, 32]
 pooled = {k: F.adaptive_avg_pool2d(maps, k) for k in SIZES}
@@ -744,6 +736,12 @@ print(f"largest difference between the formula in r and the exact energy: {large
 # (errors below $10^{-8}$, neurons almost exactly at the mean, are counted at $10^{-8}$); on the
 # right, the same errors against $r$, with the formula above drawn as lines. Every neuron lies on
 # the line of its $M$: the error is not noise but a fixed function of how far the neuron stands out.
+
+# %% jupyter={"source_hidden": true}
+def relative_error_from_r(r: np.ndarray, m: int) -> np.ndarray:
+    """(e_reference - e_exact) / e_exact as a function of r."""
+    return r * (2 * m - 1 + m * r) / (((m - 1) ** 2 - m * r) * (r + 2))
+
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -995,6 +993,15 @@ check_below("M = 2 and M = 3: L-BFGS max |e - e*|", max(small_runs.values()), 1e
 # differentiate the summed energy, and compare with the gradient at the starting point $w = b = 0$
 # of section 3. We do it on the $32\times 32$ maps, on the tiny $M = 2$ and $M = 3$ maps, and on the
 # constant channel with $\lambda = 0$.
+
+# %% jupyter={"source_hidden": true}
+def gradient_at(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float) -> float:
+    """The largest |d e_t / d w_t| or |d e_t / d b_t| over all neurons at (w, b)."""
+    w = w.clone().requires_grad_(True)
+    b = b.clone().requires_grad_(True)
+    grad_w, grad_b = torch.autograd.grad(energy(x, w, b, lambda_).sum(), (w, b))
+    return max(grad_w.abs().max().item(), grad_b.abs().max().item())
+
 
 # %%
 cases = {

@@ -207,6 +207,7 @@ def block_costs(channels: int, size: int, bottleneck: bool) -> dict[str, tuple[i
     return costs
 
 
+# %%
 STAGES = [(c, s, False) for c, s in CIFAR_STAGES] + [(c, s, True) for c, s in RESNET50_STAGES]
 COSTS = {(c, s): block_costs(c, s, b) for c, s, b in STAGES}
 
@@ -298,6 +299,7 @@ class OpCounter(TorchDispatchMode):
         return sum(n for _, counted, n in self.ops if not counted)
 
 
+# %%
 class ReferenceSimAM(nn.Module):
     """The reference code's formula as a module: x * sigmoid(d / (4 (v + lambda)) + 1/2)."""
 
@@ -383,6 +385,7 @@ for network, stages in NETWORKS.items():
         for name in MODULES
     }
 
+# %%
 header = f"{'':>20}" + "".join(f"{LABELS[n]:>12}" for n in MODULES)
 print("Parameters added to the whole network")
 print(header)
@@ -508,6 +511,7 @@ def step(layer: nn.Module, x: torch.Tensor, backward: bool) -> None:
             layer(x)
 
 
+# %%
 def time_side_by_side(
     layers: dict[str, nn.Module], x: torch.Tensor, backward: bool, repeats: int, calls: int
 ) -> dict[str, float]:
@@ -568,6 +572,7 @@ for (label, backward), t in timings.items():
     assert all(math.isfinite(t[n]) and t[n] > 0 for n in VARIANTS)
 print(f"\ntimed in {time.perf_counter() - started:.0f} s")
 
+# %% tags=["nbval-ignore-output"]
 figure, axes = plt.subplots(1, len(TIMED_SHAPES), figsize=(12, 3.2), sharey=True, layout="constrained")
 positions = torch.arange(len(MODULES)).float()
 for axis, (label, *_) in zip(axes, TIMED_SHAPES):
