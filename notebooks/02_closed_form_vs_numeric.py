@@ -542,6 +542,16 @@ print(f"last 200 steps: mean gap between {last.min():.1e} and {last.max():.1e}, 
 print(f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {largest_neuron_gap:.1e}")
 
 # %% [markdown]
+# What a method that compares sums of energies can resolve here (the L-BFGS paragraph below
+# explains both numbers):
+
+# %%
+visible_gap = solved.numel() * torch.finfo(DTYPE).eps * mean_e_star
+resolvable_error = (2 * visible_gap / h_min.min().item()) ** 0.5
+print(f"N eps e_bar = {visible_gap:.1e}: the smallest single-neuron gap a sum of N energies shows")
+print(f"sqrt(2 N eps e_bar / h_min) = {resolvable_error:.0e}: the error in (w, b) such a gap allows")
+
+# %% [markdown]
 # All three optimisers head for the same point, the closed form. L-BFGS and gradient descent stay
 # there; Adam gets there and leaves again. Each behaves as its theory predicts:
 #
@@ -550,9 +560,9 @@ print(f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {larg
 #   failure but the limit of any method that judges progress by energy values. Its line search
 #   compares sums of $N$ energies, whose rounding error is about $\varepsilon \sum_t e_t$
 #   ($\varepsilon \approx 2.2 \cdot 10^{-16}$), so it cannot see one neuron's gap below about
-#   $N \varepsilon \bar e$, a few times $10^{-12}$ here. Near the minimum $e_t - e_t^* = \tfrac12
+#   $N \varepsilon \bar e$ (printed above). Near the minimum $e_t - e_t^* = \tfrac12
 #   \delta^\top H_t \delta$, so such a gap is compatible with an error $\|\delta\|$ up to
-#   $\sqrt{2 N \varepsilon \bar e / h_{\min}} \approx 10^{-5}$; the measured $10^{-6}$ is within that. With
+#   $\sqrt{2 N \varepsilon \bar e / h_{\min}}$, printed above; the table's $10^{-6}$ is within that. With
 #   more neurons, as on a GPU, both limits grow with $N$, and so does the number of iterations,
 #   because the curvatures L-BFGS must model spread wider; the step budget and the thresholds above
 #   allow for it.
