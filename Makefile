@@ -7,6 +7,10 @@
 #                 the committed networks, chapters 5 and 6 under nbval (CI runs it too)
 #   make lab      JupyterLab in the same environment
 #   make refresh  re-execute the notebooks in place, storing fresh outputs, and re-sync the .py pairs
+#   make book     the course as a static website in build/book/html, from the stored notebooks (nothing
+#                 is executed; its own environment .venv-book, MathJax from npm, served by the site)
+#   make book-check  make book, then open every page in headless Chromium (Debian's, installed with
+#                 apt-get where missing) and fail on a console error, a broken image, formula or link
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +19,11 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTE := $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
            --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.store_widget_state=False
 
-.PHONY: course test test-other-cpu test-installed lab refresh clean
+BOOK_PY   := .venv-book/bin/python
+BOOK_HTML := build/book/html
+MATHJAX   := build/book/static/mathjax/tex-chtml.js
+
+.PHONY: course test test-other-cpu test-installed lab refresh book book-check clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,5 +53,26 @@ refresh: $(READY)
 	$(EXECUTE) --inplace $(NOTEBOOKS)
 	$(PY) -m jupytext --sync $(NOTEBOOKS)
 
+.venv-book/.ready: book/requirements.txt
+	test -x $(BOOK_PY) || $(PYTHON) -m venv .venv-book
+	$(BOOK_PY) -m pip install --quiet -r book/requirements.txt
+	touch $@
+
+# MathJax 3 (its fonts come with it; version 4 would fetch its fonts from a CDN), from the npm registry.
+$(MATHJAX):
+	command -v npm >/dev/null || (apt-get update && apt-get install -y --no-install-recommends npm)
+	rm -rf build/book/npm build/book/static/mathjax && mkdir -p build/book/npm build/book/static
+	cd build/book/npm && npm pack --silent mathjax@3.2.2 && tar xzf mathjax-3.2.2.tgz
+	mv build/book/npm/package/es5 build/book/static/mathjax && rm -rf build/book/npm
+
+book: .venv-book/.ready $(MATHJAX)
+	$(BOOK_PY) -m sphinx -E -W --keep-going -q -b html book $(BOOK_HTML)
+	@echo "website: $(BOOK_HTML)/index.html ($$(find $(BOOK_HTML) -name '*.html' | wc -l) pages)"
+
+book-check: book
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	    (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
+	$(BOOK_PY) scripts/check_book.py $(BOOK_HTML)
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) .venv-book

@@ -904,8 +904,8 @@ for m in map_sizes:
 # %% [markdown]
 # On a $2\times2$ map a neuron one standard deviation from the mean is 33% more important than the
 # paper's formula says, and 45% more important than the reference code says. The attention
-# weights then differ by 0.066. On $8\times8$ maps the gap is 1% to 7% for $|z| \le 2$ and about
-# 16% at $z = 3$. On $32\times32$ maps it is below 1% for $|z| \le 3$. The same ratios as curves:
+# weights then differ by 0.066. On $8\times8$ maps the gap is 0.2% to 0.4% at $|z| = 0.5$, 1% to 7%
+# for $1 \le |z| \le 2$ and 15% to 17% at $|z| = 3$. On $32\times32$ maps it is below 1% for $|z| \le 3$. The same ratios as curves:
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -948,11 +948,14 @@ for side in (2, 3, 4, 8, 16, 32):
         row.append(f"{shortfall[name].median().item():13.2e} {shortfall[name].quantile(0.99).item():9.2e} {weight_gap:7.4f}")
     error_ratio = (shortfall["paper"] / shortfall["reference"]).median().item()
     print(f"{f'{side}x{side}':>6} | " + f" | {'':4}".join(row) + f" | {error_ratio:11.2f}")
+z_squared = ((maps - maps.mean((2, 3), keepdim=True)) ** 2 / maps.var((2, 3), correction=0, keepdim=True)).median().item()
+print(f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, where (1 + z^2)/(2 + z^2) = "
+      f"{(1 + z_squared) / (2 + z_squared):.2f}")
 
 # %% [markdown]
 # The medians follow the analytic table. The paper's under-estimate is, in the median, 0.59 to 0.71
-# times the reference code's: near $(1+z^2)/(2+z^2)$ at the median $z^2 \approx 0.45$ of a Gaussian
-# neuron. The 99th percentiles on the smallest maps are large
+# times the reference code's: near $(1+z^2)/(2+z^2)$ at the median $z^2$ of a Gaussian neuron
+# (the last line). The 99th percentiles on the smallest maps are large
 # because a Gaussian $2\times2$ channel sometimes has three nearly equal neurons. Then
 # $\sigma_t^2 \approx 0$, the target is nearly a perfect spike against its neighbours, and the exact
 # importance is very large, while the shared statistics, which include the target, cannot see
@@ -1113,6 +1116,11 @@ left.set_ylabel("attention weight sigmoid(1/$e^*$)")
 left.set_title("M = 64 (8x8), reference statistics")
 right.set_title("$\\lambda = 10^{-4} \\hat\\sigma^2$; solid: reference, dashed: exact")
 plt.show()
+
+# %%
+for zv in (0.0, 1.0, 2.0, 3.0):
+    print(f"|z| = {zv:g}: weight {weight_curve['reference'](1024, zv, 1e-4):.4f} "
+          f"(reference statistics, 32x32 map, lambda = 1e-4 sigmahat^2)")
 
 # %% [markdown]
 # The weight starts at $\operatorname{sigmoid}(1/2) \approx 0.62$ for a neuron at its channel's mean

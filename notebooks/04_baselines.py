@@ -247,9 +247,9 @@ print("all parameter and FLOP counts match the closed forms")
 # %% [markdown]
 # Two things stand out. First, every module is cheap next to the convolution it follows. The
 # most expensive by this count are CBAM on the 16-channel CIFAR stage, whose $7 \times 7$ spatial
-# convolution runs over all $32 \times 32$ positions (4% of the $3 \times 3$ conv), and GC on
-# $256 @ 56 \times 56$, whose context scores and pooling touch every position (3% of the
-# $1 \times 1$ conv). Second, SE's and CBAM's parameters grow as $C^2$ while their MLP FLOPs do
+# convolution runs over all $32 \times 32$ positions (200,832 FLOPs beside the $3 \times 3$ conv's
+# 4,718,592), and GC on $256 @ 56 \times 56$, whose context scores and pooling touch every position
+# (3,227,648 beside the $1 \times 1$ conv's 102,760,448). Second, SE's and CBAM's parameters grow as $C^2$ while their MLP FLOPs do
 # not depend on $HW$ at all (the MLP acts on one pooled vector), so these modules are heavy in
 # parameters and light in arithmetic exactly where ResNet-50 is widest. ECA's kernel grows only
 # as $\log C$.
@@ -409,10 +409,25 @@ for name in MODULES:
           f"{100 * flops / resnet50_flops:4.2f}% FLOPs, element ops {100 * element_ops / resnet50_flops:4.2f}% of its FLOPs")
 
 # %% [markdown]
+# Two conventions hide in Table 3's SE and CBAM rows. This cell counts SE's MLP biases over ResNet-50,
+# and what CBAM adds beyond an SE with biases.
+
+# %%
+resnet50_stages = NETWORKS["ResNet-50"]
+resnet50_blocks = sum(blocks for _, _, blocks in resnet50_stages)
+se_biases = sum(blocks * (count_parameters(create_attention("se", c, bias=True)) - COSTS[c, s]["se"][0])
+                for c, s, blocks in resnet50_stages)
+spatial_gates = sum(blocks * count_parameters(create_attention("cbam", c).spatial_gate) for c, _, blocks in resnet50_stages)
+se_total, cbam_total = totals["ResNet-50"]["se"][0], totals["ResNet-50"]["cbam"][0]
+assert cbam_total == se_total + se_biases + spatial_gates
+print(f"ResNet-50, {resnet50_blocks} blocks: SE's MLP biases {se_biases:,}, SE with them +{se_total + se_biases:,}")
+print(f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases + {spatial_gates:,} in the spatial gates")
+
+# %% [markdown]
 # **SE: +2,514,944, the paper's +2.515M.** Each block adds $2 C^2 / 16 = C^2 / 8$ weights, and
 # $\sum_b C_b^2 / 8$ over the 16 blocks is exactly 2,514,944. That agreement depends on a
 # convention: the two FC layers have no bias. Hu et al.'s SE layers do have biases, $C/16 + C$
-# more per block, 16,048 over ResNet-50, which would give 2.531M. The library follows the
+# more per block, 16,048 over ResNet-50, which would give 2.531M (the cell above prints both). The library follows the
 # paper's count by default; `create_attention("se", C, bias=True)` builds the original.
 #
 # **CBAM: +2,532,592, the paper's +2.533M.** CBAM's shared MLP is SE's *with* biases
@@ -607,8 +622,10 @@ plt.show()
 # %%
 PAPER_FPS = {"none": 89, "se": 64, "cbam": 33, "eca": 64, "simam": 64}  # Table 3, GTX 1080 Ti
 for name, fps in PAPER_FPS.items():
+    added_ms = 1e3 / fps - 1e3 / PAPER_FPS["none"]
     print(f"{LABELS[name]:>6}: {fps:3d} FPS, {1e3 / fps:5.1f} ms per image, "
-          f"time ratio {PAPER_FPS['none'] / fps:.2f}")
+          f"time ratio {PAPER_FPS['none'] / fps:.2f}, added {added_ms:4.1f} ms, "
+          f"{added_ms / resnet50_blocks:.2f} ms per block")
 
 # %% [markdown]
 # SE, ECA and SimAM add the same 4.4 ms per image, about 0.27 ms for each of the 16 blocks, although
@@ -757,7 +774,8 @@ plt.show()
 # %% [markdown]
 # SE and ECA differ in how their channel weights relate to each other. SE mixes all channels
 # through its bottleneck, so its gates have no order; ECA's 1-D kernel sees only neighbouring
-# channels, so each gate depends on its $k = 3$ neighbours in the (arbitrary) channel order.
+# channels, so each gate depends on $k = 3$ channels, itself and its two neighbours in the
+# (arbitrary) channel order.
 # CBAM's channel gate is SE's with max pooling added. GC's bars are not multipliers at all but
 # offsets added to every position of their channel.
 #

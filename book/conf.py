@@ -1,0 +1,63 @@
+"""Sphinx configuration of the course's website: the stored notebooks, rendered without running them.
+
+Everything a page needs is served from the site itself: MathJax comes from the build folder
+(`make book` unpacks it there), the theme ships its own scripts and fonts, and the only address
+outside the site is each chapter's Colab link, read from pyproject.toml.
+"""
+
+import sys
+from pathlib import Path
+
+from docutils import nodes
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+BOOK = Path(__file__).resolve().parent
+ROOT = BOOK.parent
+sys.path.insert(0, str(BOOK))
+
+with open(ROOT / "pyproject.toml", "rb") as file:
+    PROJECT = tomllib.load(file)["project"]
+REPOSITORY = PROJECT["urls"]["Repository"].rstrip("/")
+html_baseurl = PROJECT["urls"]["Documentation"]
+COLAB = REPOSITORY.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/"
+
+project = "SimAM, derived, built and trained"
+author = "the simam authors"
+html_title = project
+extensions = ["myst_nb", "sphinx.ext.githubpages"]  # githubpages: .nojekyll, so _static is served
+root_doc = "index"
+exclude_patterns = ["**/.ipynb_checkpoints"]
+
+# The stored outputs are the pages: nothing is executed. Exercise solutions come folded.
+nb_execution_mode = "off"
+nb_custom_formats = {".ipynb": ["notebook_reader.read_notebook", {}, False]}
+myst_enable_extensions = ["dollarmath", "amsmath"]
+# As in JupyterLab, $$...$$ may stand inside a paragraph.
+myst_dmath_double_inline = True
+myst_heading_anchors = 3
+
+# MathJax from the site: `make book` unpacks the npm package's es5 folder into build/book/static/mathjax.
+html_static_path = ["_static", str(ROOT / "build" / "book" / "static")]
+mathjax_path = "mathjax/tex-chtml.js"
+html_theme = "furo"
+html_css_files = ["book.css"]
+html_favicon = "_static/favicon.svg"
+
+
+def add_colab_link(app, doctree):
+    """Put an "Open in Colab" link under the title of every chapter."""
+    docname = app.env.docname
+    if not docname.startswith("notebooks/"):
+        return
+    url = f"{COLAB}{docname}.ipynb"
+    link = nodes.reference("", "Open in Colab", refuri=url, classes=["colab-link"])
+    title = next(iter(doctree.findall(nodes.title)))
+    title.parent.insert(title.parent.index(title) + 1, nodes.paragraph("", "", link))
+
+
+def setup(app):
+    app.connect("doctree-read", add_colab_link)
