@@ -7,18 +7,21 @@ network); the real-data test is skipped when ``SIMAM_DATA`` does not hold CIFAR-
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from simam.attention.simam import SIGMOID_HALF, SimAM, simam_exact, simam_reference
-from simam.data import CifarLoader, load_cifar, load_class_names
+from simam.data import CIFAR10_MEAN, CIFAR10_STD, CifarLoader, load_cifar, load_class_names
 from simam.energy import importance
 from simam.maps import (
     channel_mean_map,
     grad_cam,
     last_stage,
+    load_image,
     plot_attention_maps,
     simam_modules,
     simam_weights,
@@ -347,3 +350,47 @@ def test_maps_of_real_cifar10_test_images() -> None:
     assert len(figure.axes) == 4 * (1 + 2 + 1)
     assert figure.axes[0].get_title().endswith("airplane")
     plt.close(figure)
+
+
+# --------------------------------------------------------------------------------------------------
+# Any picture, as the networks see one
+
+
+def test_a_cifar_sized_picture_is_only_normalised(tmp_path):
+    pixels = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    expected = (pixels.float() / 255 - torch.tensor(CIFAR10_MEAN).view(3, 1, 1)) / torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(tmp_path / "picture.png")
+    for source in (tmp_path / "picture.png", str(tmp_path / "picture.png"), pixels, pixels.permute(1, 2, 0).numpy(),
+                   pixels.float() / 255):
+        image = load_image(source)
+        assert image.shape == (1, 3, 32, 32) and image.dtype == torch.float32
+        assert torch.allclose(image[0], expected, atol=1e-5)
+
+
+def test_a_larger_picture_is_cropped_to_its_centre_square_and_resized():
+    wide = torch.zeros(96, 160, 3, dtype=torch.uint8)
+    wide[:, 32:128] = 255  # the centre square is white, the sides black
+    image = load_image(wide)
+    white = (1 - torch.tensor(CIFAR10_MEAN)) / torch.tensor(CIFAR10_STD)
+    assert torch.allclose(image[0], white.view(3, 1, 1).expand(3, 32, 32), atol=1e-5)
+    grey = load_image(np.full((64, 64), 0.5, dtype=np.float32))
+    assert torch.allclose(grey[0, :, 5, 5], (0.5 - torch.tensor(CIFAR10_MEAN)) / torch.tensor(CIFAR10_STD), atol=1e-5)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (torch.zeros(4, 5, 6, 7), "expected pixels of shape"),
+    (torch.full((8, 8, 3), float("nan")), "NaN or infinite"),
+    (torch.full((8, 8, 3), 2.0), "must lie in"),
+    (np.zeros((0, 5, 3), dtype=np.uint8), "empty"),
+])
+def test_load_image_refuses_what_is_not_a_picture(source, message):
+    with pytest.raises(ValueError, match=message):
+        load_image(source)
+
+
+def test_load_image_names_a_missing_or_unreadable_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no image file"):
+        load_image(tmp_path / "absent.png")
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(ValueError, match="not an image file Pillow can read"):
+        load_image(tmp_path / "notes.png")

@@ -33,10 +33,12 @@ package's one implementation of the energy, :func:`simam.energy.importance`, wit
 ``lambda_`` and statistics. These weights are 3-D (one per neuron); :func:`channel_mean_map` and
 :func:`widest_channel_map` reduce them to one spatial map per image for drawing.
 
-:func:`plot_attention_maps` draws both for several networks in one figure.
+:func:`plot_attention_maps` draws both for several networks in one figure; :func:`load_image`
+turns any picture (a file, an array) into the normalised 32 x 32 batch the networks take.
 """
 
 from simam.maps.gradcam import GradCam, grad_cam, last_stage
+from simam.maps.image import load_image
 from simam.maps.plot import denormalise, plot_attention_maps
 from simam.maps.simam_weights import channel_mean_map, simam_modules, simam_weight, simam_weights, widest_channel_map
 
@@ -46,6 +48,7 @@ __all__ = [
     "denormalise",
     "grad_cam",
     "last_stage",
+    "load_image",
     "plot_attention_maps",
     "simam_modules",
     "simam_weight",
