@@ -63,10 +63,11 @@ print(f"quick mode: {QUICK} (nothing on this page trains, so both modes print th
 # $s^2 = S/(M-1)$ its variance as the authors' reference code computes it. The importance of $t$
 # is
 #
-# $$\frac{1}{e_t^*} = \frac{d^2}{4\,(s^2 + \lambda)} + \frac12 ,$$
+# $$\frac{1}{e_t^*} = \frac{(t - \hat\mu)^2}{4\,(s^2 + \lambda)} + \frac12 = \frac{d^2}{4\,(s^2 + \lambda)} + \frac12 ,$$
 #
-# and SimAM's output is every neuron times its weight, $x \cdot \operatorname{sigmoid}(1/e^*)$, for
-# all channels and positions at once: a full 3-D weight, one per neuron.
+# its weight is $\operatorname{sigmoid}(1/e_t^*)$, and SimAM's output is every neuron times its weight,
+# $x \cdot \operatorname{sigmoid}(1/e^*)$, for all channels and positions at once: a full 3-D weight,
+# one per neuron.
 #
 # Where it comes from: $e_t^*$ is the smallest *energy* of neuron $t$, how well a straight line
 # $w_t x + b_t$ can separate $t$ from the other neurons of its channel (equation 2 of the paper);
