@@ -19,6 +19,7 @@ sync_repository = importlib.util.module_from_spec(spec)
 pytest.importorskip("tomllib")  # Python 3.11 and newer
 spec.loader.exec_module(sync_repository)
 URL = sync_repository.repository()
+SITE = sync_repository.website()
 
 
 def install_cell(notebook: nbformat.NotebookNode) -> str:
@@ -46,13 +47,16 @@ def test_the_readme_has_a_badge_into_the_repository_for_every_notebook():
 
 
 def test_every_file_agrees_with_pyproject():
-    stale = [path.name for path in sync_repository.files() if sync_repository.synced(path.read_text(), URL) != path.read_text()]
+    stale = [path.name for path in sync_repository.files()
+             if sync_repository.synced(path.read_text(), URL, SITE) != path.read_text()]
     assert not stale, f"run python scripts/sync_repository.py: {stale}"
 
 
 def test_the_sync_rewrites_badges_and_install_cells_for_a_fork():
     text = ('[badge](https://colab.research.google.com/github/a/b/blob/main/notebooks/x.ipynb)\n'
             '    REPOSITORY = "https://github.com/a/b"  # comment\n'
-            '    "    REPOSITORY = \\"https://github.com/a/b\\"\\n",\n')
-    forked = sync_repository.synced(text, "https://github.com/me/simam-fork")
-    assert forked.count("me/simam-fork") == 3 and "a/b" not in forked
+            '    "    REPOSITORY = \\"https://github.com/a/b\\"\\n",\n'
+            'the website: <https://a.github.io/b/>\n')
+    forked = sync_repository.synced(text, "https://github.com/me/simam-fork", "https://me.github.io/simam-fork/")
+    assert forked.count("me/simam-fork") == 3 and forked.count("me.github.io/simam-fork/") == 1
+    assert "a/b" not in forked and "a.github.io" not in forked
