@@ -17,7 +17,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.ready
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTE := $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
-           --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.store_widget_state=False
+           --ExecutePreprocessor.kernel_name=python3
 
 BOOK_PY   := .venv-book/bin/python
 BOOK_HTML := build/book/html
@@ -51,6 +51,7 @@ lab: $(READY)
 refresh: $(READY)
 	$(PY) -m jupytext --sync $(NOTEBOOKS)
 	$(EXECUTE) --inplace $(NOTEBOOKS)
+	$(PY) scripts/drop_widget_state.py $(NOTEBOOKS)
 	$(PY) -m jupytext --sync $(NOTEBOOKS)
 
 .venv-book/.ready: book/requirements.txt

@@ -167,6 +167,38 @@ def energy_by_definition(x, w, b, lambda_):
 x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.3
 
 # %% [markdown]
+# ## Notation of the course
+#
+# Every symbol means one thing in all six chapters; this table is where to look one up. "Ch. 1 §3"
+# is chapter 1, section 3. Code uses plain names for the same things (`lambda_`, `mean`, `variance`).
+#
+# | symbol | meaning | defined in |
+# | --- | --- | --- |
+# | $X$, $\tilde X$ | a feature map ($N$ samples, $C$ channels of $H \times W$ neurons); SimAM's output, equation (6) | ch. 1 §4 |
+# | $M = H W$ | the number of neurons in one channel | ch. 1 §1 |
+# | $t$; $x_i$, $x_k$ | the target neuron; the other $M - 1$ neurons of its channel (ch. 1), all $M$ neurons $x_1, \dots, x_M$ (ch. 3) | ch. 1 §1 |
+# | $w_t$, $b_t$; $\hat t$, $\hat x_i$ | slope and offset of the linear map of equation (1); the mapped neurons | ch. 1 §1 |
+# | $y_t$, $y_o$; $o$ | the labels of the target and of the others ($1$ and $-1$ in (2)); the offset $y_o - w_t\mu_t - b_t$ | ch. 1 §1 |
+# | $\lambda$ | the ridge penalty on $w_t$, SimAM's one setting ($10^{-4}$ on CIFAR) | ch. 1 §1 |
+# | $e_t$, $e_t^*$, $E$ | the energy of neuron $t$; its minimum over $(w_t, b_t)$; all minima of a feature map | ch. 1 §1, §2, §4 |
+# | $1/e_t^*$ | the importance of neuron $t$ | ch. 1 §4 |
+# | $\mu_t$, $\sigma_t^2$, $\delta_i$ | leave-one-out statistics: the mean and variance (denominator $M - 1$) of the others, and $x_i - \mu_t$ | ch. 1 §1 |
+# | $D_t$ | $(t - \mu_t)^2 + 2\sigma_t^2 + 2\lambda$, the denominator of the minimiser | ch. 1 §2 |
+# | $\hat\mu$, $S$, $\hat\sigma^2$ | a channel's mean, its sum of squared deviations, and $S/M$ (the paper's equation (5)) | ch. 1 §3 |
+# | $s^2$ | $S/(M-1)$, the reference code's variance and the package's default | ch. 2 §4, ch. 3 §1 |
+# | $v$ | $\hat\sigma^2$ or $s^2$, in a formula that holds for both | ch. 2 §4 |
+# | $d$, $d_k$ | $t - \hat\mu$, a neuron's deviation from its channel's mean | ch. 1 §3 |
+# | $z$ | $d/\hat\sigma$, the standardised deviation | ch. 1 §3 |
+# | $r_t$ | $d^2/(s^2 + \lambda)$, the squared deviation in units of the regularised spread | ch. 2 §4 |
+# | $\operatorname{sigmoid}$ | $1/(1 + e^{-\xi})$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
+# | $a$, $\phi_k$, $\omega_k$ | $1/(4(s^2 + \lambda))$; neuron $k$'s importance $a d_k^2 + \tfrac12$; its weight $\operatorname{sigmoid}(\phi_k)$ | ch. 3 §3 |
+# | $\tilde x_k$, $L$, $g_k$, $h_k$ | the output $x_k \omega_k$; the loss; $\partial L/\partial \tilde x_k$; $g_k x_k \omega_k (1 - \omega_k)$ | ch. 3 §3 |
+# | $[k = j]$ | 1 when $k = j$, else 0 | ch. 3 §3 |
+# | $u$ | $d / (2\sqrt{s^2 + \lambda})$, so that $a d^2 = u^2$: the package's fast function works with it | ch. 3 §3.4 |
+# | $A$, $C'$, $W_1$, $W_2$ | a module's weight tensor; the width $C/16$ of a bottleneck; SE's two layers | ch. 4 §4.1 |
+# | $\hat{\boldsymbol\mu}$, $K$, $\mathbf v$, $T$ | all channel means (SE's squeeze); ECA's kernel size; GC's context vector and the term it adds | ch. 4 §4.1 |
+
+# %% [markdown]
 # ## 1. Equations (1) and (2): the energy of one neuron
 #
 # Fix one channel with $M = H W$ neurons. Call the target neuron $t$ and the others
@@ -190,9 +222,9 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # $\mu_t = \frac{1}{M-1}\sum_i x_i$ and $\sigma_t^2 = \frac{1}{M-1}\sum_i (x_i - \mu_t)^2 = \frac{1}{M-1}\sum_i \delta_i^2$.
 # Then
 #
-# $$y_o - \hat x_i = \underbrace{(y_o - w_t \mu_t - b_t)}_{a} - w_t \delta_i ,
+# $$y_o - \hat x_i = \underbrace{(y_o - w_t \mu_t - b_t)}_{o} - w_t \delta_i ,
 # \qquad
-# \frac{1}{M-1}\sum_i (a - w_t\delta_i)^2 = a^2 - \frac{2 a w_t}{M-1}\underbrace{\sum_i \delta_i}_{=\,0} + w_t^2 \sigma_t^2 .$$
+# \frac{1}{M-1}\sum_i (o - w_t\delta_i)^2 = o^2 - \frac{2 o w_t}{M-1}\underbrace{\sum_i \delta_i}_{=\,0} + w_t^2 \sigma_t^2 .$$
 #
 # The cross term vanishes because deviations from a mean sum to zero. So, for any $M$ and any labels,
 #

@@ -60,6 +60,9 @@
 # 6. **A gradient check.** Autograd confirms that the gradient vanishes at the closed form.
 #
 # Exercises with collapsed solutions close the chapter.
+#
+# The symbols follow the course's one notation, listed in
+# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as

@@ -42,7 +42,7 @@
 #    literally, then a broadcasted version that works for feature maps with any number of spatial
 #    dimensions. Both divide the variance by $M - 1$, as the authors' reference code does; section 1
 #    says what that changes.
-# 2. **Backward** (section 3). The gradient of $y = x\,\operatorname{sigmoid}(1/E)$ with respect to
+# 2. **Backward** (section 3). The gradient of $\tilde X = X \odot \operatorname{sigmoid}(1/E)$ with respect to
 #    $x$ has to pass through the channel mean and variance. We derive it with SymPy, simplify it to
 #    a handful of reductions and check it against autograd. That derivation is what lets the
 #    package's module save far less memory for the backward pass than the reference code does.
@@ -51,6 +51,9 @@
 # 4. **Edge cases** (section 5). Feature maps with a single position, and half precision.
 #
 # Exercises with their solutions close the chapter.
+#
+# The symbols follow the course's one notation, listed in
+# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
@@ -371,14 +374,14 @@ for name, shape in other_shapes.items():
 # variance. To do that we need the gradient in closed form. The output of neuron $k$ is
 #
 # $$
-# y_k = x_k\, \omega_k, \qquad \omega_k = \operatorname{sigmoid}(\phi_k), \qquad \phi_k = a\, d_k^2 + \tfrac12, \qquad
+# \tilde x_k = x_k\, \omega_k, \qquad \omega_k = \operatorname{sigmoid}(\phi_k), \qquad \phi_k = a\, d_k^2 + \tfrac12, \qquad
 # d_k = x_k - \hat\mu, \qquad a = \frac{1}{4\,(s^2+\lambda)}, \qquad s^2 = \frac{1}{M-1}\sum_i d_i^2 ,
 # $$
 #
 # where $\phi_k$ is neuron $k$'s importance $1/e^*_k$, $\omega_k$ its weight and $s^2$ the variance of
-# section 1. Every $y_k$ depends on every $x_j$ of its channel through $\hat\mu$ and $s^2$. Given the gradient
-# $g_k = \partial L / \partial y_k$ that arrives from the layers above, backpropagation needs
-# $\partial L/\partial x_j = \sum_k g_k\, \partial y_k/\partial x_j$.
+# section 1. Every $\tilde x_k$ depends on every $x_j$ of its channel through $\hat\mu$ and $s^2$. Given the gradient
+# $g_k = \partial L / \partial \tilde x_k$ that arrives from the layers above, backpropagation needs
+# $\partial L/\partial x_j = \sum_k g_k\, \partial \tilde x_k/\partial x_j$.
 #
 # ### 3.1 Four neurons in SymPy
 #
@@ -430,22 +433,24 @@ jacobian[1, 0]
 # rules,
 #
 # $$
-# \frac{\partial y_k}{\partial x_j} = \delta_{kj}\, \omega_k + x_k\, \omega_k (1-\omega_k)\, \frac{\partial \phi_k}{\partial x_j},
+# \frac{\partial \tilde x_k}{\partial x_j} = [k = j]\, \omega_k + x_k\, \omega_k (1-\omega_k)\, \frac{\partial \phi_k}{\partial x_j},
 # \qquad
 # \frac{\partial \phi_k}{\partial x_j} = 2a\, d_k\, \frac{\partial d_k}{\partial x_j} + d_k^2\, \frac{\partial a}{\partial x_j} .
 # $$
 #
+# Here $[k = j]$ is 1 when $k = j$ and 0 otherwise.
+#
 # The two inner derivatives are short:
 #
-# * $\partial d_k / \partial x_j = \delta_{kj} - 1/M$, because $\hat\mu$ is the mean of all $M$ neurons;
-# * $\partial s^2 / \partial x_j = \frac{2}{M-1}\sum_i d_i\,(\delta_{ij} - 1/M) = \frac{2\,d_j}{M-1}$, because
+# * $\partial d_k / \partial x_j = [k = j] - 1/M$, because $\hat\mu$ is the mean of all $M$ neurons;
+# * $\partial s^2 / \partial x_j = \frac{2}{M-1}\sum_i d_i\,([i = j] - 1/M) = \frac{2\,d_j}{M-1}$, because
 #   the deviations sum to zero, $\sum_i d_i = 0$; hence
 #   $\partial a/\partial x_j = -4a^2\,\partial s^2/\partial x_j = -\frac{8 a^2 d_j}{M-1}$.
 #
 # So we expect
 #
 # $$
-# \frac{\partial \phi_k}{\partial x_j} = 2a\, d_k \Bigl(\delta_{kj} - \frac1M\Bigr) - \frac{8a^2}{M-1}\, d_k^2\, d_j .
+# \frac{\partial \phi_k}{\partial x_j} = 2a\, d_k \Bigl([k = j] - \frac1M\Bigr) - \frac{8a^2}{M-1}\, d_k^2\, d_j .
 # $$
 #
 # SymPy confirms it for all 16 pairs $(k, j)$:
@@ -460,12 +465,12 @@ pairs_confirmed = sum(
     sp.cancel(sp.diff(four["phi"][k], four["x"][j]) - expected_dphi(four, M, k, j)) == 0 for k in range(M) for j in range(M)
 )
 assert pairs_confirmed == M * M
-print(f"dphi_k/dx_j = 2a d_k (delta_kj - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}")
+print(f"dphi_k/dx_j = 2a d_k ([k = j] - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}")
 
 # %% [markdown]
 # ### 3.2 From the Jacobian to a few reductions
 #
-# Summing $g_k\, \partial y_k/\partial x_j$ over $k$ and writing $h_k = g_k\, x_k\, \omega_k(1-\omega_k)$ gives
+# Summing $g_k\, \partial \tilde x_k/\partial x_j$ over $k$ and writing $h_k = g_k\, x_k\, \omega_k(1-\omega_k)$ gives
 #
 # $$
 # \frac{\partial L}{\partial x_j}
@@ -475,7 +480,7 @@ print(f"dphi_k/dx_j = 2a d_k (delta_kj - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_
 #
 # Nothing in it is an $M\times M$ matrix any more: per channel there are two sums,
 # $\sum_k h_k d_k$ and $\sum_k h_k d_k^2$, and everything else is elementwise. We check the formula
-# against SymPy's own derivative of $L = \sum_k g_k y_k$, replacing each $\omega_k$ by a free
+# against SymPy's own derivative of $L = \sum_k g_k \tilde x_k$, replacing each $\omega_k$ by a free
 # symbol so that the comparison is between rational functions, which `cancel` decides exactly. We
 # do it for $M = 4$ and, since the argument above never used a particular $M$, for $M = 2, 3, 5$ as
 # well.
@@ -917,14 +922,14 @@ print(f"1. with c = 1e-3 and lambda unchanged: importances at most {shrunk.max()
 
 # %% [markdown]
 # **Exercise 2 (the shape of the Jacobian).** From the derivatives of section 3.1, write the
-# Jacobian $J_{kj} = \partial y_k / \partial x_j$ of one channel as a diagonal matrix plus two
+# Jacobian $J_{kj} = \partial \tilde x_k / \partial x_j$ of one channel as a diagonal matrix plus two
 # matrices of rank one, using $q_k = x_k \omega_k (1 - \omega_k)$. Check your formula against
 # `torch.autograd.functional.jacobian` of the package's function on one $4\times4$ channel in
 # float64, and compute the rank of $J$ minus your diagonal matrix. Why does section 3.3 never need
 # to build $J$?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# dy_k/dx_j = delta_kj (omega_k + 2a q_k d_k) - (2a/M) q_k d_k - (8a^2/(M-1)) q_k d_k^2 d_j, so
+# d(x~_k)/dx_j = [k = j] (omega_k + 2a q_k d_k) - (2a/M) q_k d_k - (8a^2/(M-1)) q_k d_k^2 d_j, so
 # J = diag(omega + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one matrix p r^T
 # applied to g needs only the one sum r . g: that is why the gradient needs two sums per channel.
 channel = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=exercise_generator)

@@ -37,6 +37,9 @@
 #
 # The numbers are set against the paper's Table 3 (parameters added to ResNet-50 and speed on a
 # GPU), and every difference is explained.
+#
+# The symbols follow the course's one notation, listed in
+# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
@@ -83,42 +86,44 @@ print(f"quick mode: {QUICK}")
 #
 # | module | output | shape of the weight | learned parameters per block |
 # | --- | --- | --- | --- |
-# | SE | $A \odot X$ | $C \times 1 \times 1$ | $2Ch$ with $h = C/r$ |
-# | CBAM | $A_s \odot (A_c \odot X)$ | $C \times 1 \times 1$, then $1 \times H \times W$ | $2Ch + h + C + 2k^2 + 2$ |
-# | ECA | $A \odot X$ | $C \times 1 \times 1$ | $k$ |
+# | SE | $A \odot X$ | $C \times 1 \times 1$ | $2CC'$ with $C' = C/16$ |
+# | CBAM | $A_s \odot (A_c \odot X)$ | $C \times 1 \times 1$, then $1 \times H \times W$ | $2CC' + C' + C + 2 \cdot 7^2 + 2$ |
+# | ECA | $A \odot X$ | $C \times 1 \times 1$ | $K$ |
 # | GC | $X + T$ | an *added* $C \times 1 \times 1$ term | $2Ch + 3h + 2C$ |
 # | SimAM | $A \odot X$ | $C \times H \times W$ | $0$ |
 #
 # **SE** (Hu et al., 2018). *Squeeze* every channel to its spatial mean,
-# $z = \frac{1}{HW}\sum_{i,j} X_{:,i,j} \in \mathbb{R}^C$, *excite* it through a bottleneck MLP and
-# a sigmoid, $a = \sigma\!\left(W_2\,\mathrm{ReLU}(W_1 z)\right)$ with
-# $W_1 \in \mathbb{R}^{h \times C}$, $W_2 \in \mathbb{R}^{C \times h}$, $h = C / r$, and scale
-# each channel by its gate. Default reduction $r = 16$. The library builds the two layers without
+# $\hat{\boldsymbol\mu} = \frac{1}{HW}\sum_{i,j} X_{:,i,j} \in \mathbb{R}^C$ (chapter 1's channel mean
+# $\hat\mu$, for every channel at once), *excite* it through a bottleneck MLP and a sigmoid,
+# $A = \operatorname{sigmoid}\!\left(W_2\,\mathrm{ReLU}(W_1 \hat{\boldsymbol\mu})\right)$ with
+# $W_1 \in \mathbb{R}^{C' \times C}$, $W_2 \in \mathbb{R}^{C \times C'}$, and scale each channel by
+# its gate. By default the bottleneck has $C' = C/16$ units. The library builds the two layers without
 # biases by default, which is how the SimAM paper counts SE's parameters (section 4.3 returns to
 # this); Hu et al.'s own models have them.
 #
 # **CBAM** (Woo et al., 2018) applies two gates in sequence. The *channel gate* pools each channel
-# twice, by mean and by max, sends both vectors through one shared MLP of the SE shape ($r = 16$,
+# twice, by mean and by max, sends both vectors through one shared MLP of the SE shape ($C' = C/16$,
 # with biases) and adds the results before the sigmoid. The *spatial gate* then reduces the
 # channel-gated map across channels to two maps (max and mean), and a $7 \times 7$ convolution
 # from 2 channels to 1, a BatchNorm and a sigmoid turn them into one weight per position, shared
 # by all channels.
 #
 # **ECA** (Wang et al., 2020) keeps SE's squeeze but replaces the MLP with a 1-D convolution of
-# size $k$ along the channel axis (no bias): each channel's gate depends on the means of its $k$
+# size $K$ along the channel axis (no bias): each channel's gate depends on the means of its $K$
 # neighbouring channels, and there is no bottleneck. The kernel size grows with the width,
-# $k = \psi(C) = \left|\frac{\log_2 C + b}{\gamma}\right|_{\text{odd}}$ with $\gamma = 2$,
-# $b = 1$, where $|t|_{\text{odd}}$ is the odd number nearest to $t$ (ties go up).
+# $K = \left|\frac{\log_2 C + 1}{2}\right|_{\text{odd}}$ (the ECA paper's $\psi(C)$ with its two
+# constants written in), where $|\cdot|_{\text{odd}}$ is the odd number nearest to its argument
+# (ties go up).
 #
 # **GC** (Cao et al., 2019) is the odd one out: it *adds* rather than multiplies. A $1 \times 1$
 # convolution $C \to 1$ scores every position, a softmax over the $HW$ positions turns the scores
 # into pooling weights, and the weighted sum of the feature vectors is one context vector
-# $c \in \mathbb{R}^C$. A bottleneck ($1 \times 1$ conv $C \to h$, LayerNorm, ReLU,
-# $1 \times 1$ conv $h \to C$, $h = C/16$) transforms it into $T$, which is added to every
+# $\mathbf{v} \in \mathbb{R}^C$. A bottleneck ($1 \times 1$ conv $C \to C'$, LayerNorm, ReLU,
+# $1 \times 1$ conv $C' \to C$, $C' = C/16$) transforms it into $T$, which is added to every
 # position. The last convolution starts at zero, so a new GC block is exactly the identity.
 #
 # **SimAM** (Yang et al., 2021), built in the earlier chapters, weighs every neuron by
-# $\sigma(1/e^*_t)$, where $e^*_t$ is the minimal energy of that neuron against the rest of its
+# $\operatorname{sigmoid}(1/e^*_t)$, where $e^*_t$ is the minimal energy of that neuron against the rest of its
 # channel: one weight per neuron, computed from the channel's mean and variance, nothing learned.
 # Its only setting is $\lambda$: $10^{-4}$ by default, as in the paper's CIFAR experiments (the
 # paper uses 0.1 on ImageNet).
@@ -132,14 +137,14 @@ for name in ["se", "cbam", "eca", "gc", "simam"]:
     print(create_attention(name, 256))
 
 # %% [markdown]
-# ECA's kernel size for every width this chapter meets. Where $t$ is an even integer it lies
-# midway between two odd numbers, and the rule rounds up: $C = 128$ ($t = 4$) gets 5 and
-# $C = 2048$ ($t = 6$) gets 7.
+# ECA's kernel size for every width this chapter meets. Where the argument $(\log_2 C + 1)/2$ is an
+# even integer it lies midway between two odd numbers, and the rule rounds up: $C = 128$ (argument
+# 4) gets 5 and $C = 2048$ (argument 6) gets 7.
 
 # %%
 for channels in [16, 32, 64, 128, 256, 512, 1024, 2048]:
-    t = (math.log2(channels) + 1) / 2
-    print(f"C = {channels:4d}: t = {t:4.2f}  ->  k = {eca_kernel_size(channels)}")
+    argument = (math.log2(channels) + 1) / 2
+    print(f"C = {channels:4d}: (log2 C + 1)/2 = {argument:4.2f}  ->  K = {eca_kernel_size(channels)}")
 
 # %% [markdown]
 # ## 4.2 Parameters and FLOPs per block
@@ -255,7 +260,7 @@ print("all parameter and FLOP counts match the closed forms")
 # as $\log C$.
 #
 # One more thing hides in the smallest width. At $C = 16$ the bottleneck of SE, CBAM and GC has
-# $h = \max(1, 16 / 16) = 1$ unit. SE and CBAM still pass information through that single unit,
+# $C' = \max(1, 16 / 16) = 1$ unit. SE and CBAM still pass information through that single unit,
 # but GC normalises it with a LayerNorm over that one value, which always returns 0: GC's
 # transform then adds a constant that ignores the context. On the first stage of a CIFAR ResNet,
 # GC with its published ratio is a learned bias, not an attention.
@@ -335,13 +340,13 @@ for name in ["simam-reference", "simam"]:
 
 # %% [markdown]
 # The reference formula streams the map 8 times: the mean, the deviation, its square, the sum of
-# squares, the division by $4(\hat\sigma^2 + \lambda)$ (a per-channel number), the $+\tfrac12$,
+# squares, the division by $4(s^2 + \lambda)$ (a per-channel number), the $+\tfrac12$,
 # the sigmoid and the product with $X$. Counted as floating-point operations, with the sigmoid as
 # three (an exponential, an addition, a reciprocal), that is **about 10 FLOPs per element**, or
 # $\approx 10\,CHW$ per block. The library's `SimAM` (the second list) makes a couple of passes
 # more: it first finds a power of two per channel that brings the channel into $(-1, 1)$ (a max,
 # a min and one multiplication; this is what keeps it finite in float16 and for huge
-# activations), and it fuses the square with the sum (a vector norm) and $u^2 + \tfrac12$ with
+# activations), and it fuses the square with the sum (a vector norm) and $a\,d^2 + \tfrac12$ with
 # one `addcmul`. Its remaining ATen operations are bookkeeping on $C$ numbers per sample: cheap on
 # a CPU, but each one is a kernel launch on a GPU.
 #
@@ -436,13 +441,13 @@ print(f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases + {spat
 # without: of the 17,648 parameters between its two rows, 16,048 are that difference of
 # convention and only 1,600 are the spatial gate.
 #
-# **ECA: +86, the paper's +88.** The adaptive rule gives $k = 5$ for 256, 512 and 1024
-# channels and $k = 7$ for 2048, so $3 \cdot 5 + 4 \cdot 5 + 6 \cdot 5 + 3 \cdot 7 = 86$. The
+# **ECA: +86, the paper's +88.** The adaptive rule gives $K = 5$ for 256, 512 and 1024
+# channels and $K = 7$ for 2048, so $3 \cdot 5 + 4 \cdot 5 + 6 \cdot 5 + 3 \cdot 7 = 86$. The
 # paper does not say which kernel sizes give its 88, and the ECA paper itself reports 80 for
 # ECA-Net50; the discrepancy is a couple of kernel taps in a 25.6M-parameter network and changes
 # no conclusion.
 #
-# **GC** is not in Table 3. With $r = 1/16$ it costs about as many parameters as SE (2.548M on
+# **GC** is not in Table 3. With $C' = C/16$ it costs about as many parameters as SE (2.548M on
 # ResNet-50), because its transform has the same $2 C^2 / 16$ bottleneck, plus the context
 # convolution and the LayerNorm.
 #
@@ -656,7 +661,7 @@ for name, fps in PAPER_FPS.items():
 # - CBAM's channel gate is read the same way from the output of its first stage, and its spatial
 #   map from its second, as one number per position shared by all channels;
 # - GC adds one number per channel, $T_c = \operatorname{mean}_{ij}(Y_{c,i,j} - X_{c,i,j})$;
-# - SimAM multiplies every neuron by its own number, $\sigma(1/e^*_t)$, computed by
+# - SimAM multiplies every neuron by its own number, $\operatorname{sigmoid}(1/e^*_t)$, computed by
 #   `simam.importance`.
 #
 # Each reading is checked: the module's output is rebuilt from the weights and compared with the
@@ -670,7 +675,7 @@ for name, fps in PAPER_FPS.items():
 # norm, so they do see normalised features. SimAM does not: in every network of the course, as
 # in the reference code, it sits between the block's second convolution and that convolution's
 # batch norm, and sees the raw convolution output. SimAM's weight depends on a channel only
-# through $(t - \hat\mu)^2 / (\hat\sigma^2 + \lambda)$, which a per-channel shift and scale
+# through $(t - \hat\mu)^2 / (s^2 + \lambda)$, which a per-channel shift and scale
 # (what a batch norm applies) leaves unchanged when $\lambda$ is negligible against the channel's
 # variance, and changes when it is not. So whether the raw or the normalised map goes in makes
 # no difference unless a channel's raw variance comes near $\lambda$; the cell below checks this
@@ -743,9 +748,9 @@ for name, w in weights.items():
     print(f"{name:>13}: {str(tuple(w.shape)):>12}, from {w.min():6.3f} to {w.max():6.3f}")
 
 # %% [markdown]
-# SimAM's weights lie between $\sigma(\tfrac12) \approx 0.622$ and 1, as they must: the
+# SimAM's weights lie between $\operatorname{sigmoid}(\tfrac12) \approx 0.622$ and 1, as they must: the
 # importance $1/e^*_t$ is never below $\tfrac12$. The gates of the untrained modules spread around
-# $\sigma(0) = 0.5$: SE's narrowly (two small random layers without biases shrink the pooled
+# $\operatorname{sigmoid}(0) = 0.5$: SE's narrowly (two small random layers without biases shrink the pooled
 # signal), ECA's more (three weights applied directly to the channel means), CBAM's channel gate
 # the most (two MLP passes summed, with biases). A freshly built gate roughly halves every channel;
 # it is training that has to make it selective. GC's offsets are as large as the features only
@@ -774,7 +779,7 @@ plt.show()
 # %% [markdown]
 # SE and ECA differ in how their channel weights relate to each other. SE mixes all channels
 # through its bottleneck, so its gates have no order; ECA's 1-D kernel sees only neighbouring
-# channels, so each gate depends on $k = 3$ channels, itself and its two neighbours in the
+# channels, so each gate depends on $K = 3$ channels, itself and its two neighbours in the
 # (arbitrary) channel order.
 # CBAM's channel gate is SE's with max pooling added. GC's bars are not multipliers at all but
 # offsets added to every position of their channel.
@@ -897,31 +902,31 @@ except ValueError as error:
 # %% [markdown]
 # ## Exercises
 #
-# 1. SE's two layers map $C$ channels to $C/r$ and back. Write its parameter count for $C$
-#    channels and reduction $r$, without and with biases, and check it against
+# 1. SE's two layers map $C$ channels to $C' = C/16$ and back. Write its parameter count for $C$
+#    channels and $C'$ hidden units, without and with biases, and check it against
 #    `create_attention("se", 256)` and `create_attention("se", 256, bias=True)`.
 # 2. ECA picks its kernel size from the channel count:
-#    $k = \lvert \log_2(C)/\gamma + b/\gamma \rvert$, made odd, with $\gamma = 2$ and $b = 1$.
-#    Compute $k$ by hand for $C = 64, 256, 2048$ and compare with `eca_kernel_size`.
+#    $K = \lvert (\log_2 C + 1)/2 \rvert$, made odd.
+#    Compute $K$ by hand for $C = 64, 256, 2048$ and compare with `eca_kernel_size`.
 # 3. Show with `simam.importance` that with $\lambda = 0$ SimAM's weights do not change when every
-#    channel is scaled and shifted ($x \mapsto a x + b$, $a > 0$), and that with
+#    channel is scaled by a positive factor and shifted, and that with
 #    $\lambda = 10^{-4}$ they do once the channel's variance is scaled down to about $\lambda$.
 # 4. Section 4.5 redrew GC's last convolution "so that it adds something". Check that a GC block
 #    as built returns its input unchanged, and say why a residual network starts well that way.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# 1. Two C x C/r weight matrices; the biases add C/r + C.
+# 1. Two C x C' weight matrices, C' = C/16; the biases add C' + C.
 for bias in (False, True):
     se = create_attention("se", 256, bias=bias)
     by_hand = 2 * 256 * (256 // 16) + (256 // 16 + 256 if bias else 0)
     assert count_parameters(se) == by_hand
-    print(f"1. SE, 256 channels, r = 16, bias={bias}: {by_hand:,} parameters")
+    print(f"1. SE, 256 channels, C' = 16, bias={bias}: {by_hand:,} parameters")
 # 2. The integer part of log2(C)/2 + 1/2, plus one if it is even.
 for channels in (64, 256, 2048):
     t = int(abs((math.log2(channels) + 1) / 2))
     k = t if t % 2 else t + 1
     assert k == eca_kernel_size(channels)
-    print(f"2. ECA, {channels} channels: k = {k}")
+    print(f"2. ECA, {channels} channels: K = {k}")
 # 3. (t - mean)^2 / variance is unchanged by x -> a x + b; lambda breaks it when a^2 variance ~ lambda.
 x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 a, b = 1e-2, 3.0

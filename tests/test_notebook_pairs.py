@@ -266,3 +266,9 @@ def test_first_code_cell_installs_only_on_colab(name):
     problem = colab_install_problem(code[0].source)
     assert problem is None, f"notebooks/{name}.ipynb, first code cell: {problem}\n{code[0].source}"
 
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_no_notebook_keeps_widget_state(name):
+    assert "widgets" not in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).metadata, \
+        f"run python scripts/drop_widget_state.py notebooks/{name}.ipynb"
