@@ -515,11 +515,12 @@ class _Run:
 def _train(config: Config, device: torch.device, out: Path, resume: bool, world: Launch, backend: str | None) -> dict[str, Any]:
     """:func:`train` once the device is chosen and this process is in its process group (if any)."""
     checkpoint, rows = _open_on_every_rank(config, out, resume, world)
-    run = _build(config, device, out, world, rows)
-    if checkpoint is not None:
-        _restore(run, checkpoint)
-    if world.main:
-        _prepare_folder(run)
+    with distributed.fail_together(shared=(ConfigError,)):  # a rank that cannot start stops them all
+        run = _build(config, device, out, world, rows)
+        if checkpoint is not None:
+            _restore(run, checkpoint)
+        if world.main:
+            _prepare_folder(run)
     _wrap(run, backend)
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not (config.progress and world.main),
                unit="it", dynamic_ncols=True)
@@ -558,15 +559,10 @@ def _open_on_every_rank(config: Config, out: Path, resume: bool, world: Launch) 
     """:func:`_open_run` on rank 0 (the output folder need exist only on its node); the other ranks
     get what it found, or its error, so that every rank stops or carries on together."""
     opened = None
-    if world.main:
-        try:
+    with distributed.fail_together(shared=(ConfigError,)):
+        if world.main:
             opened = _open_run(config, out, resume)
-        except ConfigError as error:
-            opened = error
-    opened = distributed.broadcast_object(opened)
-    if isinstance(opened, ConfigError):
-        raise opened
-    return opened
+    return distributed.broadcast_object(opened)
 
 
 def _build(config: Config, device: torch.device, out: Path, world: Launch, rows: list[dict[str, Any]]) -> _Run:
@@ -744,7 +740,8 @@ def _name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged).
+    """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged,
+    or another rank failed).
 
     Under ``torchrun`` each process runs this; ``torchrun`` itself exits with 1 when any process fails.
     """
@@ -759,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"{_name()}: error: {error}", file=sys.stderr)
         return 2
-    except Diverged as error:
+    except (Diverged, distributed.RankFailed) as error:
         print(f"{_name()}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
