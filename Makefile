@@ -5,6 +5,7 @@
 #                 (CI runs it too: the stored outputs must not depend on the CPU)
 #   make lab      JupyterLab in the same environment
 #   make refresh  re-execute the notebooks in place, storing fresh outputs, and re-sync the .py pairs
+#   make gpu-check  every CUDA code path on this machine's GPU, one table (WRITE=1: into results/gpu/)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +14,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTE := $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
            --ExecutePreprocessor.kernel_name=python3
 
-.PHONY: course test test-other-cpu lab refresh clean
+.PHONY: course test test-other-cpu lab refresh gpu-check clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ refresh: $(READY)
 	$(PY) -m jupytext --sync $(NOTEBOOKS)
 	$(EXECUTE) --inplace $(NOTEBOOKS)
 	$(PY) -m jupytext --sync $(NOTEBOOKS)
+
+gpu-check: $(READY)
+	$(PY) scripts/gpu_check.py $(if $(WRITE),--write)
 
 clean:
 	rm -rf build $(VENV)
