@@ -62,8 +62,9 @@ from simam.train import resolve  # noqa: E402
 CUDA_TESTS = ["tests/test_simam.py", "tests/test_data.py", "tests/test_maps.py", "tests/test_train.py",
               "-k", "cuda or model_device"]  # the tests that skip themselves without a GPU
 MOBILENETV2_SHAPES = [(32, 32), (96, 32), (144, 32), (144, 16), (192, 16), (384, 8), (576, 8), (192, 8), (576, 4), (960, 4)]
-SHORT_RUN = ["--recipe", "quick", "--model", "resnet20", "--attention", "simam", "--iterations", "200", "--warmup", "40",
-             "--eval-every", "100", "--checkpoint-every", "100", "--test-subset", "1000", "--device", "cuda", "--no-progress"]
+SHORT_RUN = ["--recipe", "quick", "--model", "resnet20", "--attention", "simam", "--iterations", "200",
+             "--warmup", "40", "--eval-every", "100", "--checkpoint-every", "100", "--test-subset", "1000",
+             "--device", "cuda", "--no-progress"]
 
 
 class Skipped(Exception):
@@ -115,8 +116,8 @@ def loader(machine: Machine) -> str:
     options = {"batch_size": 256, "shuffle": True, "augment": True, "drop_last": True, "seed": 7}
     on_gpu = CifarLoader(images, labels, device=machine.device, channels_last=True, **options)
     for (cpu_x, cpu_y), (gpu_x, gpu_y) in zip(CifarLoader(images, labels, **options), on_gpu):
-        check(gpu_x.is_cuda and gpu_x.is_contiguous(memory_format=torch.channels_last), "a batch not channels_last on the GPU")
-        check(torch.equal(cpu_y, gpu_y.cpu()) and torch.allclose(cpu_x, gpu_x.cpu(), atol=1e-5), "CPU and GPU batches differ")
+        check(gpu_x.is_cuda and gpu_x.is_contiguous(memory_format=torch.channels_last), "a GPU batch not channels_last")
+        check(torch.equal(cpu_y, gpu_y.cpu()) and torch.allclose(cpu_x, gpu_x.cpu(), atol=1e-5), "the batches differ")
         if on_gpu.position == 3:
             break
     state, expected = on_gpu.state_dict(), next(iter(on_gpu))[1]
@@ -160,7 +161,8 @@ def precision(amp_dtype: str) -> Callable[[Machine], str]:
         if amp_dtype == "float16":
             saved = torch.load(machine.scratch / amp_dtype / "checkpoint.pt", weights_only=True)
             check(saved["scaler"].get("scale", 0) > 0, "the gradient scaler's state was not saved")
-        return f"{100 * final['final_test_accuracy']:.1f}% after 200 iterations, {final['train_images_per_second']:,.0f} images/s"
+        accuracy, rate = 100 * final["final_test_accuracy"], final["train_images_per_second"]
+        return f"{accuracy:.1f}% after 200 iterations, {rate:,.0f} images/s"
     return run
 
 
@@ -186,10 +188,10 @@ def kill_and_resume(machine: Machine) -> str:
 
 def deterministic_twice(machine: Machine) -> str:
     finals = [train_cli(machine, f"deterministic{n}", ["--deterministic"]) for n in (1, 2)]
-    rows = [[{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(machine.scratch / f"deterministic{n}")]
-            for n in (1, 2)]
+    folders = [machine.scratch / f"deterministic{n}" for n in (1, 2)]
+    rows = [[{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(out)] for out in folders]
     check(rows[0] == rows[1], f"the metrics differ: {rows[0]} against {rows[1]}")
-    weights = [torch.load(machine.scratch / f"deterministic{n}" / "checkpoint.pt", weights_only=True)["model"] for n in (1, 2)]
+    weights = [torch.load(out / "checkpoint.pt", weights_only=True)["model"] for out in folders]
     differ = [name for name, tensor in weights[0].items() if not torch.equal(tensor, weights[1][name])]
     check(not differ, f"weights differ: {differ[:5]}")
     return f"equal metrics and weights, {finals[0]['config']['amp_dtype']}, compile {finals[0]['config']['compile']}"
@@ -204,7 +206,8 @@ def ddp_sync_bn(machine: Machine) -> str:
                     *args, "--sync-bn", "--data-root", str(machine.data), "--out", str(out)], timeout=300)
     check(done.returncode == 0, f"torchrun exited with status {done.returncode}")
     final = json.loads((out / "final.json").read_text())
-    check(final["distributed"] == {"world_size": 2, "per_rank_batch": 64, "backend": "nccl", "sync_bn": True}, str(final["distributed"]))
+    expected = {"world_size": 2, "per_rank_batch": 64, "backend": "nccl", "sync_bn": True}
+    check(final["distributed"] == expected, f"final.json says {final['distributed']}")
     return f"{100 * final['final_test_accuracy']:.1f}% after 200 iterations on 2 GPUs"
 
 
@@ -269,7 +272,8 @@ def device_file(name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=None, help="folder holding cifar-10-batches-py/ (default $SIMAM_DATA)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder holding cifar-10-batches-py/ (default $SIMAM_DATA)")
     parser.add_argument("--write", action="store_true", help="also write the table to results/gpu/<device name>.md")
     parser.add_argument("--budget", type=float, default=600, help="seconds for all checks; chapter 5 gets what is left")
     args = parser.parse_args(argv)
@@ -286,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         rows = run_checks(CHECKS, Machine(device, root, Path(scratch), time.monotonic() + args.budget))
     capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
-    text = table(rows, f"`scripts/gpu_check.py` on {name} (compute capability {capability}, {torch.cuda.device_count()} GPU(s)), "
-                       f"torch {torch.__version__}, CUDA {torch.version.cuda}: {sum(row[2] for row in rows):.0f} s in all.")
+    text = table(rows, f"`scripts/gpu_check.py` on {name} (compute capability {capability}, "
+                       f"{torch.cuda.device_count()} GPU(s)), torch {torch.__version__}, CUDA {torch.version.cuda}: "
+                       f"{sum(row[2] for row in rows):.0f} s in all.")
     print("\n" + text)
     if args.write:
         path = device_file(name)
