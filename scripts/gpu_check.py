@@ -148,7 +148,8 @@ def compiled_simam(machine: Machine) -> str:
         with torch.no_grad():
             step.forward(next(iter(step.loader))[0])
     check(all(math.isfinite(loss) for loss in losses), f"MobileNetV2 losses {losses}")
-    return f"equal to eager in 3 dtypes on 10 shapes; MobileNetV2 ({config.amp_dtype}) trained and evaluated compiled"
+    return (f"equal to eager in 3 dtypes on {len(MOBILENETV2_SHAPES)} shapes; MobileNetV2 ({config.amp_dtype}) "
+            "trained and evaluated compiled")
 
 
 def precision(amp_dtype: str) -> Callable[[Machine], str]:
