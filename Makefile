@@ -11,6 +11,7 @@
 #                 is executed; its own environment .venv-book, MathJax from npm, served by the site)
 #   make book-check  make book, then open every page in headless Chromium (Debian's, installed with
 #                 apt-get where missing) and fail on a console error, a broken image, formula or link
+#   make gpu-check  every CUDA code path on this machine's GPU, one table (WRITE=1: into results/gpu/)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -23,7 +24,7 @@ BOOK_PY   := .venv-book/bin/python
 BOOK_HTML := build/book/html
 MATHJAX   := build/book/static/mathjax/tex-chtml.js
 
-.PHONY: course test test-other-cpu test-installed lab refresh book book-check clean
+.PHONY: course test test-other-cpu test-installed lab refresh book book-check gpu-check clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +75,9 @@ book-check: book
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	    (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
 	$(BOOK_PY) scripts/check_book.py $(BOOK_HTML)
+
+gpu-check: $(READY)
+	$(PY) scripts/gpu_check.py $(if $(WRITE),--write)
 
 clean:
 	rm -rf build $(VENV) .venv-book

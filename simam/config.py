@@ -65,7 +65,7 @@ class Config:
     amp: bool | None = None  # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
     amp_dtype: str | None = None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
     channels_last: bool | None = None  # None: on for CUDA
-    compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA
+    compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
     compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: see resolve()
     threads: int | None = None  # torch CPU threads; None: torch's default
     deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (slower; see cuda_settings)
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--deterministic", action=flag, help="on CUDA: deterministic algorithms and no cuDNN autotuning, so that a "
                                              "run repeats bit for bit on the same GPU, more slowly (default: off)")
     add("--channels-last", action=flag, help="channels_last memory format (default: on for CUDA)")
-    add("--compile", action=flag, help="torch.compile the model (default: on for CUDA)")
+    add("--compile", action=flag, help="torch.compile the model (default: on for CUDA GPUs of compute capability 7.0+)")
     add("--compile-simam", action=flag, help="torch.compile only SimAM's formula (default: on the CPU for runs of "
                                              f"{COMPILE_SIMAM_FROM:,} iterations or more, where a C++ compiler is found)")
     add("--threads", type=int, help="torch CPU threads (default: torch's choice; on a small or busy machine "

@@ -126,6 +126,43 @@ def all_gather_object(value: Any) -> list[Any]:
     return gathered
 
 
+class RankFailed(RuntimeError):
+    """Another rank failed in a block run with :func:`fail_together`; this one stops with it."""
+
+
+@contextlib.contextmanager
+def fail_together(shared: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Run the ``with`` block on every rank, then stop every rank if it raised on any.
+
+    Without this, a rank that fails leaves the others waiting in their next collective until the
+    process group's timeout (NCCL's: ten minutes or more). Here every rank reports how its block
+    ended, in one collective every rank reaches: a failed rank raises its own exception, and the
+    others an exception of the same type for the ``shared`` types (its message kept, as for a
+    configuration error that every rank should print) or :class:`RankFailed` naming the rank and
+    its error. The block itself must not run collectives: a rank that failed before them would
+    leave the others waiting there.
+    """
+    failure: Exception | None = None
+    try:
+        yield
+    except Exception as error:  # reported to the other ranks, then raised again
+        failure = error
+    if not is_distributed():
+        if failure is not None:
+            raise failure
+        return
+    kind = None if failure is None else next((i for i, kind in enumerate(shared) if isinstance(failure, kind)), None)
+    reports = all_gather_object(None if failure is None else (kind, type(failure).__name__, str(failure)))
+    if failure is not None:
+        raise failure
+    for rank, report in enumerate(reports):
+        if report is not None:
+            kind, name, message = report
+            if kind is not None:
+                raise shared[kind](message)
+            raise RankFailed(f"rank {rank} failed, so this rank stops too: {name}: {message}")
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s own random stream (dropout masks, for one): ``seed`` itself on
     rank 0, so that a run of one process draws what it draws without DDP, and on the other ranks

@@ -44,8 +44,13 @@ def spatial_dims(x: torch.Tensor) -> tuple[int, ...]:
 
 
 def neurons_per_channel(x: torch.Tensor) -> int:
-    """M, the number of neurons in one channel (the product of the spatial sizes)."""
-    return math.prod(x.shape[2:])
+    """M, the number of neurons in one channel (the product of the spatial sizes).
+
+    A loop rather than ``math.prod``: SimAM's TorchScript form calls this."""
+    m = 1
+    for size in x.shape[2:]:
+        m *= size
+    return m
 
 
 def _shifted(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,10 +164,19 @@ def importance(x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistics = 
     """
     check_lambda(lambda_)
     mean, var = _statistics(x, statistics)
+    return importance_from_statistics(x, mean, var, lambda_)
+
+
+def importance_from_statistics(
+    x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, lambda_: torch.Tensor | float
+) -> torch.Tensor:
+    """:func:`importance` given each neuron's ``mean`` and ``var`` (broadcastable to ``x``), with the
+    degenerate cases defined as there. ``lambda_`` may be a tensor: :func:`simam.simam_exact` passes
+    ``lambda * p^2`` for channels rescaled by ``p``."""
     spread = 4 * (var + lambda_)
     squared_distance = (x - mean).square()
     ratio = squared_distance / spread.where(spread > 0, 1.0)
-    degenerate = torch.where(squared_distance > 0, math.inf, 0.0).to(ratio.dtype)
+    degenerate = torch.where(squared_distance > 0, math.inf, 0.0).to(ratio.dtype)  # c / 0 and 0 / 0
     return torch.where(spread > 0, ratio, degenerate) + 0.5
 
 

@@ -24,18 +24,20 @@ and printed when a run starts.
 - *Precision.* bfloat16 autocast wherever the hardware computes in bfloat16 natively: GPUs that
   have it (else float16 with a gradient scaler), and CPUs with AVX-512 BF16 or AMX
   (:func:`native_bfloat16`). Other CPUs emulate bfloat16, which is slower than float32, so they
-  train in float32. ResNet-20 + SimAM on 2 cores with AVX-512 BF16, batch 128: 390-400 images/s
-  in float32, 565-585 in bfloat16 (AMD EPYC); 321 and 515 (Intel Xeon with AMX). Printed by
-  ``python -m simam.bench train``.
-- *channels_last.* On for CUDA. Off on the CPU: there it sped the plain network up (float32 349
-  to 432 images/s, bfloat16 554 to 723 on the Xeon) but slowed SimAM's per-channel reductions
-  more, so ResNet-20 + SimAM trained slower with it in bfloat16 (515 to 363 images/s on the Xeon,
-  575 to 520 on the EPYC).
-- *torch.compile.* The whole model on CUDA. On the CPU only SimAM's formula (``compile_simam``,
-  :func:`simam.attention.simam.simam_compiled`), for runs of at least ``COMPILE_SIMAM_FROM``
-  iterations where a C++ compiler is found: compiling the whole ResNet-20 + SimAM took 50-60 s on 2
-  cores for a slower bfloat16 step (336 images/s against 358 eager on the Xeon), while SimAM alone
-  compiles in about 12 s and takes the step from 358 to 536 images/s (560 without SimAM).
+  train in float32. ``python -m simam.bench train`` measures the step as the trainer sets it up,
+  ``python -m simam.bench train --config amp=false`` in float32.
+- *channels_last.* On for CUDA. Off on the CPU: there it speeds the plain network up but slows
+  SimAM's per-channel reductions more, so that ResNet-20 + SimAM trains slower with it
+  (``python -m simam.bench train --config channels_last=true`` against the default).
+- *torch.compile.* The whole model on CUDA GPUs that Triton, which generates torch.compile's GPU
+  kernels, supports: compute capability 7.0 or higher, Triton installed (:func:`compile_blocker`;
+  elsewhere the line that starts a run says why not). On the CPU only SimAM's formula
+  (``compile_simam``, :func:`simam.attention.simam.simam_compiled`), for runs of at least
+  ``COMPILE_SIMAM_FROM`` iterations where a C++ compiler is found: compiling the whole ResNet-20 +
+  SimAM took minutes on 2 cores for no faster step, while SimAM alone compiles in seconds and
+  takes back most of its share of the step (``python -m simam.bench train`` with ``--config
+  compile=true`` or ``--config compile_simam=false`` against the default; ``python -m simam.bench
+  compile_simam`` for deeper networks).
 - *Threads.* torch's default, one per core. ``--threads`` sets it.
 
 **More than one GPU.** ``torchrun --nproc_per_node=N -m simam.train ...`` runs one training on N
@@ -74,6 +76,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -167,6 +170,29 @@ def cpp_compiler_found() -> bool:
     return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++") if name)
 
 
+TRITON_MIN_CAPABILITY = (7, 0)  # the oldest GPUs Triton compiles for: Volta
+
+
+def triton_blocker(gpu: str, capability: tuple[int, int], triton_found: bool) -> str | None:
+    """Why torch.compile cannot generate kernels for the GPU named ``gpu`` of compute ``capability``
+    (major, minor), or None where it can. A P100 (6.0) or a K80 (3.7) fails at the first step."""
+    if not triton_found:
+        return f"Triton, which torch.compile generates GPU kernels with, is not installed (GPU {gpu})"
+    if tuple(capability) < TRITON_MIN_CAPABILITY:
+        return (f"{gpu} has compute capability {capability[0]}.{capability[1]}; Triton, which torch.compile "
+                f"generates GPU kernels with, needs {TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or higher")
+    return None
+
+
+def compile_blocker(device: torch.device) -> str | None:
+    """Why the whole model cannot be compiled on CUDA ``device``, or None (also for the CPU, where
+    the trainer compiles only SimAM's formula by default)."""
+    if device.type != "cuda":
+        return None
+    return triton_blocker(torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device),
+                          importlib.util.find_spec("triton") is not None)
+
+
 def resolve(config: Config, device: torch.device) -> Config:
     """``config`` with every automatic (None) choice made for ``device``."""
     cuda = device.type == "cuda"
@@ -178,7 +204,10 @@ def resolve(config: Config, device: torch.device) -> Config:
     if amp and amp_dtype == "float16" and not cuda:
         raise ConfigError("float16 mixed precision needs CUDA; on the CPU use amp_dtype bfloat16")
     in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
-    compile_model = cuda if config.compile is None else config.compile
+    blocker = compile_blocker(device)
+    if config.compile and blocker:
+        raise ConfigError(f"--compile: {blocker}; train without it (--no-compile)")
+    compile_model = (cuda and blocker is None) if config.compile is None else config.compile
     compile_simam = config.compile_simam
     if compile_simam is None:  # what compiling the whole model already covers, or not worth it
         compile_simam = (not compile_model and not cuda and config.iterations >= COMPILE_SIMAM_FROM
@@ -486,11 +515,12 @@ class _Run:
 def _train(config: Config, device: torch.device, out: Path, resume: bool, world: Launch, backend: str | None) -> dict[str, Any]:
     """:func:`train` once the device is chosen and this process is in its process group (if any)."""
     checkpoint, rows = _open_on_every_rank(config, out, resume, world)
-    run = _build(config, device, out, world, rows)
-    if checkpoint is not None:
-        _restore(run, checkpoint)
-    if world.main:
-        _prepare_folder(run)
+    with distributed.fail_together(shared=(ConfigError,)):  # a rank that cannot start stops them all
+        run = _build(config, device, out, world, rows)
+        if checkpoint is not None:
+            _restore(run, checkpoint)
+        if world.main:
+            _prepare_folder(run)
     _wrap(run, backend)
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not (config.progress and world.main),
                unit="it", dynamic_ncols=True)
@@ -529,15 +559,10 @@ def _open_on_every_rank(config: Config, out: Path, resume: bool, world: Launch) 
     """:func:`_open_run` on rank 0 (the output folder need exist only on its node); the other ranks
     get what it found, or its error, so that every rank stops or carries on together."""
     opened = None
-    if world.main:
-        try:
+    with distributed.fail_together(shared=(ConfigError,)):
+        if world.main:
             opened = _open_run(config, out, resume)
-        except ConfigError as error:
-            opened = error
-    opened = distributed.broadcast_object(opened)
-    if isinstance(opened, ConfigError):
-        raise opened
-    return opened
+    return distributed.broadcast_object(opened)
 
 
 def _build(config: Config, device: torch.device, out: Path, world: Launch, rows: list[dict[str, Any]]) -> _Run:
@@ -593,8 +618,15 @@ def _wrap(run: _Run, backend: str | None) -> None:
     if world.main:
         print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
               f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
-              f"channels_last {config.channels_last}, compile {config.compile}, SimAM compiled {config.compile_simam}; "
+              f"channels_last {config.channels_last}, compile {config.compile}{_why_not(run.device, config.compile)}, "
+              f"SimAM compiled {config.compile_simam}; "
               f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}")
+
+
+def _why_not(device: torch.device, compiled: bool) -> str:
+    """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be."""
+    blocker = None if compiled else compile_blocker(device)
+    return f" ({blocker})" if blocker else ""
 
 
 def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
@@ -708,7 +740,8 @@ def _name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged).
+    """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged,
+    or another rank failed).
 
     Under ``torchrun`` each process runs this; ``torchrun`` itself exits with 1 when any process fails.
     """
@@ -723,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"{_name()}: error: {error}", file=sys.stderr)
         return 2
-    except Diverged as error:
+    except (Diverged, distributed.RankFailed) as error:
         print(f"{_name()}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,23 @@ def step_then_die(*args, **kwargs):
     return step(*args, **kwargs)
 
 simam.train.train_step = step_then_die
+sys.exit(simam.train.main(sys.argv[1:]))
+"""
+
+# Each of two processes runs this script; on rank FAIL_RANK the trainer's function FAIL_AT raises.
+FAILING_RANK = """
+import os, sys
+import simam.train
+
+name = os.environ["FAIL_AT"]
+original = getattr(simam.train, name)
+
+def fail_on_one_rank(*args, **kwargs):
+    if os.environ["RANK"] == os.environ["FAIL_RANK"]:
+        raise OSError(name + " failed on purpose")
+    return original(*args, **kwargs)
+
+setattr(simam.train, name, fail_on_one_rank)
 sys.exit(simam.train.main(sys.argv[1:]))
 """
 
@@ -160,6 +178,42 @@ def test_errors_under_torchrun_are_one_line_naming_the_rank(args, message, tmp_p
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("simam-train[rank 2]: error: ") and message in error
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("fail_at", "failing_rank"),
+    [
+        ("_open_run", 0),  # rank 0, before it sends the checkpoint: the others wait in the broadcast
+        pytest.param("build_model", 1, marks=pytest.mark.cifar10),  # rank 0 then loads the data
+    ],
+)
+def test_a_rank_that_fails_before_training_stops_every_rank_at_once(fail_at, failing_rank, tmp_path):
+    """Two gloo processes started as torchrun starts them, without torchrun, which would stop the
+    other process itself: each must end on its own, the other one naming the failed rank."""
+    script = tmp_path / "failing_rank.py"
+    script.write_text(FAILING_RANK)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = [
+        subprocess.Popen([sys.executable, str(script), *RUN, "--out", str(tmp_path / "run")], cwd=REPO, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "FAIL_AT": fail_at,
+                              "FAIL_RANK": str(failing_rank)})
+        for rank in range(2)
+    ]
+    try:
+        errors = [process.communicate(timeout=120)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [1, 1], errors
+    assert f"OSError: {fail_at} failed on purpose" in errors[failing_rank]
+    other = 1 - failing_rank
+    assert errors[other].strip().splitlines()[-1] == (
+        f"simam-train[rank {other}]: rank {failing_rank} failed, so this rank stops too: "
+        f"OSError: {fail_at} failed on purpose"), errors[other]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simam.attention.simam as simam_module
-from simam.attention.simam import SIGMOID_HALF, SimAM, simam, simam_exact, simam_reference
+from simam.attention.simam import SIGMOID_HALF, SimAM, simam, simam_compiled, simam_exact, simam_reference
 from simam.bench.modules import saved_bytes
 from simam.energy import importance
 
@@ -403,6 +403,47 @@ def test_compiled_module_matches_the_eager_function_and_its_gradient() -> None:
     torch.testing.assert_close(module(x), simam(x), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(input_grad(module, x, g), input_grad(SimAM(8), x, g), rtol=1e-5, atol=1e-6)
     assert "compiled" not in repr(SimAM(8)) and SimAM(8).compiled is False
+
+
+@pytest.fixture
+def fresh_compiled_simam(monkeypatch):
+    """Compiled SimAM as in a new process: no compiled code, nothing given up."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(simam_module, "_compiled_simam_ops", None)
+    monkeypatch.setattr(simam_module, "_compile_gave_up", None)
+    yield
+    torch._dynamo.reset()
+
+
+def test_more_simam_shapes_than_the_recompile_limit_stay_compiled(fresh_compiled_simam) -> None:
+    """Ten feature-map shapes, trained and evaluated (20 signatures, MobileNetV2 has as many), under
+    torch's recompile limit of 8: compiled with sizes as arguments, they need one graph per grad
+    mode. Should the limit be reached all the same (here: a new dtype once the limit is lowered to
+    the graphs made), SimAM warns once and computes with its eager form."""
+    from torch._dynamo.utils import counters
+
+    limit = torch._dynamo.config.recompile_limit
+    shapes = [(2, c, s, s) for c, s in zip((3, 4, 6, 8, 12, 16, 24, 32, 48, 64), (5, 8, 6, 7, 4, 5, 3, 4, 2, 3))]
+    assert len(shapes) > limit
+    graphs_before = counters["stats"]["unique_graphs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback would warn
+        for shape in shapes:
+            x = feature_map(shape, dtype=torch.float32, offset=1.0)
+            g = torch.randn_like(x)
+            torch.testing.assert_close(input_grad(simam_compiled, x, g), input_grad(simam, x, g), rtol=1e-5, atol=1e-6)
+            with torch.no_grad():
+                torch.testing.assert_close(simam_compiled(x), simam(x), rtol=1e-6, atol=1e-6)
+    graphs = counters["stats"]["unique_graphs"] - graphs_before
+    assert 2 <= graphs < limit  # under the limit: every signature ran compiled
+
+    x = feature_map((2, 3, 5, 5), dtype=torch.float64, offset=1.0)
+    with torch._dynamo.config.patch(recompile_limit=graphs):
+        with pytest.warns(RuntimeWarning, match="recompile limit .* runs uncompiled from now on"):
+            torch.testing.assert_close(simam_compiled(x), simam(x), rtol=0, atol=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once
+            torch.testing.assert_close(simam_compiled(x), simam(x), rtol=0, atol=0)
 
 
 def test_exact_energy_has_no_compiled_form() -> None:

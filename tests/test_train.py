@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import runpy
 import shutil
 import signal
@@ -359,6 +360,38 @@ def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeyp
     assert resolve(Config(), cpu).compile_simam is False
     model = build_model(dataclasses.replace(Config(), compile_simam=True))
     assert all(module.compiled for module in model.modules() if isinstance(module, SimAM))
+
+
+@pytest.mark.parametrize(
+    ("capability", "triton_found", "reason"),
+    [
+        ((6, 0), True, r"Tesla P100-PCIE-16GB has compute capability 6\.0; Triton, .* needs 7\.0 or higher"),
+        ((3, 7), True, r"compute capability 3\.7"),
+        ((7, 0), True, None),  # V100
+        ((7, 5), True, None),  # T4
+        ((9, 0), True, None),  # H100
+        ((8, 0), False, r"Triton, .* is not installed \(GPU Tesla P100-PCIE-16GB\)"),
+    ],
+)
+def test_the_whole_model_is_compiled_only_where_triton_runs(capability, triton_found, reason):
+    found = simam.train.triton_blocker("Tesla P100-PCIE-16GB", capability, triton_found)
+    assert found is None if reason is None else re.search(reason, found)
+
+
+def test_a_gpu_triton_cannot_compile_for_trains_eagerly_and_says_why(monkeypatch):
+    """resolve() on a CUDA device as on a P100, without a GPU: the probes are replaced."""
+    cuda = torch.device("cuda", 0)
+    why = "Tesla P100-PCIE-16GB has compute capability 6.0; Triton needs 7.0 or higher"
+    monkeypatch.setattr(simam.train, "native_bfloat16", lambda device: False)
+    monkeypatch.setattr(simam.train, "compile_blocker", lambda device: why if device.type == "cuda" else None)
+    config = resolve(Config(), cuda)
+    assert config.compile is False and config.amp_dtype == "float16" and config.channels_last is True
+    assert simam.train._why_not(cuda, config.compile) == f" ({why})"
+    with pytest.raises(ConfigError, match="--compile: Tesla P100.*6.0"):
+        resolve(Config(compile=True), cuda)
+    assert resolve(Config(compile=False), cuda).compile is False
+    monkeypatch.setattr(simam.train, "compile_blocker", lambda device: None)
+    assert resolve(Config(), cuda).compile is True and simam.train._why_not(cuda, True) == ""
 
 
 def test_the_native_bfloat16_probe_answers_for_this_cpu():

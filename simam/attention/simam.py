@@ -10,14 +10,15 @@ with ``mu`` and ``sigma^2`` taken per sample and channel over all ``M`` spatial 
 have shape (N, C, *spatial) with any number of spatial dimensions: (N, C, L) signals,
 (N, C, H, W) images, (N, C, D, H, W) volumes and video.
 
-Three functions compute it:
+Five forms of the formula exist, each for a reason:
 
 :func:`simam` (the default, used by :class:`SimAM`)
     ``mu`` the channel mean and ``sigma^2`` the sum of squared deviations divided by ``M - 1``, as
     the authors' reference code computes them (equation (5) prints ``1/M``); the paper's published
     results come from this form.
-    A custom autograd function with the analytic gradient: it saves only the input and three
-    numbers per channel for the backward pass.
+    It runs the autograd function ``_SimAMFunction``, whose analytic gradient saves only the input
+    and three numbers per channel for the backward pass; ``_simam_ops`` writes the same formula in
+    plain differentiable ops, for the tracers (TorchScript, ``torch.compile``) and double backward.
 :func:`simam_exact` (``SimAM(exact=True)``)
     the true minimum of equation (2): each neuron is compared with the mean and variance of the
     ``M - 1`` *other* neurons of its channel (leave-one-out), which the paper approximates by
@@ -25,6 +26,9 @@ Three functions compute it:
 :func:`simam_reference`
     the reference code's formula written out in plain autograd ops, failures included (see below).
     For comparisons and benchmarks only.
+:func:`simam.energy.importance`
+    the importance ``1/e_t*`` alone, with any of the three statistics, for the course's derivations;
+    :func:`simam_exact` shares its last step.
 
 Where the reference formula fails, :func:`simam` and :func:`simam_exact` define a finite result:
 
@@ -48,22 +52,27 @@ Where the reference formula fails, :func:`simam` and :func:`simam_exact` define 
 * NaN or infinite inputs give NaN in their channel.
 
 ``SimAM(compiled=True)`` runs the same formula through ``torch.compile`` (:func:`simam_compiled`):
-one fused forward and one fused backward kernel per input shape, shared by every SimAM module of a
-network. In eager mode each of the dozen elementwise passes of :func:`simam` reads and writes the
-whole tensor; fused, the module costs a third of that. Inside a ResNet-20 trained in bfloat16 on
-a 2-core Intel Xeon with AMX, SimAM took 36% of the eager step (358 images/s against 560 without
-it) and 4% compiled (536 images/s), for about 12 s of compilation on first use. On a CPU,
-compilation needs a C++ compiler.
+one fused forward and one fused backward kernel, shared by every SimAM module of a network. In
+eager mode each of the dozen elementwise passes of :func:`simam` reads and writes the whole tensor;
+fused, the module costs a fraction of that. Its kernels take the input's sizes as arguments
+(``dynamic=True``), so a network compiles once per dtype and grad mode, not once per feature-map
+shape: MobileNetV2 has 10 shapes, 20 with evaluation, more than ``torch._dynamo``'s recompile limit
+(8), past which torch would quietly run the remaining shapes uncompiled. Should the limit still be
+reached, SimAM says so in a warning and runs :func:`simam` from then on. On a CPU, compilation
+needs a C++ compiler. ``python -m simam.bench compile_simam`` measures compilations and training
+speed against eager; ``python -m simam.bench train`` SimAM's share of a ResNet-20 training step.
 """
 
 import math
+import warnings
 from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
+from simam.attention.common import check_attention_input, check_channel_count
 from simam.checks import check_feature_map, check_lambda
-from simam.energy import leave_one_out_statistics
+from simam.energy import importance_from_statistics, leave_one_out_statistics, neurons_per_channel
 
 __all__ = ["SIGMOID_HALF", "SimAM", "simam", "simam_compiled", "simam_exact", "simam_reference"]
 
@@ -76,11 +85,10 @@ def _check_input(x: torch.Tensor, lambda_: float) -> None:
     check_lambda(lambda_)
 
 
-def _neurons(x: torch.Tensor) -> int:
-    m = 1
-    for size in x.shape[2:]:
-        m *= size
-    return m
+def _single_position(x: torch.Tensor) -> bool:
+    """One position per channel (``M = 1``) or no values: no neuron differs from its channel, and
+    every weight is ``sigmoid(1/2)`` (see the module docstring); :func:`_simam_ops` computes it."""
+    return neurons_per_channel(x) <= 1 or x.numel() == 0
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -95,18 +103,21 @@ def _tiny(dtype: torch.dtype) -> float:
     return 2.0**-126 if dtype == torch.float32 else 2.0**-1022
 
 
-def _rescale(x: torch.Tensor, dims: List[int], dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per channel: a power of two ``p`` with ``|x p| < 1``, and whether the channel is constant.
+def _rescale(x: torch.Tensor, dims: List[int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per channel a power of two ``p`` with ``|x p| < 1``: ``x p`` in the compute dtype, ``p``, and
+    whether the channel is constant. What every form but the reference's starts from.
 
     ``p = 2^-e`` where ``max |x| = mantissa * 2^e``, so multiplying by it is exact. Flooring
     ``max |x|`` at the smallest normal number keeps ``p`` finite for all-zero and subnormal channels.
     """
-    x = x.detach()
-    high = x.amax(dims, keepdim=True)
-    low = x.amin(dims, keepdim=True)
+    dtype = _compute_dtype(x.dtype)
+    detached = x.detach()
+    high = detached.amax(dims, keepdim=True)
+    low = detached.amin(dims, keepdim=True)
     top = torch.maximum(high, low.neg()).to(dtype).clamp_min_(_tiny(dtype))
     mantissa, _ = torch.frexp(top)
-    return mantissa.div_(top), high == low
+    p = mantissa.div_(top)
+    return torch.mul(x, p), p, high == low  # float32 for 16-bit inputs, by type promotion
 
 
 def _half_inverse_spread(
@@ -123,22 +134,21 @@ def _half_inverse_spread(
 
 
 def _simam_ops(x: torch.Tensor, lambda_: float) -> torch.Tensor:
-    """:func:`simam` in plain differentiable ops, for TorchScript and double backward."""
-    m = _neurons(x)
-    if m <= 1 or x.numel() == 0:
+    """:func:`simam` in plain differentiable ops: what TorchScript, ``torch.compile`` and double
+    backward need, none of which can go through a Python autograd function."""
+    if _single_position(x):
         return x * (1.0 / (1.0 + math.exp(-0.5)))  # SIGMOID_HALF; TorchScript reads no float globals
     dims = list(range(2, x.dim()))
-    dtype = _compute_dtype(x.dtype)
-    p, constant = _rescale(x, dims, dtype)
-    scaled = x.to(dtype) * p
+    scaled, p, constant = _rescale(x, dims)
     deviation = scaled - scaled.mean(dims, keepdim=True)
-    k = _half_inverse_spread(deviation.square().sum(dims, keepdim=True), p, m, lambda_, constant)
+    k = _half_inverse_spread(deviation.square().sum(dims, keepdim=True), p, neurons_per_channel(x), lambda_, constant)
     u = deviation * k
     return (x * torch.sigmoid(u * u + 0.5)).to(x.dtype)
 
 
 class _SimAMFunction(torch.autograd.Function):
-    """SimAM with the analytic gradient, computed in place on temporaries it owns.
+    """SimAM with the analytic gradient, computed in place on temporaries it owns: the eager form,
+    for its memory (autograd through :func:`_simam_ops` saves several full-size tensors) and speed.
 
     Forward, per channel (rescaled by ``p`` as in :func:`_rescale`): ``d = x p - mean(x p)``,
     ``k = 1 / (2 sqrt(sum(d^2) / (M - 1) + lambda p^2))``, ``u = k d``, ``s = sigmoid(u^2 + 1/2)``,
@@ -155,10 +165,9 @@ class _SimAMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, lambda_: float) -> torch.Tensor:
-        m = _neurons(x)
+        m = neurons_per_channel(x)
         dims = list(range(2, x.dim()))
-        p, constant = _rescale(x, dims, _compute_dtype(x.dtype))
-        t = torch.mul(x, p)  # exact; float32 for 16-bit inputs. Becomes the output for the others.
+        t, p, constant = _rescale(x, dims)  # x p, exact; it becomes the output where dtypes agree
         shift = t.mean(dims, keepdim=True)
         t.sub_(shift)
         k = torch.linalg.vector_norm(t, 2, dims, keepdim=True).square_().div_(m - 1)
@@ -180,7 +189,7 @@ class _SimAMFunction(torch.autograd.Function):
             with torch.enable_grad():
                 y = _simam_ops(x, ctx.lambda_)
                 return torch.autograd.grad(y, x, grad, create_graph=True)[0], None
-        m = _neurons(x)
+        m = neurons_per_channel(x)
         dims = list(range(2, x.dim()))
         alpha = k.mul(2)
         # Two temporaries besides the result, reused in place: u; and s, then P u p, then P u^2 p.
@@ -209,9 +218,7 @@ def simam(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
 
 def _simam(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """:func:`simam` on an input already checked."""
-    if _neurons(x) == 1 or x.numel() == 0:
-        return x * SIGMOID_HALF
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if _single_position(x) or torch.jit.is_tracing() or torch.compiler.is_compiling():
         # The tracer records plain ops, not Python autograd functions; the compiler fuses plain ops
         # (forward and the backward it derives) into fewer kernels than our hand-split passes.
         return _simam_ops(x, float(lambda_))
@@ -219,24 +226,41 @@ def _simam(x: torch.Tensor, lambda_: float) -> torch.Tensor:
 
 
 _compiled_simam_ops = None  # torch.compile of _simam_ops, made on first use: compiling is slow to set up
+_compile_gave_up: Optional[str] = None  # why compiled SimAM runs uncompiled from now on, if it does
 
 
 def simam_compiled(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     """:func:`simam` through ``torch.compile``: the same values to round-off, forward and backward
-    each fused into one kernel per input shape (compiled on the first call with that shape)."""
+    each fused into one kernel, compiled on first use for each dtype and grad mode (any sizes)."""
     _check_input(x, lambda_)
     return _simam_compiled(x, lambda_)
 
 
 def _simam_compiled(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """:func:`simam_compiled` on an input already checked."""
-    global _compiled_simam_ops
-    if _neurons(x) == 1 or x.numel() == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return _simam(x, lambda_)  # nothing to fuse, or already inside a trace or a compiled graph
+    global _compiled_simam_ops, _compile_gave_up
+    if _single_position(x) or torch.jit.is_tracing() or torch.compiler.is_compiling() or _compile_gave_up:
+        return _simam(x, lambda_)  # nothing to fuse, already inside a trace or a compiled graph, or given up
     if _compiled_simam_ops is None:
-        # Static shapes: a network has a handful of them, and each gets kernels without size checks.
-        _compiled_simam_ops = torch.compile(_simam_ops, dynamic=False)
-    return _compiled_simam_ops(x, float(lambda_))
+        # Sizes as kernel arguments: one compilation serves every feature map of a network. fullgraph
+        # makes torch raise at its recompile limit instead of quietly running the plain ops eagerly.
+        _compiled_simam_ops = torch.compile(_simam_ops, dynamic=True, fullgraph=True)
+    try:
+        return _compiled_simam_ops(x, float(lambda_))
+    except _recompile_limit_errors() as error:
+        limit = torch._dynamo.config.recompile_limit if hasattr(torch._dynamo.config, "recompile_limit") else "its"
+        _compile_gave_up = (f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of shape "
+                            f"{tuple(x.shape)}, {x.dtype}, grad {'on' if torch.is_grad_enabled() else 'off'} "
+                            f"({type(error).__name__}); SimAM runs uncompiled from now on. Raise "
+                            "torch._dynamo.config.recompile_limit to keep it compiled.")
+        warnings.warn(_compile_gave_up, RuntimeWarning, stacklevel=3)
+        return _simam(x, lambda_)
+
+
+def _recompile_limit_errors() -> Tuple[type, ...]:
+    """What ``torch.compile(fullgraph=True)`` raises at the recompile limit, in this torch's names."""
+    names = ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
+    return tuple(getattr(torch._dynamo.exc, name) for name in names if hasattr(torch._dynamo.exc, name))
 
 
 def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
@@ -254,23 +278,18 @@ def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
 
 def _simam_exact(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """:func:`simam_exact` on an input already checked."""
-    if _neurons(x) == 1 or x.numel() == 0:
-        return x * SIGMOID_HALF
-    dims = list(range(2, x.dim()))
-    dtype = _compute_dtype(x.dtype)
-    p, constant = _rescale(x, dims, dtype)
-    scaled = x.to(dtype) * p
+    if _single_position(x):
+        return _simam_ops(x, lambda_)  # one neuron: no others to leave out, the same weight sigmoid(1/2)
+    scaled, p, constant = _rescale(x, list(range(2, x.dim())))
     loo_mean, loo_var = leave_one_out_statistics(scaled)
-    spread = 4 * (loo_var + lambda_ * p * p)  # inf for tiny channels: importance 1/2, the limit
-    squared_distance = (scaled - loo_mean).square()
-    ratio = squared_distance / torch.where(spread > 0, spread, torch.ones_like(spread))
-    degenerate = torch.where(squared_distance > 0, math.inf, 0.0).to(dtype)  # c / 0 and 0 / 0
-    importance = torch.where(spread > 0, ratio, degenerate).masked_fill(constant, 0.0) + 0.5
+    # lambda p^2 is inf for tiny channels: importance 1/2, the limit
+    importance = importance_from_statistics(scaled, loo_mean, loo_var, lambda_ * p * p).masked_fill(constant, 0.5)
     return (x * torch.sigmoid(importance)).to(x.dtype)
 
 
 def simam_reference(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
-    """The reference code's formula in plain autograd ops, computed in the input's dtype.
+    """The reference code's formula in plain autograd ops, computed in the input's dtype: the
+    yardstick the other forms are tested against.
 
     Kept as written there, so it shows the failures the other forms avoid: NaN when ``M = 1``
     (0 / 0), overflow of the float16 sum of squared deviations, overflow of ``(x - mu)^2`` for
@@ -278,7 +297,7 @@ def simam_reference(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     """
     _check_input(x, lambda_)
     dims = list(range(2, x.dim()))
-    n = _neurons(x) - 1
+    n = neurons_per_channel(x) - 1
     d = (x - x.mean(dims, keepdim=True)).pow(2)
     return x * torch.sigmoid(d / (4 * (d.sum(dims, keepdim=True) / n + lambda_)) + 0.5)
 
@@ -292,8 +311,8 @@ class SimAM(nn.Module):
         lambda_: the regulariser of the energy function (1e-4 on CIFAR, 0.1 on ImageNet).
         exact: use the exact leave-one-out energy (:func:`simam_exact`) instead of the reference
             code's shared statistics (:func:`simam`), which the paper's results used.
-        compiled: compute :func:`simam` through ``torch.compile`` (:func:`simam_compiled`), about
-            3x faster in training on a CPU after a few seconds of compilation per input shape.
+        compiled: compute :func:`simam` through ``torch.compile`` (:func:`simam_compiled`), faster
+            in training after seconds of compilation (``python -m simam.bench compile_simam``).
             An attribute: ``module.compiled = True`` switches a built network's modules.
         rd_ratio, act_layer: accepted and ignored, so that SimAM fills a squeeze-excite slot:
             timm's EfficientNet and MobileNetV3 blocks build it as ``se_layer(channels,
@@ -324,8 +343,8 @@ class SimAM(nn.Module):
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
-            raise ValueError(f"channels must be None or an integer >= 1, got {channels!r}")
+        if channels is not None:
+            check_channel_count(channels)
         check_lambda(lambda_)
         if exact and compiled:
             raise ValueError("SimAM(exact=True) has no compiled form; use compiled=False")
@@ -344,12 +363,10 @@ class SimAM(nn.Module):
             if channels is not None and x.size(1) != channels:
                 raise ValueError("SimAM got an input whose channel count differs from the one it was built for")
             return _simam_ops(x, self.lambda_)
-        check_feature_map(x)
-        if self.channels is not None and x.shape[1] != self.channels:
-            raise ValueError(
-                f"SimAM was built for {self.channels} channels, got input with {x.shape[1]} channels "
-                f"(shape {tuple(x.shape)})"
-            )
+        if self.channels is None:
+            check_feature_map(x)
+        else:
+            check_attention_input(x, self.channels, "SimAM")
         # Checked once, here; lambda_ was checked when the module was built.
         if self.exact:
             return _simam_exact(x, self.lambda_)

@@ -8,7 +8,11 @@ weight decay 5e-4, in one process with the same torch threads.
 - **simam.train**: the trainer's own :func:`simam.train.train_step` with the trainer's defaults for
   the device (on CUDA: channels_last, mixed precision, ``torch.compile``; on a CPU with native
   bfloat16: bfloat16 autocast; on other CPUs: none of them), batches built on the device by
-  ``CifarLoader``.
+  ``CifarLoader`` (:class:`TrainerStep`, which ``python -m simam.bench compile_simam`` and
+  ``scripts/gpu_check.py`` use too). ``--config FIELD=VALUE`` (repeatable) changes a field of
+  :class:`simam.config.Config` before the defaults are chosen: ``--config amp=false`` trains in
+  float32, ``--config channels_last=true`` in channels_last, ``--config compile_simam=false``
+  with SimAM eager.
 - **plain loop**: torchvision's ``CIFAR10`` dataset with PIL transforms (``RandomCrop(32, padding=4)``,
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``), a ``DataLoader`` with ``--workers``
   worker processes (pinned memory on CUDA), the eager float32 model, ``loss.backward()`` and
@@ -26,40 +30,55 @@ share of the training step in each pipeline: ``1 - (images/s with it) / (images/
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from simam.bench.data import torchvision_loader
+from simam.config import Config, build_model
 from simam.data import DATASETS, CifarLoader, load_cifar
 from simam.settings import data_root
-from simam.config import Config, build_model
 from simam.train import make_optimizer, resolve, resolve_device, train_step
 
 CASES = [("resnet20", "none"), ("resnet20", "simam")]
 
 
-def ours(config: Config, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], Iterator[torch.Tensor]]:
-    """The trainer's step on CifarLoader batches: a function that starts a new pass, giving each step's loss."""
-    device = torch.device(config.device)
-    torch.manual_seed(0)
-    model = build_model(config).to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
-    forward = torch.compile(model) if config.compile else model
-    optimizer = make_optimizer(model, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16")
-    criterion = torch.nn.CrossEntropyLoss()
-    loader = CifarLoader(images, labels, batch_size=config.batch_size, shuffle=True, augment=True, drop_last=True,
-                         device=device, channels_last=config.channels_last)
+@dataclass
+class TrainerStep:
+    """What :func:`simam.train.train_step` needs, set up as the trainer sets it up for ``config``
+    (already resolved for its device), with weights from seed 0, on CifarLoader batches of ``images``."""
 
-    def steps() -> Iterator[torch.Tensor]:
+    config: Config
+    model: torch.nn.Module
+    forward: torch.nn.Module  # the model as it trains: compiled where ``config.compile`` says
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loader: CifarLoader
+
+    @classmethod
+    def build(cls, config: Config, images: torch.Tensor, labels: torch.Tensor) -> TrainerStep:
+        device = torch.device(config.device)
+        torch.manual_seed(0)
+        layout = torch.channels_last if config.channels_last else torch.preserve_format
+        model = build_model(config).to(device, memory_format=layout)
+        loader = CifarLoader(images, labels, batch_size=config.batch_size, shuffle=True, augment=True, drop_last=True,
+                             device=device, channels_last=config.channels_last)
+        return cls(config, model, torch.compile(model) if config.compile else model, make_optimizer(model, config),
+                   torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"), loader)
+
+    def steps(self) -> Iterator[torch.Tensor]:
+        """Training steps without end, each giving its loss (left on the device)."""
+        criterion = torch.nn.CrossEntropyLoss()
         while True:
-            for batch, targets in loader:
-                yield train_step(forward, batch, targets, criterion, optimizer, scaler, config.amp_dtype)
-
-    return steps
+            for batch, targets in self.loader:
+                yield train_step(self.forward, batch, targets, criterion, self.optimizer, self.scaler, self.config.amp_dtype)
 
 
 def plain(config: Config, workers: int) -> Callable[[], Iterator[torch.Tensor]]:
@@ -97,7 +116,32 @@ def timed_pass(start: Callable[[], Iterator[torch.Tensor]], warmup: int, iterati
     return seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def config_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["amp=false", "amp_dtype=bfloat16"]`` as ``{"amp": False, "amp_dtype": "bfloat16"}``: each
+    value read as JSON (true, false, null, numbers), else kept as a string."""
+    fields = {field.name for field in dataclasses.fields(Config)}
+    overrides = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or key not in fields:
+            raise ValueError(f"--config {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def cifar10_images(prog: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The CIFAR-10 training images and labels under ``$SIMAM_DATA``, or None after saying they are missing."""
+    root, spec = data_root(), DATASETS["cifar10"]
+    if not all((root / spec.folder / file).is_file() for file in (*spec.train_files, spec.meta_file)):
+        print(f"{prog}: error: CIFAR-10 not found under {root}; set SIMAM_DATA", file=sys.stderr)
+        return None
+    return load_cifar(root, "cifar10", train=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m simam.bench train", description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed block (default 3)")
@@ -108,58 +152,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the main process (default: torch's choice)")
     parser.add_argument("--cases", default=",".join(f"{m}:{a}" for m, a in CASES),
                         help="comma-separated MODEL:ATTENTION pairs (default: ResNet-20, none and simam)")
+    parser.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a field of the trainer's Config before its defaults are chosen (repeatable)")
     args = parser.parse_args(argv)
     if min(args.iterations, args.rounds, args.batch_size) < 1 or min(args.warmup, args.workers) < 0:
-        print("python -m simam.bench train: error: --iterations, --rounds, --batch-size must be positive, "
-              "--warmup and --workers non-negative", file=sys.stderr)
-        return 2
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        parser.error("--iterations, --rounds, --batch-size must be positive, --warmup and --workers non-negative")
+    try:
+        args.config = config_overrides(args.config)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
-    root = data_root()
-    spec = DATASETS["cifar10"]
-    if not all((root / spec.folder / file).is_file() for file in (*spec.train_files, spec.meta_file)):
-        print(f"python -m simam.bench train: error: CIFAR-10 not found under {root}; set SIMAM_DATA", file=sys.stderr)
-        return 2
-    device = resolve_device(args.device)
-    images, labels = load_cifar(root, "cifar10", train=True)
 
-    results = []
-    for case in args.cases.split(","):
-        model_name, attention = case.split(":")
-        config = resolve(Config(model=model_name, attention=attention, batch_size=args.batch_size, device=str(device)), device)
-        pipelines = {"simam.train": ours(config, images, labels), "plain loop": plain(config, args.workers)}
-        seconds = dict.fromkeys(pipelines, 0.0)
-        for round_ in range(args.rounds):
-            order = list(pipelines) if round_ % 2 == 0 else list(reversed(pipelines))
-            for name in order:
-                seconds[name] += timed_pass(pipelines[name], args.warmup, args.iterations)
-        images_seen = args.rounds * args.iterations * args.batch_size
-        rates = {name: images_seen / seconds[name] for name in pipelines}
-        results.append((model_name, attention, rates["plain loop"], rates["simam.train"]))
-        print(f"{model_name} + {attention}: plain loop {rates['plain loop']:,.0f} images/s, "
-              f"simam.train {rates['simam.train']:,.0f} images/s", file=sys.stderr, flush=True)
+def measure(config: Config, args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Images per second of both pipelines, rounds alternating their order."""
+    pipelines = {"simam.train": TrainerStep.build(config, images, labels).steps, "plain loop": plain(config, args.workers)}
+    seconds = dict.fromkeys(pipelines, 0.0)
+    for round_ in range(args.rounds):
+        for name in list(pipelines) if round_ % 2 == 0 else list(reversed(pipelines)):
+            seconds[name] += timed_pass(pipelines[name], args.warmup, args.iterations)
+    return {name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in pipelines}
 
+
+def print_tables(results: list[tuple[str, str, float, float]], args: argparse.Namespace, config: Config) -> None:
     print(
         f"Training steps on CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) of {args.iterations} timed steps "
-        f"per pipeline after {args.warmup} warm-up steps, on {device} with {torch.get_num_threads()} torch thread(s); "
+        f"per pipeline after {args.warmup} warm-up steps, on {config.device} with {torch.get_num_threads()} torch thread(s); "
         f"simam.train: {config.amp_dtype or 'float32'}, channels_last {config.channels_last}, compile {config.compile}, "
         f"SimAM compiled {config.compile_simam}; "
         f"plain loop: float32 eager, DataLoader with {args.workers} workers. Printed by `python -m simam.bench train`."
     )
-    print()
-    print("| model | attention | plain loop (images/s) | simam.train (images/s) | speed-up |")
+    print("\n| model | attention | plain loop (images/s) | simam.train (images/s) | speed-up |")
     print("| --- | --- | ---: | ---: | ---: |")
     for model_name, attention, plain_rate, our_rate in results:
         print(f"| {model_name} | {attention} | {plain_rate:,.0f} | {our_rate:,.0f} | {our_rate / plain_rate:.2f}x |")
     baselines = {model_name: (plain_rate, our_rate) for model_name, attention, plain_rate, our_rate in results if attention == "none"}
     shares = [(m, a, 1 - p / baselines[m][0], 1 - o / baselines[m][1]) for m, a, p, o in results if a != "none" and m in baselines]
     if shares:
-        print()
-        print("| model | attention | its share of the step: plain loop | simam.train |")
+        print("\n| model | attention | its share of the step: plain loop | simam.train |")
         print("| --- | --- | ---: | ---: |")
         for model_name, attention, plain_share, our_share in shares:
             print(f"| {model_name} | {attention} | {100 * plain_share:.0f}% | {100 * our_share:.0f}% |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    data = cifar10_images("python -m simam.bench train")
+    if data is None:
+        return 2
+    device = resolve_device(args.device)
+    results = []
+    for case in args.cases.split(","):
+        model_name, attention = case.split(":")
+        config = resolve(Config(model=model_name, attention=attention, batch_size=args.batch_size, device=str(device),
+                                **args.config), device)
+        rates = measure(config, args, *data)
+        results.append((model_name, attention, rates["plain loop"], rates["simam.train"]))
+        print(f"{model_name} + {attention}: plain loop {rates['plain loop']:,.0f} images/s, "
+              f"simam.train {rates['simam.train']:,.0f} images/s", file=sys.stderr, flush=True)
+    print_tables(results, args, config)
     return 0
 
 
