@@ -1039,33 +1039,17 @@ for name, (_, at_closed_form) in gradients.items():
     check_below(f"{name}: max |gradient| at the closed form", at_closed_form, 1e-12)
 
 # %% [markdown]
-# ## Summary
+# ## What this chapter established
 #
-# - On real CIFAR-10 feature maps, L-BFGS and gradient descent, knowing nothing but the energy of
-#   equation (2), converge to the closed form of chapter 1, sign of $w_t$ included: the energies
-#   agree to round-off, the minimisers to round-off (gradient descent) or to about the square root
-#   of it (L-BFGS, which judges progress by energy values). L-BFGS on the literal sum of equation
-#   (2), which shares no code with the closed form, finds the same minimum. Adam with a constant
-#   learning rate reaches the minimum and is then thrown out of it by its own step-size adaptation,
-#   to oscillate some $10^{-6}$ above it. No optimiser ever goes below the closed form. The gradient
-#   at the closed form is zero to round-off.
-# - The energy of each neuron is a quadratic whose Hessian has determinant $4[(t-\mu_t)^2 +
-#   2\sigma_t^2 + 2\lambda]$, the closed form's denominator. It is ill-conditioned for neurons near
-#   the mean of a channel that hardly varies, and for values far from zero; gradient descent on all
-#   neurons jointly pays for the worst neuron of each kind.
-# - SimAM's shared statistics are not the minimum of equation (2). With the reference code's
-#   variance $s^2 = S/(M-1)$, the relative error is a fixed function of $M$ and of the neuron's
-#   standardised distance $r$, about $r/M$ for typical neurons, and unbounded for outliers and small
-#   maps. The measurements agree with chapter 1's answer on the denominator: both denominators
-#   order the neurons of a channel identically and differ in value, the paper's $\hat\sigma^2 = S/M$
-#   being the closer to the exact energy for every neuron; the reference code's keeps the exact order
-#   across the channels of a layer as well, the paper's up to a rank-correlation deficit $1 - \rho$
-#   of about $10^{-4}$ at $M = 4$ that falls below $10^{-11}$ at $M = 1024$ (the table of section 4).
-# - $\lambda$ is a variance floor. It keeps $|w_t| \le 1/\sqrt{2\lambda}$ and caps the condition number
-#   on nearly constant channels, and on exactly constant ones every choice gives $e^* = 2$ and the
-#   weight $\operatorname{sigmoid}(1/2)$. On ordinary feature maps it changes almost nothing. With
-#   $M = 2$ the exact energy calls both neurons perfectly distinctive, and the shared statistics call
-#   them ordinary.
+# - Gradient descent and L-BFGS, knowing only the energy (2), and L-BFGS on its literal sum, reach
+#   [chapter 1](01_energy_function.ipynb)'s closed form on real CIFAR-10 feature maps, sign of $w_t$
+#   included; none goes below it, and Adam at a constant rate oscillates just above it.
+# - Each neuron's energy is a quadratic that is ill-conditioned on nearly constant channels;
+#   $\lambda$ is a variance floor that bounds it.
+# - The shared statistics are not the minimum of (2): their error is a fixed function of $M$ and
+#   $r_t$, small for typical neurons of large maps, unbounded for outliers and tiny maps.
+#
+# Next, [chapter 3](03_building_simam.ipynb) builds the module from these formulas.
 
 # %% [markdown]
 # ## Exercises

@@ -871,26 +871,17 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# ## Summary
+# ## What this chapter established
 #
-# * The loop and the broadcasted version compute, step by step, what the package computes: the
-#   per-channel mean over all positions, the variance $s^2 = S/(M-1)$ as in the
-#   reference code, $1/E$, its sigmoid, and the product with $x$. The broadcasted version handles
-#   any number of spatial dimensions.
-# * Dividing by $M - 1$ rather than the printed $M$ is not an unbiased-variance refinement (chapter
-#   1): it ranks the neurons of a channel alike and lowers every weight slightly, by at most a few
-#   thousandths on $8\times8$ maps.
-# * The gradient of SimAM reduces to $g\,\omega + 2a\,(h d - \overline{h d}) - \frac{8a^2 d}{M-1}\sum h d^2$
-#   with $h = g\,x\,\omega(1-\omega)$: two reductions per channel. SymPy derived it, autograd confirmed it in
-#   float64, and the package's fast function implements it. Because that function saves only $x$ and
-#   per-channel statistics, it keeps about a quarter of what autograd keeps for the reference
-#   expression.
-# * SimAM's weights vary along channels, rows and columns and cannot be written as a channel vector
-#   times a spatial map, unlike 1-D, 2-D or CBAM-style attention.
-# * One-pixel maps and float16 inputs work in the package: one gives $x\,\operatorname{sigmoid}(1/2)$ instead of NaN,
-#   the other computes its statistics in float32 instead of saturating.
+# - A loop, a broadcast version and the package compute the same SimAM, step by step, with the
+#   reference code's $s^2 = S/(M-1)$, in any number of spatial dimensions.
+# - Its gradient, derived in SymPy and checked against autograd, needs two reductions per channel;
+#   the package's fast function implements it and saves one feature map per block where autograd
+#   through the reference expression saves four.
+# - Its weights are truly three-dimensional, not a channel vector times a spatial map; one-pixel
+#   maps and float16 inputs work in the package.
 #
-# The next chapters put the module into CIFAR ResNets and compare it with SE, CBAM, ECA and GC.
+# Next, [chapter 4](04_baselines.ipynb) sets SimAM beside SE, CBAM, ECA and GC.
 
 # %% [markdown]
 # ## Exercises

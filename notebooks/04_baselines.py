@@ -880,24 +880,16 @@ except ValueError as error:
     print(f"VGG-11: {error}")
 
 # %% [markdown]
-# ## Summary
+# ## What this chapter established
 #
-# - SE, CBAM and GC add millions of parameters to ResNet-50 (about 10%), ECA a few dozen, SimAM
-#   none. The paper's Table 3 counts SE without and CBAM with MLP biases; under one convention
-#   the two differ by 1,600 parameters, not 17,648.
-# - FlopCounterMode counts matrix products and convolutions only. By that count every module is
-#   below 1% of ResNet-50, and SimAM is at 0; its real work, about 10 element operations per
-#   element, is also below 1%.
-# - Wall-clock overhead depends on the hardware, and section 4.4 measures it on yours rather than
-#   predicting it. On a GPU at batch size 1 the number of kernels launched matters more than the
-#   arithmetic, which is how the paper can measure SE, ECA and SimAM at the same 64 FPS and CBAM
-#   at 33.
-# - SimAM sees a convolution's raw output, the baselines batch-normalised features; SimAM's
-#   weights are the same on both as long as $\lambda$ is small against the channels' variance.
-# - SE and ECA weigh channels, CBAM channels and then positions, and GC adds a per-channel
-#   context; SimAM alone gives every neuron its own weight, and needs no training to do so.
-# - `simam.insert_attention` puts any of them into torchvision's and timm's ResNets at those places,
-#   and adds exactly the parameters counted here.
+# - SE, CBAM and GC add millions of parameters to ResNet-50, ECA a few dozen, SimAM none; by
+#   FlopCounterMode's count every module stays below 1% of the network.
+# - What a module costs in time depends on the hardware, so section 4.4 measures it on yours; on a
+#   GPU at small batches the number of kernels matters more than the arithmetic.
+# - SimAM alone gives every neuron its own weight, from a convolution's raw output, and
+#   `simam.insert_attention` puts any of the five into torchvision's and timm's ResNets.
+#
+# Next, [chapter 5](05_training_cifar_resnets.ipynb) trains CIFAR ResNets with them.
 
 # %% [markdown]
 # ## Exercises
