@@ -777,7 +777,7 @@ print("minus the printed (5):", sp.simplify(large_m_limit - e_star_paper.subs(t,
 #    neurons of random maps, the paper's error is typically 0.6 to 0.7 times the reference code's
 #    (all computed below).
 #
-# A third fact completes the story, and chapter 2 measures it on real feature maps. *Across* the
+# A third fact completes the story, and [chapter 2](02_closed_form_vs_numeric.ipynb) measures it on real feature maps. *Across* the
 # channels of a layer (same $M$, different variances) the reference code's importance is one and the
 # same increasing function of the exact importance in every channel, so it orders all neurons of
 # the layer as the exact energy does, for any $\lambda$. The paper's $1/M$ does so only for
@@ -996,7 +996,7 @@ print(f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, where (1 + z^2
 #
 # **Across the channels of a layer.** The reference code's importance is $r/4 + 1/2$ with
 # $r = d^2/(S/(M-1) + \lambda)$, and by the down-dates the exact importance is a function of $r$
-# and $M$ alone, for every $\lambda$ (chapter 2 derives it). So within a layer of maps of one size
+# and $M$ alone, for every $\lambda$ ([chapter 2](02_closed_form_vs_numeric.ipynb) derives it). So within a layer of maps of one size
 # the reference code's importance is an increasing function of the exact one, the same function in
 # every channel, while the paper's, which weighs $\lambda$ against $S/M$, is so only for
 # $\lambda = 0$. On one layer with channels of different scales, here is how many pairs of neurons

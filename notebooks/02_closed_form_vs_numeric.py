@@ -20,7 +20,7 @@
 # %% [markdown]
 # # 2. Closed form versus numerical minimisation
 #
-# Chapter 1 derived the minimum of the energy in SimAM's equation (2). For a target neuron $t$ and
+# [Chapter 1](01_energy_function.ipynb) derived the minimum of the energy in SimAM's equation (2). For a target neuron $t$ and
 # the other $M-1$ neurons $x_i$ of its channel,
 #
 # $$
@@ -38,7 +38,7 @@
 #
 # where $\mu_t$ and $\sigma_t^2$ are the mean and variance of the *other* $M-1$ neurons (the
 # leave-one-out statistics). The sign of $w_t$ is the opposite of the paper's printed equation (3),
-# as chapter 1 shows and the authors confirm (authors' repository, issue 11). The package implements
+# as [chapter 1](01_energy_function.ipynb#the-sign-error-at-a-glance) shows and the authors confirm (authors' repository, issue 11). The package implements
 # these formulas once, in `simam.energy`.
 #
 # A derivation can be wrong in ways that algebra does not show: a dropped sign, a variance with
@@ -607,13 +607,13 @@ print(f"max |w - w*| = {literal['w']:.1e}, max |b - b*| = {literal['b']:.1e}, ma
 # with $S = \sum_{i=1}^M (x_i - \hat\mu)^2$ and either $v = \hat\sigma^2 = S/M$, as the paper prints
 # it (`"paper"`, chapter 1's notation), or $v = s^2 = S/(M-1)$, as the reference code computes it
 # (`"reference"`). This is no longer the minimum of equation (2). Which of the two denominators is
-# better is settled in chapter 1 (subsection "Importance, and which denominator is closer"): both
+# better is settled in [chapter 1, "Importance, and which denominator is closer"](01_energy_function.ipynb#importance-and-which-denominator-is-closer): both
 # rank the neurons of a channel identically and differ in value, the paper's $S/M$ being the closer
 # to the exact minimum; across the channels of a layer the reference code's $S/(M-1)$ keeps the
 # exact order for any $\lambda$. This section measures how large the differences are on real feature
 # maps, and adds an exact formula for the reference code's error.
 #
-# The down-date identities of chapter 1 give that formula. Measure each neuron by
+# The down-date identities of [chapter 1](01_energy_function.ipynb#the-down-date-identities) give that formula. Measure each neuron by
 #
 # $$
 # r_t = \frac{(t - \hat\mu)^2}{s^2 + \lambda}, \qquad s^2 = \frac{S}{M-1},

@@ -20,7 +20,7 @@
 # %% [markdown]
 # # 3. Building SimAM
 #
-# Chapters 1 and 2 ended with one number per neuron, its importance
+# Chapters [1](01_energy_function.ipynb) and [2](02_closed_form_vs_numeric.ipynb) ended with one number per neuron, its importance
 #
 # $$
 # \frac{1}{e_t^*} \;=\; \frac{(t-\hat\mu)^2}{4\,(\hat\sigma^2+\lambda)} + \frac12 ,
@@ -203,7 +203,7 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 # dividing by $H W$ gives the biased and dividing by $H W - 1$ the unbiased estimate of the
 # variance (authors' repository, issue 4). That reason does not carry over to SimAM. An unbiased
 # estimate is what one wants when $S$ serves to estimate the variance of a distribution. Here the
-# variance enters the minimum of the energy (2), and chapter 1 ("What equation (5) approximates")
+# variance enters the minimum of the energy (2), and [chapter 1, "What equation (5) approximates"](01_energy_function.ipynb#what-equation-5-approximates)
 # showed that (5) with channel statistics is the large-$M$ limit of that minimum. Dividing by
 # $M - 1$ moves the importance further from the exact one, not closer: for every neuron, the
 # exact importance is at least the printed one, which is at least the reference code's (chapter 1,
@@ -751,8 +751,8 @@ print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
 # %% [markdown]
 # ### 4.1 Try it: $\lambda$, $M$ and $z$
 #
-# The weight of a neuron depends only on three numbers (chapter 1, "The weight as a function of how
-# far a neuron stands out"): its
+# The weight of a neuron depends only on three numbers ([chapter 1, "The weight as a function of how
+# far a neuron stands out"](01_energy_function.ipynb#the-weight-as-a-function-of-how-far-a-neuron-stands-out)): its
 # standardised deviation $z = (t - \hat\mu)/\hat\sigma$, the channel size $M$, and $\lambda$
 # measured against the channel's variance,
 #
