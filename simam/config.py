@@ -280,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--padding", type=int, help=f"pixels of zero padding before the random crop ({_defaults('padding')})")
     add("--subset", type=int, help="train on a class-balanced subset of this many images (default: all)")
     add("--test-subset", type=int, help="evaluate on this many test images, for smoke tests (default: all)")
+    _add_runtime_options(parser)
+    return parser
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how a run is evaluated, saved and computed, and where."""
+    flag = argparse.BooleanOptionalAction
+    add = parser.add_argument
     add("--eval-every", type=int, help=f"iterations between evaluations on the test split ({_defaults('eval_every')})")
     add("--checkpoint-every", type=int, help=f"iterations between checkpoints ({_defaults('checkpoint_every')})")
     add("--amp", action=flag, help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)")
@@ -297,4 +305,3 @@ def build_parser() -> argparse.ArgumentParser:
     add("--progress", action=flag, help="progress bar (default: when stderr is a terminal and CI is not set)")
     add("--sync-bn", action=flag, help="under torchrun: batch norm with the statistics of the global batch, "
                                        f"not of each process's share (CUDA only; {_defaults('sync_bn')})")
-    return parser
