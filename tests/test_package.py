@@ -1,14 +1,19 @@
-"""The package as an import: it names the oldest torch it works with, and says so on an older one."""
+"""The package as an import: it names the oldest torch it works with, and says so on an older one; and
+what it carries as a published project."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from torch.torch_version import TorchVersion
 
 import simam
+
+REPO = Path(__file__).resolve().parents[1]
 
 PRETEND = "import torch; torch.__version__ = torch.torch_version.TorchVersion({version!r}); import simam; print('imported')"
 
@@ -25,3 +30,20 @@ def test_import_says_clearly_when_torch_is_too_old(version: str, imports: bool) 
 
 def test_the_minimum_compares_as_a_version() -> None:
     assert TorchVersion("2.10.0") >= simam.MINIMUM_TORCH and not TorchVersion("2.2.9") >= simam.MINIMUM_TORCH
+
+
+def test_what_a_published_project_carries_agrees_with_pyproject() -> None:
+    """The licence file, the citation's version and licence, the console scripts and the extras."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    yaml = pytest.importorskip("yaml")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License\n")
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert (str(citation["version"]), citation["license"]) == (project["version"], project["license"])
+    assert citation["references"][0]["title"].startswith("SimAM: A Simple, Parameter-Free Attention Module")
+    for command, target in project["scripts"].items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), command
+    assert set(project["scripts"]) == {"simam-train", "simam-experiments", "simam-bench"}
+    assert project["optional-dependencies"]["plots"] == ["matplotlib"]
+    assert "simam[plots]" in project["optional-dependencies"]["course"]
