@@ -14,7 +14,7 @@ beside the SimAM paper's Table 2, plotted, and written into the README.
 - ``results.jsonl``: one JSON line per finished run (the grid cell, the full configuration, final and
   best test accuracy, wall time, library versions, device). It is only ever appended to, one line per
   run in one locked write, and read under the same lock, so several cluster jobs can feed the same
-  file. A run is finished when its line is there.
+  file. A run is finished when its line is there (its first line, should a file hold two).
 
 **Resuming.** Running the same grid again skips the finished runs, continues each unfinished run from
 its checkpoint (``--resume``) and starts afresh a run that was killed before its first checkpoint.
