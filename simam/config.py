@@ -78,11 +78,15 @@ PAPER = Config()
 
 # The quick recipe: the standard tricks for short runs, none of which changes the network, sized to
 # finish within 15 minutes of a 2-core CPU, whole command included. Sized on a 2-core Intel Xeon with
-# AMX (bfloat16 autocast and SimAM compiled, the trainer's defaults there), where ResNet-20 + SimAM
-# trains at QUICK_SIZED_AT images/s: 3,300 iterations took 14 min 56 s and ended at 87.63% final
-# test accuracy (88.39% flip-averaged); 3,200 leave a margin of about half a minute for a busier
-# machine. Where the CPU lacks native bfloat16 the same recipe trains in float32, more slowly.
-QUICK_SIZED_AT = 494  # images/s, measured over the whole 3,300-iteration run, compilation included
+# AMX (bfloat16 autocast and SimAM compiled, the trainer's defaults there): 3,300 iterations of
+# ResNet-20 + SimAM fit in 15 minutes and ended at 87.63% final test accuracy (88.39% flip-averaged);
+# 3,200 leave a margin of about half a minute for a busier machine. Where the CPU lacks native
+# bfloat16 the same recipe trains in float32, more slowly.
+# QUICK_SIZED_AT is that sizing run's train_images_per_second (compilation included); chapter 5
+# prices the paper recipe with it. To measure it on another machine:
+#   python -m simam.train --recipe quick --iterations 3300 --out /tmp/quick-sizing
+#   python -c "import json; print(json.load(open('/tmp/quick-sizing/final.json'))['train_images_per_second'])"
+QUICK_SIZED_AT = 494
 
 QUICK = dataclasses.replace(
     PAPER,
@@ -167,6 +171,17 @@ def as_config_value(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def changed_settings(config: Config, stored: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The settings of ``config`` that differ from a run's ``stored`` configuration (a checkpoint's
+    or a results line's), as ``(field, config's value, the run's value)``; the runtime fields may
+    differ. A field the run lacks (written before the field existed) had its default in the run's
+    own recipe."""
+    recipe = RECIPES.get(stored.get("recipe", "paper"), PAPER)
+    ran = {**dataclasses.asdict(recipe), **{key: as_config_value(value) for key, value in stored.items()}}
+    return [(key, value, ran[key]) for key, value in dataclasses.asdict(config).items()
+            if key not in RUNTIME_FIELDS and value != ran[key]]
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
     """The :class:`Config` stored as ``values`` (a checkpoint's or ``final.json``'s); fields it lacks,
     from runs of an older version, take their defaults, and ones this version lacks are dropped."""
@@ -193,9 +208,14 @@ def build_model(config: Config) -> nn.Module:
 # The command line: options over a recipe
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage block
-        raise ConfigError(message)
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser that raises ``error_type`` with argparse's one-line message instead of
+    printing a usage block and exiting, so that a command reports every bad input the same way."""
+
+    error_type: type[Exception] = ConfigError
+
+    def error(self, message: str) -> NoReturn:
+        raise self.error_type(message)
 
 
 def _defaults(name: str) -> str:
@@ -222,7 +242,7 @@ def _milestones(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="simam-train",
         description="Train a CIFAR network with SimAM or another attention module. Options not given take "
                     "the value of the recipe (--recipe); see simam/config.py for what each recipe does and why.",
@@ -260,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--padding", type=int, help=f"pixels of zero padding before the random crop ({_defaults('padding')})")
     add("--subset", type=int, help="train on a class-balanced subset of this many images (default: all)")
     add("--test-subset", type=int, help="evaluate on this many test images, for smoke tests (default: all)")
+    _add_runtime_options(parser)
+    return parser
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how a run is evaluated, saved and computed, and where."""
+    flag = argparse.BooleanOptionalAction
+    add = parser.add_argument
     add("--eval-every", type=int, help=f"iterations between evaluations on the test split ({_defaults('eval_every')})")
     add("--checkpoint-every", type=int, help=f"iterations between checkpoints ({_defaults('checkpoint_every')})")
     add("--amp", action=flag, help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)")
@@ -277,4 +305,3 @@ def build_parser() -> argparse.ArgumentParser:
     add("--progress", action=flag, help="progress bar (default: when stderr is a terminal and CI is not set)")
     add("--sync-bn", action=flag, help="under torchrun: batch norm with the statistics of the global batch, "
                                        f"not of each process's share (CUDA only; {_defaults('sync_bn')})")
-    return parser

@@ -367,6 +367,15 @@ def rank_share(size: int, rank: int, world_size: int) -> slice:
     return slice(rank * size // world_size, (rank + 1) * size // world_size)
 
 
+def _check_loader_arguments(images: torch.Tensor, labels: torch.Tensor, batch_size: int, rank: int, world_size: int) -> None:
+    """Raise a clear error for arguments no :class:`CifarLoader` can use."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != labels.shape[0]:
+        raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of world_size {world_size}")
+
 
 class CifarLoader:
     """Batches of a CIFAR split built on the device: shuffled, cropped, flipped and normalised there.
@@ -419,12 +428,7 @@ class CifarLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of world_size {world_size}")
+        _check_loader_arguments(images, labels, batch_size, rank, world_size)
         if subset is not None:
             keep = balanced_subset(labels, subset, seed)
             images, labels = images[keep], labels[keep]

@@ -204,6 +204,33 @@ class NumericMinimum:
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
 
 
+def _optimiser(method: str, parameters: list[torch.Tensor], lr: float | None, dtype: torch.dtype) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimiser of :func:`numeric_minimiser` for ``method``, at ``lr`` (None: its default)."""
+    if not isinstance(method, str) or method not in _DEFAULT_LR:
+        raise ValueError(f"method must be 'lbfgs', 'adam' or 'sgd', got {method!r}")
+    lr = _DEFAULT_LR[method] if lr is None else lr
+    if not (isinstance(lr, numbers.Real) and 0.0 < float(lr) < float("inf")):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if method == "adam":
+        return torch.optim.Adam(parameters, lr=lr)
+    if method == "sgd":
+        return torch.optim.SGD(parameters, lr=lr)
+    # One iteration per step, so history records every iteration. max_eval must be set: its default
+    # (max_iter * 5 // 4 = 1) would leave the line search no evaluations and stall it after a few steps.
+    # The stopping tolerances scale with the precision, so float64 runs converge to ~1e-14, not ~1e-10.
+    eps = torch.finfo(dtype).eps
+    return torch.optim.LBFGS(
+        parameters,
+        lr=lr,
+        max_iter=1,
+        max_eval=26,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=min(1e-7, 1e4 * eps),
+        tolerance_change=min(1e-9, 10 * eps),
+    )
+
+
 def numeric_minimiser(
     x: torch.Tensor,
     lambda_: float = 1e-4,
@@ -219,35 +246,12 @@ def numeric_minimiser(
     """
     check_feature_map(x)
     check_lambda(lambda_)
-    if not isinstance(method, str) or method not in _DEFAULT_LR:
-        raise ValueError(f"method must be 'lbfgs', 'adam' or 'sgd', got {method!r}")
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    lr = _DEFAULT_LR[method] if lr is None else lr
-    if not (isinstance(lr, numbers.Real) and 0.0 < float(lr) < float("inf")):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     x = x.detach()
     w = torch.zeros_like(x, requires_grad=True)
     b = torch.zeros_like(x, requires_grad=True)
-    if method == "lbfgs":
-        # One iteration per step, so history records every iteration. max_eval must be set: its default
-        # (max_iter * 5 // 4 = 1) would leave the line search no evaluations and stall it after a few steps.
-        # The stopping tolerances scale with the precision, so float64 runs converge to ~1e-14, not ~1e-10.
-        eps = torch.finfo(x.dtype).eps
-        optimiser = torch.optim.LBFGS(
-            [w, b],
-            lr=lr,
-            max_iter=1,
-            max_eval=26,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=min(1e-7, 1e4 * eps),
-            tolerance_change=min(1e-9, 10 * eps),
-        )
-    elif method == "adam":
-        optimiser = torch.optim.Adam([w, b], lr=lr)
-    else:
-        optimiser = torch.optim.SGD([w, b], lr=lr)
+    optimiser = _optimiser(method, [w, b], lr, x.dtype)
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()

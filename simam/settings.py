@@ -53,8 +53,13 @@ def quick_mode() -> bool:
     forced = _flag("SIMAM_QUICK")
     if forced is not None:
         return forced
-    in_ci = os.environ.get("CI", "").strip().lower() not in _FALSE | {""}  # CI services set CI to many values
-    return in_ci or not torch.cuda.is_available()
+    return in_ci() or not torch.cuda.is_available()
+
+
+def in_ci() -> bool:
+    """Whether this runs under continuous integration: ``CI`` set to anything but empty, ``0``,
+    ``false``, ``no`` or ``off`` (CI services set it to many values)."""
+    return os.environ.get("CI", "").strip().lower() not in _FALSE | {""}
 
 
 def smoke_overrides() -> dict[str, int]:

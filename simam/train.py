@@ -100,13 +100,13 @@ from tqdm import tqdm
 import simam
 from simam import distributed
 from simam.attention import attention_kind
-from simam.config import (COMPILE_SIMAM_FROM, PAPER, RECIPES, RUNTIME_FIELDS, Config, ConfigError,
-                          as_config_value, build_model, build_parser, check_config)
+from simam.config import (COMPILE_SIMAM_FROM, RECIPES, Config, ConfigError, build_model, build_parser,
+                          changed_settings, check_config)
 from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
 from simam.distributed import Launch
 from simam.models import count_parameters
 from simam.runs import CHECKPOINT, FINAL, METRICS, atomic_write, read_metrics
-from simam.settings import data_root, seed_everything
+from simam.settings import data_root, in_ci, seed_everything
 
 EVAL_BATCH = 1000
 
@@ -203,7 +203,6 @@ def resolve(config: Config, device: torch.device) -> Config:
         amp_dtype = "bfloat16" if native_bf16 or not cuda else "float16"
     if amp and amp_dtype == "float16" and not cuda:
         raise ConfigError("float16 mixed precision needs CUDA; on the CPU use amp_dtype bfloat16")
-    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
     blocker = compile_blocker(device)
     if config.compile and blocker:
         raise ConfigError(f"--compile: {blocker}; train without it (--no-compile)")
@@ -221,7 +220,7 @@ def resolve(config: Config, device: torch.device) -> Config:
         compile=compile_model,
         compile_simam=compile_simam,
         threads=torch.get_num_threads(),
-        progress=(sys.stderr.isatty() and not in_ci) if config.progress is None else config.progress,
+        progress=(sys.stderr.isatty() and not in_ci()) if config.progress is None else config.progress,
         data_root=str(data_root() if config.data_root is None else Path(config.data_root).expanduser()),
     )
 
@@ -471,10 +470,8 @@ def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] |
     checkpoint = None
     if resume and checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        saved, defaults = checkpoint["config"], dataclasses.asdict(PAPER)  # a field newer than the run had its default
-        changed = [f"{key}={value!r} (the run has {saved.get(key, defaults[key])!r})"
-                   for key, value in dataclasses.asdict(config).items()
-                   if key not in RUNTIME_FIELDS and value != as_config_value(saved.get(key, defaults[key]))]
+        changed = [f"{key}={value!r} (the run has {ran!r})"
+                   for key, value, ran in changed_settings(config, checkpoint["config"])]
         if changed:
             raise ConfigError(f"--resume with other settings than the run in {out}: {'; '.join(changed)}")
     elif not resume and (checkpoint_path.exists() or metrics_path.exists()):

@@ -4,7 +4,8 @@ and command-line errors.
 
 The real runs train ResNet-20 for 4 iterations of 16 images on 64 CIFAR-10 training images and
 evaluate on 100 test images, one CPU thread each; they are skipped when ``SIMAM_DATA`` does not
-hold CIFAR-10. One grid of 4 runs (2 at a time) serves the tests that need real runs.
+hold CIFAR-10. One grid of 4 runs (2 at a time) serves the tests that need real runs; two grid
+processes of 2 runs each race on one folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import math
 import shlex
 import statistics
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -48,7 +50,7 @@ from simam.experiments import (
 )
 from simam.experiments.__main__ import main
 from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
-from simam.config import QUICK
+from simam.config import QUICK, changed_settings
 from simam.runs import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,6 +174,25 @@ def test_summary_command_writes_markdown_csv_and_plot_from_the_results(grid, tmp
     assert (tmp_path / "summary.png").stat().st_size > 0 and "| cifar10 | resnet20 | none |" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.cifar10
+def test_two_grid_processes_on_one_folder_train_each_run_once(tmp_path):
+    """Two ``run`` commands on the same --out, as when a cluster command is launched twice: each run
+    is trained by one of them while the other skips it, and its folder is never cleared under it."""
+    command = [sys.executable, "-m", "simam.experiments", "run", "--attentions", "none,simam", "--recipe", "quick",
+               "--seeds", "1", "--workers", "1", "--out", str(tmp_path), "--", *TINY]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    printed = "".join(process.communicate(timeout=300)[0] for process in processes)
+    assert [process.returncode for process in processes] == [0, 0], printed
+    run_ids = ["cifar10-resnet20-none-quick-seed0", "cifar10-resnet20-simam-quick-seed0"]
+    assert sorted(line["run_id"] for line in read_results(tmp_path)) == run_ids
+    for run_id in run_ids:
+        assert printed.count(f"{run_id}: finished") == 1, printed
+        log = (tmp_path / "runs" / run_id / "train.log").read_text()
+        assert log.count("$ ") == 1 and log.count("starting at iteration 0 of 4") == 1
+        assert [row["iteration"] for row in read_metrics(tmp_path / "runs" / run_id)] == [2, 4]
+    assert "another process is training it" in printed  # both started together: the lock met at least once
+
+
 # --------------------------------------------------------------------------------------------------
 # Running, without training
 
@@ -255,6 +276,30 @@ def test_concurrent_appends_stay_whole_lines(tmp_path):
     with pytest.warns(UserWarning, match="line 1: not JSON"):
         lines = read_results(tmp_path)
     assert sorted(line["run_id"] for line in lines) == sorted(f"r{i}" for i in range(20))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock")
+def test_a_reader_waits_for_a_line_being_written(tmp_path):
+    """A finished run whose line is half written when the results are read must not look pending:
+    the reader waits for the writer's lock."""
+    import fcntl
+
+    spec = RunSpec("cifar10", "resnet20", "none", "quick", 0)
+    text = json.dumps({"run_id": spec.run_id, "config": dataclasses.asdict(spec.config())}) + "\n"
+    found = []
+    with open(tmp_path / "results.jsonl", "a") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        writer.write(text[:20])
+        writer.flush()
+        reader = threading.Thread(target=lambda: found.extend(pending([spec], tmp_path)))
+        reader.start()
+        reader.join(timeout=0.5)
+        assert reader.is_alive()  # waiting, not reading half a line
+        writer.write(text[20:])
+        writer.flush()
+        fcntl.flock(writer, fcntl.LOCK_UN)
+    reader.join(timeout=10)
+    assert not reader.is_alive() and found == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -421,3 +466,15 @@ def test_bad_options_give_one_line_and_exit_code_2(args, message, tmp_path, caps
 def test_pending_reads_a_missing_results_file_as_empty(tmp_path):
     specs = plan(["resnet20"], ["none"], ["cifar10"], 2)
     assert pending(specs, tmp_path / "nothing") == specs
+
+
+def test_a_setting_a_finished_run_lacks_is_compared_with_its_own_recipe(tmp_path):
+    """A results line written before a field existed: the field had its default in the run's own
+    recipe (quick's label smoothing 0.1), not in the paper's (0)."""
+    spec = RunSpec("cifar10", "resnet20", "none", "quick", 0)
+    stored = dataclasses.asdict(spec.config())
+    del stored["label_smoothing"]
+    append_result(tmp_path, {"run_id": spec.run_id, "config": stored})
+    assert pending([spec], tmp_path) == []
+    assert changed_settings(spec.config(), stored) == []
+    assert changed_settings(dataclasses.replace(spec.config(), label_smoothing=0.0), stored) == [("label_smoothing", 0.0, 0.1)]

@@ -3,6 +3,8 @@ against each block computed by hand; the parameters it adds; what it refuses."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torchvision
@@ -118,3 +120,29 @@ def test_keyword_arguments_reach_every_module() -> None:
     assert {m.lambda_ for m in model.modules() if isinstance(m, SimAM)} == {0.1}
     model = insert_attention(torchvision.models.resnet18(), GlobalContext, reduction=4)
     assert {m.transform[0].out_channels * 4 == m.channels for m in model.modules() if isinstance(m, GlobalContext)} == {True}
+
+
+class Gate(nn.Module):
+    """A user's own attention: a plain module class, without device or dtype arguments."""
+
+    def __init__(self, channels: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, 1, 1), scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.weight)
+
+
+@pytest.mark.parametrize("attention", [Gate, partial(Gate, scale=2.0), partial(SimAM, lambda_=0.1), SqueezeExcite],
+                         ids=["plain class", "partial of a plain class", "partial with factory arguments",
+                              "class with factory arguments"])
+def test_any_module_class_or_partial_goes_in_on_the_blocks_device_and_dtype(attention) -> None:
+    model = torchvision.models.resnet18(num_classes=10).double()
+    insert_attention(model, attention)
+    built = type(create_attention(attention, 8))
+    modules = [m for m in model.modules() if isinstance(m, built)]
+    assert len(modules) == 8
+    assert {p.dtype for m in modules for p in m.parameters()} <= {torch.float64}
+    assert model(torch.randn(2, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
+    if built is Gate:  # at the end of the branch, sized to the block's channels
+        assert [m.weight.shape[0] for m in modules] == [b.bn2[0].num_features for _, b, _ in residual_blocks(model)]

@@ -1,8 +1,10 @@
-"""The package as an import and as a wheel: it names the oldest torch it works with, and says so on an
-older one; importing it leaves the grid runner out; the wheel carries every folder and the course's results."""
+"""The package as an import and as a published project: it names the oldest torch it works with, and
+says so on an older one; importing it leaves the grid runner out; the wheel carries every folder and
+the course's results; the licence, citation, scripts and extras agree with pyproject.toml."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 from torch.torch_version import TorchVersion
 
 import simam
+
+REPO = Path(__file__).resolve().parents[1]
 
 PRETEND = "import torch; torch.__version__ = torch.torch_version.TorchVersion({version!r}); import simam; print('imported')"
 
@@ -37,12 +41,28 @@ def test_import_simam_leaves_the_grid_runner_out() -> None:
 
 def test_the_wheel_lists_every_package_folder_and_the_course_results() -> None:
     tomllib = pytest.importorskip("tomllib")
-    root = Path(__file__).resolve().parents[1]
-    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {".".join(path.parent.relative_to(root).parts) for path in (root / "simam").rglob("__init__.py")}
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(path.parent.relative_to(REPO).parts) for path in (REPO / "simam").rglob("__init__.py")}
     listed = set(setuptools["packages"])
     assert folders == {name for name in listed if not name.startswith("simam._results")}
     assert setuptools["package-dir"] == {"simam._results": "results"}
-    results = root / "results"
+    results = REPO / "results"
     for pattern in setuptools["package-data"]["simam._results"]:
         assert list(results.glob(pattern)), f"{pattern} matches no committed file"
+
+
+def test_what_a_published_project_carries_agrees_with_pyproject() -> None:
+    """The licence file, the citation's version and licence, the console scripts and the extras."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    yaml = pytest.importorskip("yaml")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License\n")
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert (str(citation["version"]), citation["license"]) == (project["version"], project["license"])
+    assert citation["references"][0]["title"].startswith("SimAM: A Simple, Parameter-Free Attention Module")
+    for command, target in project["scripts"].items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), command
+    assert set(project["scripts"]) == {"simam-train", "simam-experiments", "simam-bench"}
+    assert project["optional-dependencies"]["plots"] == ["matplotlib"]
+    assert "simam[plots]" in project["optional-dependencies"]["course"]

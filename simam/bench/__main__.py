@@ -1,4 +1,5 @@
-"""``python -m simam.bench NAME [options]``: run the benchmark ``simam.bench.NAME``."""
+"""``simam-bench NAME [options]`` (or ``python -m simam.bench NAME [options]``): run the benchmark
+``simam.bench.NAME``."""
 
 import importlib
 import pkgutil
@@ -7,7 +8,8 @@ import sys
 import simam.bench
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     names = sorted(m.name for m in pkgutil.iter_modules(simam.bench.__path__) if not m.name.startswith("_"))
     if not argv or argv[0] not in names:
         print(f"usage: python -m simam.bench {{{','.join(names)}}} [options]", file=sys.stderr)

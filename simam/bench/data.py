@@ -112,15 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     our_loader, our_setup = timed(make_ours)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    seconds, images = measure({"torchvision": tv_loader, "simam": our_loader}, args.epochs, device)
+    print_report(seconds, images, {"torchvision": tv_setup, "simam": our_setup}, args, device)
+    return 0
 
-    seconds = {"torchvision": 0.0, "simam": 0.0}
-    images = {"torchvision": 0, "simam": 0}
-    for _ in range(args.epochs):
-        for name, loader in (("torchvision", tv_loader), ("simam", our_loader)):
+
+def measure(loaders: dict[str, Iterable[tuple[torch.Tensor, torch.Tensor]]], epochs: int,
+            device: torch.device) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds and images per loader over ``epochs`` epochs, the loaders taking turns epoch by epoch."""
+    seconds = {name: 0.0 for name in loaders}
+    images = {name: 0 for name in loaders}
+    for _ in range(epochs):
+        for name, loader in loaders.items():
             count, elapsed = consume(loader, device)
             images[name] += count
             seconds[name] += elapsed
+    return seconds, images
 
+
+def print_report(seconds: dict[str, float], images: dict[str, int], setup: dict[str, float], args: argparse.Namespace,
+                 device: torch.device) -> None:
     rate = {name: images[name] / seconds[name] for name in seconds}
     print(
         f"CIFAR-10 training split, {args.epochs} epoch(s) of {images['simam'] // args.epochs:,} images per loader, "
@@ -131,13 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| loader | set-up (s) | seconds per epoch | images/s |")
     print("| --- | ---: | ---: | ---: |")
     print(
-        f"| torchvision CIFAR10 + DataLoader ({args.workers} workers) | {tv_setup:.2f} | "
+        f"| torchvision CIFAR10 + DataLoader ({args.workers} workers) | {setup['torchvision']:.2f} | "
         f"{seconds['torchvision'] / args.epochs:.2f} | {rate['torchvision']:,.0f} |"
     )
-    print(f"| simam.data.CifarLoader | {our_setup:.2f} | {seconds['simam'] / args.epochs:.2f} | {rate['simam']:,.0f} |")
+    print(f"| simam.data.CifarLoader | {setup['simam']:.2f} | {seconds['simam'] / args.epochs:.2f} | {rate['simam']:,.0f} |")
     print()
     print(f"CifarLoader delivers {rate['simam'] / rate['torchvision']:.1f}x the images per second of torchvision's pipeline.")
-    return 0
 
 
 if __name__ == "__main__":

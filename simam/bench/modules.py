@@ -98,7 +98,7 @@ def parallel_op_overhead_ms(threads: int) -> float:
     return (medians[0] - medians[1]) * 1e3
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m simam.bench modules", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed steps per variant and shape (default 15)")
     parser.add_argument("--shapes", type=parse_shapes, default=parse_shapes(DEFAULT_SHAPES),
@@ -110,60 +110,85 @@ def main(argv: list[str] | None = None) -> int:
                         help="dtype of the feature maps (default float32)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="torch threads (default: the CPUs this process may use)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
+    variants, notes = variants_to_time(args.compile, torch.randn(args.shapes[0], device=device, dtype=dtype))
+    rows = [row for shape in args.shapes
+            for row in measure(variants, torch.randn(shape, device=device, dtype=dtype), args.repeats)]
+    print_report(rows, args.dtype, args.repeats, args.threads, device)
+    for note in notes:
+        print(note)
+    return 0
 
+
+def variants_to_time(compile_them: bool, x: torch.Tensor) -> tuple[dict[str, Step], list[str]]:
+    """The default and the reference, and with ``compile_them`` each under ``torch.compile`` where
+    it compiles (tried on ``x``); and a note on each compilation."""
     variants: dict[str, Step] = {"simam": SimAM(), "reference": simam_reference}
     notes = []
-    if args.compile:
-        # dynamic=True: one compilation per variant serves every shape.
-        for name in ("simam", "reference"):
-            compiled = torch.compile(variants[name], dynamic=True)
-            start = time.perf_counter()
-            try:
-                x = torch.randn(args.shapes[0], device=device, dtype=dtype)
-                train_step(compiled, x, torch.randn_like(x))
-            except Exception as error:  # a missing compiler, an unsupported device, ...
-                notes.append(f"torch.compile of {name} failed and is skipped: {type(error).__name__}: {error}")
-                continue
-            variants[f"{name}, compiled"] = compiled
-            notes.append(f"torch.compile of {name}: {time.perf_counter() - start:.0f} s to compile.")
+    if not compile_them:
+        return variants, notes
+    # dynamic=True: one compilation per variant serves every shape.
+    for name in ("simam", "reference"):
+        compiled = torch.compile(variants[name], dynamic=True)
+        start = time.perf_counter()
+        try:
+            train_step(compiled, x, torch.randn_like(x))
+        except Exception as error:  # a missing compiler, an unsupported device, ...
+            notes.append(f"torch.compile of {name} failed and is skipped: {type(error).__name__}: {error}")
+            continue
+        variants[f"{name}, compiled"] = compiled
+        notes.append(f"torch.compile of {name}: {time.perf_counter() - start:.0f} s to compile.")
+    return variants, notes
 
+
+def measure(variants: dict[str, Step], x: torch.Tensor, repeats: int) -> list[tuple[tuple[int, ...], str, float, float, str]]:
+    """One row per variant for the feature map ``x``: ``(shape, variant, median seconds, speed-up
+    over the eager reference, saved bytes over the input's)``. The variants alternate within every
+    repeat, in a rotating order."""
+    grad = torch.randn_like(x)
+    names = list(variants)
+    for name in names:  # warm-up: allocator, caches, and any recompilation for this shape
+        train_step(variants[name], x, grad)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds[name].append(timed_step(variants[name], x, grad))
+    input_bytes = x.numel() * x.element_size()
+    reference = statistics.median(seconds["reference"])
     rows = []
-    for shape in args.shapes:
-        x = torch.randn(shape, device=device, dtype=dtype)
-        grad = torch.randn_like(x)
-        names = list(variants)
-        for name in names:  # warm-up: allocator, caches, and any recompilation for this shape
-            train_step(variants[name], x, grad)
-        seconds: dict[str, list[float]] = {name: [] for name in names}
-        for repeat in range(args.repeats):
-            shift = repeat % len(names)
-            for name in names[shift:] + names[:shift]:
-                seconds[name].append(timed_step(variants[name], x, grad))
-        input_bytes = x.numel() * x.element_size()
-        reference = statistics.median(seconds["reference"])
-        for name in names:
-            median = statistics.median(seconds[name])
-            try:
-                saved = f"{saved_bytes(variants[name], x) / input_bytes:.2f}"
-            except Exception:  # saved-tensor hooks and compiled graphs need not mix
-                saved = "n/a"
-            rows.append((shape, name, median, reference / median, saved))
+    for name in names:
+        median = statistics.median(seconds[name])
+        try:
+            saved = f"{saved_bytes(variants[name], x) / input_bytes:.2f}"
+        except Exception:  # saved-tensor hooks and compiled graphs need not mix
+            saved = "n/a"
+        rows.append((tuple(x.shape), name, median, reference / median, saved))
+    return rows
 
+
+def print_report(rows: list[tuple[tuple[int, ...], str, float, float, str]], dtype: str, repeats: int, threads: int,
+                 device: torch.device) -> None:
+    """The table of :func:`measure`'s rows, notes on a busy machine, and the default against its targets."""
     shape_text = lambda shape: "x".join(map(str, shape))  # noqa: E731
     print(
-        f"SimAM forward + backward on {device} ({args.dtype}), {torch.get_num_threads()} thread(s), torch "
-        f"{torch.__version__}; median of {args.repeats} interleaved steps; printed by `python -m simam.bench modules`."
+        f"SimAM forward + backward on {device} ({dtype}), {torch.get_num_threads()} thread(s), torch "
+        f"{torch.__version__}; median of {repeats} interleaved steps; printed by `python -m simam.bench modules`."
     )
     cpus, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
     if device.type == "cpu" and load > cpus:
         print(f"Note: the machine was busy (load average {load:.1f} on {cpus} CPUs).")
-    if device.type == "cpu" and args.threads > 1 and (overhead := parallel_op_overhead_ms(args.threads)) > 0.5:
+    if device.type == "cpu" and threads > 1 and (overhead := parallel_op_overhead_ms(threads)) > 0.5:
         print(
             f"Note: here each multi-threaded op waits about {overhead:.1f} ms for its threads, so eager timings "
             "count ops rather than work; `--threads 1` measures the work."
@@ -186,9 +211,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if lean else 'NOT met'})"
         )
     print(f"All targets met: {'yes' if met else 'no'}.")
-    for note in notes:
-        print(note)
-    return 0
 
 
 if __name__ == "__main__":

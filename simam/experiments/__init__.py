@@ -8,12 +8,13 @@ beside the SimAM paper's Table 2, plotted, and written into the README.
 **The output folder** (``--out``, default ``results/``):
 
 - ``runs/<run-id>/``: one ordinary :mod:`simam.train` run folder per run (``metrics.jsonl``,
-  ``checkpoint.pt``, ``final.json``) plus ``train.log``, the trainer's output. Run ids read like
+  ``checkpoint.pt``, ``final.json``) plus ``train.log``, the trainer's output; beside it
+  ``runs/<run-id>.lock``, locked by the one process that trains the run (another skips it). Run ids read like
   ``cifar10-resnet20-simam-paper-seed0`` (``...-simam-lambda1e-05-paper-seed0`` off the default lambda).
 - ``results.jsonl``: one JSON line per finished run (the grid cell, the full configuration, final and
   best test accuracy, wall time, library versions, device). It is only ever appended to, one line per
-  run in one locked write, so several cluster jobs can feed the same file. A run is finished when its
-  line is there; the first line of a run counts if two jobs raced.
+  run in one locked write, and read under the same lock, so several cluster jobs can feed the same
+  file. A run is finished when its line is there (its first line, should a file hold two).
 
 **Resuming.** Running the same grid again skips the finished runs, continues each unfinished run from
 its checkpoint (``--resume``) and starts afresh a run that was killed before its first checkpoint.

@@ -7,8 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from simam.config import OneLineParser
 from simam.experiments.grid import RunOutcome, check_extra_args, run_grid, run_one, shell_commands
 from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan, plan_lambda_ablation
 from simam.experiments.plots import write_summary
@@ -19,9 +19,8 @@ from simam.paper_results import FIGURE4_DATASET
 from simam.experiments.weights import export
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage block
-        raise GridError(message)
+class _Parser(OneLineParser):
+    error_type = GridError
 
 
 def _names(text: str) -> list[str]:

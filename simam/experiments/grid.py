@@ -15,14 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import IO, Any
 
 from simam.config import ConfigError, build_parser
 from simam.experiments.plan import GRID_OPTIONS, GridError, RunSpec
-from simam.experiments.results import RUNS, append_result, pending, result_line
+from simam.experiments.results import RUNS, append_result, locked, pending, result_line
 from simam.runs import CHECKPOINT, FINAL, read_final
 
 LOG = "train.log"
+
+LOCK_SUFFIX = ".lock"  # out/runs/<run-id>.lock: held by the process that trains the run
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,26 @@ def run_one(spec: RunSpec, out: str | Path, extra_args: Sequence[str] = (), gpus
             seeds_asked: int = 1, cuda_devices: str | None = None, threads: int | None = None) -> RunOutcome:
     """Train ``spec`` in a child process into ``out/runs/<run-id>`` and append its results line.
 
-    Skips a finished run; resumes from a checkpoint; clears a run folder that has none (a run killed
-    before its first checkpoint). ``cuda_devices``: the child's ``CUDA_VISIBLE_DEVICES`` (None: the
-    parent's); ``threads``: its ``--threads`` unless ``extra_args`` set them.
+    Skips a finished run, and a run that another process is training (it holds the run's lock,
+    ``out/runs/<run-id>.lock``); resumes from a checkpoint; clears a run folder that has none (a
+    run killed before its first checkpoint). ``cuda_devices``: the child's ``CUDA_VISIBLE_DEVICES``
+    (None: the parent's); ``threads``: its ``--threads`` unless ``extra_args`` set them.
     """
     out = Path(out)
-    if not pending([spec], out, extra_args, gpus_per_run):
-        return RunOutcome(spec, "skipped", "already in the results file")
+    lock_path = out / RUNS / f"{spec.run_id}{LOCK_SUFFIX}"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock, locked(lock, wait=False) as owned:
+        if not owned:
+            return RunOutcome(spec, "skipped", f"another process is training it (it holds {lock_path})")
+        if not pending([spec], out, extra_args, gpus_per_run):  # under the lock: a run another process just finished
+            return RunOutcome(spec, "skipped", "already in the results file")
+        return _train_locked(spec, out, extra_args, gpus_per_run, seeds_asked, cuda_devices, threads, lock)
+
+
+def _train_locked(spec: RunSpec, out: Path, extra_args: Sequence[str], gpus_per_run: int, seeds_asked: int,
+                  cuda_devices: str | None, threads: int | None, lock: IO[str]) -> RunOutcome:
+    """:func:`run_one` once this process holds the run's lock. The child inherits the lock, so that
+    the run stays owned while the child lives, even if this process is killed."""
     run_dir = out / RUNS / spec.run_id
     resume = (run_dir / CHECKPOINT).exists()
     if run_dir.exists() and not resume:
@@ -84,7 +99,8 @@ def run_one(spec: RunSpec, out: str | Path, extra_args: Sequence[str] = (), gpus
     with open(run_dir / LOG, "a") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              pass_fds=(lock.fileno(),) if os.name == "posix" else ()).returncode
     if code != 0 or not (run_dir / FINAL).exists():
         return RunOutcome(spec, "failed", f"exit code {code}: {_last_line(run_dir / LOG)} (log: {run_dir / LOG})")
     final = read_final(run_dir)

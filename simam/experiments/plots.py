@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simam.experiments.plan import GridError
-from simam.experiments.summary import Cell, _recipe_label, summarise, summary_csv, summary_markdown
+from simam.experiments.summary import Cell, summarise, summary_csv, summary_markdown
 from simam.paper_results import PAPER_LAMBDA
 
 
@@ -19,11 +19,11 @@ def plot_summary(cells: Sequence[Cell]):
     import matplotlib.pyplot as plt
 
     cells = [cell for cell in cells if cell.lambda_ in (None, PAPER_LAMBDA)]
-    panels = sorted({(cell.dataset, _recipe_label(cell)) for cell in cells})
+    panels = sorted({(cell.dataset, cell.recipe_label) for cell in cells})
     figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4), layout="constrained",
                                 squeeze=False)
     for axis, (dataset, recipe) in zip(axes[0], panels):
-        panel = [cell for cell in cells if (cell.dataset, _recipe_label(cell)) == (dataset, recipe)]
+        panel = [cell for cell in cells if (cell.dataset, cell.recipe_label) == (dataset, recipe)]
         models = list(dict.fromkeys(cell.model for cell in panel))
         attentions = list(dict.fromkeys(cell.attention for cell in panel))
         width = 0.8 / len(attentions)
@@ -49,7 +49,7 @@ def _lambda_studies(cells: Sequence[Cell]) -> dict[tuple, list[Cell]]:
     studies: dict[tuple, list[Cell]] = defaultdict(list)
     for cell in cells:
         if cell.attention == "simam":
-            studies[(cell.dataset, cell.model, _recipe_label(cell))].append(cell)
+            studies[(cell.dataset, cell.model, cell.recipe_label)].append(cell)
     return {key: sorted(group, key=lambda c: c.lambda_) for key, group in studies.items() if len(group) > 1}
 
 
@@ -70,7 +70,7 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
         axis.errorbar([c.lambda_ for c in group], [c.mean for c in group], yerr=[c.std or 0 for c in group],
                       marker="o", capsize=3, color=color, label=f"{model} + simam, {dataset}, {recipe}")
         for base in cells:
-            if (base.dataset, base.model, _recipe_label(base), base.attention) == (dataset, model, recipe, "none"):
+            if (base.dataset, base.model, base.recipe_label, base.attention) == (dataset, model, recipe, "none"):
                 axis.axhline(base.mean, color=color, linestyle="--", label=f"{model}, no attention")
                 if base.std:
                     axis.axhspan(base.mean - base.std, base.mean + base.std, color=color, alpha=0.1)

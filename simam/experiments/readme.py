@@ -11,7 +11,7 @@ from typing import Any
 
 from simam.experiments.plan import GridError
 from simam.experiments.results import results_path
-from simam.experiments.summary import Cell, _recipe_label, summarise, summary_markdown
+from simam.experiments.summary import Cell, summarise, summary_markdown
 
 README_START = "<!-- simam-results:start -->"
 
@@ -87,7 +87,7 @@ def _reproduce(cells: Sequence[Cell], out: str | Path) -> str:
 def _by_table(cells: Sequence[Cell]) -> dict[tuple[str, str], list[Cell]]:
     tables: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     for cell in cells:
-        tables[(cell.dataset, _recipe_label(cell))].append(cell)
+        tables[(cell.dataset, cell.recipe_label)].append(cell)
     return dict(tables)
 
 

@@ -1,24 +1,25 @@
 """The results file of a grid, ``results.jsonl``: one JSON line per finished run, only ever
-appended to (in one locked write, so that concurrent jobs can share it), and which runs are pending."""
+appended to (in one locked write, so that concurrent jobs can share it, and read under the same
+lock, so that a reader never takes a line being written for a missing run), and which runs are
+pending. The locks are POSIX ``flock`` locks, which the system drops when their process dies."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from simam.attention import attention_kind
-from simam.config import RUNTIME_FIELDS, as_config_value
+from simam.config import changed_settings
 from simam.experiments.plan import GridError, RunSpec
 
 with contextlib.suppress(ImportError):
-    import fcntl  # POSIX: the lock that keeps concurrent appends whole
+    import fcntl  # POSIX; elsewhere files are neither locked nor shared safely between processes
 
 RESULTS = "results.jsonl"
 
@@ -29,38 +30,56 @@ def results_path(out: str | Path) -> Path:
     return Path(out) / RESULTS
 
 
+@contextlib.contextmanager
+def locked(file: IO[Any], exclusive: bool = True, wait: bool = True) -> Iterator[bool]:
+    """Hold a ``flock`` on the open ``file`` (exclusive, or shared with other readers) for the
+    ``with`` block, released after it. Yields whether the lock is held: False only when ``wait`` is
+    off and another process holds a conflicting lock."""
+    if "fcntl" not in globals():
+        yield True
+        return
+    try:
+        fcntl.flock(file, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(file, fcntl.LOCK_UN)
+
+
 def read_results(out: str | Path) -> list[dict[str, Any]]:
-    """The lines of ``out/results.jsonl`` (an empty list if there is none). A line that does not
-    parse (a write cut short by a crash) is skipped with a warning."""
+    """The lines of ``out/results.jsonl`` (an empty list if there is none), read under a shared lock
+    so that no line is half written. A line that does not parse (a write cut short by a crash) is
+    skipped with a warning."""
     path = results_path(out)
+    if not path.exists():
+        return []
+    with open(path, "rb") as file, locked(file, exclusive=False):
+        text = file.read().decode()
     lines = []
-    for number, text in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):
-        if not text.strip():
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
             continue
         try:
-            lines.append(json.loads(text))
+            lines.append(json.loads(line))
         except json.JSONDecodeError:
             warnings.warn(f"{path}, line {number}: not JSON, skipped", stacklevel=2)
     return lines
 
 
 def append_result(out: str | Path, line: dict[str, Any]) -> None:
-    """Append one line to ``out/results.jsonl`` in one write, under an exclusive lock where the
-    system has one (POSIX), so that lines from concurrent jobs never interleave."""
+    """Append one line to ``out/results.jsonl`` in one write, under an exclusive lock, so that lines
+    from concurrent jobs never interleave and no reader sees one half written."""
     path = results_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as file:
-        if "fcntl" in globals():
-            fcntl.flock(file, fcntl.LOCK_EX)
-        try:
-            file.seek(0, os.SEEK_END)
-            ends_cleanly = file.tell() == 0 or (file.seek(-1, os.SEEK_END), file.read(1))[1] == b"\n"
-            file.write(((b"" if ends_cleanly else b"\n") + json.dumps(line).encode() + b"\n"))
-            file.flush()
-            os.fsync(file.fileno())
-        finally:
-            if "fcntl" in globals():
-                fcntl.flock(file, fcntl.LOCK_UN)
+    with open(path, "a+b") as file, locked(file):
+        file.seek(0, os.SEEK_END)
+        ends_cleanly = file.tell() == 0 or (file.seek(-1, os.SEEK_END), file.read(1))[1] == b"\n"
+        file.write(((b"" if ends_cleanly else b"\n") + json.dumps(line).encode() + b"\n"))
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def result_line(spec: RunSpec, final: dict[str, Any], extra_args: Sequence[str], seeds_asked: int,
@@ -92,13 +111,12 @@ def pending(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str]
         finished.setdefault(line["run_id"], line)
     todo = []
     for spec in specs:
-        config = dataclasses.asdict(spec.config(extra_args, gpus_per_run))
+        config = spec.config(extra_args, gpus_per_run)  # raises for a configuration no run can use
         line = finished.get(spec.run_id)
         if line is None:
             todo.append(spec)
             continue
-        changed = [f"{key}={config[key]!r} (it has {as_config_value(value)!r})" for key, value in line["config"].items()
-                   if key in config and key not in RUNTIME_FIELDS and as_config_value(value) != config[key]]
+        changed = [f"{key}={value!r} (it has {ran!r})" for key, value, ran in changed_settings(config, line["config"])]
         if changed:
             raise GridError(f"{results_path(out)} holds run {spec.run_id} with other settings: {'; '.join(changed)}; "
                             f"use another --out")

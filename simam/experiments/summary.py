@@ -45,6 +45,11 @@ class Cell:
     def complete(self) -> bool:
         return self.n >= self.seeds_asked
 
+    @property
+    def recipe_label(self) -> str:
+        """The recipe with the trainer options that differ from it, as tables and plots name it."""
+        return self.recipe if not self.overrides else f"{self.recipe} ({self.overrides})"
+
 
 def overrides(config: dict[str, Any], recipe: str) -> str:
     """The trainer options of ``config`` that differ from ``recipe``'s, except the grid's own."""
@@ -100,10 +105,6 @@ def _accuracy(mean: float | None, std: float | None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
-def _recipe_label(cell: Cell) -> str:
-    return cell.recipe if not cell.overrides else f"{cell.recipe} ({cell.overrides})"
-
-
 def summary_markdown(cells: Sequence[Cell]) -> str:
     """The summary as a Markdown table, with the paper's column and its citation."""
     rows = ["| data set | model | attention | λ | recipe | seeds | ours: top-1 % | paper: top-1 % | ours − paper |",
@@ -112,7 +113,7 @@ def summary_markdown(cells: Sequence[Cell]) -> str:
         seeds = f"{cell.n}" if cell.complete else f"{cell.n} of {cell.seeds_asked} *"
         difference = "—" if cell.difference is None else f"{cell.difference:+.2f}"
         rows.append(f"| {cell.dataset} | {cell.model} | {cell.attention} | {'' if cell.lambda_ is None else f'{cell.lambda_:g}'} "
-                    f"| {_recipe_label(cell)} | {seeds} | {_accuracy(cell.mean, cell.std)} "
+                    f"| {cell.recipe_label} | {seeds} | {_accuracy(cell.mean, cell.std)} "
                     f"| {_accuracy(cell.paper_mean, cell.paper_std)} | {difference} |")
     notes = [f"Ours: final test accuracy (not the best over training), mean ± sample standard deviation over seeds. "
              f"Paper: {CITATION}."]

@@ -119,6 +119,24 @@ def grad_cam(
     check_images(images)
     name, layer = _resolve_layer(model, target_layer)
     images = images.to(model_device(model))
+    activation, gradient, classes, logits = _activation_and_gradient(model, images, name, layer, target_class)
+    weights = gradient.float().mean(dim=(2, 3), keepdim=True)  # alpha_k, one per image and channel
+    coarse = F.relu((weights * activation.float()).sum(dim=1, keepdim=True))
+    if not torch.isfinite(coarse).all():
+        raise ValueError(f"Grad-CAM of layer {name!r} is not finite: check the images and the model for NaN or inf")
+    upsampled = F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    # Bilinear weights are convex, so the map stays >= 0; an all-zero map stays zero (0 / tiny).
+    peak = upsampled.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return GradCam(upsampled / peak, classes.detach(), logits.detach().float(), name)
+
+
+def _activation_and_gradient(
+    model: nn.Module, images: torch.Tensor, name: str, layer: nn.Module,
+    target_class: int | Sequence[int] | torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The feature maps ``A`` of ``layer`` (detached), the gradient of the target classes' scores
+    with respect to them, the classes and the logits: one forward pass through a hook on ``layer``
+    that is removed even when the pass fails."""
     captured: list[torch.Tensor] = []
 
     def keep_output(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -145,12 +163,4 @@ def grad_cam(
         handle.remove()
     if gradient is None:
         raise ValueError(f"the model's output does not depend on layer {name!r}")
-    activation = captured[0].detach().float()
-    weights = gradient.float().mean(dim=(2, 3), keepdim=True)  # alpha_k, one per image and channel
-    coarse = F.relu((weights * activation).sum(dim=1, keepdim=True))
-    if not torch.isfinite(coarse).all():
-        raise ValueError(f"Grad-CAM of layer {name!r} is not finite: check the images and the model for NaN or inf")
-    upsampled = F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    # Bilinear weights are convex, so the map stays >= 0; an all-zero map stays zero (0 / tiny).
-    peak = upsampled.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    return GradCam(upsampled / peak, classes.detach(), logits.detach().float(), name)
+    return captured[0].detach(), gradient, classes, logits

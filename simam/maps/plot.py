@@ -11,7 +11,7 @@ from torch import nn
 
 from simam.data import CIFAR10_MEAN, CIFAR10_STD
 from simam.maps.common import check_images
-from simam.maps.gradcam import grad_cam
+from simam.maps.gradcam import GradCam, grad_cam
 from simam.maps.simam_weights import channel_mean_map, simam_modules, simam_weights, widest_channel_map
 
 
@@ -68,6 +68,26 @@ def plot_attention_maps(
     """
     import matplotlib.pyplot as plt  # imported here: slow to import, and only plotting needs it
 
+    labels = _checked_labels(images, models, labels, simam_reduction)
+    cams = {name: grad_cam(model, images, target_class, target_layer) for name, model in models.items()}
+    simam_columns = _simam_columns(images, models, simam_blocks, simam_reduction)
+    pixels = denormalise(images, mean, std)
+    rows, columns = images.shape[0], 1 + len(cams) + len(simam_columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(panel_size * columns, (panel_size + 0.45) * rows), squeeze=False, layout="constrained"
+    )
+    for row in range(rows):
+        _draw_row(axes[row], row, pixels[row], cams, simam_columns, labels, class_names, target_class is not None,
+                  overlay_alpha)
+    _titles(axes, cams, simam_columns, labels is not None, simam_reduction)
+    return figure
+
+
+def _checked_labels(
+    images: torch.Tensor, models: Mapping[str, nn.Module], labels: Sequence[int] | torch.Tensor | None,
+    simam_reduction: str,
+) -> torch.Tensor | None:
+    """The labels as a CPU tensor, once the arguments of :func:`plot_attention_maps` are found usable."""
     check_images(images)
     if not models:
         raise ValueError("models must name at least one network")
@@ -76,9 +96,26 @@ def plot_attention_maps(
     labels = None if labels is None else torch.as_tensor(labels).cpu()
     if labels is not None and labels.shape != (images.shape[0],):
         raise ValueError(f"labels must hold one class per image ({images.shape[0]}), got shape {tuple(labels.shape)}")
+    return labels
 
-    cams = {name: grad_cam(model, images, target_class, target_layer) for name, model in models.items()}
-    simam_columns = []  # (model name, block, (N, h, w) maps, channel indices or None)
+
+def _draw_row(axes, row: int, pixels: torch.Tensor, cams: Mapping[str, GradCam], simam_columns: Sequence[tuple],
+              labels: torch.Tensor | None, class_names: Sequence[str] | None, targeted: bool, overlay_alpha: float) -> None:
+    """One image's row: the image (its label above), its Grad-CAM per model, its SimAM maps."""
+    axes[0].imshow(pixels.numpy())
+    if labels is not None:
+        axes[0].set_title(_class_name(int(labels[row]), class_names), fontsize="small")
+    for column, cam in enumerate(cams.values(), start=1):
+        _draw_grad_cam(axes[column], pixels, cam, row, labels, class_names, targeted, overlay_alpha)
+    for column, (_, _, maps, channels) in enumerate(simam_columns, start=1 + len(cams)):
+        _draw_simam_map(axes[column], maps[row], None if channels is None else int(channels[row]))
+
+
+def _simam_columns(
+    images: torch.Tensor, models: Mapping[str, nn.Module], simam_blocks: Sequence[str], simam_reduction: str
+) -> list[tuple[str, str, torch.Tensor, torch.Tensor | None]]:
+    """One ``(model name, block, (N, h, w) maps, channel indices or None)`` per SimAM panel column."""
+    columns = []
     for name, model in models.items():
         if not simam_blocks or not simam_modules(model):
             continue
@@ -87,42 +124,41 @@ def plot_attention_maps(
             if block not in weights:
                 raise ValueError(f"{name} has no SimAM module {block!r}; it has {', '.join(weights)}")
             if simam_reduction == "mean":
-                simam_columns.append((name, block, channel_mean_map(weights[block]).cpu(), None))
+                columns.append((name, block, channel_mean_map(weights[block]).cpu(), None))
             else:
                 maps, channels = widest_channel_map(weights[block])
-                simam_columns.append((name, block, maps.cpu(), channels.cpu()))
-    if simam_blocks and not simam_columns:
+                columns.append((name, block, maps.cpu(), channels.cpu()))
+    if simam_blocks and not columns:
         raise ValueError("simam_blocks were given but none of the models has SimAM modules")
+    return columns
 
-    pixels = denormalise(images, mean, std)
-    rows, columns = images.shape[0], 1 + len(cams) + len(simam_columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(panel_size * columns, (panel_size + 0.45) * rows), squeeze=False, layout="constrained"
-    )
-    for row in range(rows):
-        axis = axes[row, 0]
-        axis.imshow(pixels[row].numpy())
-        if labels is not None:
-            axis.set_title(_class_name(int(labels[row]), class_names), fontsize="small")
-        for column, (name, cam) in enumerate(cams.items(), start=1):
-            axis = axes[row, column]
-            axis.imshow(pixels[row].numpy())
-            axis.imshow(cam.maps[row].cpu().numpy(), cmap="jet", alpha=overlay_alpha, vmin=0, vmax=1)
-            predicted = int(cam.logits[row].argmax())
-            probability = cam.logits[row].softmax(dim=0)[predicted].item()
-            text = f"{_class_name(predicted, class_names)} {probability:.2f}"
-            if target_class is not None:
-                text += f"\nmap: {_class_name(int(cam.classes[row]), class_names)}"
-            colour = "black" if labels is None else ("green" if predicted == int(labels[row]) else "red")
-            axis.set_xlabel(text, fontsize="x-small", color=colour)
-        for column, (name, block, maps, channels) in enumerate(simam_columns, start=1 + len(cams)):
-            axis = axes[row, column]
-            axis.imshow(maps[row].numpy(), cmap="magma")
-            low, high = maps[row].min().item(), maps[row].max().item()
-            text = f"{low:.3f}..{high:.3f}" + ("" if channels is None else f"\nchannel {int(channels[row])}")
-            axis.set_xlabel(text, fontsize="x-small")
+
+def _draw_grad_cam(axis, pixels: torch.Tensor, cam: GradCam, row: int, labels: torch.Tensor | None,
+                   class_names: Sequence[str] | None, targeted: bool, overlay_alpha: float) -> None:
+    """Image ``row``'s Grad-CAM over its pixels, its prediction and probability underneath (green
+    where it matches the label, red where not), and the class mapped where it was chosen."""
+    axis.imshow(pixels.numpy())
+    axis.imshow(cam.maps[row].cpu().numpy(), cmap="jet", alpha=overlay_alpha, vmin=0, vmax=1)
+    predicted = int(cam.logits[row].argmax())
+    probability = cam.logits[row].softmax(dim=0)[predicted].item()
+    text = f"{_class_name(predicted, class_names)} {probability:.2f}"
+    if targeted:
+        text += f"\nmap: {_class_name(int(cam.classes[row]), class_names)}"
+    colour = "black" if labels is None else ("green" if predicted == int(labels[row]) else "red")
+    axis.set_xlabel(text, fontsize="x-small", color=colour)
+
+
+def _draw_simam_map(axis, simam_map: torch.Tensor, channel: int | None) -> None:
+    """One image's SimAM map in its own colour range, the range (and the channel) underneath."""
+    axis.imshow(simam_map.numpy(), cmap="magma")
+    low, high = simam_map.min().item(), simam_map.max().item()
+    axis.set_xlabel(f"{low:.3f}..{high:.3f}" + ("" if channel is None else f"\nchannel {channel}"), fontsize="x-small")
+
+
+def _titles(axes, cams: Mapping[str, GradCam], simam_columns: Sequence[tuple], labelled: bool, simam_reduction: str) -> None:
+    """The column titles over the first row, and no ticks on any panel."""
     axes[0, 0].set_title(
-        "image" if labels is None else f"image\n{axes[0, 0].get_title()}", fontsize="small"
+        "image" if not labelled else f"image\n{axes[0, 0].get_title()}", fontsize="small"
     )
     for column, name in enumerate(cams, start=1):
         axes[0, column].set_title(f"{name}\nGrad-CAM {cams[name].layer}", fontsize="x-small")
@@ -131,4 +167,3 @@ def plot_attention_maps(
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
-    return figure

@@ -11,8 +11,10 @@ branch, after its last batch norm and before the addition, where their authors p
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Literal
 
+import torch
 from torch import nn
 
 from simam.attention import SimAM, attention_kind, create_attention
@@ -69,7 +71,8 @@ def insert_attention(
             ``bn3`` in a bottleneck) and a ``downsample`` attribute.
         attention: a name of :func:`simam.attention.list_attentions`, a module class or a
             partial, as for :func:`simam.create_attention`; built once per block with the block's
-            channel count and the device and dtype of its weights.
+            channel count, on the device and in the dtype of its weights (given as ``device`` and
+            ``dtype`` where the class takes them, else by moving the module built).
         position: ``"paper"`` puts SimAM (and any :class:`~simam.SimAM`) right after ``conv2``,
             before its batch norm, and every other module after the branch's last batch norm;
             ``"after_conv"`` and ``"end_of_branch"`` choose one of the two for any module.
@@ -92,15 +95,36 @@ def insert_attention(
     after_conv = position == "after_conv"
     if position == "paper":  # a name says where it goes; of a class or partial, ask what it builds
         after_conv = (attention_kind(attention).after_conv if isinstance(attention, str)
-                      else isinstance(create_attention(attention, 8, device="meta", **kwargs), SimAM))
+                      else isinstance(_build(attention, 8, torch.device("meta"), None, kwargs), SimAM))
     for _, block, bottleneck in blocks:
         conv = block.conv3 if bottleneck else block.conv2
-        factory = {"device": conv.weight.device, "dtype": conv.weight.dtype}
         if after_conv:
-            module = create_attention(attention, block.conv2.out_channels, **factory, **kwargs)
+            module = _build(attention, block.conv2.out_channels, conv.weight.device, conv.weight.dtype, kwargs)
             block.conv2 = nn.Sequential(block.conv2, module)
         else:
             last_norm = "bn3" if bottleneck else "bn2"
-            module = create_attention(attention, conv.out_channels, **factory, **kwargs)
+            module = _build(attention, conv.out_channels, conv.weight.device, conv.weight.dtype, kwargs)
             setattr(block, last_norm, nn.Sequential(getattr(block, last_norm), module))
     return model
+
+
+def _build(attention: str | Callable[..., nn.Module], channels: int, device: torch.device, dtype: torch.dtype | None,
+           kwargs: dict[str, Any]) -> nn.Module:
+    """The attention module for ``channels`` channels on ``device`` in ``dtype`` (None: its own): made
+    there by a builder that takes ``device`` and ``dtype``, as the course's modules and timm's do,
+    or moved there after a plain module class builds it."""
+    if _takes_factory_arguments(attention):
+        factory = {"device": device} if dtype is None else {"device": device, "dtype": dtype}
+        return create_attention(attention, channels, **factory, **kwargs)
+    return create_attention(attention, channels, **kwargs).to(device=device, dtype=dtype)
+
+
+def _takes_factory_arguments(attention: str | Callable[..., nn.Module]) -> bool:
+    """Whether ``attention`` (a name, a module class or a partial) accepts ``device`` and ``dtype``."""
+    if isinstance(attention, str):
+        return True
+    try:
+        parameters = inspect.signature(attention).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: build plainly, then move
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in parameters) or {"device", "dtype"} <= {p.name for p in parameters}
