@@ -5,6 +5,7 @@ Everything a page needs is served from the site itself: MathJax comes from the b
 outside the site is each chapter's Colab link, read from pyproject.toml.
 """
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +19,11 @@ except ImportError:  # Python 3.10
 BOOK = Path(__file__).resolve().parent
 ROOT = BOOK.parent
 sys.path.insert(0, str(BOOK))
+
+# The chapters, copied beside this file at every build (the folder is ignored by git): a link from
+# one chapter to another then resolves inside the site's sources, as it does in JupyterLab.
+shutil.rmtree(BOOK / "notebooks", ignore_errors=True)
+shutil.copytree(ROOT / "notebooks", BOOK / "notebooks", ignore=shutil.ignore_patterns("*.py", ".ipynb_checkpoints"))
 
 with open(ROOT / "pyproject.toml", "rb") as file:
     PROJECT = tomllib.load(file)["project"]
