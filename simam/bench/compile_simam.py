@@ -23,9 +23,9 @@ import warnings
 
 import torch
 
-from simam.bench.train import TrainerStep, cifar10_images
+from simam.bench.train import TrainerStep, benchmark_inputs
 from simam.config import Config
-from simam.train import autocast, describe, resolve, resolve_device
+from simam.train import autocast, describe, resolve
 
 MODELS = ("mobilenetv2", "wrn16_8")
 
@@ -98,12 +98,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    data = cifar10_images("python -m simam.bench compile_simam")
-    if data is None:
+    inputs = benchmark_inputs("python -m simam.bench compile_simam", args)
+    if inputs is None:
         return 2
-    device = resolve_device(args.device)
+    *data, device = inputs
     rows = []
     for model_name in args.models.split(","):
         config = resolve(Config(model=model_name, attention="simam", batch_size=args.batch_size, device=str(device),

@@ -132,13 +132,17 @@ def config_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def cifar10_images(prog: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The CIFAR-10 training images and labels under ``$SIMAM_DATA``, or None after saying they are missing."""
+def benchmark_inputs(prog: str, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.device] | None:
+    """What a benchmark of training steps starts from, once ``args.threads`` is applied: the CIFAR-10
+    training images and labels under ``$SIMAM_DATA`` and the device of ``args.device``; None after
+    saying that the images are missing."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     root, spec = data_root(), DATASETS["cifar10"]
     if not all((root / spec.folder / file).is_file() for file in (*spec.train_files, spec.meta_file)):
         print(f"{prog}: error: CIFAR-10 not found under {root}; set SIMAM_DATA", file=sys.stderr)
         return None
-    return load_cifar(root, "cifar10", train=True)
+    return (*load_cifar(root, "cifar10", train=True), resolve_device(args.device))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -197,12 +201,10 @@ def print_tables(results: list[tuple[str, str, float, float]], args: argparse.Na
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    data = cifar10_images("python -m simam.bench train")
-    if data is None:
+    inputs = benchmark_inputs("python -m simam.bench train", args)
+    if inputs is None:
         return 2
-    device = resolve_device(args.device)
+    *data, device = inputs
     results = []
     for case in args.cases.split(","):
         model_name, attention = case.split(":")
