@@ -135,6 +135,12 @@ def permutation_p(a: Sequence[float], b: Sequence[float]) -> tuple[float, bool]:
     return (at_least / len(sums), True) if exact else ((at_least + 1) / (len(sums) + 1), False)
 
 
+def smallest_permutation_p(n_a: int, n_b: int) -> float:
+    """A lower bound on any p-value of :func:`permutation_p` for groups of these sizes: one split (two
+    when the sizes are equal, the mirror split) out of all of them."""
+    return (2 if n_a == n_b else 1) / math.comb(n_a + n_b, n_a)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of ``p_values`` for their number of comparisons, in their order:
     the k-th smallest is multiplied by (m - k + 1), made non-decreasing, and capped at 1."""

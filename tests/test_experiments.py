@@ -392,6 +392,9 @@ def test_the_verdict_corrects_for_five_modules_and_compares_simam_with_the_best_
     assert "SimAM's gain over no attention is **not established**" in verdict_text(unclear)
     assert "is **not shown to beat eca**" in verdict_text(unclear)
     assert "needs 3 seeds per network" in text  # sd 0.18 in both: 2 * 0.18^2 * 7.85 / 0.4^2 = 3.2
+    assert "cannot establish" not in text  # 5 + 5 seeds: the smallest permutation p is 2/252, times 5 is 0.04
+    three_seeds = judge(summarise([l for l in grid_lines(1.5) if not (l["attention"] == "simam" and l["seed"] > 2)]), "resnet20")
+    assert "With 3 and 5 seeds no permutation p-value can fall below 0.018, nor below 0.089" in verdict_text(three_seeds)
     assert judgment_table(clear).count("\n") == 2 + 6 and "| simam − eca | 5, 5 |" in judgment_table(clear)
 
 

@@ -60,7 +60,8 @@ def test_welch_interval_is_the_difference_plus_minus_t_standard_errors():
 
 def test_permutation_p_counts_every_split(monkeypatch):
     # {1, 2} against {3, 4}: of the 6 ways to split the four values in two pairs, two differ by 2 in size.
-    assert stats.permutation_p([1, 2], [3, 4]) == (pytest.approx(2 / 6), True)
+    assert stats.permutation_p([1, 2], [3, 4]) == (pytest.approx(2 / 6), True) and stats.smallest_permutation_p(2, 2) == 2 / 6
+    assert stats.permutation_p([5, 6], [1, 2, 3]) == (pytest.approx(1 / 10), True) == (stats.smallest_permutation_p(2, 3), True)
     p, exact = stats.permutation_p(list(range(10)), [v + 100 for v in range(10)])  # 184,756 splits
     assert exact and p == pytest.approx(2 / math.comb(20, 10))
     a, b = [0.3 * v for v in range(10)], [0.3 * v + 0.5 for v in range(10)]

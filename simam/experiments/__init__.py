@@ -45,16 +45,18 @@ from simam.experiments.grid import LOG, RunOutcome, check_extra_args, launch_com
 from simam.experiments.grid import visible_gpus, worker_slots
 from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan, plan_lambda_ablation
 from simam.experiments.plots import plot_lambda_ablation, plot_seeds, plot_summary, write_summary
-from simam.experiments.readme import README_END, README_START, results_section, simam_gain, update_readme, write_figures
+from simam.experiments.readme import README_END, README_START, grid_commands, results_section, simam_gain, update_readme
+from simam.experiments.readme import write_figures
 from simam.experiments.results import RESULTS, RUNS, append_result, pending, read_results, result_line, results_path
 from simam.experiments.summary import Cell, overrides, summarise, summary_csv, summary_markdown
 from simam.experiments.verdict import Comparison, Judgment, grid_seeds_needed, judge, judgment_table, verdict_text
 
 __all__ = [
     "DEFAULT_ATTENTIONS", "LOG", "README_END", "README_START", "RESULTS", "RUNS", "Cell", "Comparison", "GridError",
-    "Judgment", "RunOutcome",
-    "RunSpec", "append_result", "check_extra_args", "grid_seeds_needed", "judge", "judgment_table", "launch_command", "overrides", "pending", "plan",
-    "plan_lambda_ablation", "plot_lambda_ablation", "plot_seeds", "plot_summary", "read_results", "result_line", "results_path",
+    "Judgment", "RunOutcome", "RunSpec", "append_result", "check_extra_args", "grid_commands", "grid_seeds_needed",
+    "judge", "judgment_table", "launch_command", "overrides", "pending", "plan", "plan_lambda_ablation",
+    "plot_lambda_ablation", "plot_seeds", "plot_summary", "read_results", "result_line", "results_path",
     "results_section", "run_grid", "run_one", "shell_commands", "simam_gain", "summarise", "summary_csv",
-    "summary_markdown", "update_readme", "verdict_text", "visible_gpus", "worker_slots", "write_figures", "write_summary",
+    "summary_markdown", "update_readme", "verdict_text", "visible_gpus", "worker_slots", "write_figures",
+    "write_summary",
 ]

@@ -68,18 +68,23 @@ def simam_gain(cells: Sequence[Cell], model: str) -> tuple[float, float] | None:
     return simam.mean - plain.mean, math.sqrt(plain.std**2 / plain.n + simam.std**2 / simam.n)
 
 
-def _reproduce(cells: Sequence[Cell], out: str | Path) -> str:
-    if cells[0].overrides:  # the trainer options behind the table are in the results file, not in the label
-        return ""
-    by_target: dict[int, dict[str, None]] = defaultdict(dict)  # cells of one grid may have different targets
+def grid_commands(cells: Sequence[Cell], out: str | Path) -> list[str]:
+    """The commands that reproduce, or continue, the grid behind ``cells`` (one table without trainer
+    overrides): one per number of seeds asked, since cells of one grid may have different targets."""
+    by_target: dict[int, dict[str, None]] = defaultdict(dict)
     for cell in cells:
         if cell.lambda_ in (None, PAPER_LAMBDA):
             by_target[cell.seeds_asked][cell.attention] = None
     models = ",".join(dict.fromkeys(cell.model for cell in cells))
-    commands = [f"python -m simam.experiments run --models {models} --attentions {','.join(attentions)} "
-                f"--datasets {cells[0].dataset} --seeds {seeds} --recipe {cells[0].recipe} --out {out}"
-                for seeds, attentions in sorted(by_target.items(), reverse=True)]
-    return "\nTo reproduce (or continue) it:\n\n```sh\n" + "\n".join(commands) + "\n```\n"
+    return [f"python -m simam.experiments run --models {models} --attentions {','.join(attentions)} "
+            f"--datasets {cells[0].dataset} --seeds {seeds} --recipe {cells[0].recipe} --out {out}"
+            for seeds, attentions in sorted(by_target.items(), reverse=True)]
+
+
+def _reproduce(cells: Sequence[Cell], out: str | Path) -> str:
+    if cells[0].overrides:  # the trainer options behind the table are in the results file, not in the label
+        return ""
+    return "\nTo reproduce (or continue) it:\n\n```sh\n" + "\n".join(grid_commands(cells, out)) + "\n```\n"
 
 
 def figure_paths(out: str | Path, cell: Cell) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simam import stats
 from simam.experiments.plan import plan_lambda_ablation
@@ -93,16 +93,13 @@ def judge(cells: Sequence[Cell], model: str) -> Judgment | None:
             continue
         welch_holm = stats.holm([row.p_welch for row in rows])
         permutation_holm = stats.holm([row.p_permutation for row in rows])
-        against_none[metric] = [_adjusted(row, w, p) for row, w, p in zip(rows, welch_holm, permutation_holm)]
+        against_none[metric] = [replace(row, holm_welch=w, holm_permutation=p)
+                                for row, w, p in zip(rows, welch_holm, permutation_holm)]
         versus = None if best is None else compare(found["simam"], found[best], metric)
         if versus is not None:
             simam_vs_best[metric] = versus
     return Judgment(model, against_none, best, simam_vs_best, grid_seeds_needed(cells, model),
                     {a: found[a].n for a in ATTENTIONS if a in found})
-
-
-def _adjusted(row: Comparison, holm_welch: float, holm_permutation: float) -> Comparison:
-    return Comparison(**{**row.__dict__, "holm_welch": holm_welch, "holm_permutation": holm_permutation})
 
 
 def grid_seeds_needed(cells: Sequence[Cell], model: str, effect: float = EFFECT) -> int | None:
@@ -153,8 +150,7 @@ def _claim(row: Comparison, corrected: bool) -> str:
 def _outcome(row: Comparison, versus: str) -> str:
     if row.established():
         return f"SimAM **beats {versus}**"
-    reverse = Comparison(**{**row.__dict__, "difference": -row.difference})
-    if reverse.established():
+    if replace(row, difference=-row.difference).established():
         return f"**{versus} beats SimAM**"
     return f"SimAM is **not shown to beat {versus}**"
 
@@ -172,6 +168,12 @@ def verdict_text(judgment: Judgment) -> str:
     for metric, row in judgment.simam_vs_best.items():
         parts.append(f"Against {judgment.best_other}, the best other module, on the {METRICS[metric]}: "
                      f"{_claim(row, False)}: {_outcome(row, judgment.best_other)}.")
+    simam, compared = judgment.against_none["final"][-1], len(judgment.against_none["final"])
+    floor = stats.smallest_permutation_p(simam.n, simam.n_baseline)
+    if compared * floor >= LEVEL:
+        parts.append(f"With {simam.n} and {simam.n_baseline} seeds no permutation p-value can fall below {floor:.3f}, "
+                     f"nor below {compared * floor:.3f} after Holm's correction over {compared}: at this budget the "
+                     f"grid cannot establish a gain by both tests, however large.")
     seeds = ", ".join(f"{n} {attention}" for attention, n in judgment.seeds.items())
     if judgment.seeds_needed is not None:
         parts.append(f"A {EFFECT:g}-point effect, at the spread this grid measures without attention and with "
