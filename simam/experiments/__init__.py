@@ -35,6 +35,11 @@ differs from the recipe): the mean and sample standard deviation of the *final* 
 seeds, the number of seeds (marked when fewer than asked), Table 2's value (:mod:`simam.paper_results`)
 and the difference, as Markdown and CSV, and plots.
 
+**Verdict** (:mod:`simam.experiments.verdict`, on :mod:`simam.stats`): each module against the
+network without attention and SimAM against the best other module, with Welch's 95% interval,
+Welch's and an exact permutation test's p-values and Holm's correction, as a table and generated
+sentences; ``readme`` prints them with the figures (``plot_seeds``, ``plot_lambda_ablation``).
+
 **The lambda study** (``--lambda-ablation``): the paper's Figure 4 grid, ResNet-20 with SimAM for
 lambda from 1e-1 down to 1e-6 plus the baseline without attention, on CIFAR-100 as the paper's
 figure is (``--datasets`` changes it).
