@@ -69,6 +69,7 @@ from simam.config import PAPER
 from simam.paper_results import paper_accuracy
 from simam.plots import plot_training_curves
 from simam.runs import FINAL, read_metrics
+from simam.stats import seeds_needed
 from simam.train import learning_rate
 
 QUICK = simam.quick_mode()
@@ -156,9 +157,9 @@ assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(
 # (computed below). `simam.config.QUICK` is what the package does with a quarter of an hour of such a
 # CPU: about eight epochs, sized at the speed printed below. Two things make that quarter of an
 # hour go far. The trainer computes in bfloat16 where the CPU does so natively (AVX-512 BF16 or
-# AMX), and it compiles SimAM's formula into one fused kernel per shape, which takes SimAM's share
-# of the step from about a third to a few percent (the package's `simam/train.py` gives the
-# measurements, `python -m simam.bench train` prints them on your machine). The recipe itself
+# AMX), and it compiles SimAM's formula into one fused kernel per shape, which shrinks SimAM's
+# share of the step severalfold (the README's benchmarks give the measurements on two CPUs, and
+# `python -m simam.bench train` prints them on your machine). The recipe itself
 # changes only the optimisation, never the network, and each change is a standard trick for short
 # runs:
 #
@@ -395,23 +396,23 @@ if finished:
 
 # %% [markdown]
 # Every seed of the grid gives one more final accuracy per network. With two or more seeds of
-# both networks, their spread replaces the paper's in the power computation of the next section:
+# both networks, their spread gives the power computation of the next section a second answer,
+# beside the one from the paper's spread:
 
 # %%
-grid_cells = {cell.attention: cell for cell in experiments.summarise(experiments.read_results(RESULTS))
-              if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides and cell.lambda_ in (None, 1e-4)}
+grid_cells = [cell for cell in experiments.summarise(experiments.read_results(RESULTS))
+              if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides and cell.lambda_ in (None, 1e-4)]
+by_attention = {cell.attention: cell for cell in grid_cells}
 for attention in ATTENTIONS:
-    cell = grid_cells.get(attention)
+    cell = by_attention.get(attention)
     spread = "" if cell is None or cell.std is None else f", standard deviation {cell.std:.2f} points"
     print(f"ResNet-20 + {attention:<6} seeds finished: {0 if cell is None else cell.n}"
           + ("" if cell is None else f", mean {cell.mean:.2f}%{spread}"))
-GRID_SPREAD = None  # (sd without attention, sd with SimAM) over the grid's seeds, once each has two
-if all(attention in grid_cells and grid_cells[attention].n >= 2 for attention in ATTENTIONS):
-    GRID_SPREAD = (grid_cells["none"].std, grid_cells["simam"].std)
-    gain, error = experiments.simam_gain(list(grid_cells.values()), "resnet20")
+if experiments.grid_seeds_needed(grid_cells, "resnet20") is not None:  # two seeds of each
+    gain, error = experiments.simam_gain(grid_cells, "resnet20")
     print(f"SimAM - none with the quick recipe: {gain:+.2f} ± {error:.2f} points")
 else:
-    print("fewer than two seeds per network so far: the next section uses the paper's spread")
+    print("fewer than two seeds per network so far: the next section uses the paper's spread only")
 
 # %% [markdown]
 # ## 5. What one run can and cannot show
@@ -458,16 +459,15 @@ for n in (1, 2, 5, 10):
           f"gain / SE = {gain / difference_se(n):.1f}")
 
 alpha, power = 0.05, 0.80
-z_alpha, z_power = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
-runs_needed = variance_sum * (z_alpha + z_power) ** 2 / gain**2
-print(f"runs per network to detect {gain:.2f} points (two-sided alpha {alpha}, power {power:.0%}): "
-      f"{runs_needed:.2f} -> {math.ceil(runs_needed)}")
+z_alpha = NormalDist().inv_cdf(1 - alpha / 2)
+runs_needed = seeds_needed(sd_plain, sd_simam, gain, alpha, power)  # the formula above, rounded up
+print(f"runs per network to detect {gain:.2f} points (two-sided alpha {alpha}, power {power:.0%}): {runs_needed}")
 for delta in (0.2, 0.1):
-    print(f"  ... to detect {delta:.1f} points: {math.ceil(variance_sum * (z_alpha + z_power) ** 2 / delta**2)}")
-if GRID_SPREAD is not None:  # section 4: the spread of the course's own quick-recipe runs
-    grid_runs = sum(sd**2 for sd in GRID_SPREAD) * (z_alpha + z_power) ** 2 / gain**2
-    print(f"  ... with the quick recipe's own spread ({GRID_SPREAD[0]:.2f} and {GRID_SPREAD[1]:.2f} points): "
-          f"{grid_runs:.2f} -> {math.ceil(grid_runs)}")
+    print(f"  ... to detect {delta:.1f} points: {seeds_needed(sd_plain, sd_simam, delta, alpha, power)}")
+grid_needed = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4)  # the same function, chapter 6 too
+if grid_needed is not None:  # section 4: the spread of the course's own quick-recipe runs
+    print(f"  ... to detect 0.4 points with the quick recipe's own spread ({by_attention['none'].std:.2f} and "
+          f"{by_attention['simam'].std:.2f} points): {grid_needed}")
 single_run_power = NormalDist().cdf(gain / difference_se(1) - z_alpha)
 print(f"power of one run per network to find the {gain:.2f}-point gain at alpha {alpha}: {single_run_power:.0%}")
 plain_ahead = NormalDist().cdf(-gain / difference_se(1))
@@ -485,7 +485,9 @@ for name, mean in (("none", mean_plain), ("simam", mean_simam)):
 # - **With the paper's five runs the gain stands out**, about 3.4 standard errors, *if* the spreads
 #   of Table 2 are the seed-to-seed standard deviations they appear to be. The normal approximation
 #   asks for 4 runs per network to find 0.4 points with 80% power at the 5% level; finding a 0.1-point
-#   gain would take 54 runs per network.
+#   gain would take 54 runs per network. The quick recipe's runs scatter more than the paper's (the
+#   grid's spread, section 4), so the same 0.4 points need more seeds there: the last of those lines,
+#   computed by `experiments.grid_seeds_needed`, the function chapter 6 applies to the same grid.
 # - **One run per network cannot show it.** The difference of two single runs has a standard error
 #   of about 0.26 points, so a 0.4-point gain is 1.5 standard errors: a single pair of runs finds it
 #   at the 5% level only a third of the time, and puts the plain network ahead in about one pair
@@ -522,16 +524,18 @@ assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)  # p(1 - p) <= 1/4 for e
 # - what SimAM costs in training speed on this hardware (the timing cell above; on a shared CPU
 #   that ratio is itself noisy, chapter 4 measures it properly).
 #
-# What it **cannot** show is whether SimAM helps. The networks stopped after about one epoch, far
-# below the 92% where the paper's 0.4 points were measured, and the effect of an attention module
-# early in training need not be the effect at the end. The binomial noise of 1,000 test images
-# alone is 1.5 points per network, several times the effect in question; there is one seed per network, so the
-# seed-to-seed spread, which is also larger at this stage of training, cannot even be estimated.
-# Whatever sign the difference above has, and however often the lead changed along the curves, it
-# is not evidence for or against the paper. On a GPU the
-# same cell trains the full recipe, and one run per network then gives two numbers to set against
-# Table 2, each within a fraction of a point of the paper's mean or not. Whether SimAM *beats* the
-# baseline needs several seeds per network, which is what chapter 6 runs.
+# What it **cannot** show is whether SimAM helps. In quick mode the networks stopped after about
+# one epoch (the configuration cell of section 2 prints the count), far below the 92% where the
+# paper's 0.4 points were measured, and the effect of an attention module early in training need
+# not be the effect at the end. The binomial noise of the few test images they are scored on in
+# quick mode, printed above, is several times the effect in question; there is one seed per network,
+# so the seed-to-seed spread, which is also larger at this stage of training, cannot even be
+# estimated. Whatever sign the difference above has, and however often the lead changed along the
+# curves, it is not evidence for or against the paper. On a GPU the same cell trains the whole quick
+# recipe on all the images: one run per network then gives two numbers to set beside the course's
+# grid of section 4, several points below Table 2 as every quick-recipe run is (about 8 epochs,
+# not the paper's 164). Whether SimAM *beats* the baseline needs several seeds per network: chapter
+# 6 judges the course's grid.
 
 # %% [markdown]
 # ## 6. Resuming a run
@@ -606,10 +610,10 @@ print(f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; last 
 quick_epochs, paper_epochs = QUICK_RECIPE.iterations * QUICK_RECIPE.batch_size / 50_000, PAPER.iterations * PAPER.batch_size / 50_000
 assert math.isclose(paper_epochs, 163.84)
 print(f"2. quick recipe {quick_epochs:.1f} epochs, paper {paper_epochs:.1f}")
-# 3. n grows with the sum of the variances: twice the deviations, four times the runs.
-doubled = 4 * variance_sum * (z_alpha + z_power) ** 2 / gain**2
-assert math.isclose(doubled, 4 * runs_needed)
-print(f"3. {doubled:.1f} -> {math.ceil(doubled)} runs per network")
+# 3. n grows with the sum of the variances: twice the deviations, four times the runs (before rounding up).
+doubled = seeds_needed(2 * sd_plain, 2 * sd_simam, gain, alpha, power)
+assert 4 * (runs_needed - 1) < doubled <= 4 * runs_needed
+print(f"3. {doubled} runs per network (one deviation each: {runs_needed})")
 # 4. sqrt(p (1 - p) / N), in points.
 binomial_se = 100 * math.sqrt(0.92 * 0.08 / 10_000)
 assert 0.27 < binomial_se < 0.28

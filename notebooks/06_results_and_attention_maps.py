@@ -24,7 +24,8 @@
 # 2. **A grid of runs.** `simam.experiments` trains every combination of networks, attention
 #    modules, data sets and seeds as ordinary training runs (chapter 5), records one line per
 #    finished run in an append-only results file, and resumes an interrupted grid.
-# 3. **The summary** of a results file: mean and standard deviation over seeds beside Table 2.
+# 3. **The summary** of a results file: mean and standard deviation over seeds beside Table 2,
+#    and the course's **verdict** on its own grid: intervals, p-values and every seed drawn.
 # 4. **The $\lambda$ study** of the paper's Figure 4.
 # 5. **Attention maps**: Grad-CAM of every network's last stage, and SimAM's own 3-D weights.
 #
@@ -60,6 +61,7 @@ from IPython.display import Markdown, display
 import simam
 import simam.config
 from simam import experiments
+from simam.experiments import verdict
 from simam.data import CifarLoader, balanced_subset, course_cifar10
 from simam.maps import grad_cam, plot_attention_maps, simam_modules, simam_weights
 from simam.paper_results import ATTENTIONS, CITATION, PAPER_TABLE2
@@ -89,26 +91,42 @@ display(Markdown("\n".join([header, *rows])))
 # seeds per cell and sample standard deviations $s_1, s_2$, the standard error of a difference of
 # two means is $\sqrt{s_1^2/n + s_2^2/n}$. Dividing each module's gain over the baseline by it
 # gives a rough $z$ score (Welch's $t$ with about 8 degrees of freedom; $|t| > 2.3$ would be
-# significant at 5%, before any correction for the 40 comparisons the table makes):
+# significant at 5%, before any correction for the many comparisons the table makes, counted at the
+# end of the cell's output):
 
 # %%
 SEEDS_IN_PAPER = 5
+BAR = 2.3
+
+
+def paper_t(dataset: str, model: str, attention: str) -> tuple[float, float]:
+    """Table 2's gain of ``attention`` over no attention, in points, and its rough t score."""
+    (base_mean, base_std), (mean, std) = PAPER_TABLE2[dataset, model, "none"], PAPER_TABLE2[dataset, model, attention]
+    return mean - base_mean, (mean - base_mean) / math.sqrt((base_std**2 + std**2) / SEEDS_IN_PAPER)
+
+
 for dataset in ("cifar10", "cifar100"):
     for model in ("resnet20", "resnet56", "resnet110"):
-        base_mean, base_std = PAPER_TABLE2[dataset, model, "none"]
-        scores = []
-        for attention in ATTENTIONS[1:]:
-            mean, std = PAPER_TABLE2[dataset, model, attention]
-            error = math.sqrt((base_std**2 + std**2) / SEEDS_IN_PAPER)
-            scores.append(f"{attention} {mean - base_mean:+.2f} (t = {(mean - base_mean) / error:+.1f})")
+        scores = [f"{a} {paper_t(dataset, model, a)[0]:+.2f} (t = {paper_t(dataset, model, a)[1]:+.1f})" for a in ATTENTIONS[1:]]
         print(f"{dataset:8s} {model:9s}  " + ",  ".join(scores))
+comparisons = [key for key in PAPER_TABLE2 if key[2] != "none"]
+print(f"Table 2 compares a module with no attention {len(comparisons)} times "
+      f"({len(comparisons) // 2} per data set); gains with t > {BAR}, over all its networks:")
+for dataset in ("cifar10", "cifar100"):
+    clear = [(m, a) for d, m, a in comparisons if d == dataset and paper_t(d, m, a)[1] > BAR]
+    per_module = ", ".join(f"{a} {sum(x == a for _, x in clear)}" for a in ATTENTIONS[1:])
+    print(f"  {dataset}: {len(clear)} of {len(comparisons) // 2} ({per_module} of {len(comparisons) // 10} networks each)")
 
 # %% [markdown]
-# On CIFAR-10 only one gain clears that bar comfortably: SimAM's 0.40 points on ResNet-20. On
-# ResNet-56 and ResNet-110 SimAM gains about 0.2 points, under two standard errors, and CBAM gains
-# more on both. On CIFAR-100 the gains are mostly larger, and SimAM is among the best modules
-# without standing apart: first on ResNet-20, behind SE on ResNet-56, behind SE and CBAM on ResNet-110. A reproduction therefore needs five seeds per cell too, and should
-# be read the same way: a difference of a tenth of a point between two modules is noise.
+# On CIFAR-10's three ResNets two gains clear that bar: SimAM's 0.40 points on ResNet-20 and
+# CBAM's on ResNet-56. On ResNet-56 and ResNet-110 SimAM gains about 0.2 points, under two
+# standard errors, and CBAM gains more on both. On CIFAR-100 the gains are mostly larger, and SimAM
+# is among the best modules without standing apart: first on ResNet-20, behind SE on ResNet-56,
+# behind SE and CBAM on ResNet-110. Over all eight networks (the last lines), SimAM's gain clears
+# the bar on more networks than any other module's, on both data sets, while most of the table's
+# comparisons do not clear it, and a bar left uncorrected for that many comparisons lets some
+# through by chance. A reproduction therefore needs several seeds per cell too, and should be read
+# the same way: a difference of a tenth of a point between two modules is noise.
 #
 # ## 6.2 A grid of runs
 #
@@ -214,30 +232,82 @@ plt.show()
 # once, so they sit far below Table 2, and the gaps between modules are those of different random
 # starting points, not of the modules.
 #
-# The course's own Table 2 is a grid of whole quick-recipe runs on a 2-core CPU, made once and
-# committed in `results/results.jsonl` (chapter 5, section 4): four or more seeds per cell, and the
-# grid asks five without attention and with SimAM, whose difference is the one the paper is about. Its summary
-# beside the paper, and SimAM's gain over the plain network with its standard error once each has
-# two seeds. A cell with fewer seeds than the grid's largest request is marked, and the command
-# printed below continues the grid to that many seeds everywhere (finished runs are skipped):
+# The course's own Table 2 is a grid of whole quick-recipe runs on a 2-core CPU, committed in
+# `results/results.jsonl` (chapter 5, section 4). Each cell's runs say how many seeds they were
+# asked for, and a cell with fewer is marked. Its summary beside the paper, and the commands that
+# reproduce the grid or continue it to what it asks (finished runs are skipped):
 
 # %%
 COURSE_RESULTS = simam.zoo.DEFAULT_RESULTS  # results/ of this checkout of the course
-course_lines = [line for line in experiments.read_results(COURSE_RESULTS)  # the grid, not other studies
-                if line["model"] == "resnet20" and line["recipe"] == "quick" and line["lambda"] in (None, 1e-4)
-                and not experiments.overrides(line["config"], line["recipe"])]
-asked = max((line["seeds_asked"] for line in course_lines), default=3)
-print("python -m simam.experiments run --models resnet20 --attentions none,se,cbam,eca,gc,simam "
-      f"--datasets cifar10 --seeds {asked} --recipe quick --out results/")
-if course_lines:
-    course_cells = experiments.summarise(course_lines)  # seeds asked: the grid's largest request
-    display(Markdown(experiments.summary_markdown(course_cells)))
-    gain = experiments.simam_gain(course_cells, "resnet20")
-    print("SimAM - none: " + ("needs two seeds of each" if gain is None else f"{gain[0]:+.2f} ± {gain[1]:.2f} points"))
+course_lines = experiments.read_results(COURSE_RESULTS)
+course_cells = [cell for cell in experiments.summarise(course_lines)  # the grid, not other budgets
+                if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides]
+grid_cells = [cell for cell in course_cells if cell.lambda_ in (None, 1e-4)]  # the lambda study: section 6.4
+if grid_cells:
+    display(Markdown(experiments.summary_markdown(grid_cells)))
+    print("\n".join(experiments.grid_commands(grid_cells, "results/")))
 else:
-    print("No results in results/results.jsonl yet: the command above makes them.")
+    print("No results in results/results.jsonl yet: python -m simam.experiments run --models resnet20 "
+          "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe quick --out results/")
 print("The paper's recipe, on a GPU: python -m simam.experiments run --models resnet20,resnet56 "
       "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe paper --out results/")
+
+# %% [markdown]
+# ### The verdict
+#
+# Is SimAM's gain over the plain network real at this budget, and does SimAM beat the other
+# modules? `experiments.judge` answers from the cells, the same way for every module:
+#
+# * the **difference of the means** in points, with **Welch's 95% interval** (the standard error
+#   $\sqrt{s_1^2/n_1 + s_2^2/n_2}$ times Student's $t$ quantile at the Welch–Satterthwaite degrees
+#   of freedom, so unequal spreads and seed counts are allowed);
+# * **two p-values**: Welch's $t$-test, and an exact **permutation test**, which counts, over every
+#   way of splitting the pooled seeds into two groups of the same sizes, how often the difference
+#   is as large as the one observed. It needs no normality, only that the seeds are exchangeable
+#   when the modules do not matter;
+# * **Holm's correction** over the five modules compared with no attention: the $k$-th smallest
+#   p-value is multiplied by $6 - k$, so that the chance of any false "established" among the
+#   five stays at most 5%;
+# * SimAM against the **best other module** (highest mean), one comparison, uncorrected.
+#
+# A gain is *established* when it is positive and both p-values, Holm-adjusted, are below 0.05.
+# The same on the flip-averaged accuracy, beside. Table and sentences are generated from the
+# results file; the README's results section prints the same text.
+
+# %%
+judgment = experiments.judge(grid_cells, "resnet20")
+if judgment is None:
+    print("The verdict needs two seeds without attention and two with SimAM.")
+else:
+    display(Markdown(experiments.judgment_table(judgment)))
+    display(Markdown(experiments.verdict_text(judgment)))
+
+# %% [markdown]
+# Every seed as a dot, each mean with its 95% interval; on the right each module's difference from
+# the plain network with Welch's interval, beside the same difference in the paper's Table 2 (its
+# 5 runs per cell, from the printed standard deviations). The quick recipe's accuracies sit several
+# points below the paper's, so compare the differences, not the levels.
+
+# %%
+if judgment is not None:
+    figure = experiments.plot_seeds(grid_cells, "resnet20")
+    plt.show()
+
+# %% [markdown]
+# How many seeds would settle a gain of the paper's size? Chapter 5 derived the normal
+# approximation for the runs per network that a two-sided 5% test needs to find 0.4 points with
+# 80% power; applied to the spread this grid measures, by the same function as in chapter 5:
+
+# %%
+needed = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4)
+if needed is None:
+    print("needs two seeds without attention and two with SimAM")
+else:
+    have = {cell.attention: cell for cell in grid_cells}
+    print(f"spread over seeds: {have['none'].std:.2f} points without attention, {have['simam'].std:.2f} with SimAM")
+    print(f"seeds per network to find 0.4 points: {needed}; the committed grid has {have['none'].n} without "
+          f"attention and {have['simam'].n} with SimAM"
+          + ("" if min(have["none"].n, have["simam"].n) >= needed else ": fewer, so a real 0.4-point gain may go unseen"))
 
 # %% [markdown]
 # The README's results section is made from the same file by a command, never typed:
@@ -283,18 +353,20 @@ else:
     print(f"{len(ablation) - len(study)} runs of the study have no results under {ablation_out} yet.")
 
 # %% [markdown]
-# Those runs show the machinery. The course's own study of $\lambda$ uses whole quick-recipe runs on
-# CIFAR-10, two seeds per value, committed beside the Table 2 grid:
+# Those runs show the machinery. The course's own study of $\lambda$ uses whole quick-recipe runs
+# on CIFAR-10, two seeds per value (the grid's runs give $10^{-4}$ and the baseline). How many of its
+# runs are in the results file, the command that runs or continues it, and what it has so far:
+# every seed against $\lambda$, with the plain network's mean and its 95% interval as a band.
 
 # %%
-course_study = experiments.plan_lambda_ablation(seeds=2, recipe="quick", dataset="cifar10")
-done = {line["run_id"] for line in experiments.read_results(COURSE_RESULTS)} & {spec.run_id for spec in course_study}
-print(f"{len(done)} of its {len(course_study)} runs are in {experiments.results_path(COURSE_RESULTS).name}"
-      + ("" if done else ": not yet run") + ". To run or continue it:")
-print("python -m simam.experiments run --lambda-ablation --datasets cifar10 --seeds 2 --recipe quick --out results/")
-if len(done) == len(course_study):
-    figure = experiments.plot_lambda_ablation([line for line in experiments.read_results(COURSE_RESULTS)
-                                               if line["run_id"] in done])
+finished, planned = verdict.lambda_study_runs(course_lines, "cifar10", "quick")
+print(f"{finished} of the study's {planned} runs off the grid's lambda are in "
+      f"{experiments.results_path(COURSE_RESULTS).name}. To run or continue it:")
+print(verdict.lambda_study_command("cifar10", "quick"))
+if any(cell.attention == "simam" for cell in course_cells):
+    display(Markdown(verdict.lambda_points(course_cells, "resnet20")))
+if verdict.lambda_studies(course_cells):
+    figure = experiments.plot_lambda_ablation(course_cells)
     plt.show()
 
 # %% [markdown]

@@ -38,6 +38,7 @@ from simam.experiments import (
     plan,
     plan_lambda_ablation,
     plot_lambda_ablation,
+    plot_seeds,
     plot_summary,
     read_results,
     results_section,
@@ -45,9 +46,14 @@ from simam.experiments import (
     summarise,
     summary_csv,
     summary_markdown,
+    judge,
+    judgment_table,
     update_readme,
+    verdict_text,
     worker_slots,
+    write_figures,
 )
+from simam.experiments.verdict import lambda_points
 from simam.experiments.__main__ import main
 from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
 from simam.config import QUICK, changed_settings
@@ -397,6 +403,65 @@ def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
         plot_lambda_ablation(SYNTHETIC[:3])
 
 
+def test_each_cell_is_asked_the_seeds_of_its_own_runs():
+    lines = [line("none", s, 0.8, seeds_asked=10) for s in range(5)] + [line("se", s, 0.8, seeds_asked=5) for s in range(5)]
+    table = summary_markdown(summarise(lines))
+    assert "| none |  | quick | 5 of 10 * |" in table and "| se |  | quick | 5 |" in table
+
+
+def grid_lines(shift_simam: float) -> list[dict]:
+    """Five seeds per module; SimAM's accuracies sit ``shift_simam`` points above the baseline's."""
+    spread = [-0.2, -0.1, 0.0, 0.1, 0.25]
+    base = {"none": 86.0, "se": 86.1, "cbam": 85.9, "eca": 86.2, "gc": 86.0, "simam": 86.0 + shift_simam}
+    return [dict(line(attention, seed, (mean + spread[(seed + index) % 5]) / 100, seeds_asked=5),
+                 final_test_accuracy_flip=(mean + 0.5 + spread[seed]) / 100)
+            for index, (attention, mean) in enumerate(base.items()) for seed in range(5)]
+
+
+def test_the_verdict_corrects_for_five_modules_and_compares_simam_with_the_best_other():
+    clear, unclear = judge(summarise(grid_lines(1.5)), "resnet20"), judge(summarise(grid_lines(0.1)), "resnet20")
+    for judgment in (clear, unclear):
+        rows = judgment.against_none["final"]
+        assert [row.attention for row in rows] == ["se", "cbam", "eca", "gc", "simam"] and judgment.best_other == "eca"
+        assert all(row.exact and row.holm_welch >= row.p_welch for row in rows)
+        assert sorted(row.holm_permutation for row in rows) == sorted(
+            min(1, max((5 - k) * p for k, p in enumerate(sorted(r.p_permutation for r in rows)[:i + 1])))
+            for i in range(5))
+        assert set(judgment.against_none) == {"final", "flip"} and judgment.seeds == dict.fromkeys(judgment.seeds, 5)
+    assert clear.against_none["final"][-1].established() and not unclear.against_none["final"][-1].established()
+    assert clear.simam_vs_best["final"].established()
+    text = verdict_text(clear)
+    simam = clear.against_none["final"][-1]
+    assert f"simam − none = {simam.difference:+.2f} points (95% CI [{simam.low:+.2f}, {simam.high:+.2f}]" in text
+    assert "SimAM's gain over no attention is **established**" in text and "SimAM **beats eca**" in text
+    assert "SimAM's gain over no attention is **not established**" in verdict_text(unclear)
+    assert "is **not shown to beat eca**" in verdict_text(unclear)
+    assert "needs 3 seeds per network" in text  # sd 0.18 in both: 2 * 0.18^2 * 7.85 / 0.4^2 = 3.2
+    assert "cannot establish" not in text  # 5 + 5 seeds: the smallest permutation p is 2/252, times 5 is 0.04
+    three_seeds = judge(summarise([l for l in grid_lines(1.5) if not (l["attention"] == "simam" and l["seed"] > 2)]), "resnet20")
+    assert "With 3 and 5 seeds no permutation p-value can fall below 0.018, nor below 0.089" in verdict_text(three_seeds)
+    assert judgment_table(clear).count("\n") == 2 + 6 and "| simam − eca | 5, 5 |" in judgment_table(clear)
+
+
+def test_the_verdict_needs_two_seeds_and_the_lambda_table_says_when_there_is_one():
+    assert judge(summarise(grid_lines(1.0)[:26]), "resnet20") is None  # one seed of SimAM
+    cells = summarise([line("simam", 0, 0.87, lambda_=1e-2), line("simam", 0, 0.86), line("simam", 1, 0.87)])
+    assert "| 0.01 | 1 | 87.00 | one seed: no interval |" in lambda_points(cells, "resnet20")
+    assert "| 0.0001 (the grid's) | 2 | 86.50 | [" in lambda_points(cells, "resnet20")
+
+
+def test_the_figures_show_every_seed_and_are_small(tmp_path):
+    lines = grid_lines(0.5) + [line("simam", s, 0.86, lambda_=lam, seeds_asked=2) for lam in (1e-1, 1e-5) for s in (0, 1)]
+    figure = plot_seeds(summarise(lines), "resnet20")
+    left, right = figure.axes
+    assert sum(len(c.get_offsets()) for c in left.collections if c.get_offsets().ndim == 2 and len(c.get_offsets()) == 5) == 30
+    assert len(right.get_legend().get_texts()) == 2  # ours beside the paper's
+    paths = write_figures(lines, tmp_path)
+    assert [p.name for p in paths] == ["cifar10-resnet20-quick-seeds.png", "cifar10-resnet20-quick-lambda.png"]
+    assert all(p.stat().st_size < 100_000 for p in paths)
+    assert write_figures(lines, tmp_path) and [p.read_bytes() for p in paths] == [p.read_bytes() for p in write_figures(lines, tmp_path)]
+
+
 # --------------------------------------------------------------------------------------------------
 # The README section
 
@@ -410,8 +475,11 @@ def test_readme_section_is_generated_between_the_markers_only(tmp_path):
     assert text.startswith(f"# Title\n\n## Results\n\n{README_START}\n") and text.endswith(f"{README_END}\n\n## After\nkept\n")
     assert "old text" not in text and section in text
     assert "### cifar10, quick" in section and "Recipe: quick (about 8 epochs on a 2-core CPU" in section
-    gain, error = 85.0 - 83.0, math.sqrt(statistics.variance([80, 82, 87]) / 3 + statistics.variance([84, 86]) / 2)
-    assert f"resnet20: SimAM − none = {gain:+.2f} ± {error:.2f} points" in section
+    assert "#### resnet20: the verdict" in section and "| simam − none | 2, 3 | +2.00 [" in section
+    assert verdict_text(judge(summarise(gpu_lines), "resnet20")) in section
+    assert "![every seed of resnet20](results/cifar10-resnet20-quick-seeds.png)" in section
+    assert "0 of its 10 runs off the grid's λ are finished" in section
+    assert "run --lambda-ablation --datasets cifar10 --seeds 2 --recipe quick --out results" in section
     assert "--attentions none,simam --datasets cifar10 --seeds 3 --recipe quick --out results" in section
     assert "Hardware: NVIDIA H200 (CUDA 13.0); 1 GPU(s) per run." in section
     assert "Seeds per cell: 2 to 3 (5 runs)." in section and "2 of 3 *" in section

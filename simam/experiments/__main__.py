@@ -12,7 +12,7 @@ from simam.config import OneLineParser
 from simam.experiments.grid import RunOutcome, check_extra_args, run_grid, run_one, shell_commands
 from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan, plan_lambda_ablation
 from simam.experiments.plots import write_summary
-from simam.experiments.readme import update_readme
+from simam.experiments.readme import update_readme, write_figures
 from simam.experiments.results import read_results, results_path
 from simam.experiments.summary import summarise, summary_markdown
 from simam.paper_results import FIGURE4_DATASET
@@ -168,8 +168,11 @@ def _summary(args: argparse.Namespace, extra_args: list[str]) -> int:
 def _readme(args: argparse.Namespace, extra_args: list[str]) -> int:
     if not Path(args.readme).is_file():
         raise GridError(f"{args.readme} not found")
-    update_readme(args.readme, read_results(args.out), args.out, args.seeds)
-    print(f"updated the results section of {args.readme} from {results_path(args.out)}")
+    results = read_results(args.out)
+    figures = write_figures(results, args.out)
+    update_readme(args.readme, results, args.out, args.seeds)
+    print(f"updated the results section of {args.readme} from {results_path(args.out)}"
+          + "".join(f"; wrote {path}" for path in figures))
     return 0
 
 

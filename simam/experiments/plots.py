@@ -3,14 +3,15 @@ the paper's Figure 4, and the summary files (Markdown, CSV and the plots) writte
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from simam import stats
 from simam.experiments.plan import GridError
 from simam.experiments.summary import Cell, summarise, summary_csv, summary_markdown
-from simam.paper_results import PAPER_LAMBDA
+from simam.experiments.verdict import compare, grid_cells, lambda_studies
+from simam.paper_results import ATTENTIONS, PAPER_LAMBDA, PAPER_TABLE2
 
 
 def plot_summary(cells: Sequence[Cell]):
@@ -44,41 +45,83 @@ def plot_summary(cells: Sequence[Cell]):
     return figure
 
 
-def _lambda_studies(cells: Sequence[Cell]) -> dict[tuple, list[Cell]]:
-    """The cells of each (dataset, model, recipe) that has SimAM at two lambdas or more."""
-    studies: dict[tuple, list[Cell]] = defaultdict(list)
-    for cell in cells:
-        if cell.attention == "simam":
-            studies[(cell.dataset, cell.model, cell.recipe_label)].append(cell)
-    return {key: sorted(group, key=lambda c: c.lambda_) for key, group in studies.items() if len(group) > 1}
+def _seed_dots(axis, x: float, values: Sequence[float], color: str, label: str | None = None) -> None:
+    """Every seed as a dot, spread sideways in seed order so that equal accuracies stay visible."""
+    offsets = [0.0] if len(values) == 1 else [-0.15 + 0.3 * i / (len(values) - 1) for i in range(len(values))]
+    axis.scatter([x + o for o in offsets], values, s=12, color=color, alpha=0.6, linewidths=0, label=label)
 
 
 def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, Any]]):
-    """Final test accuracy against SimAM's lambda (log axis), mean ± sample std over seeds, with the
-    baseline without attention as a band, as the paper's Figure 4. Takes cells or result lines."""
+    """Final test accuracy against SimAM's lambda (log axis) as the paper's Figure 4: every seed as a
+    dot, the means joined by a line with the 95% interval of each mean that has two seeds or more, and
+    the network without attention as a band (its mean and the 95% interval of it). Takes cells or
+    result lines."""
     import matplotlib.pyplot as plt
 
     cells = list(cells_or_results)
     if cells and isinstance(cells[0], dict):
         cells = summarise(cells)
-    studies = _lambda_studies(cells)
+    studies = lambda_studies(cells)
     if not studies:
         raise GridError("no lambda study in these results: SimAM at two lambdas or more is needed")
-    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
+    figure, axis = plt.subplots(figsize=(6, 3.6), layout="constrained")
     for index, ((dataset, model, recipe), group) in enumerate(sorted(studies.items())):
         color = f"C{index}"
-        axis.errorbar([c.lambda_ for c in group], [c.mean for c in group], yerr=[c.std or 0 for c in group],
-                      marker="o", capsize=3, color=color, label=f"{model} + simam, {dataset}, {recipe}")
+        axis.plot([c.lambda_ for c in group], [c.mean for c in group], marker="o", color=color,
+                  label=f"{model} + simam, {dataset}, {recipe}: mean")
+        for cell in group:
+            axis.scatter([cell.lambda_] * cell.n, cell.accuracies, s=12, color=color, alpha=0.5, linewidths=0)
+            if cell.n >= 2:
+                low, high = stats.mean_interval(cell.accuracies)
+                axis.plot([cell.lambda_] * 2, [low, high], color=color, linewidth=1)
         for base in cells:
             if (base.dataset, base.model, base.recipe_label, base.attention) == (dataset, model, recipe, "none"):
-                axis.axhline(base.mean, color=color, linestyle="--", label=f"{model}, no attention")
-                if base.std:
-                    axis.axhspan(base.mean - base.std, base.mean + base.std, color=color, alpha=0.1)
+                axis.axhline(base.mean, color="gray", linestyle="--", label=f"{model}, no attention ({base.n} seeds)")
+                if base.n >= 2:
+                    axis.axhspan(*stats.mean_interval(base.accuracies), color="gray", alpha=0.15)
     axis.axvline(PAPER_LAMBDA, color="gray", linewidth=0.8, label=f"paper's λ = {PAPER_LAMBDA:g}")
     axis.set_xscale("log")
-    axis.set(xlabel="λ", ylabel="final test accuracy (%)", title="SimAM's λ (paper: Figure 4)")
+    axis.set(xlabel="λ", ylabel="final test accuracy (%)", title="SimAM's λ (paper: Figure 4); bars, band: 95% CI")
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
+    return figure
+
+
+def plot_seeds(cells: Sequence[Cell], model: str):
+    """Left: every seed of every module of ``model`` (one table's cells) as a dot, with each mean and
+    its 95% interval. Right: each module minus no attention with Welch's 95% interval, beside the
+    same difference in the paper's Table 2 (5 runs each). Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    found = grid_cells(cells, model)
+    attentions = [a for a in ATTENTIONS if a in found]
+    if "none" not in found:
+        raise GridError(f"no {model} without attention among these cells: nothing to compare with")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for x, attention in enumerate(attentions):
+        cell = found[attention]
+        _seed_dots(left, x, cell.accuracies, f"C{x}")
+        interval = stats.mean_interval(cell.accuracies) if cell.n >= 2 else (cell.mean, cell.mean)
+        left.errorbar(x, cell.mean, yerr=[[cell.mean - interval[0]], [interval[1] - cell.mean]], fmt="_",
+                      color="black", markersize=14, capsize=4)
+    left.set_xticks(range(len(attentions)), [f"{a}\n{found[a].n} seeds" for a in attentions])
+    left.set(ylabel="final test accuracy (%)", title=f"{model}, {found['none'].recipe_label}: every seed, mean, 95% CI")
+    for x, attention in enumerate(attentions[1:], start=1):
+        ours = compare(found[attention], found["none"])
+        if ours is not None:
+            right.errorbar(x - 0.12, ours.difference, yerr=[[ours.difference - ours.low], [ours.high - ours.difference]],
+                           fmt="o", color=f"C{x}", capsize=3, label="ours" if x == 1 else None)
+        paper, base = PAPER_TABLE2.get((found["none"].dataset, model, attention)), PAPER_TABLE2.get((found["none"].dataset, model, "none"))
+        if paper and base:
+            difference, low, high, _, _ = stats.welch_from_summaries(paper[0], paper[1], 5, base[0], base[1], 5)
+            right.errorbar(x + 0.12, difference, yerr=[[difference - low], [high - difference]], fmt="s", color="black",
+                           markerfacecolor="white", capsize=3, label="paper, Table 2 (5 runs each)" if x == 1 else None)
+    right.axhline(0, color="gray", linewidth=0.8)
+    right.set_xticks(range(1, len(attentions)), attentions[1:])
+    right.set(ylabel="difference (points)", title="module minus no attention, with Welch's 95% CI")
+    right.legend(fontsize="small")
+    for axis in (left, right):
+        axis.grid(axis="y", alpha=0.3)
     return figure
 
 
@@ -91,7 +134,7 @@ def write_summary(cells: Sequence[Cell], folder: str | Path) -> list[Path]:
     paths[0].write_text(summary_markdown(cells))
     paths[1].write_text(summary_csv(cells))
     _save(plot_summary(cells), paths[2])
-    if _lambda_studies(cells):
+    if lambda_studies(cells):
         paths.append(folder / "lambda_ablation.png")
         _save(plot_lambda_ablation(cells), paths[-1])
     return paths
@@ -100,5 +143,5 @@ def write_summary(cells: Sequence[Cell], folder: str | Path) -> list[Path]:
 def _save(figure, path: Path) -> None:
     import matplotlib.pyplot as plt  # imported here: slow to import, and only plotting needs it
 
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: the same file from the same data
     plt.close(figure)

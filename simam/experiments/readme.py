@@ -1,5 +1,6 @@
 """The README's results section, generated from the results file: one table per data set and recipe,
-with the hardware, the seeds, SimAM's gain with its standard error, and the command that reproduces it."""
+with the hardware, the seeds, the course's verdict (:mod:`simam.experiments.verdict`) with its
+figures, the lambda study as far as it has run, and the commands that reproduce or continue them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 from simam.experiments.plan import GridError
 from simam.experiments.results import results_path
 from simam.experiments.summary import Cell, summarise, summary_markdown
+from simam.experiments.verdict import (LAMBDA_STUDY_SEEDS, judge, judgment_table, lambda_points, lambda_studies,
+                                       lambda_study_command, lambda_study_runs, verdict_text)
+from simam.paper_results import FIGURE4_LAMBDAS, FIGURE4_MODEL, PAPER_LAMBDA
 
 README_START = "<!-- simam-results:start -->"
 
@@ -45,7 +49,8 @@ def results_section(results: Sequence[dict[str, Any]], out: str | Path = "result
         parts.append(f"\n### {dataset}, {recipe}\n\n"
                      f"Recipe: {recipe}{label}. Hardware: {'; '.join(devices)}{per_run}. "
                      f"Seeds per cell: {seeds} ({sum(cell.n for cell in group)} runs).\n\n" + summary_markdown(group)
-                     + _simam_gains(group) + _reproduce(group, out))
+                     + _reproduce(group, out) + "".join(_judgment(group, model, out) + _lambda_study(results, group, model, out)
+                                                        for model in dict.fromkeys(cell.model for cell in group)))
     return "".join(parts)
 
 
@@ -63,25 +68,76 @@ def simam_gain(cells: Sequence[Cell], model: str) -> tuple[float, float] | None:
     return simam.mean - plain.mean, math.sqrt(plain.std**2 / plain.n + simam.std**2 / simam.n)
 
 
-def _simam_gains(cells: Sequence[Cell]) -> str:
-    lines = []
-    for model in dict.fromkeys(cell.model for cell in cells):
-        gain = simam_gain(cells, model)
-        if gain is not None:
-            lines.append(f"- {model}: SimAM − none = {gain[0]:+.2f} ± {gain[1]:.2f} points (difference of the means "
-                         f"± its standard error, {gain[0] / gain[1]:+.1f} standard errors)")
-    return "\n" + "\n".join(lines) + "\n" if lines else ""
+def grid_commands(cells: Sequence[Cell], out: str | Path) -> list[str]:
+    """The commands that reproduce, or continue, the grid behind ``cells`` (one table without trainer
+    overrides): one per number of seeds asked, since cells of one grid may have different targets."""
+    by_target: dict[int, dict[str, None]] = defaultdict(dict)
+    for cell in cells:
+        if cell.lambda_ in (None, PAPER_LAMBDA):
+            by_target[cell.seeds_asked][cell.attention] = None
+    models = ",".join(dict.fromkeys(cell.model for cell in cells))
+    return [f"python -m simam.experiments run --models {models} --attentions {','.join(attentions)} "
+            f"--datasets {cells[0].dataset} --seeds {seeds} --recipe {cells[0].recipe} --out {out}"
+            for seeds, attentions in sorted(by_target.items(), reverse=True)]
 
 
 def _reproduce(cells: Sequence[Cell], out: str | Path) -> str:
-    models = ",".join(dict.fromkeys(cell.model for cell in cells))
-    attentions = ",".join(dict.fromkeys(cell.attention for cell in cells))
-    recipe, dataset = cells[0].recipe, cells[0].dataset
-    seeds = max(cell.seeds_asked for cell in cells)
     if cells[0].overrides:  # the trainer options behind the table are in the results file, not in the label
         return ""
-    return (f"\nTo reproduce (or continue) it:\n\n```sh\npython -m simam.experiments run --models {models} "
-            f"--attentions {attentions} --datasets {dataset} --seeds {seeds} --recipe {recipe} --out {out}\n```\n")
+    return "\nTo reproduce (or continue) it:\n\n```sh\n" + "\n".join(grid_commands(cells, out)) + "\n```\n"
+
+
+def figure_paths(out: str | Path, cell: Cell) -> tuple[Path, Path]:
+    """Where the readme command writes the two figures of ``cell``'s table and network: every seed with
+    the differences beside Table 2, and the lambda study."""
+    stem = f"{cell.dataset}-{cell.model}-{cell.recipe}"
+    return Path(out) / f"{stem}-seeds.png", Path(out) / f"{stem}-lambda.png"
+
+
+def _judgment(cells: Sequence[Cell], model: str, out: str | Path) -> str:
+    judgment = judge(cells, model)
+    if judgment is None:
+        return ""
+    cell = next(c for c in cells if c.model == model)
+    figure = "" if cell.overrides else f"\n![every seed of {model}]({figure_paths(out, cell)[0]})\n"
+    return (f"\n#### {model}: the verdict\n\nEach module minus the network without attention, and SimAM minus the "
+            f"best other module: difference of the means in points with Welch's 95% interval, Welch's and an exact "
+            f"permutation test's p-values, and Holm's correction over the modules compared with no attention.\n\n"
+            + judgment_table(judgment) + "\n" + verdict_text(judgment) + figure)
+
+
+def _lambda_study(results: Sequence[dict[str, Any]], cells: Sequence[Cell], model: str, out: str | Path) -> str:
+    cell = next(c for c in cells if c.model == model)
+    if cell.overrides or model != FIGURE4_MODEL or not any(c.model == model and c.attention == "simam" for c in cells):
+        return ""
+    finished, planned = lambda_study_runs(results, cell.dataset, cell.recipe)
+    figure = (f"\n![accuracy against λ]({figure_paths(out, cell)[1]})\n"
+              if any(key[1] == model for key in lambda_studies(cells)) else "")
+    return (f"\n#### {model}: the λ study\n\nThe paper's Figure 4 (ResNet-20 on CIFAR-100) on {cell.dataset}: SimAM at "
+            f"λ = {', '.join(f'{lam:g}' for lam in FIGURE4_LAMBDAS if lam != PAPER_LAMBDA)} beside the grid's "
+            f"{PAPER_LAMBDA:g}, {LAMBDA_STUDY_SEEDS} seeds each. {finished} of its {planned} runs off the grid's λ "
+            f"are finished. To run or continue it:\n\n```sh\n{lambda_study_command(cell.dataset, cell.recipe, str(out))}\n```\n\n"
+            + lambda_points(cells, model) + figure)
+
+
+def write_figures(results: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
+    """The figures that the results section shows, written as PNG files into ``out``; returns their paths."""
+    from simam.experiments.plots import _save, plot_lambda_ablation, plot_seeds
+
+    paths = []
+    for group in _by_table(summarise(results)).values():
+        if group[0].overrides:
+            continue
+        studies = lambda_studies(group)
+        for model in dict.fromkeys(cell.model for cell in group):
+            seeds_path, lambda_path = figure_paths(out, next(c for c in group if c.model == model))
+            if judge(group, model) is not None:
+                _save(plot_seeds(group, model), seeds_path)
+                paths.append(seeds_path)
+            if model == FIGURE4_MODEL and any(key[1] == model for key in studies):
+                _save(plot_lambda_ablation([c for c in group if c.model == model]), lambda_path)
+                paths.append(lambda_path)
+    return paths
 
 
 def _by_table(cells: Sequence[Cell]) -> dict[tuple[str, str], list[Cell]]:

@@ -36,6 +36,8 @@ class Cell:
     paper_std: float | None
     devices: tuple[str, ...]
     gpus_per_run: tuple[int, ...]
+    accuracies: tuple[float, ...] = ()  # every seed's final test accuracy, in seed order
+    flip_accuracies: tuple[float, ...] | None = None  # the same, flip-averaged; None if a run lacks it
 
     @property
     def difference(self) -> float | None:
@@ -65,9 +67,9 @@ def _show(value: Any) -> str:
 
 def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> list[Cell]:
     """Group result lines by (dataset, model, attention, lambda, recipe, overrides) and average the
-    final test accuracy over seeds. ``seeds``: the seeds asked per cell (default: the most that any
-    grid asked for a cell of the same table, i.e. data set, recipe and overrides). A run with
-    several lines counts once (its first line)."""
+    final test accuracy over seeds. ``seeds``: the seeds asked of every cell (default: per cell, the
+    most that any of its runs was asked for, so that cells of one grid may have different targets).
+    A run with several lines counts once (its first line)."""
     first: dict[str, dict[str, Any]] = {}
     for line in results:
         first.setdefault(line["run_id"], line)
@@ -76,20 +78,19 @@ def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> li
         key = (line["dataset"], line["model"], line["attention"], line["lambda"], line["recipe"],
                overrides(line["config"], line["recipe"]))
         groups[key].append(line)
-    asked: dict[tuple, int] = defaultdict(int)  # per table: cells of one grid were asked the same seeds
-    for (dataset, _, _, _, recipe, options), lines in groups.items():
-        table = (dataset, recipe, options)
-        asked[table] = max(asked[table], *(line.get("seeds_asked", 1) for line in lines))
     cells = []
     for (dataset, model, attention, lambda_, recipe, options), lines in groups.items():
+        lines = sorted(lines, key=lambda line: line["seed"])
         accuracies = [100 * line["final_test_accuracy"] for line in lines]
+        flips = [line.get("final_test_accuracy_flip") for line in lines]
         paper = paper_accuracy(dataset, model, attention, lambda_)
         cells.append(Cell(
             dataset, model, attention, lambda_, recipe, options, len(lines),
-            seeds if seeds is not None else asked[(dataset, recipe, options)],
+            seeds if seeds is not None else max(line.get("seeds_asked", 1) for line in lines),
             statistics.mean(accuracies), statistics.stdev(accuracies) if len(lines) > 1 else None,
             paper[0] if paper else None, paper[1] if paper else None,
             tuple(sorted({line["device"] for line in lines})), tuple(sorted({line.get("gpus_per_run", 1) for line in lines})),
+            tuple(accuracies), None if None in flips else tuple(100 * flip for flip in flips),
         ))
     return sorted(cells, key=_cell_order)
 
