@@ -27,6 +27,9 @@
 # setting $\lambda$, and what the course measured. Every number on it is printed by a cell below.
 # The six chapters derive, build, compare and train what this page states; the list at the end says
 # where each thing is shown.
+#
+# The symbols follow the course's one notation, listed in
+# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
@@ -44,6 +47,7 @@ import operator
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 import simam
@@ -205,8 +209,8 @@ plt.show()
 # and committed the results in `results/results.jsonl`. The cell below reads that file and prints
 # the final test accuracy per module beside the paper's Table 2, which used the paper's recipe.
 # The two columns are not the same experiment: compare the differences between modules, not the
-# accuracies. [Chapter 6](06_results_and_attention_maps.ipynb) says how large a difference these
-# seeds can show.
+# accuracies. The verdict below it is [chapter 6](06_results_and_attention_maps.ipynb)'s, generated
+# from the same file: whether the gains are established at this budget, with intervals and p-values.
 
 # %%
 lines = [line for line in experiments.read_results(simam.zoo.DEFAULT_RESULTS)  # the committed grid
@@ -224,6 +228,9 @@ gain = experiments.simam_gain(cells, "resnet20")
 paper_gain = PAPER_TABLE2[("cifar10", "resnet20", "simam")][0] - PAPER_TABLE2[("cifar10", "resnet20", "none")][0]
 print("SimAM − none: " + ("needs two seeds of each" if gain is None else f"{gain[0]:+.2f} ± {gain[1]:.2f} points "
       "(± its standard error)") + f" | paper {paper_gain:+.2f}")
+judgment = experiments.judge(cells, "resnet20")  # the course's verdict, chapter 6 section 6.3
+if judgment is not None:
+    display(Markdown(experiments.verdict_text(judgment)))
 
 # %% [markdown]
 # ## 6. How to read this course

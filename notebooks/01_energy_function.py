@@ -170,7 +170,8 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # ## Notation of the course
 #
 # Every symbol means one thing in all six chapters; this table is where to look one up. "Ch. 1 §3"
-# is chapter 1, section 3. Code uses plain names for the same things (`lambda_`, `mean`, `variance`).
+# is chapter 1, section 3. (Indices such as $i$, $j$, $k$ and the shape letters $C$, $H$, $W$ keep
+# their usual meanings throughout.) Code uses plain names for the same things (`lambda_`, `mean`, `variance`).
 #
 # | symbol | meaning | defined in |
 # | --- | --- | --- |
@@ -197,6 +198,12 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # | $u$ | $d / (2\sqrt{s^2 + \lambda})$, so that $a d^2 = u^2$: the package's fast function works with it | ch. 3 §3.4 |
 # | $A$, $C'$, $W_1$, $W_2$ | a module's weight tensor; the width $C/16$ of a bottleneck; SE's two layers | ch. 4 §4.1 |
 # | $\hat{\boldsymbol\mu}$, $K$, $\mathbf v$, $T$ | all channel means (SE's squeeze); ECA's kernel size; GC's context vector and the term it adds | ch. 4 §4.1 |
+# | $N$ | a number of images: a batch, a training or a test set | ch. 1 §4, ch. 5 §1 |
+# | $n$, $n_1$, $n_2$; $\sigma$, $\sigma_1$, $\sigma_2$ | runs (seeds) per network; the standard deviation of their accuracies | ch. 5 §5 |
+# | $\Delta$; $\alpha$, $1 - \beta$; $\Phi$ | a difference of mean accuracies; a test's significance level and power; the standard normal distribution function | ch. 5 §5 |
+# | $\theta$ | an accuracy as a binomial proportion | ch. 5 §5 |
+# | $t_{\mathrm W}$ | Welch's statistic for a difference of two means | ch. 6 §6.1 |
+# | $F^k$, $\eta_k$ | channel $k$ of the layer Grad-CAM reads; the spatial mean of the score's gradient with respect to it | ch. 6 §6.5 |
 
 # %% [markdown]
 # ## 1. Equations (1) and (2): the energy of one neuron

@@ -1,6 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -25,7 +30,7 @@
 #    schedule, and the quick recipe that the course uses when there is no GPU, with the reason and
 #    the source of each choice.
 # 2. **The run.** On a GPU the quick recipe on all of CIFAR-10, a few minutes per network on a
-#    T4-class GPU, into `runs/` folders that survive a dead session. In quick mode (CI, or no GPU)
+#    T4-class GPU, into folders of `runs/` (or of `$SIMAM_RUNS`) that survive a dead session. In quick mode (CI, or no GPU)
 #    a short demonstration of the trainer on the real CIFAR-10 that keeps the whole chapter within
 #    about three minutes of a 2-core CPU. The paper's 64,000-iteration recipe is one command away
 #    (section 7).
@@ -36,18 +41,20 @@
 #    (92.73 ± 0.18 against 92.33 ± 0.19 over 5 runs). We compute how large the noise of a single
 #    run is next to that, and how many runs it takes to see such an effect.
 # 6. **Resuming** a run, and (7) the same runs from the command line.
+#
+# The symbols follow the course's one notation, listed in
+# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course package first; elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
+# they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course] @ git+https://github.com/simam-course/simam"],
-        check=True,
-    )
+    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import dataclasses
@@ -215,12 +222,14 @@ assert not differing
 # %% [markdown]
 # **On a GPU** the configuration is the quick recipe itself, on the whole training set and
 # evaluated on all 10,000 test images: the same runs as `python -m simam.train --recipe quick`,
-# so their numbers compare directly with the CPU runs that chapter 6 summarises. Each run writes
-# into a folder of `runs/` and checkpoints as it goes; the cell passes `resume=True`, so when a
+# so their numbers compare directly with the CPU runs that [chapter 6](06_results_and_attention_maps.ipynb) summarises. Each run writes
+# into a folder of `simam.settings.runs_root()` (`runs/`, or the folder `SIMAM_RUNS` names) and
+# checkpoints as it goes; the cell passes `resume=True`, so when a
 # Colab session dies in the middle, running the cell again continues both runs from their last
 # checkpoint, and running it on finished runs only reads them back. (A Colab virtual machine takes
-# its disk with it when it is recycled: to keep checkpoints across machines, set `run_root` to a
-# folder of a mounted Google Drive.) How long that takes on a T4, the GPU of a free Colab session,
+# its disk with it when it is recycled: to keep checkpoints across machines, mount Google Drive and
+# set `SIMAM_RUNS` to a folder on it before this cell, e.g.
+# `os.environ["SIMAM_RUNS"] = "/content/drive/MyDrive/simam-runs"`.) How long that takes on a T4, the GPU of a free Colab session,
 # is estimated in the next cell; the paper's 64,000-iteration runs are left to the command line
 # (section 7).
 #
@@ -269,7 +278,7 @@ if QUICK:
     run_root = Path(tempfile.mkdtemp(prefix="simam-chapter5-"))
 else:
     run_config = dataclasses.replace(simam.config.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides())
-    run_root = Path("runs")
+    run_root = simam.settings.runs_root()
 run_folders = {attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}" for attention in ATTENTIONS}
 print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "
       f"{run_config.schedule} schedule from learning rate {run_config.lr:g}, warm-up {run_config.warmup}, "
@@ -282,19 +291,19 @@ print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run
 # the forward and the backward pass). The speed is an assumption: a T4 peaks at 65 TFLOP/s in
 # float16, and networks this small (16 to 64 channels, $8\times8$ to $32\times32$ maps) keep only a
 # few percent of that busy, so we take 2 TFLOP/s (3%). An evaluation costs about a third of a
-# training pass per test image (a forward pass only), twice with the flipped copies. On a real GPU the timing cell below prints what the runs took.
+# training pass per test image (a forward pass only), twice with the flipped copies. Both are in
+# `simam.config.estimated_gpu_minutes`. The estimate leaves out compilation (`torch.compile` of the
+# whole network on the first steps), data loading and start-up; on a real GPU the timing cell below
+# prints what the runs took.
 
 # %%
-T4_ASSUMED_FLOPS = 2e12  # achieved, not peak: see the text above
 flops_per_image = simam.models.training_flops_per_image(simam.create_model("resnet20", attention="simam"))
-gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED)
-images_trained = gpu_config.iterations * gpu_config.batch_size
-images_tested = 10_000 * (2 if gpu_config.eval_flip else 1) * math.ceil(gpu_config.iterations / gpu_config.eval_every)
-gpu_seconds = len(ATTENTIONS) * (images_trained + images_tested / 3) * flops_per_image / T4_ASSUMED_FLOPS
+gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED, attention="simam")
+gpu_minutes = simam.config.estimated_gpu_minutes(gpu_config, runs=len(ATTENTIONS))
 print(f"training FLOPs per image (forward and backward): {flops_per_image / 1e6:.0f} M")
-print(f"GPU mode: {len(ATTENTIONS)} runs of {images_trained:,} training images -> "
-      f"about {gpu_seconds / 60:.0f} minutes on a T4 at {T4_ASSUMED_FLOPS / 1e12:g} TFLOP/s")
-assert gpu_seconds < 20 * 60  # the chapter's GPU mode fits a Colab session with room to spare
+print(f"GPU mode: {len(ATTENTIONS)} runs of {gpu_config.iterations * gpu_config.batch_size:,} training images -> "
+      f"about {gpu_minutes:.0f} minutes on a T4 at {simam.config.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, "
+      "compilation left out")
 
 # %% [markdown]
 # The training itself. `train` prints one line per evaluation and returns what it wrote into
@@ -364,12 +373,12 @@ print(f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}
 # ## 4. Trained once: the course's runs of the quick recipe
 #
 # The runs above are a demonstration. The networks that the course presents as trained come from
-# one command, run once on a 2-core CPU, the grid of chapter 6:
+# one command, run once on a 2-core CPU, the grid of [chapter 6](06_results_and_attention_maps.ipynb):
 #
 # ```sh
-# python -m simam.experiments run --models resnet20 --attentions none,se,cbam,eca,gc,simam \
-#     --datasets cifar10 --seeds 4 --recipe quick --out results/
-# python -m simam.experiments run --models resnet20 --attentions none,simam \
+# python -m simam.experiments run --models resnet20 --attentions none,simam,eca \
+#     --datasets cifar10 --seeds 10 --recipe quick --out results/
+# python -m simam.experiments run --models resnet20 --attentions se,cbam,gc \
 #     --datasets cifar10 --seeds 5 --recipe quick --out results/
 # ```
 #
@@ -419,8 +428,8 @@ else:
 #
 # The paper reports, for ResNet-20 on CIFAR-10, $92.33 \pm 0.19$ without attention and
 # $92.73 \pm 0.18$ with SimAM: means and standard deviations over $n = 5$ runs each (Table 2;
-# chapter 6 reproduces the whole table with `python -m simam.experiments`). How does a gain of
-# $\delta = 0.40$ points compare with the noise?
+# [chapter 6](06_results_and_attention_maps.ipynb) reproduces the whole table with `python -m simam.experiments`). How does a gain of
+# $\Delta = 0.40$ points compare with the noise?
 #
 # **Seed to seed.** Each run's accuracy scatters around its mean with a standard deviation
 # $\sigma \approx 0.19$ points. The difference of the means of two independent groups of $n$ runs has
@@ -430,16 +439,17 @@ else:
 # \operatorname{SE}(\bar a_{\text{SimAM}} - \bar a_{\text{plain}}) = \sqrt{\frac{\sigma_1^2}{n} + \frac{\sigma_2^2}{n}} .
 # $$
 #
-# **How many runs.** To detect a true difference $\delta$ with a two-sided test at significance
-# $\alpha$ and power $1-\beta$ (the normal approximation, with $\sigma$ taken as known), each group needs
+# **How many runs.** To detect a true difference $\Delta$ with a two-sided test at significance
+# $\alpha$ and power $1-\beta$ (the normal approximation, with $\sigma$ taken as known, and $\Phi$ the
+# standard normal distribution function), each group needs
 #
 # $$
-# n \;\ge\; \frac{(\sigma_1^2 + \sigma_2^2)\,\bigl(z_{1-\alpha/2} + z_{1-\beta}\bigr)^2}{\delta^2} .
+# n \;\ge\; \frac{(\sigma_1^2 + \sigma_2^2)\,\bigl(\Phi^{-1}(1-\alpha/2) + \Phi^{-1}(1-\beta)\bigr)^2}{\Delta^2} .
 # $$
 #
 # **The test set itself.** Even a model that never changed would be measured with noise: its
-# accuracy on $N$ test images drawn from the data distribution is a binomial proportion with standard
-# error $\sqrt{p(1-p)/N}$.
+# accuracy on $N$ test images drawn from the data distribution is a binomial proportion $\theta$ with
+# standard error $\sqrt{\theta(1-\theta)/N}$.
 
 # %%
 RUNS_IN_PAPER = 5  # ResNet-20 on CIFAR-10, Yang et al. 2021, Table 2, read from simam.paper_results
@@ -487,13 +497,13 @@ for name, mean in (("none", mean_plain), ("simam", mean_simam)):
 #   asks for 4 runs per network to find 0.4 points with 80% power at the 5% level; finding a 0.1-point
 #   gain would take 54 runs per network. The quick recipe's runs scatter more than the paper's (the
 #   grid's spread, section 4), so the same 0.4 points need more seeds there: the last of those lines,
-#   computed by `experiments.grid_seeds_needed`, the function chapter 6 applies to the same grid.
+#   computed by `experiments.grid_seeds_needed`, the function [chapter 6](06_results_and_attention_maps.ipynb) applies to the same grid.
 # - **One run per network cannot show it.** The difference of two single runs has a standard error
 #   of about 0.26 points, so a 0.4-point gain is 1.5 standard errors: a single pair of runs finds it
 #   at the 5% level only a third of the time, and puts the plain network ahead in about one pair
 #   in sixteen.
-# - **The test set is a sample too.** 10,000 images measure one model's accuracy to about
-#   $\pm 0.26$ points (one standard error), already the size of the seed-to-seed spread. Both networks
+# - **The test set is a sample too.** 10,000 images measure one model's accuracy to within about
+#   0.26 to 0.27 points (one standard error, as printed above), already the size of the seed-to-seed spread. Both networks
 #   are tested on the *same* images, which cancels part of this noise when they are compared (a
 #   paired comparison, as McNemar's test makes), but it is why differences of a tenth of a point
 #   between CIFAR-10 papers mean little.
@@ -522,7 +532,7 @@ assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)  # p(1 - p) <= 1/4 for e
 # - SimAM adds no parameter, and two runs from one seed start from the same weights and see the
 #   same batches;
 # - what SimAM costs in training speed on this hardware (the timing cell above; on a shared CPU
-#   that ratio is itself noisy, chapter 4 measures it properly).
+#   that ratio is itself noisy, [chapter 4](04_baselines.ipynb) measures it properly).
 #
 # What it **cannot** show is whether SimAM helps. In quick mode the networks stopped after about
 # one epoch (the configuration cell of section 2 prints the count), far below the 92% where the
@@ -585,6 +595,18 @@ assert metrics_unchanged
 # ```
 #
 # and `python -m simam.train --help` lists every option with its default in each recipe.
+
+# %% [markdown]
+# ## What this chapter established
+#
+# - The paper's recipe and the course's quick recipe are `Config` objects of the package; one
+#   function, `simam.train.train`, trains either, resumes a killed run exactly and writes files that
+#   the curves and tables are read back from.
+# - The course's committed runs of the quick recipe differ between ResNet-20 with and without SimAM
+#   by a fraction of a point, the scale of the paper's own gain.
+# - A gain of that size is invisible in one run: section 5 computes from the spread between seeds
+#   how many runs per network show it, and [chapter 6](06_results_and_attention_maps.ipynb) judges
+#   the grid that has them.
 
 # %% [markdown]
 # ## Exercises

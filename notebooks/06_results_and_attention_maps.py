@@ -1,6 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+#     provenance: []
 #   jupytext:
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -22,7 +27,7 @@
 # 1. **Table 2 as data.** The published numbers live in the package (`simam.paper_results`), so
 #    every comparison below is computed against them, not retyped.
 # 2. **A grid of runs.** `simam.experiments` trains every combination of networks, attention
-#    modules, data sets and seeds as ordinary training runs (chapter 5), records one line per
+#    modules, data sets and seeds as ordinary training runs ([chapter 5](05_training_cifar_resnets.ipynb)), records one line per
 #    finished run in an append-only results file, and resumes an interrupted grid.
 # 3. **The summary** of a results file: mean and standard deviation over seeds beside Table 2,
 #    and the course's **verdict** on its own grid: intervals, p-values and every seed drawn.
@@ -36,20 +41,23 @@
 # been produced. In quick mode (CI, or no GPU) it runs a tiny grid for real: the same eight runs
 # with a budget of seconds each. Those numbers show the machinery working; they say nothing about
 # which module is better.
+#
+# The symbols follow the course's one notation, listed in
+# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course package first; elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
+# they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course] @ git+https://github.com/simam-course/simam"],
-        check=True,
-    )
+    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
+import dataclasses
 import math
 import tempfile
 from pathlib import Path
@@ -63,7 +71,7 @@ import simam.config
 from simam import experiments
 from simam.experiments import verdict
 from simam.data import CifarLoader, balanced_subset, course_cifar10
-from simam.maps import grad_cam, plot_attention_maps, simam_modules, simam_weights
+from simam.maps import grad_cam, load_image, plot_attention_maps, simam_modules, simam_weights
 from simam.paper_results import ATTENTIONS, CITATION, PAPER_TABLE2
 from simam.runs import load_model
 
@@ -88,9 +96,9 @@ display(Markdown("\n".join([header, *rows])))
 
 # %% [markdown]
 # How large are the differences the table reports, against the spread between seeds? With $n = 5$
-# seeds per cell and sample standard deviations $s_1, s_2$, the standard error of a difference of
-# two means is $\sqrt{s_1^2/n + s_2^2/n}$. Dividing each module's gain over the baseline by it
-# gives a rough $z$ score (Welch's $t$ with about 8 degrees of freedom; $|t| > 2.3$ would be
+# seeds per cell and sample standard deviations $\sigma_1, \sigma_2$, the standard error of a difference
+# of two means is $\sqrt{\sigma_1^2/n + \sigma_2^2/n}$. Dividing each module's gain over the baseline by
+# it gives Welch's statistic $t_{\mathrm W}$ (with about 8 degrees of freedom; $|t_{\mathrm W}| > 2.3$ would be
 # significant at 5%, before any correction for the many comparisons the table makes, counted at the
 # end of the cell's output):
 
@@ -144,7 +152,8 @@ for dataset in ("cifar10", "cifar100"):
 # ```
 #
 # Here, every attention module with seed 0 and, to show a spread, a second seed for the baseline
-# and SimAM. On a GPU each run is the quick recipe of chapter 5, into `runs/chapter6/` (finished
+# and SimAM. On a GPU each run is the quick recipe of [chapter 5](05_training_cifar_resnets.ipynb), into `chapter6/` of
+# `simam.settings.runs_root()` (`runs/`, or the folder `SIMAM_RUNS` names; finished
 # runs there are reused, not retrained). In quick mode each run is 40 steps of 64 images on a
 # class-balanced 2,560-image subset of CIFAR-10, evaluated on 1,000 test images, one CPU thread in
 # float32 per run, into a temporary folder.
@@ -161,27 +170,21 @@ if QUICK:
                        "--no-amp", "--threads", "1", "--device", "cpu", "--no-progress"]
     WORKERS = 2
 else:
-    OUT = Path("runs/chapter6")
+    OUT = simam.settings.runs_root() / "chapter6"
     TRAINER_OPTIONS = SMOKE
     WORKERS = None  # one run per GPU
 for spec in grid:
     print(spec.run_id)
 
 # %% [markdown]
-# The time this takes on a T4 in GPU mode, estimated as in chapter 5: the training FLOPs of one
+# The time this takes on a T4 in GPU mode, estimated as in [chapter 5](05_training_cifar_resnets.ipynb): the training FLOPs of one
 # image counted by `FlopCounterMode`, at an assumed 2 TFLOP/s achieved (3% of a T4's float16 peak),
 # for the eight runs here and the two of the $\lambda$ study (section 6.4), each with its evaluations.
 
 # %%
-T4_ASSUMED_FLOPS = 2e12
-recipe = simam.config.QUICK
 gpu_runs = len(grid) + 2
-evaluations = (2 if recipe.eval_flip else 1) * math.ceil(recipe.iterations / recipe.eval_every)
-per_run = recipe.iterations * recipe.batch_size + 10_000 * evaluations / 3  # a forward pass: a third of a step
-flops = per_run * simam.models.training_flops_per_image(simam.create_model("resnet20", attention="simam"))
-gpu_minutes = gpu_runs * flops / T4_ASSUMED_FLOPS / 60
-print(f"GPU mode: {gpu_runs} runs of the quick recipe, about {gpu_minutes:.0f} minutes on a T4")
-assert gpu_minutes < 25
+gpu_minutes = simam.config.estimated_gpu_minutes(dataclasses.replace(simam.config.QUICK, attention="simam"), gpu_runs)
+print(f"GPU mode: {gpu_runs} runs of the quick recipe, about {gpu_minutes:.0f} minutes on a T4, compilation left out")
 
 # %% tags=["nbval-ignore-output"]
 # Progress lines arrive in the order runs finish, which varies; the checks below do not.
@@ -233,7 +236,7 @@ plt.show()
 # starting points, not of the modules.
 #
 # The course's own Table 2 is a grid of whole quick-recipe runs on a 2-core CPU, committed in
-# `results/results.jsonl` (chapter 5, section 4). Each cell's runs say how many seeds they were
+# `results/results.jsonl` ([chapter 5](05_training_cifar_resnets.ipynb), section 4). Each cell's runs say how many seeds they were
 # asked for, and a cell with fewer is marked. Its summary beside the paper, and the commands that
 # reproduce the grid or continue it to what it asks (finished runs are skipped):
 
@@ -259,9 +262,9 @@ print("The paper's recipe, on a GPU: python -m simam.experiments run --models re
 # modules? `experiments.judge` answers from the cells, the same way for every module:
 #
 # * the **difference of the means** in points, with **Welch's 95% interval** (the standard error
-#   $\sqrt{s_1^2/n_1 + s_2^2/n_2}$ times Student's $t$ quantile at the Welch–Satterthwaite degrees
+#   $\sqrt{\sigma_1^2/n_1 + \sigma_2^2/n_2}$ times the quantile of Student's distribution at the Welch–Satterthwaite degrees
 #   of freedom, so unequal spreads and seed counts are allowed);
-# * **two p-values**: Welch's $t$-test, and an exact **permutation test**, which counts, over every
+# * **two p-values**: Welch's test, and an exact **permutation test**, which counts, over every
 #   way of splitting the pooled seeds into two groups of the same sizes, how often the difference
 #   is as large as the one observed. It needs no normality, only that the seeds are exchangeable
 #   when the modules do not matter;
@@ -294,9 +297,9 @@ if judgment is not None:
     plt.show()
 
 # %% [markdown]
-# How many seeds would settle a gain of the paper's size? Chapter 5 derived the normal
+# How many seeds would settle a gain of the paper's size? [Chapter 5](05_training_cifar_resnets.ipynb) derived the normal
 # approximation for the runs per network that a two-sided 5% test needs to find 0.4 points with
-# 80% power; applied to the spread this grid measures, by the same function as in chapter 5:
+# 80% power; applied to the spread this grid measures, by the same function as in [chapter 5](05_training_cifar_resnets.ipynb):
 
 # %%
 needed = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4)
@@ -318,7 +321,7 @@ else:
 # ## 6.4 The $\lambda$ study
 #
 # $\lambda$ is SimAM's only setting: it is added to every channel's variance, so it decides how much
-# a neuron must stand out before its weight rises above $\sigma(1/2)$. Chapter 1 showed that its
+# a neuron must stand out before its weight rises above $\operatorname{sigmoid}(1/2)$. [Chapter 1](01_energy_function.ipynb) showed that its
 # effect is relative to the variance of the activations. In every network of the course SimAM sees
 # the $3 \times 3$ convolution's output *before* that convolution's batch norm (the reference
 # code's placement), so $\lambda$ is compared with the variance of raw convolution outputs. Their
@@ -378,8 +381,8 @@ if verdict.lambda_studies(course_cells):
 # * **layer**: the output of the last stage, i.e. of the last residual block, $8 \times 8$ maps,
 #   which every attention module has already acted on;
 # * **class**: each image's predicted class, scored by its logit;
-# * **map**: $\mathrm{ReLU}\big(\sum_k \alpha_k A^k\big)$ with $\alpha_k$ the spatial mean of the
-#   score's gradient with respect to channel $k$, upsampled bilinearly to $32 \times 32$ and divided
+# * **map**: $\mathrm{ReLU}\big(\sum_k \eta_k F^k\big)$, with $F^k$ channel $k$ of that layer's
+#   output and $\eta_k$ the spatial mean of the score's gradient with respect to it, upsampled bilinearly to $32 \times 32$ and divided
 #   by its maximum, so that 0 means no positive evidence for the class.
 #
 # The networks are the course's trained ones: for every attention module, one of the grid's
@@ -416,6 +419,18 @@ if models:
     plt.show()
 
 # %% [markdown]
+# **Your own picture.** The same figure for any picture: point `PICTURE` at an image file (PNG,
+# JPEG, ...) or give it pixels, an array of shape $(H, W, 3)$ or $(3, H, W)$.
+# `simam.maps.load_image` crops it to its centre square, resizes it to $32 \times 32$ and normalises
+# it as the networks were trained. By default it is a CIFAR-10 test image the figure above leaves out.
+
+# %%
+PICTURE = test_images[(test_labels == CLASSES.index("dog")).nonzero()[0, 0]]  # or "my_photo.jpg", or an array
+if models:
+    figure = plot_attention_maps(load_image(PICTURE), models, class_names=CLASSES, simam_blocks=stage_ends)
+    plt.show()
+
+# %% [markdown]
 # Five images show what maps look like; how concentrated they are needs many. For each network and
 # each of 1,000 test images (100 per class), the share of the map's mass that lies in the central
 # $16 \times 16$ pixels, a quarter of the image (a uniform map gives 0.25). CIFAR-10's objects are
@@ -447,7 +462,7 @@ if centre_shares:
 #
 # Grad-CAM explains a decision; SimAM's weights are simply there, one per neuron, in every block.
 # `simam_weights` captures each SimAM module's input in one forward pass and recomputes the weights
-# $\sigma(1/E)$ with the package's energy function. They lie in $[\sigma(1/2), 1)$, about
+# $\operatorname{sigmoid}(1/E)$ with the package's energy function. They lie in $[\operatorname{sigmoid}(1/2), 1)$, about
 # $[0.62, 1)$; a weight near 1 marks a neuron far from its channel's mean. How they are spread, per
 # stage, in the trained ResNet-20 + SimAM, over 200 of the test images above:
 
@@ -499,7 +514,7 @@ else:
     print("no trained ResNet-20 + SimAM yet")
 
 # %% [markdown]
-# Most neurons sit near the floor $\sigma(1/2) \approx 0.62$: they are close to their channel's
+# Most neurons sit near the floor $\operatorname{sigmoid}(1/2) \approx 0.62$: they are close to their channel's
 # mean, so the module scales them by a constant that the next batch normalisation undoes. The few
 # that stand out get weights up to 1. SimAM therefore acts as a soft, per-channel contrast
 # enhancement, the neuroscience-inspired "spatial suppression" the paper builds it on: what differs
@@ -517,6 +532,16 @@ else:
 #   networks trained for 40 steps show little more than image contrast.
 
 # %% [markdown]
+# ## What this chapter established
+#
+# - Table 2 is data in the package, and most of its differences lie within two standard errors.
+# - The course's grid is judged by one function of the package, whose verdict (section 6.3) says with
+#   intervals and corrected p-values whether SimAM's gain is established at this budget.
+# - Grad-CAM and SimAM's own weights show what the committed networks attend to, for the test images
+#   here or any picture the reader gives. [The summary](00_summary.ipynb) collects the course on one
+#   page.
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. From `simam.paper_results`, compute SimAM's gain over no attention for every network of Table 2
@@ -525,7 +550,7 @@ else:
 # 2. The centre share of a Grad-CAM map (section 6.5) is the map's mass in the central
 #    $16 \times 16$ pixels over its total. Show that a uniform map gives 0.25, and find the largest
 #    share a map can have.
-# 3. SimAM's smallest weight is $\sigma(1/2)$ (section 6.6). Build a feature map whose channels are
+# 3. SimAM's smallest weight is $\operatorname{sigmoid}(1/2)$ (section 6.6). Build a feature map whose channels are
 #    constant and check with `simam.SimAM` that every weight is that value; then show that a channel
 #    with one outlying neuron gives that neuron a weight close to 1 when $\lambda$ is small.
 

@@ -80,6 +80,7 @@ class CifarSpec:
     other_labels: dict[str, int] = field(default_factory=dict)  # further label lists: key -> classes
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
+    test_images: int = 10_000  # both CIFARs' test splits
 
     @property
     def archive(self) -> str:

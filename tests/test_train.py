@@ -27,7 +27,9 @@ import torch
 import simam.train
 from simam.attention import SimAM
 from simam.data import CifarLoader
-from simam.config import COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, ConfigError, Config, build_model, check_config
+from simam.config import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, T4_ACHIEVED_FLOPS, Config, ConfigError, build_model,
+                          check_config, estimated_gpu_minutes)
+from simam.models import training_flops_per_image
 from simam.runs import atomic_write, load_model, read_metrics
 from simam.train import cuda_settings, evaluate, learning_rate, main, resolve, restore_scaler
 
@@ -412,3 +414,11 @@ def test_flip_averaged_accuracy_is_that_of_the_summed_logits_of_each_image_and_i
     assert scores["test_accuracy_flip"] == (summed.argmax(1) == labels).sum().item() / len(labels)
     assert scores["test_accuracy_flip"] != scores["test_accuracy"]  # this model is not mirror-symmetric
     assert set(evaluate(model, model, loader, None)) == {"test_loss", "test_accuracy"}
+
+
+def test_the_gpu_estimate_counts_training_images_and_evaluations_at_the_assumed_speed():
+    config = dataclasses.replace(QUICK, attention="simam", iterations=100, eval_every=50, eval_flip=True)
+    flops = training_flops_per_image(build_model(dataclasses.replace(config, compile_simam=False)))
+    images = 100 * config.batch_size + 10_000 * 4 / 3  # two evaluations, each with its flipped copies
+    assert estimated_gpu_minutes(config) == pytest.approx(images * flops / T4_ACHIEVED_FLOPS / 60)
+    assert estimated_gpu_minutes(config, runs=3, achieved_flops=1e12) == pytest.approx(6 * estimated_gpu_minutes(config))
