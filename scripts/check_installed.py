@@ -23,7 +23,7 @@ CHAPTERS = ("05_training_cifar_resnets.ipynb", "06_results_and_attention_maps.ip
 
 # Run by the installed interpreter, from the temporary folder.
 USER_SCRIPT = """
-import json, sys
+import sys
 from pathlib import Path
 import torch, torchvision
 import simam

@@ -114,7 +114,7 @@ def load_weights(source: str | Path, sha256: str | None = None, device: str | to
         path = Path(source).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no weights file {path}")
-        _check_hash(path, sha256, f"the expected {sha256}")
+        _check_hash(path, sha256, "the expected hash")
     payload = read_weights(path)
     return rebuild_network(payload["network"], payload["state_dict"], device)
 
