@@ -80,8 +80,8 @@ if "google.colab" in sys.modules:
 # weight per position, $1 \times H \times W$, shared by every channel: CBAM's spatial gate (Woo et al.
 # 2018) computes it with a $7 \times 7$ convolution over the channel-wise maximum and mean. CBAM
 # applies a channel gate and then the spatial gate, so its overall weight is a product
-# $a_c\, s_{hw}$: a neuron can only be raised if its whole channel or its whole position is. A
-# **3-D** attention gives every neuron its own weight, $C \times H \times W$. In the brain, attention
+# $A^{\mathrm{ch}} \odot A^{\mathrm{sp}}$ of a $C \times 1 \times 1$ and a $1 \times H \times W$ weight:
+# a neuron can only be raised if its whole channel or its whole position is. A **3-D** attention gives every neuron its own weight, $C \times H \times W$. In the brain, attention
 # to features and attention to locations work together (Carrasco 2011), and SimAM is such a 3-D
 # attention. It has no parameters: its weight comes from a formula, not from learned layers.
 #
@@ -170,8 +170,9 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # ## Notation of the course
 #
 # Every symbol means one thing in all six chapters; this table is where to look one up. "Ch. 1 §3"
-# is chapter 1, section 3. (Indices such as $i$, $j$, $k$ and the shape letters $C$, $H$, $W$ keep
-# their usual meanings throughout.) Code uses plain names for the same things (`lambda_`, `mean`, `variance`).
+# is chapter 1, section 3. (Indices such as $i$, $j$, $k$, the sample and channel indices $n$ and
+# $c$, and the shape letters $C$, $H$, $W$ keep their usual meanings throughout.) Code uses plain
+# names for the same things (`lambda_`, `mean`, `variance`).
 #
 # | symbol | meaning | defined in |
 # | --- | --- | --- |
@@ -183,7 +184,7 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # | $\lambda$ | the ridge penalty on $w_t$, SimAM's one setting ($10^{-4}$ on CIFAR) | ch. 1 §1 |
 # | $e_t$, $e_t^*$, $E$ | the energy of neuron $t$; its minimum over $(w_t, b_t)$; all minima of a feature map | ch. 1 §1, §2, §4 |
 # | $1/e_t^*$ | the importance of neuron $t$ | ch. 1 §4 |
-# | $\mu_t$, $\sigma_t^2$, $\delta_i$ | leave-one-out statistics: the mean and variance (denominator $M - 1$) of the others, and $x_i - \mu_t$ | ch. 1 §1 |
+# | $\mu_t$, $\sigma_t^2$, $\delta_i$, $\delta_t$ | leave-one-out statistics: the mean and variance (denominator $M - 1$) of the others; $x_i - \mu_t$ and $t - \mu_t$ | ch. 1 §1, ch. 2 §5 |
 # | $D_t$ | $(t - \mu_t)^2 + 2\sigma_t^2 + 2\lambda$, the denominator of the minimiser | ch. 1 §2 |
 # | $\hat\mu$, $S$, $\hat\sigma^2$ | a channel's mean, its sum of squared deviations, and $S/M$ (the paper's equation (5)) | ch. 1 §3 |
 # | $s^2$ | $S/(M-1)$, the reference code's variance and the package's default | ch. 2 §4, ch. 3 §1 |
@@ -191,14 +192,23 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # | $d$, $d_k$ | $t - \hat\mu$, a neuron's deviation from its channel's mean | ch. 1 §3 |
 # | $z$ | $d/\hat\sigma$, the standardised deviation | ch. 1 §3 |
 # | $r_t$ | $d^2/(s^2 + \lambda)$, the squared deviation in units of the regularised spread | ch. 2 §4 |
-# | $\operatorname{sigmoid}$ | $1/(1 + e^{-\xi})$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
+# | $Q_t$; $\ell_{\min}$, $\ell_{\max}$; $\kappa_t$, $\bar\kappa$ | the Hessian of $e_t$ in $(w_t, b_t)$; its eigenvalues; its condition number $\ell_{\max}/\ell_{\min}$, and $\max_t \ell_{\max} / \min_t \ell_{\min}$ over all neurons | ch. 1 §2, ch. 2 §2 |
+# | $\gamma$, $\tau$ | gradient descent's learning rate; the factor by which it shrinks every error per step | ch. 2 §2 |
+# | $P$, $\boldsymbol\zeta$, $\bar e$, $\epsilon_{\mathrm{mach}}$ | the number of neurons an optimiser solves together; an error in $(w_t, b_t)$; the mean of the $e_t^*$; float64's unit round-off | ch. 2 §3 |
+# | $\rho$ | Spearman's rank correlation | ch. 2 §4 |
+# | $\varepsilon$, $x_0$, $\nu$ | the fluctuation of a nearly constant channel $1 + \varepsilon z_i$; the value of a constant channel; a factor that scales a channel | ch. 2 §5, ch. 3 exercises 1, 4 |
+# | $\Delta\omega$ | the largest change of an attention weight between two statistics | ch. 1 §3 |
+# | $\operatorname{sigmoid}$, $\xi$ | $1/(1 + e^{-\xi})$, of any number $\xi$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
 # | $a$, $\phi_k$, $\omega_k$ | $1/(4(s^2 + \lambda))$; neuron $k$'s importance $a d_k^2 + \tfrac12$; its weight $\operatorname{sigmoid}(\phi_k)$ | ch. 3 §3 |
 # | $\tilde x_k$, $L$, $g_k$, $h_k$ | the output $x_k \omega_k$; the loss; $\partial L/\partial \tilde x_k$; $g_k x_k \omega_k (1 - \omega_k)$ | ch. 3 §3 |
 # | $[k = j]$ | 1 when $k = j$, else 0 | ch. 3 §3 |
 # | $u$ | $d / (2\sqrt{s^2 + \lambda})$, so that $a d^2 = u^2$: the package's fast function works with it | ch. 3 §3.4 |
-# | $A$, $C'$, $W_1$, $W_2$ | a module's weight tensor; the width $C/16$ of a bottleneck; SE's two layers | ch. 4 §4.1 |
-# | $\hat{\boldsymbol\mu}$, $K$, $\mathbf v$, $T$ | all channel means (SE's squeeze); ECA's kernel size; GC's context vector and the term it adds | ch. 4 §4.1 |
-# | $N$ | a number of images: a batch, a training or a test set | ch. 1 §4, ch. 5 §1 |
+# | $J$, $q_k$ | the Jacobian $\partial \tilde x_k/\partial x_j$ of one channel; $x_k \omega_k (1 - \omega_k)$ | ch. 3, exercise 2 |
+# | $\varsigma_i$ | the singular values of a $C \times HW$ matrix of weights | ch. 3 §4 |
+# | $A$, $A^{\mathrm{ch}}$, $A^{\mathrm{sp}}$; $Y$ | a module's weight tensor, its entry $A_c$ for channel $c$; CBAM's channel and spatial weights; a module's output | ch. 1 (why an energy function), ch. 4 §4.1, §4.5 |
+# | $C'$, $W_1$, $W_2$ | the width $C/16$ of a bottleneck; SE's two layers | ch. 4 §4.1 |
+# | $\hat{\boldsymbol\mu}$, $K$, $\psi$, $\mathbf v$, $T$ | all channel means (SE's squeeze); ECA's kernel size and $\psi(C)$, the ECA paper's rule for it; GC's context vector and the term it adds | ch. 4 §4.1 |
+# | $N$, $B$ | a number of images: a batch, a training or a test set; the batch size of training | ch. 1 §4, ch. 5 §1 |
 # | $n$, $n_1$, $n_2$; $\sigma$, $\sigma_1$, $\sigma_2$ | runs (seeds) per network; the standard deviation of their accuracies | ch. 5 §5 |
 # | $\Delta$; $\alpha$, $1 - \beta$; $\Phi$ | a difference of mean accuracies; a test's significance level and power; the standard normal distribution function | ch. 5 §5 |
 # | $\theta$ | an accuracy as a binomial proportion | ch. 5 §5 |
@@ -589,7 +599,7 @@ plt.show()
 # * `minimal_energy(..., statistics="exact")` against the derived $e_t^*$, and against `energy`
 #   evaluated at the package's minimiser,
 # * and the minimum property itself. Because (2) is quadratic,
-#   $e_t(w_t^* + \Delta w, b_t^* + \Delta b) - e_t^* = \tfrac12 [\Delta w, \Delta b] H [\Delta w, \Delta b]^\top$
+#   $e_t(w_t^* + \Delta w, b_t^* + \Delta b) - e_t^* = \tfrac12 [\Delta w, \Delta b]\, Q_t\, [\Delta w, \Delta b]^\top$, with $Q_t$ the Hessian below,
 #   exactly. So random perturbations must raise the energy by exactly that amount, and never lower it.
 
 # %%
@@ -913,7 +923,7 @@ for name, expression in excess_ratio.items():
 # of it at $z = 3$, where the two are nearly equally wrong. The table evaluates the exact ratios
 # for typical deviations
 # $z = 0.5, 1, 2, 3$ on square maps from $2\times2$ to $32\times32$. Entries with $z^2 > M - 1$
-# cannot occur (Samuelson) and are left out. The last column, $\Delta a$, is what the network
+# cannot occur (Samuelson) and are left out. The last column, $\Delta\omega$, is what the network
 # actually sees: the largest difference, over the listed $z$, between the attention weights
 # $\operatorname{sigmoid}(1/e^*)$ with exact and with reference statistics.
 
@@ -927,7 +937,7 @@ inverse_functions = {name: sp.lambdify((M, z), inverse[name], "math") for name i
 z_values = (0.5, 1.0, 2.0, 3.0)
 map_sizes = (4, 9, 16, 64, 256, 1024)
 print("ratio of exact to shared 1/e* (lambda = 0), as paper / reference")
-print(f"{'M':>5} {'map':>6} | " + " | ".join(f"{f'z = {zv:g}':^15}" for zv in z_values) + " | max Delta a")
+print(f"{'M':>5} {'map':>6} | " + " | ".join(f"{f'z = {zv:g}':^15}" for zv in z_values) + " | max Delta omega")
 for m in map_sizes:
     side = math.isqrt(m)
     cells, weight_gap = [], 0.0
@@ -1356,9 +1366,9 @@ for name, value in largest.items():
 
 # %% [markdown]
 # **4. Nothing is lost.** Show that the exact importance of a neuron can be computed from the
-# reference code's importance $I = 1/e^\text{reference}$ and $M$ alone, for any $\lambda$, without a
-# second look at the data. Check it on a random $4\times4$ map. (Hint: $I = r/4 + 1/2$ with
-# $r = d^2/(S/(M-1) + \lambda)$; write $\sigma_t^2 + \lambda$ and $t - \mu_t$ with the down-dates.)
+# reference code's importance $1/e^\text{reference}$ and $M$ alone, for any $\lambda$, without a
+# second look at the data. Check it on a random $4\times4$ map. (Hint: $1/e^\text{reference} =
+# r_t/4 + 1/2$ with $r_t = d^2/(s^2 + \lambda)$; write $\sigma_t^2 + \lambda$ and $t - \mu_t$ with the down-dates.)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # With s = S/(M-1) + lambda: t - mu_t = M d/(M-1) and sigma_t^2 + lambda = s - M d^2/(M-1)^2, so
@@ -1380,12 +1390,12 @@ for lambda_ in (1e-4, 0.1):
                 simam.importance(random_map, lambda_, statistics="exact"), 1e-10)
 
 # %% [markdown]
-# **5. Why "3-D".** CBAM's overall weight is a product $a_c\, s_{hw}$ of a channel weight and a spatial
+# **5. Why "3-D".** CBAM's overall weight is a product $A^{\mathrm{ch}} \odot A^{\mathrm{sp}}$ of a channel weight and a spatial
 # weight. Can SimAM's weights always be written that way? Try a map of two $2\times2$ channels, each
 # with a single spike, at different positions.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# A product a_c s_hw makes the C x HW matrix of weights have rank one: every 2 x 2 minor vanishes.
+# A product A^ch * A^sp makes the C x HW matrix of weights have rank one: every 2 x 2 minor vanishes.
 # Spikes at positions 0 (channel 0) and 3 (channel 1) give the weights [[H, L, L, L], [L, L, L, H]]
 # with H > L, whose minor over positions 0 and 3 is H^2 - L^2 > 0: no product of a channel weight and
 # a spatial weight gives it. Each neuron's weight depends on its own channel and position jointly.

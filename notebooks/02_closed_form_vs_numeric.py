@@ -145,8 +145,8 @@ def hessians(x: torch.Tensor, lambda_: float) -> torch.Tensor:
 
 
 def condition_numbers(x: torch.Tensor, lambda_: float) -> torch.Tensor:
-    h_min, h_max = torch.linalg.eigvalsh(hessians(x, lambda_)).unbind(-1)
-    return h_max / h_min
+    eig_min, eig_max = torch.linalg.eigvalsh(hessians(x, lambda_)).unbind(-1)
+    return eig_max / eig_min
 
 
 # %% [markdown]
@@ -253,26 +253,26 @@ print(f"closed form: |w*| <= {w_star.abs().max().item():.3f}, e* in [{e_star.min
 # a quadratic in $(w, b)$ (this is how `simam.energy.energy` evaluates it). Its Hessian is constant:
 #
 # $$
-# H_t = 2\begin{pmatrix} t^2 + \mu_t^2 + \sigma_t^2 + \lambda & t + \mu_t \\ t + \mu_t & 2 \end{pmatrix},
+# Q_t = 2\begin{pmatrix} t^2 + \mu_t^2 + \sigma_t^2 + \lambda & t + \mu_t \\ t + \mu_t & 2 \end{pmatrix},
 # \qquad
-# \det H_t = 4\bigl[(t - \mu_t)^2 + 2\sigma_t^2 + 2\lambda\bigr],
+# \det Q_t = 4\bigl[(t - \mu_t)^2 + 2\sigma_t^2 + 2\lambda\bigr],
 # $$
 #
 # using $2(t^2 + \mu_t^2) - (t + \mu_t)^2 = (t - \mu_t)^2$. The determinant is, up to the factor 4,
-# the denominator of $w_t$: the closed form is Cramer's rule for $H_t (w, b)^\top = (2(t-\mu_t),
+# the denominator of $w_t$: the closed form is Cramer's rule for $Q_t (w, b)^\top = (2(t-\mu_t),
 # 0)^\top$, and it breaks down exactly where the Hessian becomes singular. With $\lambda > 0$ the
 # Hessian is positive definite for every neuron, so each energy is strictly convex and has exactly
 # one minimiser: any optimiser that converges must converge to the closed form.
 #
-# *How fast* it converges depends on the condition number $\kappa_t = h_{\max}/h_{\min}$, the ratio
-# of $H_t$'s eigenvalues. The simplest case shows its shape: for a channel centred at zero with no
-# spread ($\mu_t = \sigma_t^2 = \lambda = 0$), $H_t/2$ has trace $t^2 + 2$ and determinant $t^2$, and
+# *How fast* it converges depends on the condition number $\kappa_t = \ell_{\max}/\ell_{\min}$, the ratio
+# of $Q_t$'s eigenvalues $\ell_{\min} \le \ell_{\max}$. The simplest case shows its shape: for a channel centred at zero with no
+# spread ($\mu_t = \sigma_t^2 = \lambda = 0$), $Q_t/2$ has trace $t^2 + 2$ and determinant $t^2$, and
 # $\kappa_t$ depends on $t^2$ alone. It is smallest, $3 + 2\sqrt2 \approx 5.8$, at $t^2 = 2$, and it
 # grows both ways:
 #
 # - **near the mean** like $4/t^2$. In general the determinant, $(t-\mu_t)^2 + 2\sigma_t^2 +
 #   2\lambda$, is smallest for a neuron at the mean of a channel that hardly varies, and then only
-#   $2\lambda$ keeps $h_{\min}$ away from zero (section 5).
+#   $2\lambda$ keeps $\ell_{\min}$ away from zero (section 5).
 # - **far out** like $t^2$, and likewise for a large channel level $|\mu_t|$: the trace grows like
 #   $2(t^2 + \mu_t^2)$ and the determinant only like $4(t - \mu_t)^2$. The bias must cancel $w t$, so
 #   $w$ and $b$ are strongly coupled: a long, thin valley. Un-normalised activations of size 10 or
@@ -284,8 +284,8 @@ print(f"closed form: |w*| <= {w_star.abs().max().item():.3f}, e* in [{e_star.min
 
 # %%
 H = hessians(solved, LAMBDA)
-h_min, h_max = torch.linalg.eigvalsh(H).unbind(-1)
-kappa = h_max / h_min
+eig_min, eig_max = torch.linalg.eigvalsh(H).unbind(-1)
+kappa = eig_max / eig_min
 
 # Autograd: second derivatives at an arbitrary point (the energy is quadratic, any point will do).
 w = torch.full_like(solved, 0.3, requires_grad=True)
@@ -297,8 +297,8 @@ hessian_error = max(
     (auto_ww - H[..., 0, 0]).abs().max(), (auto_wb - H[..., 0, 1]).abs().max(), (auto_bb - H[..., 1, 1]).abs().max()
 ).item()
 check_below("Hessian formula against autograd, largest difference", hessian_error, 1e-10)
-print(f"neurons with a positive definite Hessian: {int((h_min > 0).sum())} of {h_min.numel()}")
-assert (h_min > 0).all()
+print(f"neurons with a positive definite Hessian: {int((eig_min > 0).sum())} of {eig_min.numel()}")
+assert (eig_min > 0).all()
 
 quantiles = torch.quantile(kappa.flatten().cpu(), torch.tensor([0.5, 0.9, 0.99, 1.0], dtype=DTYPE))
 print("condition number kappa_t over the neurons: " + ", ".join(
@@ -319,7 +319,7 @@ fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.scatter(solved.flatten().cpu(), kappa.flatten().cpu(), s=1, alpha=0.3)
 ax.set_yscale("log")
 ax.set_xlabel("neuron value $t$")
-ax.set_ylabel(r"condition number $\kappa_t$ of $H_t$")
+ax.set_ylabel(r"condition number $\kappa_t$ of $Q_t$")
 ax.set_title("Conditioning of each neuron's energy")
 plt.show()
 
@@ -327,25 +327,26 @@ plt.show()
 # The optimisers below minimise all neurons *jointly*, through the sum $\sum_t e_t(w_t, b_t)$: the
 # problems are independent, so minimising the sum minimises each term, and one call handles them
 # all. The price is paid by methods with a single step size. Gradient descent with learning rate
-# $\eta$ on a quadratic multiplies the error along each eigenvector of each $H_t$ by $1 - \eta h$.
-# It is stable only if $\eta < 2/h_{\max}$ for the *stiffest* neuron, and then it converges no
-# faster than the *flattest* neuron allows. The joint condition number is
-# $K = \max_t h_{\max}/\min_t h_{\min}$, larger than any single $\kappa_t$. The best fixed rate is
-# $\eta = 2/(\max_t h_{\max} + \min_t h_{\min})$, which shrinks every error by at least
-# $\rho = (K-1)/(K+1)$ per step, and the energy gap, a quadratic form in the error, by $\rho^2$.
+# $\gamma$ on a quadratic multiplies the error along each eigenvector of each $Q_t$ by $1 - \gamma\ell$,
+# with $\ell$ that eigenvector's eigenvalue. It is stable only if $\gamma < 2/\ell_{\max}$ for the
+# *stiffest* neuron, and then it converges no faster than the *flattest* neuron allows. The joint
+# condition number is $\bar\kappa = \max_t \ell_{\max}/\min_t \ell_{\min}$, larger than any single
+# $\kappa_t$. The best fixed rate is $\gamma = 2/(\max_t \ell_{\max} + \min_t \ell_{\min})$, which shrinks
+# every error by at least $\tau = (\bar\kappa-1)/(\bar\kappa+1)$ per step, and the energy gap, a
+# quadratic form in the error, by $\tau^2$.
 #
 # Since we know every Hessian exactly, we can use that rate, and the bound tells us how many steps to
 # run. In practice one would not know either; here they let us compare the observed convergence
 # with the theory.
 
 # %%
-H_MAX, H_MIN = h_max.max().item(), h_min.min().item()
-K = H_MAX / H_MIN
-SGD_LR = 2 / (H_MAX + H_MIN)
-RHO = (K - 1) / (K + 1)
-print(f"joint condition number K = {K:.4g}")
-print(f"gradient descent: learning rate {SGD_LR:.4g}, contraction per step {RHO:.5f}")
-STEPS["sgd"] = int(np.ceil(1.25 * np.log(1e-13) / np.log(RHO)))
+EIG_MAX, EIG_MIN = eig_max.max().item(), eig_min.min().item()
+KAPPA_BAR = EIG_MAX / EIG_MIN
+SGD_LR = 2 / (EIG_MAX + EIG_MIN)
+TAU = (KAPPA_BAR - 1) / (KAPPA_BAR + 1)
+print(f"joint condition number kappa_bar = {KAPPA_BAR:.4g}")
+print(f"gradient descent: learning rate gamma = {SGD_LR:.4g}, contraction per step tau = {TAU:.5f}")
+STEPS["sgd"] = int(np.ceil(1.25 * np.log(1e-13) / np.log(TAU)))
 print(f"steps to shrink the error by 1e-13, with 25% to spare: {STEPS['sgd']}")
 
 # %% [markdown]
@@ -432,7 +433,7 @@ print(f"with the sign of the paper's equation (3), w = -w*, the L-BFGS answer wo
 # %% [markdown]
 # The plot shows the mean energy gap $\frac1N\sum_t (e_t - e_t^*)$ after each step, on a log scale:
 # the closed form's value is the floor that every curve approaches. The dashed line is the bound
-# $\rho^{2k}$ times the starting gap for gradient descent. Gaps below about $10^{-16}$ are round-off
+# $\tau^{2k}$ times the starting gap for gradient descent. Gaps below about $10^{-16}$ are round-off
 # and are drawn at $10^{-17}$.
 
 # %%
@@ -442,8 +443,8 @@ for method, run in runs.items():
     gap = np.maximum(np.array(run.history) - mean_e_star, gap_floor)
     ax.plot(np.arange(len(gap)), gap, label=NAMES[method])
 k = np.arange(STEPS["sgd"] + 1)
-bound = (runs["sgd"].history[0] - mean_e_star) * RHO ** (2 * k)
-ax.plot(k, np.maximum(bound, gap_floor), "k--", linewidth=1, label=r"bound $\rho^{2k}$ (gradient descent)")
+bound = (runs["sgd"].history[0] - mean_e_star) * TAU ** (2 * k)
+ax.plot(k, np.maximum(bound, gap_floor), "k--", linewidth=1, label=r"bound $\tau^{2k}$ (gradient descent)")
 ax.set_yscale("log")
 ax.set_xlabel("step")
 ax.set_ylabel(r"mean energy gap to $e^*$")
@@ -471,9 +472,9 @@ print(f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {larg
 
 # %%
 visible_gap = solved.numel() * torch.finfo(DTYPE).eps * mean_e_star
-resolvable_error = (2 * visible_gap / h_min.min().item()) ** 0.5
-print(f"N eps e_bar = {visible_gap:.1e}: the smallest single-neuron gap a sum of N energies shows")
-print(f"sqrt(2 N eps e_bar / h_min) = {resolvable_error:.0e}: the error in (w, b) such a gap allows")
+resolvable_error = (2 * visible_gap / eig_min.min().item()) ** 0.5
+print(f"P eps_mach e_bar = {visible_gap:.1e}: the smallest single-neuron gap a sum of P energies shows")
+print(f"sqrt(2 P eps_mach e_bar / l_min) = {resolvable_error:.0e}: the error in (w, b) such a gap allows")
 
 # %% [markdown]
 # All three optimisers head for the same point, the closed form. L-BFGS and gradient descent stay
@@ -482,12 +483,14 @@ print(f"sqrt(2 N eps e_bar / h_min) = {resolvable_error:.0e}: the error in (w, b
 # - **L-BFGS** builds a model of the curvature from recent gradients and needs about a hundred
 #   iterations to bring the energy to round-off. Its $w$ stays about $10^{-6}$ away. That is not a
 #   failure but the limit of any method that judges progress by energy values. Its line search
-#   compares sums of $N$ energies, whose rounding error is about $\varepsilon \sum_t e_t$
-#   ($\varepsilon \approx 2.2 \cdot 10^{-16}$), so it cannot see one neuron's gap below about
-#   $N \varepsilon \bar e$ (printed above). Near the minimum $e_t - e_t^* = \tfrac12
-#   \delta^\top H_t \delta$, so such a gap is compatible with an error $\|\delta\|$ up to
-#   $\sqrt{2 N \varepsilon \bar e / h_{\min}}$, printed above; the table's $10^{-6}$ is within that. With
-#   more neurons, as on a GPU, both limits grow with $N$, and so does the number of iterations,
+#   compares sums of $P$ energies ($P$ the number of neurons solved together), whose rounding error
+#   is about $\epsilon_{\mathrm{mach}} \sum_t e_t$ ($\epsilon_{\mathrm{mach}} \approx 2.2 \cdot 10^{-16}$
+#   in float64), so it cannot see one neuron's gap below about $P \epsilon_{\mathrm{mach}} \bar e$, with
+#   $\bar e$ the mean of the $e_t^*$ (printed above). Near the minimum $e_t - e_t^* = \tfrac12
+#   \boldsymbol\zeta^\top Q_t \boldsymbol\zeta$ for an error $\boldsymbol\zeta$ in $(w, b)$, so such a
+#   gap is compatible with $\|\boldsymbol\zeta\|$ up to $\sqrt{2 P \epsilon_{\mathrm{mach}} \bar e /
+#   \ell_{\min}}$, printed above; the table's $10^{-6}$ is within that. With
+#   more neurons, as on a GPU, both limits grow with $P$, and so does the number of iterations,
 #   because the curvatures L-BFGS must model spread wider; the step budget and the thresholds above
 #   allow for it.
 # - **Gradient descent** converges linearly, a straight line on this plot, and stays below the
@@ -497,12 +500,12 @@ print(f"sqrt(2 N eps e_bar / h_min) = {resolvable_error:.0e}: the error in (w, b
 # - **Adam** reaches round-off too (in the run above, a few hundred steps in), and then its gap jumps
 #   back up, by some ten orders of magnitude to about $10^{-6}$, and oscillates there for the rest
 #   of the run without settling: the printed range and the many changes of direction show it. Adam
-#   divides each gradient coordinate by $\sqrt{\hat v}$, an average of past squared gradients that
-#   forgets slowly ($\beta_2 = 0.999$). Its momentum iteration is stable only while the learning
-#   rate times the curvature seen through that scaling stays below $2(1+\beta_1)/(1-\beta_1) = 38$.
-#   As the large early gradients fade from $\hat v$, the scaled curvature creeps up. Once it passes
-#   38 for the stiffest neurons, their errors grow geometrically from round-off until the growing
-#   gradients inflate $\hat v$ again, which lowers the scaled curvature, and the cycle repeats. Adam
+#   divides each gradient coordinate by the square root of a running average of past squared
+#   gradients that forgets slowly (torch's `betas[1] = 0.999`). Its momentum iteration, with momentum
+#   0.9 (`betas[0]`), is stable only while the learning rate times the curvature seen through that
+#   scaling stays below $2(1 + 0.9)/(1 - 0.9) = 38$. As the large early gradients fade from that
+#   average, the scaled curvature creeps up. Once it passes 38 for the stiffest neurons, their
+#   errors grow geometrically from round-off until the growing gradients inflate the average again, which lowers the scaled curvature, and the cycle repeats. Adam
 #   is built for noisy gradients, not for precision; a decaying learning rate lets it settle
 #   (exercise 4).
 #
@@ -811,7 +814,7 @@ plt.show()
 # %% [markdown]
 # ## 5. What $\lambda$ does
 #
-# $\lambda$ enters the Hessian only through $h_{ww}$ and the determinant, $\det H_t = 4[(t-\mu_t)^2 +
+# $\lambda$ enters the Hessian only through its entry $\partial^2 e_t/\partial w^2$ and the determinant, $\det Q_t = 4[(t-\mu_t)^2 +
 # 2\sigma_t^2 + 2\lambda]$. It is a floor under the variance: in $e_t^*$ it always appears as
 # $\sigma_t^2 + \lambda$, so a channel whose variance is much smaller than $\lambda$ looks constant,
 # and every neuron in it gets $e^* \approx 2$.
@@ -822,7 +825,7 @@ plt.show()
 
 # %%
 subset = maps[:1, :4]  # the same 4096 neurons in quick and full mode
-print(f"{'lambda':>8} {'min det H / 4':>14} {'max kappa':>10}")
+print(f"{'lambda':>8} {'min det Q / 4':>14} {'max kappa':>10}")
 sweep = {}
 for lambda_ in [1e-1, 1e-4, 1e-8, 0.0]:
     determinant = torch.linalg.det(hessians(subset, lambda_)) / 4
@@ -922,9 +925,9 @@ plt.show()
 # $\varepsilon/\lambda$, as the fluctuations sink below $\sqrt\lambda$ and stop counting, and the
 # condition number levels off below $10^5$.
 #
-# **Exactly constant channels.** If all $M$ neurons equal $c$, then $t = \mu_t = c$ and
+# **Exactly constant channels.** If all $M$ neurons equal one value $x_0$, then $t = \mu_t = x_0$ and
 # $\sigma_t^2 = 0$. For $\lambda > 0$, $e^* = 4\lambda/2\lambda = 2$ and $w = b = 0$. For $\lambda = 0$
-# the formula is $0/0$: the Hessian is singular, and the energy along the line $b = -cw$ is
+# the formula is $0/0$: the Hessian is singular, and the energy along the line $b = -x_0 w$ is
 # $(1 + 0)^2 + (1 - 0)^2 + \lambda w^2 = 2 + \lambda w^2$. Every point of that line is a minimiser
 # with energy 2. The package returns the limit $e^* = 2$ and the minimum-norm minimiser $w = b = 0$, the
 # point that $\lambda \to 0^+$ selects. The attention weight is then $\operatorname{sigmoid}(1/2)$
@@ -951,16 +954,16 @@ for lambda_ in [1e-4, 0.0]:
 # %% [markdown]
 # **Two or three neurons per channel.** The smallest maps show the gap between exact and shared
 # statistics most starkly. With $M = 2$, the "others" of a neuron are a single neuron, so
-# $\sigma_t^2 = 0$ and, with $\Delta$ the difference of the two values,
+# $\sigma_t^2 = 0$ and, with $\delta_t = t - \mu_t$ the difference of the two values,
 #
 # $$
-# e^{\text{exact}} = \frac{4\lambda}{\Delta^2 + 2\lambda} \approx 0,\qquad
-# e^{\text{paper}} = \frac{4(\Delta^2/4 + \lambda)}{3\Delta^2/4 + 2\lambda} \approx \frac43,\qquad
-# e^{\text{reference}} = \frac{4(\Delta^2/2 + \lambda)}{5\Delta^2/4 + 2\lambda} \approx \frac85 .
+# e^{\text{exact}} = \frac{4\lambda}{\delta_t^2 + 2\lambda} \approx 0,\qquad
+# e^{\text{paper}} = \frac{4(\delta_t^2/4 + \lambda)}{3\delta_t^2/4 + 2\lambda} \approx \frac43,\qquad
+# e^{\text{reference}} = \frac{4(\delta_t^2/2 + \lambda)}{5\delta_t^2/4 + 2\lambda} \approx \frac85 .
 # $$
 #
 # The exact energy is right: two distinct numbers can always be mapped to $+1$ and $-1$ exactly, so
-# both neurons are perfectly distinctive, and only $\lambda$'s penalty on $w = 2/\Delta$ keeps the
+# both neurons are perfectly distinctive, and only $\lambda$'s penalty on $w = 2/\delta_t$ keeps the
 # energy above zero. The shared statistics say the opposite, that both neurons are
 # unremarkable. (With $M = 1$ there are no others at all: equation (2) is undefined, the package's
 # exact statistics refuse it, and the shared ones return $e^* = 2$.)
@@ -994,8 +997,8 @@ check_below("M = 2 and M = 3: L-BFGS max |e - e*|", max(small_runs.values()), 1e
 # %% [markdown]
 # The medians show the disagreement: at $M = 2$ the exact energy of a typical neuron is a small
 # fraction of 1, while the paper's and the reference code's stay near $4/3$ and $8/5$. Small maps are
-# also the hardest case for the optimisers. With $M = 2$, $\sigma_t^2 = 0$ and $\det H_t / 4 =
-# \Delta^2 + 2\lambda$: where the two halves of a map nearly agree, only $\lambda$ keeps the Hessian
+# also the hardest case for the optimisers. With $M = 2$, $\sigma_t^2 = 0$ and $\det Q_t / 4 =
+# \delta_t^2 + 2\lambda$: where the two halves of a map nearly agree, only $\lambda$ keeps the Hessian
 # away from singular, $|w_t|$ runs up to the bound $1/\sqrt{2\lambda}$, and $\kappa_t$ reaches
 # $10^4$. L-BFGS gets there, but needs several hundred iterations instead of one hundred.
 
@@ -1056,14 +1059,14 @@ for name, (_, at_closed_form) in gradients.items():
 #
 # Each solution is a collapsed cell that checks its answer; open it after trying.
 #
-# **1. One Newton step.** Show that a single Newton step from $w = b = 0$, $(w, b) = -H_t^{-1}\nabla
+# **1. One Newton step.** Show that a single Newton step from $w = b = 0$, $(w, b) = -Q_t^{-1}\nabla
 # e_t(0, 0)$, lands exactly on the closed form, for every neuron. Check it on the first image's maps
 # pooled to $8 \times 8$, with the gradient from autograd and the Hessian from `hessians`.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # e_t is quadratic, so its second-order Taylor expansion is exact and one Newton step from any point
 # reaches the minimiser. At w = b = 0 the gradient is (2 (mu_t - t), 2 - 2) = (-2 (t - mu_t), 0), so
-# the step solves H_t (w, b) = (2 (t - mu_t), 0): Cramer's rule of section 2 gives the closed form.
+# the step solves Q_t (w, b) = (2 (t - mu_t), 0): Cramer's rule of section 2 gives the closed form.
 newton_maps = F.adaptive_avg_pool2d(maps[:1], 8)
 w_start = torch.zeros_like(newton_maps, requires_grad=True)
 b_start = torch.zeros_like(newton_maps, requires_grad=True)

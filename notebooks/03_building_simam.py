@@ -316,8 +316,8 @@ plt.show()
 # spatial axes or an elementwise operation, so the loop disappears once the reductions keep their
 # dimensions (`keepdim=True`): the per-channel mean then has shape $(N, C, 1, 1)$ and broadcasts
 # against $x$. Reducing over *all axes after the first two*, rather than over axes 2 and 3, makes
-# the same code work for sequences $(N, C, L)$ and volumes $(N, C, D, H, W)$, where $M$ is the
-# product of the spatial sizes.
+# the same code work for sequences of shape (batch, channels, length) and volumes of shape (batch,
+# channels, depth, height, width), where $M$ is the product of the spatial sizes.
 
 
 # %%
@@ -534,7 +534,7 @@ def simam_backward(x: torch.Tensor, g: torch.Tensor, lambda_: float = LAMBDA) ->
 # We compare it in float64 with autograd through the reference formula, `simam_reference` in the
 # package (the reference code's expression, built from plain autograd operations), and through our
 # own `simam_broadcast`; on the CIFAR feature maps from section 0 and on a volume
-# $(N, C, D, H, W)$. The upstream gradient $g$ is random.
+# of shape (batch, channels, depth, height, width). The upstream gradient $g$ is random.
 
 # %%
 grad_generator = torch.Generator(device=device).manual_seed(2)
@@ -890,25 +890,25 @@ plt.show()
 # $\lambda$ by its square, and claims that the weights do not change. Show from
 # $1/e^*_t = (t-\hat\mu)^2 / \bigl(4(s^2+\lambda)\bigr) + \tfrac12$ that adding a
 # constant to a channel leaves its importances unchanged, and that multiplying the channel by
-# $c \ne 0$ leaves them unchanged when $\lambda$ becomes $c^2\lambda$. Check both with
+# $\nu \ne 0$ leaves them unchanged when $\lambda$ becomes $\nu^2\lambda$. Check both with
 # `simam.importance` on random float64 maps, with a different constant for every channel. What
-# happens to the importances of a channel multiplied by $c = 10^{-3}$ if $\lambda$ is left alone?
+# happens to the importances of a channel multiplied by $\nu = 10^{-3}$ if $\lambda$ is left alone?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# A shift moves t and the mean together, so t - mu and S do not change. Scaling by c multiplies
-# (t - mu)^2 and S/(M-1) by c^2; with c^2 lambda the fraction is multiplied by c^2 / c^2 = 1.
+# A shift moves t and the mean together, so t - mu and S do not change. Scaling by nu multiplies
+# (t - mu)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is multiplied by nu^2 / nu^2 = 1.
 exercise_generator = torch.Generator().manual_seed(3)
 random_maps = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=exercise_generator)
 shifts = torch.randn(1, 3, 1, 1, dtype=torch.float64, generator=exercise_generator)
 base = simam.importance(random_maps, LAMBDA)
 check_close("1. a constant added to each channel", simam.importance(random_maps + shifts, LAMBDA), base, 1e-12)
-for c in (-0.5, 3.0, 1e-3):
-    scaled = simam.importance(c * random_maps, LAMBDA * c**2)
-    check_close(f"1. channels times {c:g}, lambda times {c * c:g}", scaled, base, 1e-12)
+for nu in (-0.5, 3.0, 1e-3):
+    scaled = simam.importance(nu * random_maps, LAMBDA * nu**2)
+    check_close(f"1. channels times {nu:g}, lambda times {nu * nu:g}", scaled, base, 1e-12)
 # Left alone, lambda = 1e-4 dwarfs the variance (about 1e-6) of the scaled maps: every importance nears 1/2.
 shrunk = simam.importance(1e-3 * random_maps, LAMBDA)
 assert bool((shrunk < base).all()) and shrunk.max().item() < 0.6
-print(f"1. with c = 1e-3 and lambda unchanged: importances at most {shrunk.max().item():.3f}, "
+print(f"1. with nu = 1e-3 and lambda unchanged: importances at most {shrunk.max().item():.3f}, "
       f"against up to {base.max().item():.2f} before")
 
 # %% [markdown]
@@ -977,13 +977,13 @@ print(f"3. extra bytes per image: predicted {predicted:,}, measured {measured:,}
       f"for 128 images {128 * measured / 2**20:.0f} MiB")
 
 # %% [markdown]
-# **Exercise 4 (when float16 overflows).** A channel whose $M$ values are $+c$ and $-c$ in equal
-# numbers has $\hat\mu = 0$ and $S = M c^2$. Float16's largest finite number is 65504. Up to which
-# $c$ does `simam_reference` in float16 still weigh such a channel as in float32, on $32\times32$
+# **Exercise 4 (when float16 overflows).** A channel whose $M$ values are $+x_0$ and $-x_0$ in equal
+# numbers has $\hat\mu = 0$ and $S = M x_0^2$. Float16's largest finite number is 65504. Up to which
+# $x_0$ does `simam_reference` in float16 still weigh such a channel as in float32, on $32\times32$
 # maps and on $8\times8$ maps? Check just below and just above each threshold.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# S = M c^2 stays finite while c <= sqrt(65504 / M): about 8 for M = 1024 and 32 for M = 64.
+# S = M x0^2 stays finite while x0 <= sqrt(65504 / M): about 8 for M = 1024 and 32 for M = 64.
 # Larger maps overflow at smaller activations; above the threshold every weight is sigmoid(1/2).
 def weight_of(channel: torch.Tensor) -> float:
     """The reference expression's mean weight (output over input) on a channel without zeros."""
@@ -997,7 +997,7 @@ for side in (32, 8):
     below, above = ((factor * threshold * signs).half() for factor in (0.99, 1.01))
     weight_below, weight_above, weight_float32 = weight_of(below), weight_of(above), weight_of(below.float())
     assert abs(weight_below - weight_float32) < 1e-3 and abs(weight_above - half_weight) < 1e-3
-    print(f"4. {side}x{side} maps: threshold c = {threshold:.2f}; weight at 0.99 x threshold {weight_below:.3f} "
+    print(f"4. {side}x{side} maps: threshold x0 = {threshold:.2f}; weight at 0.99 x threshold {weight_below:.3f} "
           f"(float32 {weight_float32:.3f}), at 1.01 x threshold {weight_above:.3f}")
 
 # %% [markdown]

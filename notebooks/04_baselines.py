@@ -87,9 +87,9 @@ print(f"quick mode: {QUICK}")
 # | module | output | shape of the weight | learned parameters per block |
 # | --- | --- | --- | --- |
 # | SE | $A \odot X$ | $C \times 1 \times 1$ | $2CC'$ with $C' = C/16$ |
-# | CBAM | $A_s \odot (A_c \odot X)$ | $C \times 1 \times 1$, then $1 \times H \times W$ | $2CC' + C' + C + 2 \cdot 7^2 + 2$ |
+# | CBAM | $A^{\mathrm{sp}} \odot (A^{\mathrm{ch}} \odot X)$ | $C \times 1 \times 1$, then $1 \times H \times W$ | $2CC' + C' + C + 2 \cdot 7^2 + 2$ |
 # | ECA | $A \odot X$ | $C \times 1 \times 1$ | $K$ |
-# | GC | $X + T$ | an *added* $C \times 1 \times 1$ term | $2Ch + 3h + 2C$ |
+# | GC | $X + T$ | an *added* $C \times 1 \times 1$ term | $2CC' + 3C' + 2C$ |
 # | SimAM | $A \odot X$ | $C \times H \times W$ | $0$ |
 #
 # **SE** (Hu et al., 2018). *Squeeze* every channel to its spatial mean,
@@ -657,7 +657,8 @@ for name, fps in PAPER_FPS.items():
 # module would. The resulting $64 \times 32 \times 32$ map goes through all five modules, and we
 # read each module's *effective* weight off its input and output:
 #
-# - SE and ECA multiply each channel by one number, $a_c = \langle Y_c, X_c \rangle / \|X_c\|^2$;
+# - SE and ECA multiply each channel by one number, $A_c = \langle Y_c, X_c \rangle / \|X_c\|^2$, with
+#   $Y$ the module's output;
 # - CBAM's channel gate is read the same way from the output of its first stage, and its spatial
 #   map from its second, as one number per position shared by all channels;
 # - GC adds one number per channel, $T_c = \operatorname{mean}_{ij}(Y_{c,i,j} - X_{c,i,j})$;
@@ -710,7 +711,7 @@ assert raw_variance.min() > 100 * 1e-4 and gap < 1e-3
 
 # %%
 def per_channel(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The least-squares factor a_c with y_c ~ a_c x_c, one per channel."""
+    """The least-squares factor A_c with Y_c ~ A_c X_c, one per channel."""
     return (y * x).sum(dim=(2, 3)) / x.square().sum(dim=(2, 3))
 
 

@@ -436,7 +436,7 @@ else:
 # the standard error
 #
 # $$
-# \operatorname{SE}(\bar a_{\text{SimAM}} - \bar a_{\text{plain}}) = \sqrt{\frac{\sigma_1^2}{n} + \frac{\sigma_2^2}{n}} .
+# \sqrt{\frac{\sigma_1^2}{n} + \frac{\sigma_2^2}{n}} .
 # $$
 #
 # **How many runs.** To detect a true difference $\Delta$ with a two-sided test at significance
