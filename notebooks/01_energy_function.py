@@ -198,7 +198,7 @@ x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.
 # | $\rho$ | Spearman's rank correlation | ch. 2 §4 |
 # | $\varepsilon$, $x_0$, $\nu$ | the fluctuation of a nearly constant channel $1 + \varepsilon z_i$; the value of a constant channel; a factor that scales a channel | ch. 2 §5, ch. 3 exercises 1, 4 |
 # | $\Delta\omega$ | the largest change of an attention weight between two statistics | ch. 1 §3 |
-# | $\operatorname{sigmoid}$, $\xi$ | $1/(1 + e^{-\xi})$, of any number $\xi$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
+# | $\operatorname{sigmoid}$, $\xi$ | $1/(1 + \exp(-\xi))$, of any number $\xi$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
 # | $a$, $\phi_k$, $\omega_k$ | $1/(4(s^2 + \lambda))$; neuron $k$'s importance $a d_k^2 + \tfrac12$; its weight $\operatorname{sigmoid}(\phi_k)$ | ch. 3 §3 |
 # | $\tilde x_k$, $L$, $g_k$, $h_k$ | the output $x_k \omega_k$; the loss; $\partial L/\partial \tilde x_k$; $g_k x_k \omega_k (1 - \omega_k)$ | ch. 3 §3 |
 # | $[k = j]$ | 1 when $k = j$, else 0 | ch. 3 §3 |

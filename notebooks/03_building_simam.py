@@ -387,7 +387,7 @@ for name, shape in other_shapes.items():
 #
 # We start with one channel of $M = 4$ neurons $x_1, \dots, x_4$. The sigmoid is declared as a
 # function whose derivative is $\operatorname{sigmoid}(1-\operatorname{sigmoid})$, so that SymPy's
-# results stay readable; first we check that this derivative is the one of $1/(1+e^{-\xi})$.
+# results stay readable; first we check that this derivative is the one of $1/(1 + \exp(-\xi))$.
 
 # %%
 class Sigmoid(sp.Function):
@@ -637,7 +637,7 @@ plt.show()
 #
 # * **1-D, channel attention** (SE, ECA): one weight per channel, the same at every position.
 # * **2-D, spatial attention**: one weight per position, shared by all channels.
-# * **Full 3-D**: one weight per neuron $(c, h, w)$, free to differ along every axis. The paper
+# * **Full 3-D**: one weight per neuron, free to differ along every axis. The paper
 #   contrasts SimAM's weights with channel-wise and spatial-wise attention and with modules that
 #   compute the two separately and combine them. CBAM, for instance, multiplies a channel weight by
 #   a spatial weight, so its $C \cdot H \cdot W$ weights are fixed by only $C + HW$ numbers.
