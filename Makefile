@@ -39,9 +39,11 @@ test: $(READY)
 	$(PY) -m pytest
 
 # torch and oneDNN limited to SSE4.1 (no AVX) and one thread: training gives other bits than on the
-# CPU the outputs were stored on, and every checked output must still match.
+# CPU the outputs were stored on, and every checked output must still match. One-thread kernels
+# leave the other cores idle, so the notebooks run side by side, each whole on one worker (loadfile).
 test-other-cpu: $(READY)
-	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 $(PY) -m pytest notebooks/
+	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 \
+	    $(PY) -m pytest -n auto --dist loadfile notebooks/
 
 test-installed: $(READY)
 	$(PY) scripts/check_installed.py
