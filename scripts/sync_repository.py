@@ -3,7 +3,7 @@
 The repository's address is written once, as ``Repository`` under ``[project.urls]``, and the
 website's as ``Documentation``. A fork edits those lines and runs ``python scripts/sync_repository.py``:
 the README's badges and website links, each notebook's badge link and install cell (both files of each
-jupytext pair) then name the fork.
+jupytext pair) and CITATION.cff's addresses then name the fork.
 ``tests/test_colab.py`` fails while any of them disagrees.
 """
 
@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/")
 # GitHub Pages addresses, as the README links the website.
 WEBSITE = re.compile(r"https://[\w-]+\.github\.io/[\w.-]+/")
-# The install cell's address; in an .ipynb the quote before it is escaped.
-INSTALL = re.compile(r'(REPOSITORY = \\?")https://github\.com/[\w.-]+/[\w.-]+')
+# The install cell's address (in an .ipynb the quote before it is escaped), and CITATION.cff's.
+INSTALL = re.compile(r'(REPOSITORY = \\?"|repository-code: ")https://github\.com/[\w.-]+/[\w.-]+')
 
 
 def urls() -> dict[str, str]:
@@ -53,7 +53,7 @@ def synced(text: str, url: str, site: str | None = None) -> str:
 
 
 def files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "notebooks").glob("*.py")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    return [ROOT / "README.md", ROOT / "CITATION.cff", *sorted((ROOT / "notebooks").glob("*.py")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
 
 
 def main() -> int:
