@@ -9,6 +9,13 @@ of a run (NCCL between GPUs, gloo between CPU processes) and leaves it afterward
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) there is no process group and every reduction here
 returns its input untouched, so a single process computes exactly what it computes without this
 module.
+
+A rank whose process ends with an error, before the group forms or in the middle of training, is
+``torchrun``'s to handle: its agent stops the other ranks within seconds rather than leaving them
+in a collective. :func:`fail_together` is for errors a rank catches and every rank should report
+the same way (a configuration error printed once per rank, not a wall of timeouts). A launcher
+without such an agent (ranks started by hand) leaves the others waiting until the collective's
+timeout.
 """
 
 from __future__ import annotations
