@@ -434,6 +434,7 @@ def test_the_verdict_corrects_for_five_modules_and_compares_simam_with_the_best_
     simam = clear.against_none["final"][-1]
     assert f"simam − none = {simam.difference:+.2f} points (95% CI [{simam.low:+.2f}, {simam.high:+.2f}]" in text
     assert "SimAM's gain over no attention is **established**" in text and "SimAM **beats eca**" in text
+    assert "p = <" not in text and ("p < 0.001" in text) == (simam.p_welch < 0.001)
     assert "SimAM's gain over no attention is **not established**" in verdict_text(unclear)
     assert "is **not shown to beat eca**" in verdict_text(unclear)
     assert "needs 3 seeds per network" in text  # sd 0.18 in both: 2 * 0.18^2 * 7.85 / 0.4^2 = 3.2

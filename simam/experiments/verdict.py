@@ -116,6 +116,11 @@ def _p(value: float) -> str:
     return f"{value:.3f}" if value >= 0.001 else "< 0.001"
 
 
+def _p_is(value: float) -> str:
+    """A p-value after its name in a sentence: "= 0.044" or "< 0.001"."""
+    return f"= {value:.3f}" if value >= 0.001 else "< 0.001"
+
+
 def _difference(row: Comparison) -> str:
     return f"{row.difference:+.2f} [{row.low:+.2f}, {row.high:+.2f}]"
 
@@ -144,7 +149,7 @@ def judgment_table(judgment: Judgment) -> str:
 def _claim(row: Comparison, corrected: bool) -> str:
     holm = f"; Holm-adjusted {_p(row.holm_welch)} and {_p(row.holm_permutation)}" if corrected else ""
     return (f"{row.attention} − {row.baseline} = {row.difference:+.2f} points (95% CI [{row.low:+.2f}, "
-            f"{row.high:+.2f}]; Welch p = {_p(row.p_welch)}, permutation p = {_p(row.p_permutation)}{holm})")
+            f"{row.high:+.2f}]; Welch p {_p_is(row.p_welch)}, permutation p {_p_is(row.p_permutation)}{holm})")
 
 
 def _outcome(row: Comparison, versus: str) -> str:
