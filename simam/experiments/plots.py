@@ -73,13 +73,16 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
             axis.scatter([cell.lambda_] * cell.n, cell.accuracies, s=12, color=color, alpha=0.5, linewidths=0)
             if cell.n >= 2:
                 low, high = stats.mean_interval(cell.accuracies)
-                axis.plot([cell.lambda_] * 2, [low, high], color=color, linewidth=1)
+                axis.errorbar(cell.lambda_, cell.mean, yerr=[[cell.mean - low], [high - cell.mean]], color=color,
+                              capsize=4, linewidth=1.2)
         for base in cells:
             if (base.dataset, base.model, base.recipe_label, base.attention) == (dataset, model, recipe, "none"):
                 axis.axhline(base.mean, color="gray", linestyle="--", label=f"{model}, no attention ({base.n} seeds)")
                 if base.n >= 2:
                     axis.axhspan(*stats.mean_interval(base.accuracies), color="gray", alpha=0.15)
-    axis.axvline(PAPER_LAMBDA, color="gray", linewidth=0.8, label=f"paper's λ = {PAPER_LAMBDA:g}")
+    # dotted and behind, so that the interval drawn at the paper's lambda stays visible
+    axis.axvline(PAPER_LAMBDA, color="gray", linewidth=0.8, linestyle=":", zorder=0,
+                 label=f"paper's λ = {PAPER_LAMBDA:g}")
     axis.set_xscale("log")
     axis.set(xlabel="λ", ylabel="final test accuracy (%)", title="SimAM's λ (paper: Figure 4); bars, band: 95% CI")
     axis.grid(alpha=0.3)
