@@ -118,7 +118,8 @@ def _p(value: float) -> str:
 
 def _p_is(value: float) -> str:
     """A p-value after its name in a sentence: "= 0.044" or "< 0.001"."""
-    return f"= {value:.3f}" if value >= 0.001 else "< 0.001"
+    text = _p(value)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _difference(row: Comparison) -> str:
