@@ -547,3 +547,15 @@ def test_a_setting_a_finished_run_lacks_is_compared_with_its_own_recipe(tmp_path
     assert pending([spec], tmp_path) == []
     assert changed_settings(spec.config(), stored) == []
     assert changed_settings(dataclasses.replace(spec.config(), label_smoothing=0.0), stored) == [("label_smoothing", 0.0, 0.1)]
+
+
+def test_a_run_off_the_paper_place_names_its_place():
+    from simam.experiments.plan import plan
+
+    ids = {spec.attention: spec.run_id for spec in plan(["resnet20"], ["none", "simam", "eca"], ["cifar10"], [0],
+                                                          ["quick"], place="end_of_branch")}
+    assert ids == {"none": "cifar10-resnet20-none-quick-seed0",
+                   "simam": "cifar10-resnet20-simam-end_of_branch-quick-seed0",
+                   "eca": "cifar10-resnet20-eca-quick-seed0"}  # ECA's paper place is the end of the branch
+    spec = plan(["resnet20"], ["simam"], ["cifar10"], [0], ["quick"], place="end_of_branch")[0]
+    assert spec.train_args()[-2:] == ["--place", "end_of_branch"] and spec.config().place == "end_of_branch"

@@ -245,12 +245,12 @@ def captured(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, t
 
 # (model, first block, where SimAM goes, where the other modules go): the reference code's places
 PLACES = [
-    (lambda a: ResNet(20, attention=a), "stages.1.0", "conv2", "bn2"),
-    (lambda a: ResNet(11, attention=a, block="bottleneck"), "stages.1.0", "conv2", "bn3"),
-    (lambda a: PreActResNet(20, attention=a), "stages.1.0", "conv2", "conv2"),
-    (lambda a: PreActResNet(11, attention=a, block="bottleneck"), "stages.1.0", "conv2", "conv3"),
-    (lambda a: WideResNet(10, 1, attention=a), "stages.1.0", "conv2", "conv2"),
-    (lambda a: MobileNetV2(attention=a), "blocks.3", "depthwise", "bn3"),
+    (lambda a, **kw: ResNet(20, attention=a, **kw), "stages.1.0", "conv2", "bn2"),
+    (lambda a, **kw: ResNet(11, attention=a, block="bottleneck", **kw), "stages.1.0", "conv2", "bn3"),
+    (lambda a, **kw: PreActResNet(20, attention=a, **kw), "stages.1.0", "conv2", "conv2"),
+    (lambda a, **kw: PreActResNet(11, attention=a, block="bottleneck", **kw), "stages.1.0", "conv2", "conv3"),
+    (lambda a, **kw: WideResNet(10, 1, attention=a, **kw), "stages.1.0", "conv2", "conv2"),
+    (lambda a, **kw: MobileNetV2(attention=a, **kw), "blocks.3", "depthwise", "bn3"),
 ]
 
 
@@ -283,3 +283,38 @@ def test_a_model_runs_under_torch_compile():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(model)(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+
+@pytest.mark.parametrize("make, block, conv_place, end_place", PLACES)
+@pytest.mark.parametrize("attention", ["simam", "se"])
+@pytest.mark.parametrize("place", ["after_conv", "end_of_branch"])
+def test_place_puts_any_module_at_either_place(make, block, conv_place, end_place, attention, place):
+    torch.manual_seed(0)
+    model = make(attention, place=place).eval()
+    layer = f"{block}.{conv_place if place == 'after_conv' else end_place}"
+    seen = captured(model, torch.randn(2, 3, 16, 16), [layer])
+    assert torch.equal(seen["attention"], seen[layer])
+
+
+@pytest.mark.parametrize("attention, moved_to", [("simam", "end_of_branch"), ("eca", "after_conv")])
+def test_a_moved_module_changes_the_block_and_keeps_the_state_dict_keys(attention, moved_to):
+    torch.manual_seed(0)
+    paper = create_model("resnet20", attention)
+    moved = create_model("resnet20", attention, place=moved_to)
+    assert list(moved.state_dict()) == list(paper.state_dict())
+    moved.load_state_dict(paper.state_dict())  # the same weights: only the place differs
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():  # training mode: each batch norm standardises what reaches it
+        assert not torch.allclose(paper.train()(x), moved.train()(x), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_network_takes_a_module_class_or_a_partial(name):
+    from simam.attention import SimAM, SqueezeExcite
+
+    simams = [m for m in create_model(name, functools.partial(SimAM, lambda_=0.1)).modules() if isinstance(m, SimAM)]
+    assert simams and all(m.lambda_ == 0.1 for m in simams)
+    assert any(isinstance(m, SqueezeExcite) for m in create_model(name, SqueezeExcite).modules())
+    with pytest.raises(ValueError, match="place must be one of"):
+        create_model(name, "simam", place="before_conv")

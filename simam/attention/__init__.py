@@ -3,12 +3,22 @@ each taking the channel count as its first argument, and a factory that builds t
 
 from simam.attention.cbam import CBAM
 from simam.attention.eca import ECA, eca_kernel_size
-from simam.attention.factory import AttentionKind, attention_kind, attention_options, create_attention, list_attentions
+from simam.attention.factory import (
+    PLACES,
+    AttentionKind,
+    ResolvedAttention,
+    attention_kind,
+    attention_options,
+    create_attention,
+    list_attentions,
+    resolve_attention,
+)
 from simam.attention.gc import GlobalContext
 from simam.attention.se import SqueezeExcite
 from simam.attention.simam import SimAM
 
 __all__ = [
+    "PLACES",
     "AttentionKind",
     "CBAM",
     "ECA",
@@ -20,4 +30,6 @@ __all__ = [
     "create_attention",
     "eca_kernel_size",
     "list_attentions",
+    "resolve_attention",
+    "ResolvedAttention",
 ]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
+import torch
 from torch import nn
 
 from simam.attention.cbam import CBAM
@@ -31,9 +32,10 @@ class AttentionKind:
 
     ``build(channels, **kwargs)`` makes the module. ``options``: the settings of a network or a run
     that this module takes (SimAM's ``lambda_``); :func:`attention_options` picks them out.
-    ``after_conv``: where the SimAM paper's networks put it, right after a block's 3x3 convolution and
-    before its batch norm (SimAM, as in the reference code), else at the end of the residual branch,
-    after its last batch norm (SE, CBAM, ECA and GC, where their authors put them). ``compiles``:
+    ``after_conv``: where the SimAM paper's networks put it (its place, see :data:`PLACES`): right
+    after a block's 3x3 convolution and before that convolution's batch norm (SimAM, as in the
+    reference code), else at the end of the residual branch, after its last batch norm (SE, CBAM,
+    ECA and GC, where their authors put them). ``compiles``:
     its formula alone can go through ``torch.compile`` (``SimAM(compiled=True)``).
     """
 
@@ -98,3 +100,62 @@ def create_attention(
             raise TypeError(f"{name!r} built a {type(module).__name__}, not an nn.Module")
         return module
     return attention_kind(name).build(channels, **kwargs)
+
+
+Place = Literal["after_conv", "end_of_branch"]
+
+PLACES: tuple[str, ...] = ("after_conv", "end_of_branch")
+"""Where a block can hold its attention module. ``"after_conv"``: right after the block's 3x3
+convolution, before the batch norm that follows it (SimAM's place in the reference code);
+``"end_of_branch"``: after the residual branch's last batch norm, before the addition (SE's place).
+In a basic block both sit around the same batch norm, the one after the last convolution, so the
+place decides whether that batch norm rescales what the attention weighted."""
+
+
+@dataclass(frozen=True)
+class ResolvedAttention:
+    """An attention setting resolved once for a network: ``build(channels, **factory)`` makes the
+    module for one block (``factory``: ``device``, ``dtype``), and ``after_conv`` says where the
+    block puts it (True: ``"after_conv"``, False: ``"end_of_branch"``, see :data:`PLACES`)."""
+
+    build: Callable[..., nn.Module]
+    after_conv: bool
+
+    @property
+    def place(self) -> str:
+        return PLACES[0] if self.after_conv else PLACES[1]
+
+
+def resolve_attention(
+    attention: str | type[nn.Module] | Callable[..., nn.Module], place: str | None = None, **kwargs: Any
+) -> ResolvedAttention:
+    """The one place where an attention setting becomes a builder and a place in the block.
+
+    ``attention``: a name of :func:`list_attentions`, a module class or a partial, as for
+    :func:`create_attention`; ``kwargs`` are bound to every module it builds. ``place``: one of
+    :data:`PLACES`, or None for the paper's place: ``"after_conv"`` for SimAM (by name, or a class or
+    partial that builds a :class:`~simam.attention.SimAM`), ``"end_of_branch"`` for every other module.
+    """
+    if place is not None and place not in PLACES:
+        raise ValueError(f"place must be one of {', '.join(PLACES)} or None (the paper's), got {place!r}")
+    if isinstance(attention, str):
+        attention_kind(attention)  # an unknown name fails here, before any block is built
+    elif not callable(attention):
+        raise TypeError(f"attention must be a name, a module class or a partial, got {type(attention).__name__}")
+
+    def build(channels: int | None, **factory: Any) -> nn.Module:
+        return create_attention(attention, channels, **factory, **kwargs)
+
+    after_conv = place == PLACES[0] if place is not None else _paper_place_is_after_conv(attention, build)
+    return ResolvedAttention(build, after_conv)
+
+
+def _paper_place_is_after_conv(attention: str | Callable[..., nn.Module], build: Callable[..., nn.Module]) -> bool:
+    """Whether the paper puts ``attention`` right after the 3x3 convolution: the registry says so for a
+    name; a class or partial is asked what it builds (on the meta device, so nothing is allocated)."""
+    if isinstance(attention, str):
+        return attention_kind(attention).after_conv
+    if isinstance(attention, type):
+        return issubclass(attention, SimAM)
+    with torch.device("meta"):
+        return isinstance(build(8), SimAM)

@@ -14,6 +14,7 @@ from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan,
 from simam.experiments.plots import write_summary
 from simam.experiments.readme import update_readme, write_figures
 from simam.experiments.results import read_results, results_path
+from simam.experiments.study import read_study
 from simam.experiments.summary import summarise, summary_markdown
 from simam.paper_results import FIGURE4_DATASET
 from simam.experiments.weights import export
@@ -52,6 +53,8 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
     add("--seeds", type=_seeds, default=list(range(5)), help="a count (seeds 0..N-1) or comma-separated seeds (default 5)")
     add("--recipe", type=_names, default=["paper"], help="recipe, or comma-separated recipes (default paper)")
     add("--lambdas", type=_floats, help="comma-separated lambdas for the SimAM attentions (default: the trainer's, 1e-4)")
+    add("--plan", help="a study's plan (results/plans/*.toml): run exactly its cells; no other grid option")
+    add("--place", help="where each block puts the attention: after_conv or end_of_branch (default: the paper's place)")
     add("--lambda-ablation", action="store_true",
         help="the paper's Figure 4 grid: resnet20 without attention and with simam at lambda 1e-1..1e-6")
     add("--out", default="results", help="results folder (default results)")
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--recipe", default="paper")
     one.add_argument("--seed", type=int, required=True)
     one.add_argument("--lambda", dest="lambda_", type=float)
+    one.add_argument("--place")
     one.add_argument("--seeds-asked", type=int, default=1)
     one.add_argument("--gpus-per-run", type=int, default=1)
     one.add_argument("--out", default="results")
@@ -90,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _grid(args: argparse.Namespace) -> list[RunSpec]:
+    if args.plan:
+        given = [option for option in ("models", "attentions", "datasets", "lambdas", "place")
+                 if getattr(args, option) is not None] + (["lambda-ablation"] if args.lambda_ablation else [])
+        if given:
+            raise GridError(f"--plan sets the cells itself; drop --{given[0]}")
+        return read_study(args.plan).specs()
     if args.lambda_ablation:
         given = [option for option in ("models", "attentions", "lambdas") if getattr(args, option) is not None]
         if given:
@@ -97,7 +107,7 @@ def _grid(args: argparse.Namespace) -> list[RunSpec]:
         return [spec for dataset in (args.datasets or [FIGURE4_DATASET]) for recipe in args.recipe
                 for spec in plan_lambda_ablation(args.seeds, recipe, dataset)]
     return plan(args.models or ["resnet20"], args.attentions or DEFAULT_ATTENTIONS, args.datasets or ["cifar10"],
-                args.seeds, args.recipe, args.lambdas)
+                args.seeds, args.recipe, args.lambdas, args.place)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +156,7 @@ def _commands(args: argparse.Namespace, extra_args: list[str]) -> int:
 def _run_one(args: argparse.Namespace, extra_args: list[str]) -> int:
     check_extra_args(extra_args)
     spec = plan([args.model], [args.attention], [args.dataset], [args.seed], [args.recipe],
-                None if args.lambda_ is None else [args.lambda_])[0]
+                None if args.lambda_ is None else [args.lambda_], args.place)[0]
     if args.gpus_per_run < 1 or args.seeds_asked < 1:
         raise GridError("--gpus-per-run and --seeds-asked must be at least 1")
     outcome = run_one(spec, args.out, extra_args, args.gpus_per_run, args.seeds_asked)

@@ -196,6 +196,7 @@ def shell_commands(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequen
         args = [sys.executable, "-m", "simam.experiments", "run-one", "--out", str(out), "--dataset", spec.dataset,
                 "--model", spec.model, "--attention", spec.attention, "--recipe", spec.recipe, "--seed", str(spec.seed),
                 *(["--lambda", repr(spec.lambda_)] if spec.lambda_ is not None else []),
+                *(["--place", spec.place] if spec.place is not None else []),
                 "--seeds-asked", str(seeds_asked), "--gpus-per-run", str(gpus_per_run)]
         commands.append(shlex.join([*args, *(["--", *extra_args] if extra_args else [])]))
     return commands

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from simam.attention import attention_kind, list_attentions
+from simam.attention import PLACES, attention_kind, list_attentions, resolve_attention
 from simam.config import RECIPES, ConfigError, build_parser, check_config
 from simam.data import DATASETS
 from simam.models import list_models
@@ -17,8 +17,7 @@ from simam.runs import run_id
 
 DEFAULT_ATTENTIONS = ("none", "se", "cbam", "eca", "gc", "simam")
 # The trainer options that the grid sets itself, per run.
-# The trainer options that the grid sets itself, per run.
-GRID_OPTIONS = {"out", "model", "attention", "dataset", "seed", "lambda_"}
+GRID_OPTIONS = {"out", "model", "attention", "dataset", "seed", "lambda_", "place"}
 
 
 class GridError(ValueError):
@@ -27,7 +26,8 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of a grid. ``lambda_`` None: the trainer's default (the paper's 1e-4)."""
+    """One training run of a grid. ``lambda_`` None: the trainer's default (the paper's 1e-4);
+    ``place`` None: the paper's place for the attention (see :data:`simam.attention.PLACES`)."""
 
     dataset: str
     model: str
@@ -35,16 +35,18 @@ class RunSpec:
     recipe: str
     seed: int
     lambda_: float | None = None
+    place: str | None = None
 
     @property
     def run_id(self) -> str:
-        return run_id(self.dataset, self.model, self.attention, self.recipe, self.seed, self.lambda_)
+        return run_id(self.dataset, self.model, self.attention, self.recipe, self.seed, self.lambda_, self.place)
 
     def train_args(self) -> list[str]:
         """The trainer options that make this run (without ``--out``)."""
         args = ["--dataset", self.dataset, "--model", self.model, "--attention", self.attention,
                 "--recipe", self.recipe, "--seed", str(self.seed)]
-        return args if self.lambda_ is None else [*args, "--lambda", repr(self.lambda_)]
+        args += [] if self.lambda_ is None else ["--lambda", repr(self.lambda_)]
+        return args if self.place is None else [*args, "--place", self.place]
 
     def config(self, extra_args: Sequence[str] = (), processes: int = 1):
         """The :class:`simam.config.Config` this run trains with, ``extra_args`` included, checked
@@ -60,12 +62,17 @@ class RunSpec:
 
 
 def plan(models: Iterable[str], attentions: Iterable[str], datasets: Iterable[str], seeds: int | Iterable[int],
-         recipes: Iterable[str] = ("paper",), lambdas: Iterable[float] | None = None) -> list[RunSpec]:
+         recipes: Iterable[str] = ("paper",), lambdas: Iterable[float] | None = None,
+         place: str | None = None) -> list[RunSpec]:
     """Every combination, as run specs: datasets, then models, attentions, lambdas, recipes, seeds.
 
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves. ``lambdas`` apply to the SimAM
-    attentions only; the other attentions get one run per seed. Unknown names raise :class:`GridError`.
+    attentions only; the other attentions get one run per seed. ``place``: where every block puts the
+    attention (:data:`simam.attention.PLACES`), None for the paper's place; a run at its module's
+    paper place keeps the plain run id. Unknown names raise :class:`GridError`.
     """
+    if place is not None and place not in PLACES:
+        raise GridError(f"unknown place {place!r}; known: {', '.join(PLACES)}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     axes = {"model": (list(models), list_models()), "attention": (list(attentions), list_attentions()),
             "dataset": (list(datasets), list(DATASETS)), "recipe": (list(recipes), list(RECIPES))}
@@ -84,8 +91,16 @@ def plan(models: Iterable[str], attentions: Iterable[str], datasets: Iterable[st
             for attention in axes["attention"][0]:
                 for lambda_ in _lambdas_of(attention, lambdas):
                     for recipe in axes["recipe"][0]:
-                        specs += [RunSpec(dataset, model, attention, recipe, seed, lambda_) for seed in seeds]
+                        specs += [RunSpec(dataset, model, attention, recipe, seed, lambda_, _place_of(attention, place))
+                                  for seed in seeds]
     return specs
+
+
+def _place_of(attention: str, place: str | None) -> str | None:
+    """The place a run names: None where it is the paper's place for ``attention`` (or for no attention)."""
+    if place is None or attention == "none" or place == resolve_attention(attention).place:
+        return None
+    return place
 
 
 def _lambdas_of(attention: str, lambdas: list[float] | None) -> list[float | None]:

@@ -89,7 +89,7 @@ def result_line(spec: RunSpec, final: dict[str, Any], extra_args: Sequence[str],
     return {
         "run_id": spec.run_id, "dataset": spec.dataset, "model": spec.model, "attention": spec.attention,
         "lambda": config["lambda_"] if "lambda_" in attention_kind(spec.attention).options else None,
-        "recipe": spec.recipe, "seed": spec.seed, "seeds_asked": seeds_asked, "extra_args": list(extra_args),
+        "place": spec.place, "recipe": spec.recipe, "seed": spec.seed, "seeds_asked": seeds_asked, "extra_args": list(extra_args),
         "final_test_accuracy": final["final_test_accuracy"], "final_test_loss": final["final_test_loss"],
         "final_test_accuracy_flip": final.get("final_test_accuracy_flip"),
         "best_test_accuracy_selected_on_test_set": final["best_test_accuracy_selected_on_test_set"],

@@ -45,15 +45,24 @@ def list_models() -> list[str]:
     return list(_MODELS)
 
 
-def create_model(name: str, attention: str = "none", num_classes: int = 10, **attention_kwargs: Any) -> nn.Module:
+def create_model(
+    name: str,
+    attention: str | Callable[..., nn.Module] = "none",
+    num_classes: int = 10,
+    place: str | None = None,
+    **attention_kwargs: Any,
+) -> nn.Module:
     """The CIFAR network ``name`` with the attention module ``attention`` in every block.
 
-    ``attention`` is any name of :func:`simam.attention.list_attentions`; ``attention_kwargs`` go to
-    every attention module (``create_model("resnet20", "simam", lambda_=1e-4)``).
+    ``attention`` is any name of :func:`simam.attention.list_attentions`, a module class or a partial
+    (``functools.partial(simam.SimAM, lambda_=0.1)``); ``attention_kwargs`` go to every attention
+    module (``create_model("resnet20", "simam", lambda_=1e-4)``). ``place``: where every block puts
+    it, ``"after_conv"`` or ``"end_of_branch"`` (:data:`simam.attention.PLACES`); None, the default,
+    is the paper's place for that module.
     """
     if not isinstance(name, str) or _key(name) not in _BY_KEY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(_MODELS)}")
-    return _MODELS[_BY_KEY[_key(name)]](num_classes=num_classes, attention=attention, **attention_kwargs)
+    return _MODELS[_BY_KEY[_key(name)]](num_classes=num_classes, attention=attention, place=place, **attention_kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

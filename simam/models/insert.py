@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import nn
 
-from simam.attention import SimAM, attention_kind, create_attention
+from simam.attention import PLACES, ResolvedAttention, resolve_attention
 
 Position = Literal["paper", "after_conv", "end_of_branch"]
 
@@ -83,8 +83,9 @@ def insert_attention(
     first, then insert. Raises ``ValueError`` if ``model`` has no block it recognises, or if a block
     already has attention (an earlier insertion, or timm's ``se`` slot filled).
     """
-    if position not in ("paper", "after_conv", "end_of_branch"):
+    if position != "paper" and position not in PLACES:
         raise ValueError(f"position must be 'paper', 'after_conv' or 'end_of_branch', got {position!r}")
+    resolved = resolve_attention(attention, None if position == "paper" else position, **kwargs)
     blocks = residual_blocks(model)
     if not blocks:
         raise ValueError(f"found no residual block in {type(model).__name__} to put attention into; expected {_BLOCK_LAYOUT}")
@@ -92,31 +93,26 @@ def insert_attention(
     if attending:
         raise ValueError(f"{len(attending)} blocks already have attention (first: {attending[0]!r}); "
                          "insert into a network built without it")
-    after_conv = position == "after_conv"
-    if position == "paper":  # a name says where it goes; of a class or partial, ask what it builds
-        after_conv = (attention_kind(attention).after_conv if isinstance(attention, str)
-                      else isinstance(_build(attention, 8, torch.device("meta"), None, kwargs), SimAM))
     for _, block, bottleneck in blocks:
         conv = block.conv3 if bottleneck else block.conv2
-        if after_conv:
-            module = _build(attention, block.conv2.out_channels, conv.weight.device, conv.weight.dtype, kwargs)
+        if resolved.after_conv:
+            module = _build(resolved, attention, block.conv2.out_channels, conv.weight.device, conv.weight.dtype)
             block.conv2 = nn.Sequential(block.conv2, module)
         else:
             last_norm = "bn3" if bottleneck else "bn2"
-            module = _build(attention, conv.out_channels, conv.weight.device, conv.weight.dtype, kwargs)
+            module = _build(resolved, attention, conv.out_channels, conv.weight.device, conv.weight.dtype)
             setattr(block, last_norm, nn.Sequential(getattr(block, last_norm), module))
     return model
 
 
-def _build(attention: str | Callable[..., nn.Module], channels: int, device: torch.device, dtype: torch.dtype | None,
-           kwargs: dict[str, Any]) -> nn.Module:
-    """The attention module for ``channels`` channels on ``device`` in ``dtype`` (None: its own): made
-    there by a builder that takes ``device`` and ``dtype``, as the course's modules and timm's do,
-    or moved there after a plain module class builds it."""
+def _build(resolved: ResolvedAttention, attention: str | Callable[..., nn.Module], channels: int,
+           device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The attention module for ``channels`` channels on ``device`` in ``dtype``: made there by a
+    builder that takes ``device`` and ``dtype``, as the course's modules and timm's do, or moved
+    there after a plain module class builds it."""
     if _takes_factory_arguments(attention):
-        factory = {"device": device} if dtype is None else {"device": device, "dtype": dtype}
-        return create_attention(attention, channels, **factory, **kwargs)
-    return create_attention(attention, channels, **kwargs).to(device=device, dtype=dtype)
+        return resolved.build(channels, device=device, dtype=dtype)
+    return resolved.build(channels).to(device=device, dtype=dtype)
 
 
 def _takes_factory_arguments(attention: str | Callable[..., nn.Module]) -> bool:

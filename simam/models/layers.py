@@ -1,12 +1,11 @@
-"""What the CIFAR networks share: initialised convolutions and the rule for where attention goes."""
+"""What the CIFAR networks share: initialised convolutions and their stages. Where attention goes
+in a block is :func:`simam.attention.resolve_attention`'s to say."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from torch import nn
-
-from simam.attention import attention_kind
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -30,15 +29,6 @@ def he_init(conv: nn.Conv2d) -> nn.Conv2d:
     """
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
-
-
-def attention_after_conv(attention: str) -> bool:
-    """Whether ``attention`` sits right after a block's 3x3 convolution, before that convolution's BN
-    (SimAM, where the reference code puts it), rather than at the end of the residual branch, after
-    its last BN and before the addition (SE, CBAM, ECA and GC, where their authors put them): the
-    registry's :attr:`~simam.attention.AttentionKind.after_conv`. For ``none`` the place does not matter.
-    """
-    return attention_kind(attention).after_conv
 
 
 def count_blocks_per_stage(depth: int, convolutions_per_block: int, family: str) -> int:

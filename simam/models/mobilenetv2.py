@@ -18,14 +18,14 @@ classes, where the published 2.2M (3.4M for ImageNet, less the 1000-class classi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simam.attention import create_attention
-from simam.models.layers import attention_after_conv, conv1x1, conv3x3
+from simam.attention import ResolvedAttention, resolve_attention
+from simam.models.layers import conv1x1, conv3x3
 
 # (expansion factor t, output channels c, blocks n, stride s of the first block), Sandler et al.
 # Table 2, with s = 1 instead of 2 for the 24-channel stage (CIFAR variant)
@@ -35,11 +35,12 @@ STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3,
 class InvertedResidual(nn.Module):
     """1x1 expansion-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 linear projection-BN, plus a shortcut at stride 1.
 
-    SimAM goes after the depthwise convolution, before its BN; SE, CBAM, ECA, GC after the last BN.
+    ``"after_conv"`` puts the attention after the depthwise convolution, before its BN (SimAM's
+    place); ``"end_of_branch"`` after the last BN (the place of SE, CBAM, ECA, GC).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, expansion: int, stride: int, attention: str, attention_kwargs: dict[str, Any]
+        self, in_channels: int, out_channels: int, expansion: int, stride: int, attention: ResolvedAttention
     ) -> None:
         super().__init__()
         hidden = in_channels * expansion
@@ -49,9 +50,8 @@ class InvertedResidual(nn.Module):
         self.bn2 = nn.BatchNorm2d(hidden)
         self.project = conv1x1(hidden, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.attention_after_conv = attention_after_conv(attention)
-        channels = hidden if self.attention_after_conv else out_channels
-        self.attention = create_attention(attention, channels, **attention_kwargs)
+        self.attention_after_conv = attention.after_conv
+        self.attention = attention.build(hidden if attention.after_conv else out_channels)
         self.residual = stride == 1
         if self.residual and in_channels != out_channels:
             self.shortcut = nn.Sequential(conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
@@ -75,18 +75,22 @@ class MobileNetV2(nn.Module):
 
     Args:
         num_classes: outputs of the classifier.
-        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain network).
+        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain network), a
+            module class or a partial.
+        place: where each block puts it, one of :data:`simam.attention.PLACES`; None: the paper's.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
     """
 
-    def __init__(self, num_classes: int = 10, attention: str = "none", **attention_kwargs: Any) -> None:
+    def __init__(self, num_classes: int = 10, attention: str | Callable[..., nn.Module] = "none",
+                 place: str | None = None, **attention_kwargs: Any) -> None:
         super().__init__()
+        resolved = resolve_attention(attention, place, **attention_kwargs)
         self.stem = nn.Sequential(conv3x3(3, 32), nn.BatchNorm2d(32), nn.ReLU(inplace=True))
         blocks, channels = [], 32
         for expansion, out_channels, count, first_stride in STAGES:
             for index in range(count):
                 stride = first_stride if index == 0 else 1
-                blocks.append(InvertedResidual(channels, out_channels, expansion, stride, attention, attention_kwargs))
+                blocks.append(InvertedResidual(channels, out_channels, expansion, stride, resolved))
                 channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(conv1x1(channels, 1280), nn.BatchNorm2d(1280), nn.ReLU(inplace=True))

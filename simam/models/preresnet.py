@@ -13,14 +13,12 @@ block's input as it comes, before the branch's BN and ReLU.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simam.attention import create_attention
-from simam.models.layers import attention_after_conv, conv1x1, conv3x3
+from simam.attention import ResolvedAttention
+from simam.models.layers import conv1x1, conv3x3
 from simam.models.resnet import ResNet
 
 
@@ -35,19 +33,20 @@ class PreActBasicBlock(nn.Module):
     """BN-ReLU-conv3x3-BN-ReLU-conv3x3, plus the shortcut.
 
     Every attention module, SimAM included, goes after the second convolution, which is both the
-    end of the branch and the place right after the 3x3 convolution.
+    end of the branch and the place right after the 3x3 convolution: no BN follows that convolution
+    inside the block, so both places of :data:`simam.attention.PLACES` are this one.
     """
 
     expansion = 1
     convolutions = 2
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
-        self.attention = create_attention(attention, planes, **attention_kwargs)
+        self.attention = attention.build(planes)
         self.shortcut = shortcut_without_bn(in_channels, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,14 +58,15 @@ class PreActBasicBlock(nn.Module):
 class PreActBottleneck(nn.Module):
     """BN-ReLU-conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1, plus the shortcut.
 
-    The stride sits on the 3x3 convolution. SimAM goes right after the 3x3 convolution; SE, CBAM,
-    ECA, GC after the last convolution, at the end of the branch.
+    The stride sits on the 3x3 convolution. ``"after_conv"`` puts the attention right after the 3x3
+    convolution, before the BN that follows it (SimAM's place); ``"end_of_branch"`` after the last
+    convolution, at the end of the branch (the place of SE, CBAM, ECA, GC).
     """
 
     expansion = 4
     convolutions = 3
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_channels)
@@ -75,9 +75,8 @@ class PreActBottleneck(nn.Module):
         self.conv2 = conv3x3(planes, planes, stride)
         self.bn3 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_channels)
-        self.attention_after_conv = attention_after_conv(attention)
-        channels = planes if self.attention_after_conv else out_channels
-        self.attention = create_attention(attention, channels, **attention_kwargs)
+        self.attention_after_conv = attention.after_conv
+        self.attention = attention.build(planes if attention.after_conv else out_channels)
         self.shortcut = shortcut_without_bn(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +98,7 @@ class PreActResNet(ResNet):
         num_classes: outputs of the classifier.
         attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain network).
         block: ``"basic"`` or ``"bottleneck"``.
+        place: where each block puts it, one of :data:`simam.attention.PLACES`; None: the paper's.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
 
     :class:`~simam.models.resnet.ResNet`'s constructor with pre-activation blocks, a stem that is a

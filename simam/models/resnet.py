@@ -15,14 +15,14 @@ networks here have a few more parameters than their published sizes (ResNet-20: 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simam.attention import create_attention
-from simam.models.layers import attention_after_conv, conv1x1, conv3x3, count_blocks_per_stage, make_stages
+from simam.attention import ResolvedAttention, resolve_attention
+from simam.models.layers import conv1x1, conv3x3, count_blocks_per_stage, make_stages
 
 
 def shortcut_with_bn(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -35,20 +35,21 @@ def shortcut_with_bn(in_channels: int, out_channels: int, stride: int) -> nn.Mod
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 2 left).
 
-    SimAM goes after the second convolution, before its BN; SE, CBAM, ECA, GC after that BN.
+    ``"after_conv"`` puts the attention after the second convolution, before its BN (SimAM's place);
+    ``"end_of_branch"`` after that BN (the place of SE, CBAM, ECA, GC).
     """
 
     expansion = 1
     convolutions = 2
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.attention = create_attention(attention, planes, **attention_kwargs)
-        self.attention_after_conv = attention_after_conv(attention)
+        self.attention = attention.build(planes)
+        self.attention_after_conv = attention.after_conv
         self.shortcut = shortcut_with_bn(in_channels, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,14 +66,14 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 5 right).
 
-    The stride sits on the 3x3 convolution. SimAM goes after the 3x3 convolution, before its BN;
-    SE, CBAM, ECA, GC after the last BN.
+    The stride sits on the 3x3 convolution. ``"after_conv"`` puts the attention after the 3x3
+    convolution, before its BN (SimAM's place); ``"end_of_branch"`` after the last BN.
     """
 
     expansion = 4
     convolutions = 3
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: str, attention_kwargs: dict[str, Any]) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, planes)
@@ -81,9 +82,8 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.attention_after_conv = attention_after_conv(attention)
-        channels = planes if self.attention_after_conv else out_channels
-        self.attention = create_attention(attention, channels, **attention_kwargs)
+        self.attention_after_conv = attention.after_conv
+        self.attention = attention.build(planes if attention.after_conv else out_channels)
         self.shortcut = shortcut_with_bn(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,8 +104,10 @@ class ResNet(nn.Module):
     Args:
         depth: 6n + 2 with ``block="basic"`` (20, 32, 44, 56, 110), 9n + 2 with ``"bottleneck"`` (164).
         num_classes: outputs of the classifier.
-        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain ResNet).
+        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain ResNet), a
+            module class or a partial.
         block: ``"basic"`` or ``"bottleneck"``.
+        place: where each block puts it, one of :data:`simam.attention.PLACES`; None: the paper's.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
 
     The pre-activation ResNets (:class:`simam.models.preresnet.PreActResNet`) are built by this same
@@ -119,8 +121,9 @@ class ResNet(nn.Module):
         self,
         depth: int,
         num_classes: int = 10,
-        attention: str = "none",
+        attention: str | Callable[..., nn.Module] = "none",
         block: Literal["basic", "bottleneck"] = "basic",
+        place: str | None = None,
         **attention_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -129,9 +132,10 @@ class ResNet(nn.Module):
         Block = self.blocks[block]
         blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"{self.family} with {block} blocks")
 
+        resolved = resolve_attention(attention, place, **attention_kwargs)
         self.stem = self.make_stem()
         self.stages, channels = make_stages(
-            lambda channels, planes, stride: Block(channels, planes, stride, attention, attention_kwargs),
+            lambda channels, planes, stride: Block(channels, planes, stride, resolved),
             (16, 32, 64), blocks_per_stage, Block.expansion)
         self.add_head_norm(channels)
         self.classifier = nn.Linear(channels, num_classes)

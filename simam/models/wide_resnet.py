@@ -14,21 +14,24 @@ convolution, at the end of the branch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simam.attention import create_attention
+from simam.attention import ResolvedAttention, resolve_attention
 from simam.models.layers import conv1x1, conv3x3, make_stages
 
 
 class WideBasicBlock(nn.Module):
-    """BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3, then the attention module, plus the shortcut."""
+    """BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3, then the attention module, plus the shortcut.
+
+    No BN follows the second convolution inside the block, so both places of
+    :data:`simam.attention.PLACES` are this one."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, dropout: float, attention: str, attention_kwargs: dict[str, Any]
+        self, in_channels: int, out_channels: int, stride: int, dropout: float, attention: ResolvedAttention
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
@@ -36,7 +39,7 @@ class WideBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = conv3x3(out_channels, out_channels)
-        self.attention = create_attention(attention, out_channels, **attention_kwargs)
+        self.attention = attention.build(out_channels)
         self.keeps_shape = stride == 1 and in_channels == out_channels
         self.shortcut = nn.Identity() if self.keeps_shape else conv1x1(in_channels, out_channels, stride)
 
@@ -56,7 +59,9 @@ class WideResNet(nn.Module):
         num_classes: outputs of the classifier.
         dropout: dropout probability between the two convolutions of a block (0.3, the value of
             Zagoruyko and Komodakis's CIFAR runs and of the SimAM reference code's WRN-28-10).
-        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain WRN).
+        attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain WRN), a
+            module class or a partial.
+        place: one of :data:`simam.attention.PLACES` or None; both are the same place in a WRN block.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
     """
 
@@ -66,7 +71,8 @@ class WideResNet(nn.Module):
         widen_factor: int,
         num_classes: int = 10,
         dropout: float = 0.3,
-        attention: str = "none",
+        attention: str | Callable[..., nn.Module] = "none",
+        place: str | None = None,
         **attention_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -74,9 +80,10 @@ class WideResNet(nn.Module):
             raise ValueError(f"a wide ResNet has depth 6n + 4, got {depth}")
         blocks_per_stage = (depth - 4) // 6
 
+        resolved = resolve_attention(attention, place, **attention_kwargs)
         self.stem = conv3x3(3, 16)
         self.stages, channels = make_stages(
-            lambda channels, width, stride: WideBasicBlock(channels, width, stride, dropout, attention, attention_kwargs),
+            lambda channels, width, stride: WideBasicBlock(channels, width, stride, dropout, resolved),
             (16 * widen_factor, 32 * widen_factor, 64 * widen_factor), blocks_per_stage)
         self.bn = nn.BatchNorm2d(channels)
         self.classifier = nn.Linear(channels, num_classes)

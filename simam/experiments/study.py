@@ -1,0 +1,146 @@
+"""A study's plan, written before its runs: the question, its cells and seeds, the primary metric, the
+comparisons and the family that Holm's correction runs over. ``run --plan FILE`` trains exactly its
+cells; the verdict computes exactly its comparisons.
+
+A plan is a TOML file under ``results/plans/``::
+
+    question = "Does SimAM help because of what it computes or because of where it sits?"
+    written = "before the runs"            # or "after the runs": then every result is exploratory
+    dataset = "cifar10"
+    model = "resnet20"
+    recipe = "quick"
+    primary_metric = "final"               # final test accuracy; "flip": flip-averaged
+
+    [cells.simam]                          # a cell: one configuration over seeds
+    attention = "simam"
+    seeds = 10
+    [cells.simam_end]
+    attention = "simam"
+    place = "end_of_branch"                # optional: place, lambda, recipe (else the study's)
+    seeds = 10
+
+    [[comparisons]]                        # a contrast of cell means: sum(plus) - sum(minus)
+    name = "SimAM: after the convolution − at the end of the branch"
+    plus = ["simam"]
+    minus = ["simam_end"]
+    primary = true                         # the primary family, Holm-corrected together
+
+A comparison is ``primary`` (in the corrected family), ``secondary`` (planned, reported beside it,
+not corrected) or ``exploratory`` (decided after looking at results). A plan written after its
+runs says so (``written``), and every table and sentence made from it repeats that.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simam.experiments.plan import GridError, RunSpec, plan
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+METRICS = {"final": "final test accuracy", "flip": "flip-averaged test accuracy"}
+
+KINDS = ("primary", "secondary", "exploratory")
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One cell of a study: a configuration and the seeds it is planned with (seeds 0..seeds-1)."""
+
+    name: str
+    attention: str
+    seeds: int
+    recipe: str
+    place: str | None = None
+    lambda_: float | None = None
+
+
+@dataclass(frozen=True)
+class PlannedComparison:
+    """A contrast of cell means, ``sum(plus) - sum(minus)``, on ``metric``, of kind ``kind`` (:data:`KINDS`)."""
+
+    name: str
+    plus: tuple[str, ...]
+    minus: tuple[str, ...]
+    kind: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A plan as read from its file (see the module's docstring)."""
+
+    name: str
+    question: str
+    written_before: bool
+    dataset: str
+    model: str
+    recipe: str
+    primary_metric: str
+    cells: dict[str, PlannedCell]
+    comparisons: tuple[PlannedComparison, ...]
+    notes: str = ""
+    interim_seeds: int | None = None  # seeds at an interim look, where the plan records one
+
+    def specs(self) -> list[RunSpec]:
+        """Every run of the study, cell by cell (finished runs included: the grid skips them)."""
+        return [spec for cell in self.cells.values()
+                for spec in plan([self.model], [cell.attention], [self.dataset], cell.seeds, [cell.recipe],
+                                 None if cell.lambda_ is None else [cell.lambda_], cell.place)]
+
+    def run_ids(self, cell: str) -> list[str]:
+        """The run ids of the cell called ``cell``, in seed order."""
+        c = self.cells[cell]
+        return [spec.run_id for spec in plan([self.model], [c.attention], [self.dataset], c.seeds, [c.recipe],
+                                             None if c.lambda_ is None else [c.lambda_], c.place)]
+
+
+def read_study(path: str | Path) -> Study:
+    """The plan in the TOML file ``path``; :class:`GridError` names the first thing wrong with it."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise GridError(f"plan {path}: {error}") from None
+    try:
+        return _study(path.stem, data)
+    except (KeyError, TypeError, ValueError) as error:
+        message = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise GridError(f"plan {path}: {message}") from None
+
+
+def _study(name: str, data: dict[str, Any]) -> Study:
+    written = data["written"]
+    if written not in ("before the runs", "after the runs"):
+        raise ValueError(f"written must be 'before the runs' or 'after the runs', got {written!r}")
+    metric = data.get("primary_metric", "final")
+    if metric not in METRICS:
+        raise ValueError(f"primary_metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    cells = {key: PlannedCell(key, cell["attention"], int(cell["seeds"]), cell.get("recipe", data["recipe"]),
+                              cell.get("place"), cell.get("lambda"))
+             for key, cell in data["cells"].items()}
+    comparisons = tuple(_comparison(entry, cells, metric) for entry in data.get("comparisons", []))
+    study = Study(name, data["question"], written == "before the runs", data["dataset"], data["model"],
+                  data["recipe"], metric, cells, comparisons, data.get("notes", "").strip(), data.get("interim_seeds"))
+    study.specs()  # unknown names, places and seeds fail here, not halfway through a grid
+    return study
+
+
+def _comparison(entry: dict[str, Any], cells: dict[str, PlannedCell], primary_metric: str) -> PlannedComparison:
+    plus, minus = tuple(entry["plus"]), tuple(entry.get("minus", ()))
+    unknown = [name for name in plus + minus if name not in cells]
+    if unknown:
+        raise ValueError(f"comparison {entry['name']!r} names no cell {unknown[0]!r}; cells: {', '.join(cells)}")
+    kind = entry.get("kind", "primary" if entry.get("primary") else "secondary")
+    if kind not in KINDS:
+        raise ValueError(f"comparison {entry['name']!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    metric = entry.get("metric", primary_metric)
+    if metric not in METRICS:
+        raise ValueError(f"comparison {entry['name']!r}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    return PlannedComparison(entry["name"], plus, minus, kind, metric)
