@@ -1,6 +1,7 @@
 """The statistics the course judges its runs with, in plain Python and NumPy: Student's t
-distribution, Welch's interval and test for a difference of two means, an exact permutation test,
-Holm's correction for several comparisons, and how many seeds an effect needs.
+distribution, Welch's interval and test for a difference of two means and for any contrast of
+means, an exact permutation test (also within strata), intervals from a pooled spread, Holm's
+correction for several comparisons, and how many seeds an effect needs.
 
 Every function takes accuracies (or any numbers) of independent runs, one list per group, and
 raises ``ValueError`` where the numbers cannot answer the question (one run, no spread at all).
@@ -160,3 +161,74 @@ def seeds_needed(sd_a: float, sd_b: float, effect: float, alpha: float = 0.05, p
         raise ValueError(f"seeds_needed: effect must be non-zero and alpha, power in (0, 1); got {effect}, {alpha}, {power}")
     z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
     return math.ceil((sd_a**2 + sd_b**2) * z**2 / effect**2 - 1e-12)
+
+
+def contrast(groups: Sequence[Sequence[float]], weights: Sequence[float], level: float = 0.95
+             ) -> tuple[float, float, float, float, float]:
+    """Welch's interval and test for a contrast of group means, sum(w_i * mean_i), each group with its
+    own variance: its standard error is sqrt(sum(w_i^2 s_i^2 / n_i)) and its degrees of freedom
+    Satterthwaite's. With weights (1, -1) this is :func:`welch`; with (1, -1, -1, 1) an interaction.
+    Returns (estimate, low, high, degrees of freedom, two-sided p)."""
+    if len(groups) != len(weights) or not groups:
+        raise ValueError(f"contrast: one weight per group, got {len(groups)} groups and {len(weights)} weights")
+    groups = [_checked(g, f"contrast, group {i + 1}") for i, g in enumerate(groups)]
+    shares = [w**2 * statistics.variance(g) / len(g) for g, w in zip(groups, weights)]
+    error = math.sqrt(sum(shares))
+    if error == 0.0:
+        raise ValueError("contrast: every group is constant, so the contrast has no standard error")
+    df = sum(shares) ** 2 / sum(share**2 / (len(g) - 1) for share, g in zip(shares, groups) if share > 0)
+    estimate = sum(w * statistics.mean(g) for g, w in zip(groups, weights))
+    half = t_quantile(0.5 + level / 2, df) * error
+    return estimate, estimate - half, estimate + half, df, t_two_sided_p(estimate / error, df)
+
+
+def stratified_permutation_p(a: Sequence[float], b: Sequence[float], strata_a: Sequence[str],
+                             strata_b: Sequence[str]) -> tuple[float, bool]:
+    """:func:`permutation_p` with the runs exchanged only within their stratum (a CPU model, say), so
+    that a difference between strata cannot pass for a difference between the groups. The statistic
+    is the difference of the two groups' means; every within-stratum split is enumerated up to
+    ``EXACT_SPLITS`` in all, else ``RANDOM_SPLITS`` random ones with a fixed seed. Returns (p, exact)."""
+    a, b = _checked(a, "stratified_permutation_p, first group"), _checked(b, "stratified_permutation_p, second group")
+    if len(strata_a) != len(a) or len(strata_b) != len(b):
+        raise ValueError("stratified_permutation_p: one stratum per run")
+    observed = abs(statistics.mean(a) - statistics.mean(b))
+    pooled = np.array(a + b)
+    labels = list(strata_a) + list(strata_b)
+    strata = []  # (indices of the stratum's runs, how many of them the first group has)
+    for name in dict.fromkeys(labels):
+        members = [i for i, label in enumerate(labels) if label == name]
+        strata.append((np.array(members), sum(1 for i in members if i < len(a))))
+    splits = math.prod(math.comb(len(members), first) for members, first in strata)
+    exact = splits <= EXACT_SPLITS
+    first_sums = np.zeros(splits if exact else RANDOM_SPLITS)
+    generator = np.random.default_rng(0)
+    repeat = 1
+    for members, first in strata:  # each stratum's sum of the first group's share, over every split
+        if exact:
+            sums = pooled[members][_all_splits(len(members), first)].sum(axis=1) if first else np.zeros(1)
+            tiled = np.tile(np.repeat(sums, repeat), splits // (len(sums) * repeat))
+            first_sums += tiled
+            repeat *= len(sums)
+        else:
+            order = generator.random((RANDOM_SPLITS, len(members))).argsort(axis=1)[:, :first]
+            first_sums += pooled[members][order].sum(axis=1)
+    differences = np.abs(first_sums / len(a) - (pooled.sum() - first_sums) / len(b))
+    at_least = int((differences >= observed - 1e-9 * max(1.0, observed)).sum())
+    return (at_least / len(first_sums), True) if exact else ((at_least + 1) / (len(first_sums) + 1), False)
+
+
+def pooled_intervals(groups: Sequence[Sequence[float]], level: float = 0.95) -> tuple[list[tuple[float, float]], float, int]:
+    """The interval of each group's mean from the spread pooled over all groups: mean_i ± t(df) · s_p /
+    sqrt(n_i), s_p^2 = sum((n_i - 1) s_i^2) / df, df = sum(n_i - 1). For many small groups with one
+    common spread (seeds of a hyperparameter sweep) these are far steadier than each group's own t
+    interval. Returns (intervals, s_p, df)."""
+    groups = [[float(v) for v in g] for g in groups]
+    if any(not g or not all(math.isfinite(v) for v in g) for g in groups):
+        raise ValueError("pooled_intervals: every group needs finite values")
+    df = sum(len(g) - 1 for g in groups)
+    if df < 1:
+        raise ValueError("pooled_intervals: needs a group with two runs or more")
+    pooled = math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups if len(g) > 1) / df)
+    t = t_quantile(0.5 + level / 2, df)
+    return [(statistics.mean(g) - t * pooled / math.sqrt(len(g)), statistics.mean(g) + t * pooled / math.sqrt(len(g)))
+            for g in groups], pooled, df

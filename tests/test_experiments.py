@@ -47,13 +47,13 @@ from simam.experiments import (
     summary_csv,
     summary_markdown,
     judge,
-    judgment_table,
+    comparison_table,
     update_readme,
     verdict_text,
     worker_slots,
     write_figures,
 )
-from simam.experiments.verdict import lambda_points
+from simam.experiments.verdict import lambda_omnibus, lambda_points
 from simam.experiments.__main__ import main
 from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
 from simam.config import QUICK, changed_settings
@@ -379,13 +379,13 @@ def test_summarise_gives_mean_and_sample_std_per_cell_beside_the_paper():
 def test_summary_markdown_and_csv_mark_cells_short_of_seeds():
     cells = summarise(SYNTHETIC)
     table = summary_markdown(cells)
-    assert "| cifar10 | resnet20 | none |  | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 |" in table
+    assert "| cifar10 | resnet20 | none |  | paper | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 |" in table
     assert "| quick | 2 of 3 * | 85.00 ± 1.41 | 92.73 ± 0.18 | -7.73 |" in table
     assert "| quick (iterations=60) | 1 of 3 * | 50.00 | 92.33 ± 0.19 |" in table
     assert "ICML 2021, Table 2" in table and "fewer seeds than asked" in table
     rows = summary_csv(cells).splitlines()
-    assert rows[0].startswith("dataset,model,attention,lambda,recipe,overrides,n,seeds_asked,complete,mean,std")
-    assert rows[2].split(",")[:11] == ["cifar10", "resnet20", "simam", "0.0001", "quick", "", "2", "3", "False", "85.0000", "1.4142"]
+    assert rows[0].startswith("dataset,model,attention,lambda,place,recipe,overrides,n,seeds_asked,complete,mean,std")
+    assert rows[2].split(",")[:12] == ["cifar10", "resnet20", "simam", "0.0001", "", "quick", "", "2", "3", "False", "85.0000", "1.4142"]
 
 
 def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
@@ -393,10 +393,11 @@ def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
     lines += [line("simam", s, 0.81 + s / 100 + i / 1000, lambda_=lam) for i, lam in enumerate([1e-2, 1e-3, None]) for s in range(2)]
     cells = summarise(lines)
     assert [(c.lambda_, c.paper_mean) for c in cells if c.attention == "simam"] == [(1e-2, None), (1e-3, None), (1e-4, 92.73)]
-    figure = plot_lambda_ablation(lines)
-    simam_line = figure.axes[0].lines[0]
-    assert sorted(simam_line.get_xdata()) == [1e-4, 1e-3, 1e-2]
-    assert figure.axes[0].get_xscale() == "log"
+    axis = plot_lambda_ablation(lines).axes[0]
+    means = sorted(container.lines[0].get_xdata()[0] for container in axis.containers)  # one error bar per mean
+    assert means == [1e-4, 1e-3, 1e-2] and axis.get_xscale() == "log"
+    assert [text.get_text() for text in axis.texts] == ["n=2"] * 3  # each mean says its seeds
+    assert not [l for l in axis.lines if len(l.get_xdata()) > 2]  # means of a sweep are not joined
     figure = plot_summary(cells)
     assert len(figure.axes[0].patches) == 2  # the bars of none and simam at the paper's lambda
     with pytest.raises(GridError, match="no lambda study"):
@@ -406,7 +407,7 @@ def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
 def test_each_cell_is_asked_the_seeds_of_its_own_runs():
     lines = [line("none", s, 0.8, seeds_asked=10) for s in range(5)] + [line("se", s, 0.8, seeds_asked=5) for s in range(5)]
     table = summary_markdown(summarise(lines))
-    assert "| none |  | quick | 5 of 10 * |" in table and "| se |  | quick | 5 |" in table
+    assert "| none |  | paper | quick | 5 of 10 * |" in table and "| se |  | paper | quick | 5 |" in table
 
 
 def grid_lines(shift_simam: float) -> list[dict]:
@@ -418,37 +419,55 @@ def grid_lines(shift_simam: float) -> list[dict]:
             for index, (attention, mean) in enumerate(base.items()) for seed in range(5)]
 
 
-def test_the_verdict_corrects_for_five_modules_and_compares_simam_with_the_best_other():
-    clear, unclear = judge(summarise(grid_lines(1.5)), "resnet20"), judge(summarise(grid_lines(0.1)), "resnet20")
-    for judgment in (clear, unclear):
-        rows = judgment.against_none["final"]
-        assert [row.attention for row in rows] == ["se", "cbam", "eca", "gc", "simam"] and judgment.best_other == "eca"
-        assert all(row.exact and row.holm_welch >= row.p_welch for row in rows)
-        assert sorted(row.holm_permutation for row in rows) == sorted(
-            min(1, max((5 - k) * p for k, p in enumerate(sorted(r.p_permutation for r in rows)[:i + 1])))
+def test_the_standard_verdict_corrects_for_five_modules_and_explores_simam_against_the_best_other():
+    clear_lines, unclear_lines = grid_lines(1.5), grid_lines(0.1)
+    clear = judge(summarise(clear_lines), clear_lines, "resnet20")
+    unclear = judge(summarise(unclear_lines), unclear_lines, "resnet20")
+    for verdict in (clear, unclear):
+        primary = [row for row in verdict.rows if row.planned.kind == "primary"]
+        assert [row.planned.name for row in primary] == ["SE − none", "CBAM − none", "ECA − none", "GC − none",
+                                                         "SimAM − none"]
+        assert all(row.holm_welch >= row.p_welch and row.seeds == (5, 5) for row in primary)
+        assert sorted(row.holm_permutation for row in primary) == sorted(
+            min(1, max((5 - k) * p for k, p in enumerate(sorted(r.p_permutation for r in primary)[:i + 1])))
             for i in range(5))
-        assert set(judgment.against_none) == {"final", "flip"} and judgment.seeds == dict.fromkeys(judgment.seeds, 5)
-    assert clear.against_none["final"][-1].established() and not unclear.against_none["final"][-1].established()
-    assert clear.simam_vs_best["final"].established()
+        kinds = [(row.planned.name, row.planned.kind, row.planned.metric) for row in verdict.rows[5:]]
+        assert kinds[-2:] == [("SimAM − ECA", "exploratory", "final"), ("SimAM − ECA", "exploratory", "flip")]
+        assert {kind for _, kind, _ in kinds[:-2]} == {"secondary"}  # the flip-averaged accuracy
+    assert clear.rows[4].established() and not unclear.rows[4].established()
     text = verdict_text(clear)
-    simam = clear.against_none["final"][-1]
-    assert f"simam − none = {simam.difference:+.2f} points (95% CI [{simam.low:+.2f}, {simam.high:+.2f}]" in text
-    assert "SimAM's gain over no attention is **established**" in text and "SimAM **beats eca**" in text
+    simam = clear.rows[4]
+    assert f"SimAM − none = {simam.estimate:+.2f} points (95% CI [{simam.low:+.2f}, {simam.high:+.2f}]" in text
+    assert "**established, positive**" in text and "Exploratory, not part of the verdict: " in text
     assert "p = <" not in text and ("p < 0.001" in text) == (simam.p_welch < 0.001)
-    assert "SimAM's gain over no attention is **not established**" in verdict_text(unclear)
-    assert "is **not shown to beat eca**" in verdict_text(unclear)
-    assert "needs 3 seeds per network" in text  # sd 0.18 in both: 2 * 0.18^2 * 7.85 / 0.4^2 = 3.2
-    assert "cannot establish" not in text  # 5 + 5 seeds: the smallest permutation p is 2/252, times 5 is 0.04
-    three_seeds = judge(summarise([l for l in grid_lines(1.5) if not (l["attention"] == "simam" and l["seed"] > 2)]), "resnet20")
-    assert "With 3 and 5 seeds no permutation p-value can fall below 0.018, nor below 0.089" in verdict_text(three_seeds)
-    assert judgment_table(clear).count("\n") == 2 + 6 and "| simam − eca | 5, 5 |" in judgment_table(clear)
+    assert "cannot fall below" not in text  # 5 + 5 seeds: the smallest permutation p is 2/252, times 5 is 0.04
+    fewer = [l for l in clear_lines if not (l["attention"] == "simam" and l["seed"] > 2)]
+    assert ("SimAM − none's permutation p cannot fall below 0.018, nor below 0.089 after Holm's correction over 5"
+            in verdict_text(judge(summarise(fewer), fewer, "resnet20")))
+    assert comparison_table(clear.rows).count("\n") == 2 + 12
 
 
-def test_the_verdict_needs_two_seeds_and_the_lambda_table_says_when_there_is_one():
-    assert judge(summarise(grid_lines(1.0)[:26]), "resnet20") is None  # one seed of SimAM
+def test_the_verdict_needs_two_seeds_and_the_lambda_table_pools_the_spread():
+    lines = grid_lines(1.0)[:26]
+    assert judge(summarise(lines), lines, "resnet20") is None  # one seed of SimAM
     cells = summarise([line("simam", 0, 0.87, lambda_=1e-2), line("simam", 0, 0.86), line("simam", 1, 0.87)])
-    assert "| 0.01 | 1 | 87.00 | one seed: no interval |" in lambda_points(cells, "resnet20")
-    assert "| 0.0001 (the grid's) | 2 | 86.50 | [" in lambda_points(cells, "resnet20")
+    table = lambda_points(cells, "resnet20")
+    assert "pooled spread, 1 degrees of freedom" in table and "| 0.01 | 1 | 87.00 | [" in table
+    # one pooled spread, 0.71 points with 1 degree of freedom: half-widths t(0.975, 1) * 0.71 / sqrt(n)
+    half = 12.706 * statistics.stdev([86, 87]) / math.sqrt(2)
+    assert f"| 0.0001 (the grid's) | 2 | 86.50 | [{86.5 - half:.2f}, {86.5 + half:.2f}] |" in table
+
+
+def test_the_lambda_omnibus_test_agrees_with_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    lines = [line("simam", s, (87 + 0.1 * s + (0.3 if lam == 1e-2 else 0)) / 100, lambda_=lam)
+             for lam in (1e-2, 1e-3, None) for s in range(3)]
+    cells = summarise(lines)
+    groups = [[87 + 0.1 * s + shift for s in range(3)] for shift in (0.3, 0.0, 0.0)]
+    anova, kruskal = scipy_stats.f_oneway(*groups), scipy_stats.kruskal(*groups)
+    text = lambda_omnibus(cells, "resnet20")
+    assert f"F(2, 6) = {anova.statistic:.2f}, p = {anova.pvalue:.2f}" in text
+    assert f"H = {kruskal.statistic:.2f}, p = {kruskal.pvalue:.2f}" in text
 
 
 def test_the_figures_show_every_seed_and_are_small(tmp_path):
@@ -467,7 +486,8 @@ def test_the_figures_show_every_seed_and_are_small(tmp_path):
 # The README section
 
 
-def test_readme_section_is_generated_between_the_markers_only(tmp_path):
+def test_readme_section_is_generated_between_the_markers_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a results folder without plans: the standard verdict
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n## Results\n\n{README_START}\nold text\n{README_END}\n\n## After\nkept\n")
     gpu_lines = [dict(l, device="NVIDIA H200 (CUDA 13.0)") for l in SYNTHETIC[:5]]
@@ -476,11 +496,9 @@ def test_readme_section_is_generated_between_the_markers_only(tmp_path):
     assert text.startswith(f"# Title\n\n## Results\n\n{README_START}\n") and text.endswith(f"{README_END}\n\n## After\nkept\n")
     assert "old text" not in text and section in text
     assert "### cifar10, quick" in section and "Recipe: quick (about 8 epochs on a 2-core CPU" in section
-    assert "#### resnet20: the verdict" in section and "| simam − none | 2, 3 | +2.00 [" in section
-    assert verdict_text(judge(summarise(gpu_lines), "resnet20")) in section
+    assert "#### resnet20: the verdict" in section and "| SimAM − none | primary | final test accuracy | 2, 3 | +2.00 [" in section
+    assert verdict_text(judge(summarise(gpu_lines), gpu_lines, "resnet20")) in section
     assert "![every seed of resnet20](results/cifar10-resnet20-quick-seeds.png)" in section
-    assert "0 of its 10 runs off the grid's λ are finished" in section
-    assert "run --lambda-ablation --datasets cifar10 --seeds 2 --recipe quick --out results" in section
     assert "--attentions none,simam --datasets cifar10 --seeds 3 --recipe quick --out results" in section
     assert "Hardware: NVIDIA H200 (CUDA 13.0); 1 GPU(s) per run." in section
     assert "Seeds per cell: 2 to 3 (5 runs)." in section and "2 of 3 *" in section

@@ -36,10 +36,15 @@ differs from the recipe): the mean and sample standard deviation of the *final* 
 seeds, the number of seeds (marked when fewer than asked), Table 2's value (:mod:`simam.paper_results`)
 and the difference, as Markdown and CSV, and plots.
 
-**Verdict** (:mod:`simam.experiments.verdict`, on :mod:`simam.stats`): each module against the
-network without attention and SimAM against the best other module, with Welch's 95% interval,
-Welch's and an exact permutation test's p-values and Holm's correction, as a table and generated
-sentences; ``readme`` prints them with the figures (``plot_seeds``, ``plot_lambda_ablation``).
+**Studies** (:mod:`simam.experiments.study`): a plan under ``results/plans/`` (TOML), committed before
+its runs, names a study's question, cells, seeds, primary metric and comparisons; ``run --plan FILE``
+trains exactly its cells. **Verdicts** (:mod:`simam.experiments.study_verdict`, on :mod:`simam.stats`):
+each planned comparison with Welch's 95% interval, Welch's and an exact permutation test's p-values
+(also with runs exchanged only within a CPU model) and Holm's correction over the primary family,
+as a table and generated sentences that tell primary, secondary and exploratory apart. A grid
+without a plan gets the standard comparisons (:func:`~simam.experiments.verdict.judge`): each module
+against no attention, and SimAM against the best other module, as exploratory. ``readme`` prints
+them with the figures (``plot_seeds``, ``plot_study``, ``plot_lambda_ablation``).
 
 **The lambda study** (``--lambda-ablation``): the paper's Figure 4 grid, ResNet-20 with SimAM for
 lambda from 1e-1 down to 1e-6 plus the baseline without attention, on CIFAR-100 as the paper's
@@ -50,19 +55,21 @@ figure is (``--datasets`` changes it).
 from simam.experiments.grid import LOG, RunOutcome, check_extra_args, launch_command, run_grid, run_one, shell_commands
 from simam.experiments.grid import visible_gpus, worker_slots
 from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan, plan_lambda_ablation
-from simam.experiments.plots import plot_lambda_ablation, plot_seeds, plot_summary, write_summary
-from simam.experiments.readme import README_END, README_START, grid_commands, results_section, simam_gain, update_readme
+from simam.experiments.plots import plot_lambda_ablation, plot_seeds, plot_study, plot_summary, write_summary
+from simam.experiments.readme import README_END, README_START, grid_commands, results_section, update_readme
 from simam.experiments.readme import write_figures
 from simam.experiments.results import RESULTS, RUNS, append_result, pending, read_results, result_line, results_path
+from simam.experiments.study import Study, read_studies, read_study
+from simam.experiments.study_verdict import StudyVerdict, comparison_table, judge_study, study_section, verdict_text
 from simam.experiments.summary import Cell, overrides, summarise, summary_csv, summary_markdown
-from simam.experiments.verdict import Comparison, Judgment, grid_seeds_needed, judge, judgment_table, verdict_text
+from simam.experiments.verdict import grid_seeds_needed, judge, lambda_omnibus, lambda_points
 
 __all__ = [
-    "DEFAULT_ATTENTIONS", "LOG", "README_END", "README_START", "RESULTS", "RUNS", "Cell", "Comparison", "GridError",
-    "Judgment", "RunOutcome", "RunSpec", "append_result", "check_extra_args", "grid_commands", "grid_seeds_needed",
-    "judge", "judgment_table", "launch_command", "overrides", "pending", "plan", "plan_lambda_ablation",
-    "plot_lambda_ablation", "plot_seeds", "plot_summary", "read_results", "result_line", "results_path",
-    "results_section", "run_grid", "run_one", "shell_commands", "simam_gain", "summarise", "summary_csv",
-    "summary_markdown", "update_readme", "verdict_text", "visible_gpus", "worker_slots", "write_figures",
-    "write_summary",
+    "DEFAULT_ATTENTIONS", "LOG", "README_END", "README_START", "RESULTS", "RUNS", "Cell", "GridError", "RunOutcome",
+    "RunSpec", "Study", "StudyVerdict", "append_result", "check_extra_args", "comparison_table", "grid_commands",
+    "grid_seeds_needed", "judge", "judge_study", "lambda_omnibus", "lambda_points", "launch_command", "overrides",
+    "pending", "plan", "plan_lambda_ablation", "plot_lambda_ablation", "plot_seeds", "plot_study", "plot_summary",
+    "read_results", "read_studies", "read_study", "result_line", "results_path", "results_section", "run_grid",
+    "run_one", "shell_commands", "study_section", "summarise", "summary_csv", "summary_markdown", "update_readme",
+    "verdict_text", "visible_gpus", "worker_slots", "write_figures", "write_summary",
 ]

@@ -10,7 +10,8 @@ from typing import Any
 from simam import stats
 from simam.experiments.plan import GridError
 from simam.experiments.summary import Cell, summarise, summary_csv, summary_markdown
-from simam.experiments.verdict import compare, grid_cells, lambda_studies
+from simam.experiments.study_verdict import StudyVerdict
+from simam.experiments.verdict import grid_cells, lambda_studies
 from simam.paper_results import ATTENTIONS, PAPER_LAMBDA, PAPER_TABLE2
 
 
@@ -53,9 +54,10 @@ def _seed_dots(axis, x: float, values: Sequence[float], color: str, label: str |
 
 def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, Any]]):
     """Final test accuracy against SimAM's lambda (log axis) as the paper's Figure 4: every seed as a
-    dot, the means joined by a line with the 95% interval of each mean that has two seeds or more, and
-    the network without attention as a band (its mean and the 95% interval of it). Takes cells or
-    result lines."""
+    dot, each mean with its 95% interval from the spread pooled over the lambdas and its number of
+    seeds written beside it, and the network without attention as a band (its mean and the 95%
+    interval of it). The means are not joined: they rest on different numbers of seeds, and nothing
+    says accuracy moves smoothly between two lambdas. Takes cells or result lines."""
     import matplotlib.pyplot as plt
 
     cells = list(cells_or_results)
@@ -67,14 +69,13 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
     figure, axis = plt.subplots(figsize=(6, 3.6), layout="constrained")
     for index, ((dataset, model, recipe), group) in enumerate(sorted(studies.items())):
         color = f"C{index}"
-        axis.plot([c.lambda_ for c in group], [c.mean for c in group], marker="o", color=color,
-                  label=f"{model} + simam, {dataset}, {recipe}: mean")
-        for cell in group:
+        intervals, _, _ = stats.pooled_intervals([c.accuracies for c in group])
+        for k, (cell, (low, high)) in enumerate(zip(group, intervals)):
             axis.scatter([cell.lambda_] * cell.n, cell.accuracies, s=12, color=color, alpha=0.5, linewidths=0)
-            if cell.n >= 2:
-                low, high = stats.mean_interval(cell.accuracies)
-                axis.errorbar(cell.lambda_, cell.mean, yerr=[[cell.mean - low], [high - cell.mean]], color=color,
-                              capsize=4, linewidth=1.2)
+            axis.errorbar(cell.lambda_, cell.mean, yerr=[[cell.mean - low], [high - cell.mean]], fmt="o", color=color,
+                          capsize=4, linewidth=1.2, label=f"{model} + simam, {dataset}, {recipe}" if k == 0 else None)
+            axis.annotate(f"n={cell.n}", (cell.lambda_, high), textcoords="offset points", xytext=(0, 3),
+                          ha="center", fontsize="x-small", color=color)
         for base in cells:
             if (base.dataset, base.model, base.recipe_label, base.attention) == (dataset, model, recipe, "none"):
                 axis.axhline(base.mean, color="gray", linestyle="--", label=f"{model}, no attention ({base.n} seeds)")
@@ -84,7 +85,9 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
     axis.axvline(PAPER_LAMBDA, color="gray", linewidth=0.8, linestyle=":", zorder=0,
                  label=f"paper's λ = {PAPER_LAMBDA:g}")
     axis.set_xscale("log")
-    axis.set(xlabel="λ", ylabel="final test accuracy (%)", title="SimAM's λ (paper: Figure 4); bars, band: 95% CI")
+    axis.set(xlabel="λ", ylabel="final test accuracy (%)")
+    axis.set_title("SimAM's λ, as the paper's Figure 4\nbars: 95% CI from the pooled spread; band: 95% CI",
+                   fontsize="medium")
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
     return figure
@@ -110,9 +113,9 @@ def plot_seeds(cells: Sequence[Cell], model: str):
     left.set_xticks(range(len(attentions)), [f"{a}\n{found[a].n} seeds" for a in attentions])
     left.set(ylabel="final test accuracy (%)", title=f"{model}, {found['none'].recipe_label}: every seed, mean, 95% CI")
     for x, attention in enumerate(attentions[1:], start=1):
-        ours = compare(found[attention], found["none"])
-        if ours is not None:
-            right.errorbar(x - 0.12, ours.difference, yerr=[[ours.difference - ours.low], [ours.high - ours.difference]],
+        if found[attention].n >= 2 and found["none"].n >= 2:
+            difference, low, high, _, _ = stats.welch(found[attention].accuracies, found["none"].accuracies)
+            right.errorbar(x - 0.12, difference, yerr=[[difference - low], [high - difference]],
                            fmt="o", color=f"C{x}", capsize=3, label="ours" if x == 1 else None)
         paper, base = PAPER_TABLE2.get((found["none"].dataset, model, attention)), PAPER_TABLE2.get((found["none"].dataset, model, "none"))
         if paper and base:
@@ -126,6 +129,51 @@ def plot_seeds(cells: Sequence[Cell], model: str):
     for axis in (left, right):
         axis.grid(axis="y", alpha=0.3)
     return figure
+
+
+def plot_study(verdict: StudyVerdict):
+    """Every seed of every cell of a study, one panel per attention module and one column per cell in
+    it (its place, recipe or λ), with each mean and its 95% interval; the means of a panel's columns
+    are joined, so that two panels with unequal slopes show an interaction. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    study = verdict.study
+    modules = list(dict.fromkeys(cell.attention for cell in study.cells.values()))
+    figure, axes = plt.subplots(1, len(modules), figsize=(3.2 * len(modules) + 1, 3.6), layout="constrained",
+                                sharey=True, squeeze=False)
+    for index, (axis, module) in enumerate(zip(axes[0], modules)):
+        names = [name for name, cell in study.cells.items() if cell.attention == module]
+        means = []
+        for x, name in enumerate(names):
+            runs = verdict.cells[name]
+            _seed_dots(axis, x, runs.final, f"C{index}")
+            if len(runs.final) >= 2:
+                low, high = stats.mean_interval(runs.final)
+                mean = sum(runs.final) / len(runs.final)
+                axis.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="_", color="black", markersize=14,
+                              capsize=4)
+                means.append((x, mean))
+        if len(means) > 1:
+            axis.plot(*zip(*means), color="black", linewidth=0.8)
+        labels = [_column_label(study.cells[name], study.recipe) + f"\n{len(verdict.cells[name].final)} seeds"
+                  for name in names]
+        axis.set_xticks(range(len(names)), labels, fontsize="small")
+        axis.set_xlim(-0.5, len(names) - 0.5)
+        axis.set_title(module)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("final test accuracy (%)")
+    figure.suptitle(f"{study.name} study: every seed, mean, 95% CI")
+    return figure
+
+
+def _column_label(cell, study_recipe: str) -> str:
+    """What sets a study's cell apart from the others of its module: its place, recipe or λ."""
+    parts = [cell.place or "paper's place"] if cell.place is not None or cell.attention != "none" else []
+    if cell.recipe != study_recipe or not parts:
+        parts.append(cell.recipe)
+    if cell.lambda_ is not None:
+        parts.append(f"λ = {cell.lambda_:g}")
+    return ", ".join(parts)
 
 
 def write_summary(cells: Sequence[Cell], folder: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ A plan is a TOML file under ``results/plans/``::
     [cells.simam]                          # a cell: one configuration over seeds
     attention = "simam"
     seeds = 10
+    from = "grid"                          # trained before this plan, by the grid study
     [cells.simam_end]
     attention = "simam"
     place = "end_of_branch"                # optional: place, lambda, recipe (else the study's)
@@ -51,14 +52,16 @@ KINDS = ("primary", "secondary", "exploratory")
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """One cell of a study: a configuration and the seeds it is planned with (seeds 0..seeds-1)."""
+    """One cell of a study: a configuration and the seeds it is planned with (a plan's ``seeds = n``
+    is seeds 0..n-1)."""
 
     name: str
     attention: str
-    seeds: int
+    seeds: tuple[int, ...]
     recipe: str
     place: str | None = None
     lambda_: float | None = None
+    reused_from: str | None = None  # the study that trained this cell's runs before this plan (``from``)
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,13 @@ class PlannedComparison:
 
 @dataclass(frozen=True)
 class Study:
-    """A plan as read from its file (see the module's docstring)."""
+    """A plan as read from its file (see the module's docstring). ``written``: ``"before the runs"``,
+    ``"after the runs"``, or ``"standard"`` for the comparisons :func:`simam.experiments.judge` makes of
+    any grid without a plan, fixed in the code before any result."""
 
     name: str
     question: str
-    written_before: bool
+    written: str
     dataset: str
     model: str
     recipe: str
@@ -88,17 +93,35 @@ class Study:
     notes: str = ""
     interim_seeds: int | None = None  # seeds at an interim look, where the plan records one
 
+    @property
+    def provenance(self) -> str:
+        """When the plan was made, as the tables and sentences say it."""
+        return {"before the runs": "committed before its first run", "after the runs": "written after its runs",
+                "standard": "the standard comparisons of a grid, fixed before any result"}[self.written]
+
+    def cell_specs(self, cell: str) -> list[RunSpec]:
+        """The runs of the cell called ``cell``, in seed order."""
+        c = self.cells[cell]
+        return plan([self.model], [c.attention], [self.dataset], c.seeds, [c.recipe],
+                    None if c.lambda_ is None else [c.lambda_], c.place)
+
     def specs(self) -> list[RunSpec]:
         """Every run of the study, cell by cell (finished runs included: the grid skips them)."""
-        return [spec for cell in self.cells.values()
-                for spec in plan([self.model], [cell.attention], [self.dataset], cell.seeds, [cell.recipe],
-                                 None if cell.lambda_ is None else [cell.lambda_], cell.place)]
+        return [spec for cell in self.cells for spec in self.cell_specs(cell)]
 
     def run_ids(self, cell: str) -> list[str]:
         """The run ids of the cell called ``cell``, in seed order."""
-        c = self.cells[cell]
-        return [spec.run_id for spec in plan([self.model], [c.attention], [self.dataset], c.seeds, [c.recipe],
-                                             None if c.lambda_ is None else [c.lambda_], c.place)]
+        return [spec.run_id for spec in self.cell_specs(cell)]
+
+
+PLANS = "plans"
+
+
+def read_studies(out: str | Path) -> list[Study]:
+    """The plans in ``out/plans/``, in the order their ``order`` keys give (the order of the course)."""
+    paths = sorted(Path(out, PLANS).glob("*.toml"))
+    orders = {path: tomllib.loads(path.read_text()).get("order", len(paths)) for path in paths}
+    return [read_study(path) for path in sorted(paths, key=lambda path: (orders[path], path.name))]
 
 
 def read_study(path: str | Path) -> Study:
@@ -122,11 +145,11 @@ def _study(name: str, data: dict[str, Any]) -> Study:
     metric = data.get("primary_metric", "final")
     if metric not in METRICS:
         raise ValueError(f"primary_metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    cells = {key: PlannedCell(key, cell["attention"], int(cell["seeds"]), cell.get("recipe", data["recipe"]),
-                              cell.get("place"), cell.get("lambda"))
+    cells = {key: PlannedCell(key, cell["attention"], tuple(range(int(cell["seeds"]))), cell.get("recipe", data["recipe"]),
+                              cell.get("place"), cell.get("lambda"), cell.get("from"))
              for key, cell in data["cells"].items()}
     comparisons = tuple(_comparison(entry, cells, metric) for entry in data.get("comparisons", []))
-    study = Study(name, data["question"], written == "before the runs", data["dataset"], data["model"],
+    study = Study(name, data["question"], written, data["dataset"], data["model"],
                   data["recipe"], metric, cells, comparisons, data.get("notes", "").strip(), data.get("interim_seeds"))
     study.specs()  # unknown names, places and seeds fail here, not halfway through a grid
     return study

@@ -26,6 +26,7 @@ class Cell:
     model: str
     attention: str
     lambda_: float | None  # SimAM's lambda; None for the other attentions
+    place: str | None  # where the blocks put the attention, None for the paper's place
     recipe: str
     overrides: str  # trainer options that differ from the recipe, e.g. "iterations=60, subset=512"
     n: int
@@ -66,7 +67,7 @@ def _show(value: Any) -> str:
 
 
 def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> list[Cell]:
-    """Group result lines by (dataset, model, attention, lambda, recipe, overrides) and average the
+    """Group result lines by (dataset, model, attention, lambda, place, recipe, overrides) and average the
     final test accuracy over seeds. ``seeds``: the seeds asked of every cell (default: per cell, the
     most that any of its runs was asked for, so that cells of one grid may have different targets).
     A run with several lines counts once (its first line)."""
@@ -75,17 +76,17 @@ def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> li
         first.setdefault(line["run_id"], line)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for line in first.values():
-        key = (line["dataset"], line["model"], line["attention"], line["lambda"], line["recipe"],
+        key = (line["dataset"], line["model"], line["attention"], line["lambda"], line.get("place"), line["recipe"],
                overrides(line["config"], line["recipe"]))
         groups[key].append(line)
     cells = []
-    for (dataset, model, attention, lambda_, recipe, options), lines in groups.items():
+    for (dataset, model, attention, lambda_, place, recipe, options), lines in groups.items():
         lines = sorted(lines, key=lambda line: line["seed"])
         accuracies = [100 * line["final_test_accuracy"] for line in lines]
         flips = [line.get("final_test_accuracy_flip") for line in lines]
-        paper = paper_accuracy(dataset, model, attention, lambda_)
+        paper = paper_accuracy(dataset, model, attention, lambda_) if place is None else None
         cells.append(Cell(
-            dataset, model, attention, lambda_, recipe, options, len(lines),
+            dataset, model, attention, lambda_, place, recipe, options, len(lines),
             seeds if seeds is not None else max(line.get("seeds_asked", 1) for line in lines),
             statistics.mean(accuracies), statistics.stdev(accuracies) if len(lines) > 1 else None,
             paper[0] if paper else None, paper[1] if paper else None,
@@ -97,7 +98,7 @@ def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> li
 
 def _cell_order(cell: Cell) -> tuple:
     return (cell.dataset, cell.recipe, cell.overrides, list_models().index(cell.model),
-            list_attentions().index(cell.attention), -(cell.lambda_ or 0.0))
+            list_attentions().index(cell.attention), cell.place or "", -(cell.lambda_ or 0.0))
 
 
 def _accuracy(mean: float | None, std: float | None) -> str:
@@ -108,13 +109,13 @@ def _accuracy(mean: float | None, std: float | None) -> str:
 
 def summary_markdown(cells: Sequence[Cell]) -> str:
     """The summary as a Markdown table, with the paper's column and its citation."""
-    rows = ["| data set | model | attention | λ | recipe | seeds | ours: top-1 % | paper: top-1 % | ours − paper |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| data set | model | attention | λ | place | recipe | seeds | ours: top-1 % | paper: top-1 % | ours − paper |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for cell in cells:
         seeds = f"{cell.n}" if cell.complete else f"{cell.n} of {cell.seeds_asked} *"
         difference = "—" if cell.difference is None else f"{cell.difference:+.2f}"
         rows.append(f"| {cell.dataset} | {cell.model} | {cell.attention} | {'' if cell.lambda_ is None else f'{cell.lambda_:g}'} "
-                    f"| {cell.recipe_label} | {seeds} | {_accuracy(cell.mean, cell.std)} "
+                    f"| {cell.place or 'paper'} | {cell.recipe_label} | {seeds} | {_accuracy(cell.mean, cell.std)} "
                     f"| {_accuracy(cell.paper_mean, cell.paper_std)} | {difference} |")
     notes = [f"Ours: final test accuracy (not the best over training), mean ± sample standard deviation over seeds. "
              f"Paper: {CITATION}."]
@@ -125,7 +126,7 @@ def summary_markdown(cells: Sequence[Cell]) -> str:
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 
-CSV_COLUMNS = ("dataset", "model", "attention", "lambda", "recipe", "overrides", "n", "seeds_asked", "complete",
+CSV_COLUMNS = ("dataset", "model", "attention", "lambda", "place", "recipe", "overrides", "n", "seeds_asked", "complete",
                "mean", "std", "paper_mean", "paper_std", "difference", "devices")
 
 
@@ -138,7 +139,8 @@ def summary_csv(cells: Sequence[Cell]) -> str:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for c in cells:
-        writer.writerow([c.dataset, c.model, c.attention, "" if c.lambda_ is None else repr(c.lambda_), c.recipe,
+        writer.writerow([c.dataset, c.model, c.attention, "" if c.lambda_ is None else repr(c.lambda_), c.place or "",
+                         c.recipe,
                          c.overrides, c.n, c.seeds_asked, c.complete, f"{c.mean:.4f}",
                          *("" if v is None else f"{v:.4f}" for v in (c.std, c.paper_mean, c.paper_std, c.difference)),
                          "; ".join(c.devices)])
