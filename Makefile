@@ -11,7 +11,11 @@
 #                 is executed; its own environment .venv-book, MathJax from npm, served by the site)
 #   make book-check  make book, then open every page in headless Chromium (Debian's, installed with
 #                 apt-get where missing) and fail on a console error, a broken image, formula or link
-#   make gpu-check  every CUDA code path on this machine's GPU, one table (WRITE=1: into results/gpu/)
+#   make device-check OUT=folder  every CUDA code path on this machine's GPU in under 5 minutes, each
+#                 check under its own time limit, the table in folder/device-check.md; with the machine's
+#                 own python3, no .venv (made for a borrowed GPU machine: see the README). DRY_RUN=1:
+#                 the same plumbing on the CPU at tiny sizes (CI runs it with PYTHON=.venv/bin/python)
+#   make device-data  the CIFAR-10 subset the device check reads (device-data/), from $SIMAM_DATA
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -24,7 +28,7 @@ BOOK_PY   := .venv-book/bin/python
 BOOK_HTML := build/book/html
 MATHJAX   := build/book/static/mathjax/tex-chtml.js
 
-.PHONY: course test test-other-cpu test-installed lab refresh book book-check gpu-check clean
+.PHONY: course test test-other-cpu test-installed lab refresh book book-check device-check device-data clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,8 +82,13 @@ book-check: book
 	    (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
 	$(BOOK_PY) scripts/check_book.py $(BOOK_HTML)
 
-gpu-check: $(READY)
-	$(PY) scripts/gpu_check.py $(if $(WRITE),--write)
+# Not on $(READY): a GPU machine lent for minutes has torch in its own python3 and no network for a .venv.
+device-check:
+	$(if $(OUT),,$(error make device-check needs OUT=folder: where device-check.md and device-check.log go))
+	$(PYTHON) scripts/device_check.py --out $(OUT) $(if $(DRY_RUN),--dry-run)
+
+device-data:
+	$(PYTHON) scripts/make_device_data.py --out device-data
 
 clean:
 	rm -rf build $(VENV) .venv-book

@@ -12,7 +12,10 @@ rate, mean training loss since the previous evaluation, test loss, test accuracy
 random generator, the loader's position, the running loss), written every ``checkpoint_every``
 iterations and at the end, atomically. ``final.json``: the full configuration, the final test
 accuracy (the number to report), the best one (labelled: it is selected on the test set), wall
-time, images per second, library versions and the device. ``simam.plots.plot_training_curves``
+time, training images per second, library versions and the device. Images per second twice:
+``train_images_per_second`` over every step, and ``steady_images_per_second`` over the steps after
+the first ``STEADY_AFTER`` (or a quarter of the run, if shorter) of each session, which compile
+the model and warm up (null for a run too short to have any). ``simam.plots.plot_training_curves``
 draws the curves from it.
 
 **Resuming.** ``--resume`` continues from ``checkpoint.pt``; on the CPU the weights and metrics at
@@ -31,7 +34,8 @@ and printed when a run starts.
   (``python -m simam.bench train --config channels_last=true`` against the default).
 - *torch.compile.* The whole model on CUDA GPUs that Triton, which generates torch.compile's GPU
   kernels, supports: compute capability 7.0 or higher, Triton installed (:func:`compile_blocker`;
-  elsewhere the line that starts a run says why not). On the CPU only SimAM's formula
+  elsewhere the line that starts a run says why not), and never with ``--sync-bn`` under DDP, which
+  torch.compile does not trace (:data:`SYNC_BN_COMPILE_BLOCKER`). On the CPU only SimAM's formula
   (``compile_simam``, :func:`simam.attention.simam.simam_compiled`), for runs of at least
   ``COMPILE_SIMAM_FROM`` iterations where a C++ compiler is found: compiling the whole ResNet-20 +
   SimAM took minutes on 2 cores for no faster step, while SimAM alone compiles in seconds and
@@ -85,6 +89,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +116,8 @@ from simam.settings import data_root, in_ci, seed_everything
 EVAL_BATCH = 1000
 
 SYNC_EVERY = 50  # iterations between looks at the loss: each look waits for the GPU
+
+STEADY_AFTER = 50  # first steps of a session left out of steady_images_per_second: compilation and warm-up
 
 
 class Diverged(RuntimeError):
@@ -193,8 +200,14 @@ def compile_blocker(device: torch.device) -> str | None:
                           importlib.util.find_spec("triton") is not None)
 
 
-def resolve(config: Config, device: torch.device) -> Config:
-    """``config`` with every automatic (None) choice made for ``device``."""
+SYNC_BN_COMPILE_BLOCKER = ("SyncBatchNorm under DDP: torch.compile breaks the graph at every SyncBatchNorm and "
+                           "fails on its collectives (pytorch/pytorch#107372)")
+
+
+def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config:
+    """``config`` with every automatic (None) choice made for ``device``, in a launch of ``world_size``
+    processes. With ``sync_bn`` under DDP the whole model trains uncompiled, also where ``compile`` asks
+    for it: the line that starts the run says why (:data:`SYNC_BN_COMPILE_BLOCKER`)."""
     cuda = device.type == "cuda"
     native_bf16 = native_bfloat16(device)
     amp = (cuda or native_bf16) if config.amp is None else config.amp
@@ -207,6 +220,8 @@ def resolve(config: Config, device: torch.device) -> Config:
     if config.compile and blocker:
         raise ConfigError(f"--compile: {blocker}; train without it (--no-compile)")
     compile_model = (cuda and blocker is None) if config.compile is None else config.compile
+    if config.sync_bn and world_size > 1:
+        compile_model = False
     compile_simam = config.compile_simam
     if compile_simam is None:  # what compiling the whole model already covers, or not worth it
         compile_simam = (not compile_model and not cuda and config.iterations >= COMPILE_SIMAM_FROM
@@ -232,21 +247,37 @@ def cuda_settings(deterministic: bool) -> Iterator[None]:
     come back afterwards, so a notebook that trains goes on as it was.
 
     Deterministic mode repeats a run bit for bit on the same GPU and software; it is slower, and an
-    operation without a deterministic kernel warns rather than stops the run. It also sets
-    ``CUBLAS_WORKSPACE_CONFIG`` (if unset), which cuBLAS needs for repeatable results.
+    operation without a deterministic kernel warns rather than stops the run. cuBLAS also needs
+    ``CUBLAS_WORKSPACE_CONFIG``, which :func:`deterministic_cublas` sets before CUDA is first used.
     """
     saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[0], saved[1]
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+CUBLAS_DETERMINISTIC = ":4096:8"  # a cuBLAS workspace setting under which its results repeat (CUDA 10.2+)
+
+
+def deterministic_cublas() -> None:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS where it is unset. cuBLAS reads it when
+    CUDA first uses it in the process, so where CUDA is already initialised (a notebook that used the
+    GPU before) this may come too late, and a warning says how to set it in time."""
+    if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
+        return
+    if torch.cuda.is_initialized():
+        warnings.warn(f"--deterministic: CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG was "
+                      f"set, so cuBLAS may have read it unset and matrix products may not repeat bit for bit. "
+                      f"Set it before Python starts (export CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC}) or "
+                      f"before the first use of CUDA in the notebook.", RuntimeWarning, stacklevel=2)
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,7 +485,9 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
         torch.set_num_threads(config.threads)
     try:
         device = resolve_device(config.device, world.local_rank if world.distributed else None)
-        config = resolve(config, device)
+        if config.deterministic and device.type == "cuda":
+            deterministic_cublas()  # before resolve(), whose probes of the GPU initialise CUDA
+        config = resolve(config, device, world.world_size)
         if config.sync_bn and world.distributed and device.type != "cuda":
             raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; train on the CPU without it")
         with distributed.process_group(device) as backend, cuda_settings(config.deterministic and device.type == "cuda"):
@@ -500,6 +533,8 @@ class _Run:
     iteration: int = 0
     elapsed_before: float = 0.0  # seconds spent in earlier sessions, before a resume
     train_seconds: float = 0.0  # time in training steps only, between evaluations and saves
+    steady_seconds: float = 0.0  # the part of train_seconds after each session's first steps (steady_from)
+    steady_steps: int = 0  # the steps timed in steady_seconds
     saved: int | None = None  # iteration of the last checkpoint
     loss_sum: torch.Tensor | None = None  # training loss since the last evaluation, on the device
     loss_count: int = 0
@@ -522,6 +557,9 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not (config.progress and world.main),
                unit="it", dynamic_ncols=True)
     run.session_start = segment_start = time.perf_counter()
+    segment_first = run.iteration  # the iteration the timed segment started at
+    # Steady speed: the steps after this session's compilation and warm-up, which a look at the loss starts.
+    steady_from = run.iteration + max(1, min(STEADY_AFTER, (config.iterations - run.iteration) // 4))
     run.model.train()
     while run.iteration < config.iterations:
         for images, labels in run.train_loader:
@@ -537,15 +575,19 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
             last = run.iteration == config.iterations
             evaluate_now = run.iteration % config.eval_every == 0 or last
             save_now = run.iteration % config.checkpoint_every == 0 or last
-            if not (evaluate_now or save_now or run.iteration % SYNC_EVERY == 0):
+            if not (evaluate_now or save_now or run.iteration % SYNC_EVERY == 0 or run.iteration == steady_from):
                 continue
             train_loss = _training_loss(run, lr, bar)
-            run.train_seconds += time.perf_counter() - segment_start
+            seconds = time.perf_counter() - segment_start
+            run.train_seconds += seconds
+            if segment_first >= steady_from:
+                run.steady_seconds += seconds
+                run.steady_steps += run.iteration - segment_first
             if evaluate_now:
                 _evaluate_and_log(run, lr, train_loss, bar)
             if save_now:
                 _save(run)
-            segment_start = time.perf_counter()
+            segment_start, segment_first = time.perf_counter(), run.iteration
             if last:
                 break
     bar.close()
@@ -589,6 +631,8 @@ def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
     restore_rng_states(checkpoint, run.config.seed, run.world)
     run.iteration = run.saved = checkpoint["iteration"]
     run.elapsed_before, run.train_seconds = checkpoint["elapsed"], checkpoint["train_seconds"]
+    # absent from checkpoints of older versions: the steady speed is then this session's
+    run.steady_seconds, run.steady_steps = checkpoint.get("steady_seconds", 0.0), checkpoint.get("steady_steps", 0)
     run.loss_sum.copy_(checkpoint["loss_sum"])
     run.loss_count = checkpoint["loss_count"]
 
@@ -615,14 +659,16 @@ def _wrap(run: _Run, backend: str | None) -> None:
     if world.main:
         print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
               f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
-              f"channels_last {config.channels_last}, compile {config.compile}{_why_not(run.device, config.compile)}, "
+              f"channels_last {config.channels_last}, compile {config.compile}"
+              f"{_why_not(run.device, config.compile, config.sync_bn and world.distributed)}, "
               f"SimAM compiled {config.compile_simam}; "
               f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}")
 
 
-def _why_not(device: torch.device, compiled: bool) -> str:
-    """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be."""
-    blocker = None if compiled else compile_blocker(device)
+def _why_not(device: torch.device, compiled: bool, sync_bn_ddp: bool = False) -> str:
+    """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be, or because
+    it trains with SyncBatchNorm under DDP (``sync_bn_ddp``)."""
+    blocker = None if compiled else compile_blocker(device) or (SYNC_BN_COMPILE_BLOCKER if sync_bn_ddp else None)
     return f" ({blocker})" if blocker else ""
 
 
@@ -682,6 +728,8 @@ def _save(run: _Run) -> None:
             "loss_count": run.loss_count,
             "elapsed": elapsed,
             "train_seconds": run.train_seconds,
+            "steady_seconds": run.steady_seconds,
+            "steady_steps": run.steady_steps,
         }
         atomic_write(run.out / CHECKPOINT, lambda f: torch.save(state, f))
     run.saved = run.iteration
@@ -708,6 +756,8 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
         "wall_seconds": round(run.elapsed(), 3),
         "train_seconds": round(run.train_seconds, 3),
         "train_images_per_second": round(run.iteration * config.batch_size / run.train_seconds, 1),
+        "steady_images_per_second": (round(run.steady_steps * config.batch_size / run.steady_seconds, 1)
+                                     if run.steady_steps else None),
         "parameters": count_parameters(run.model),
         "device": describe(run.device),
         "versions": versions(),

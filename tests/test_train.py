@@ -19,6 +19,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,8 @@ from simam.config import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, T4_ACHIEVED
                           check_config, estimated_gpu_minutes)
 from simam.models import training_flops_per_image
 from simam.runs import atomic_write, load_model, read_metrics
-from simam.train import cuda_settings, evaluate, learning_rate, main, resolve, restore_scaler
+from simam.train import (CUBLAS_DETERMINISTIC, SYNC_BN_COMPILE_BLOCKER, cuda_settings, deterministic_cublas, evaluate,
+                         learning_rate, main, resolve, restore_scaler)
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 
@@ -45,7 +48,8 @@ RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--su
 ROW_KEYS = {"iteration", "epoch", "lr", "train_loss", "test_loss", "test_accuracy", "test_accuracy_flip", "elapsed_seconds"}
 FINAL_KEYS = {"config", "iterations", "epochs", "final_test_accuracy", "final_test_loss", "final_test_accuracy_flip",
               "best_test_accuracy_selected_on_test_set", "best_iteration_selected_on_test_set", "note",
-              "wall_seconds", "train_seconds", "train_images_per_second", "parameters", "device", "versions"}
+              "wall_seconds", "train_seconds", "train_images_per_second", "steady_images_per_second", "parameters",
+              "device", "versions"}
 
 # Runs the command line in a child that sends itself SIGKILL when its KILL_AT_STEP-th step begins.
 KILLED_CHILD = """
@@ -98,9 +102,33 @@ def test_short_real_run_writes_documented_files_and_the_loss_falls(finished_run)
     assert final["final_test_accuracy"] == rows[-1]["test_accuracy"]
     assert final["best_test_accuracy_selected_on_test_set"] == max(row["test_accuracy"] for row in rows)
     assert final["config"]["recipe"] == "quick" and final["config"]["subset"] == 48 and final["config"]["device"] == "cpu"
-    assert final["parameters"] == 272_474 and final["train_images_per_second"] > 0
+    assert final["parameters"] == 272_474 and final["steady_images_per_second"] > 0 < final["train_images_per_second"]
     assert set(final["versions"]) >= {"python", "torch", "torchvision", "numpy", "simam"}
     assert torch.load(finished_run / "checkpoint.pt", weights_only=True)["iteration"] == 12
+
+
+@pytest.mark.cifar10
+def test_steady_images_per_second_leaves_out_the_first_steps(tmp_path, monkeypatch):
+    """The first step of a session stands in for compilation: a second longer than the others. The
+    steady speed leaves out the first quarter of this 12-step run (3 steps); the overall one does not."""
+    step, calls = simam.train.train_step, []
+
+    def compiles_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(simam.train, "train_step", compiles_first)
+    assert main([*RUN, "--out", str(tmp_path / "run")]) == 0
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert saved["steady_steps"] == 9 and saved["steady_seconds"] < saved["train_seconds"] - 1.0
+    assert final["steady_images_per_second"] == round(9 * 16 / saved["steady_seconds"], 1)
+    assert final["steady_images_per_second"] > final["train_images_per_second"]
+
+    assert main([*RUN, "--iterations", "1", "--warmup", "0", "--out", str(tmp_path / "one-step")]) == 0
+    assert json.loads((tmp_path / "one-step" / "final.json").read_text())["steady_images_per_second"] is None
 
 
 @pytest.mark.cifar10
@@ -394,6 +422,38 @@ def test_a_gpu_triton_cannot_compile_for_trains_eagerly_and_says_why(monkeypatch
     assert resolve(Config(compile=False), cuda).compile is False
     monkeypatch.setattr(simam.train, "compile_blocker", lambda device: None)
     assert resolve(Config(), cuda).compile is True and simam.train._why_not(cuda, True) == ""
+
+
+def test_sync_bn_under_ddp_trains_uncompiled_and_says_why(monkeypatch):
+    """resolve() on a CUDA device where Triton runs, without a GPU: the probes are replaced."""
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(simam.train, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(simam.train, "compile_blocker", lambda device: None)
+    for asked in (None, True):
+        assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=2).compile is False
+        assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=1).compile is True  # no DDP, no SyncBN
+        assert resolve(Config(sync_bn=False, compile=asked), cuda, world_size=2).compile is True
+    assert simam.train._why_not(cuda, False, sync_bn_ddp=True) == f" ({SYNC_BN_COMPILE_BLOCKER})"
+    assert simam.train._why_not(cuda, False) == ""  # turned off by hand: nothing to explain
+
+
+@pytest.mark.parametrize("initialised", [False, True])
+def test_deterministic_mode_sets_the_cublas_workspace_and_warns_when_too_late(initialised, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialised)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        deterministic_cublas()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_DETERMINISTIC
+    messages = [str(warning.message) for warning in caught if warning.category is RuntimeWarning]
+    assert len(messages) == initialised
+    assert all("CUDA was initialised" in m and "export CUBLAS_WORKSPACE_CONFIG=:4096:8" in m for m in messages)
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own setting, in time or not: kept, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deterministic_cublas()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
 def test_the_native_bfloat16_probe_answers_for_this_cpu():

@@ -9,7 +9,7 @@ weight decay 5e-4, in one process with the same torch threads.
   the device (on CUDA: channels_last, mixed precision, ``torch.compile``; on a CPU with native
   bfloat16: bfloat16 autocast; on other CPUs: none of them), batches built on the device by
   ``CifarLoader`` (:class:`TrainerStep`, which ``python -m simam.bench compile_simam`` and
-  ``scripts/gpu_check.py`` use too). ``--config FIELD=VALUE`` (repeatable) changes a field of
+  ``scripts/device_check.py`` use too). ``--config FIELD=VALUE`` (repeatable) changes a field of
   :class:`simam.config.Config` before the defaults are chosen: ``--config amp=false`` trains in
   float32, ``--config channels_last=true`` in channels_last, ``--config compile_simam=false``
   with SimAM eager.
