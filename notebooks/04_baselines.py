@@ -680,7 +680,7 @@ for name, fps in PAPER_FPS.items():
 # (what a batch norm applies) leaves unchanged when $\lambda$ is negligible against the channel's
 # variance, and changes when it is not. So whether the raw or the normalised map goes in makes
 # no difference unless a channel's raw variance comes near $\lambda$; the cell below checks this
-# for the raw output of our convolution, and [chapter 6](06_results_and_attention_maps.ipynb) (section 6.6) measures the raw variances
+# for the raw output of our convolution, and [chapter 6](06_results_and_attention_maps.ipynb) (section 6.7) measures the raw variances
 # inside a trained network.
 
 # %%

@@ -76,7 +76,7 @@ from simam.config import PAPER
 from simam.paper_results import paper_accuracy
 from simam.plots import plot_training_curves
 from simam.runs import FINAL, read_metrics
-from simam.stats import seeds_needed
+from simam.stats import seeds_needed, welch
 from simam.train import learning_rate
 
 QUICK = simam.quick_mode()
@@ -410,7 +410,8 @@ if finished:
 
 # %%
 grid_cells = [cell for cell in experiments.summarise(experiments.read_results(RESULTS))
-              if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides and cell.lambda_ in (None, 1e-4)]
+              if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides
+              and cell.lambda_ in (None, 1e-4) and cell.place is None]
 by_attention = {cell.attention: cell for cell in grid_cells}
 for attention in ATTENTIONS:
     cell = by_attention.get(attention)
@@ -418,8 +419,8 @@ for attention in ATTENTIONS:
     print(f"ResNet-20 + {attention:<6} seeds finished: {0 if cell is None else cell.n}"
           + ("" if cell is None else f", mean {cell.mean:.2f}%{spread}"))
 if experiments.grid_seeds_needed(grid_cells, "resnet20") is not None:  # two seeds of each
-    gain, error = experiments.simam_gain(grid_cells, "resnet20")
-    print(f"SimAM - none with the quick recipe: {gain:+.2f} ± {error:.2f} points")
+    gain, low, high, _, _ = welch(by_attention["simam"].accuracies, by_attention["none"].accuracies)
+    print(f"SimAM - none with the quick recipe: {gain:+.2f} points, Welch's 95% CI [{low:+.2f}, {high:+.2f}]")
 else:
     print("fewer than two seeds per network so far: the next section uses the paper's spread only")
 

@@ -32,7 +32,9 @@
 # 3. **The summary** of a results file: mean and standard deviation over seeds beside Table 2,
 #    and the course's **verdict** on its own grid: intervals, p-values and every seed drawn.
 # 4. **The $\lambda$ study** of the paper's Figure 4.
-# 5. **Attention maps**: Grad-CAM of every network's last stage, and SimAM's own 3-D weights.
+# 5. **What SimAM's gain is made of**: the module or its place in the block, and a longer budget,
+#    each a study whose plan was committed before its runs.
+# 6. **Attention maps**: Grad-CAM of every network's last stage, and SimAM's own 3-D weights.
 #
 # On a GPU this notebook trains ResNet-20 with every attention module, one seed each and a second
 # seed for the baseline and SimAM, with the quick recipe on all of CIFAR-10: about a quarter of an
@@ -64,6 +66,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 import simam
@@ -244,7 +247,8 @@ plt.show()
 COURSE_RESULTS = simam.zoo.DEFAULT_RESULTS  # results/ of this checkout of the course
 course_lines = experiments.read_results(COURSE_RESULTS)
 course_cells = [cell for cell in experiments.summarise(course_lines)  # the grid, not other budgets
-                if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides]
+                if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides
+                and cell.place is None]  # the studies of other places: section 6.5
 grid_cells = [cell for cell in course_cells if cell.lambda_ in (None, 1e-4)]  # the lambda study: section 6.4
 if grid_cells:
     display(Markdown(experiments.summary_markdown(grid_cells)))
@@ -259,31 +263,40 @@ print("The paper's recipe, on a GPU: python -m simam.experiments run --models re
 # ### The verdict
 #
 # Is SimAM's gain over the plain network real at this budget, and does SimAM beat the other
-# modules? `experiments.judge` answers from the cells, the same way for every module:
+# modules? A verdict is only as good as the moment its questions were fixed, so every study of the
+# course has a **plan**, a small file under `results/plans/` that names its question, its cells and
+# seeds, its primary metric and its comparisons, each of one kind:
 #
-# * the **difference of the means** in points, with **Welch's 95% interval** (the standard error
-#   $\sqrt{\sigma_1^2/n_1 + \sigma_2^2/n_2}$ times the quantile of Student's distribution at the Welch–Satterthwaite degrees
-#   of freedom, so unequal spreads and seed counts are allowed);
-# * **two p-values**: Welch's test, and an exact **permutation test**, which counts, over every
-#   way of splitting the pooled seeds into two groups of the same sizes, how often the difference
-#   is as large as the one observed. It needs no normality, only that the seeds are exchangeable
-#   when the modules do not matter;
-# * **Holm's correction** over the five modules compared with no attention: the $k$-th smallest
-#   p-value is multiplied by $6 - k$, so that the chance of any false "established" among the
-#   five stays at most 5%;
-# * SimAM against the **best other module** (highest mean), one comparison, uncorrected.
+# * **primary**: the comparisons the study is for, decided before any result. They are corrected
+#   together by **Holm's method**: the smallest p-value is multiplied by the number of primary
+#   comparisons, the next smallest by one fewer, and so on, so that the chance of any false
+#   "established" among them stays at most 5%;
+# * **secondary**: planned too, reported beside them, not corrected and not part of the verdict;
+# * **exploratory**: anything decided after looking at results, such as SimAM against "the best
+#   other module", which the data chose. It suggests the next study; it decides nothing.
 #
-# A gain is *established* when it is positive and both p-values, Holm-adjusted, are below 0.05.
-# The same on the flip-averaged accuracy, beside. Table and sentences are generated from the
-# results file; the README's results section prints the same text.
+# Each comparison is a difference (or any signed sum) of cell means, in points, with **Welch's 95%
+# interval** (the standard error $\sqrt{\sum_i s_i^2/n_i}$ times Student's quantile at the
+# Welch–Satterthwaite degrees of freedom, so unequal spreads and seed counts are allowed) and two
+# p-values: Welch's test, and an exact **permutation test**, which counts, over every way of
+# splitting the pooled seeds into two groups of the same sizes, how often the difference is as
+# large as the one observed. It needs no normality, only that the seeds are exchangeable when the
+# modules do not matter. A difference is *established* when both p-values, Holm-adjusted for a
+# primary comparison, are below 0.05.
+#
+# The grid's plan was written **after** its runs, and says so: the five module-versus-none
+# comparisons were fixed in the code before the first result, but none, SimAM and ECA were
+# extended from 5 to 10 seeds after an interim look at 5. The verdict therefore also prints that
+# interim look. The grid's runs come from two CPU models in unequal shares, so a third p-value
+# exchanges runs only within a CPU model: a difference between the processors cannot pass for a
+# difference between the modules.
 
 # %%
-judgment = experiments.judge(grid_cells, "resnet20")
-if judgment is None:
-    print("The verdict needs two seeds without attention and two with SimAM.")
-else:
-    display(Markdown(experiments.judgment_table(judgment)))
-    display(Markdown(experiments.verdict_text(judgment)))
+GRID_PLAN = experiments.read_study(COURSE_RESULTS / "plans" / "grid.toml")
+grid_verdict = experiments.judge_study(GRID_PLAN, course_lines)
+display(Markdown(experiments.comparison_table(grid_verdict.rows)))
+display(Markdown(experiments.verdict_text(grid_verdict)))
+display(Markdown(experiments.study_verdict.cpu_table(grid_verdict)))
 
 # %% [markdown]
 # Every seed as a dot, each mean with its 95% interval; on the right each module's difference from
@@ -292,7 +305,7 @@ else:
 # points below the paper's, so compare the differences, not the levels.
 
 # %%
-if judgment is not None:
+if grid_verdict.rows:
     figure = experiments.plot_seeds(grid_cells, "resnet20")
     plt.show()
 
@@ -326,7 +339,7 @@ else:
 # the $3 \times 3$ convolution's output *before* that convolution's batch norm (the reference
 # code's placement), so $\lambda$ is compared with the variance of raw convolution outputs. Their
 # scale is free: the batch norm that follows undoes it, and weight decay pulls the weights down.
-# So whether $10^{-4}$ or $10^{-1}$ is small is a property of the trained network; section 6.6
+# So whether $10^{-4}$ or $10^{-1}$ is small is a property of the trained network; section 6.7
 # measures it. The paper's Figure 4 trains
 # ResNet-20 on CIFAR-100 with $\lambda$ from $10^{-1}$ to $10^{-6}$ and finds every value within
 # about 0.3 points, all above the baseline. `plan_lambda_ablation` is that grid
@@ -358,22 +371,112 @@ else:
 # %% [markdown]
 # Those runs show the machinery. The course's own study of $\lambda$ uses whole quick-recipe runs
 # on CIFAR-10, two seeds per value (the grid's runs give $10^{-4}$ and the baseline). How many of its
-# runs are in the results file, the command that runs or continues it, and what it has so far:
-# every seed against $\lambda$, with the plain network's mean and its 95% interval as a band.
+# runs are in the results file, the command that runs or continues it, and what it found: every
+# seed against $\lambda$, with the plain network's mean and its 95% interval as a band.
+#
+# Two seeds give a poor estimate of a spread: a 95% interval from two seeds alone uses Student's
+# quantile with one degree of freedom, 12.7, and its width is mostly luck. The seeds of every
+# $\lambda$ scatter alike, so the table pools the spread over all six values (each value's sample
+# variance weighted by its number of seeds less one) and gives every mean of two seeds the same
+# interval. Before comparing two values of $\lambda$, ask the omnibus question: does $\lambda$
+# change the accuracy at all? A one-way ANOVA and its rank version, the Kruskal–Wallis test,
+# answer it across all six values at once (a test chosen after the results were in, so read it as
+# exploratory).
 
 # %%
 finished, planned = verdict.lambda_study_runs(course_lines, "cifar10", "quick")
 print(f"{finished} of the study's {planned} runs off the grid's lambda are in "
       f"{experiments.results_path(COURSE_RESULTS).name}. To run or continue it:")
 print(verdict.lambda_study_command("cifar10", "quick"))
-if any(cell.attention == "simam" for cell in course_cells):
+if verdict.lambda_studies(course_cells):
     display(Markdown(verdict.lambda_points(course_cells, "resnet20")))
+    display(Markdown(verdict.lambda_omnibus(course_cells, "resnet20")))
 if verdict.lambda_studies(course_cells):
     figure = experiments.plot_lambda_ablation(course_cells)
     plt.show()
 
 # %% [markdown]
-# ## 6.5 What the networks look at: Grad-CAM
+# ## 6.5 What SimAM's gain is made of
+#
+# Table 2, the paper's and the course's, changes two things at once: the module, and where it sits.
+# SimAM sits right after the block's last $3 \times 3$ convolution, *before* the batch norm that
+# follows it; SE, CBAM, ECA and GC sit *after* that batch norm, at the end of the residual branch.
+# That batch norm matters. Before it, SimAM's weights $w \in (\operatorname{sigmoid}(1/2), 1)$ scale
+# each neuron, and then the batch norm standardises every channel again: whatever SimAM did to a
+# channel's overall size is undone, and only *which* neurons it favoured survives. After it, the
+# weights reach the addition with the shortcut unchanged, so SimAM also shrinks the branch against
+# the shortcut. One block of the committed ResNet-20 + SimAM shows it: the spread of each channel of
+# the residual branch, just before the addition, without SimAM, with SimAM at its place, and with the
+# same SimAM moved after the batch norm (the same weights; only the place differs).
+
+# %% tags=["nbval-ignore-output"]
+def branch_spread(block, x):
+    """Per channel, the spread of the residual branch of ``block`` (a BasicBlock with SimAM after
+    conv2) just before the addition: without SimAM, with it before bn2, with it after bn2. bn2
+    standardises with the batch's statistics, as in training."""
+    def bn2(t):
+        return F.batch_norm(t, None, None, block.bn2.weight, block.bn2.bias, training=True)
+
+    y = block.conv2(F.relu(block.bn1(block.conv1(x))))
+    branches = {"no SimAM": bn2(y), "SimAM before the batch norm": bn2(block.attention(y)),
+                "SimAM after the batch norm": block.attention(bn2(y))}
+    return {name: out.std(dim=(0, 2, 3)) for name, out in branches.items()}
+
+
+trained = simam.pretrained("resnet20", "simam")
+block = trained.stages[1][1]  # a block of the middle stage, 32 channels at 16 x 16
+batch = next(iter(CifarLoader(*course_cifar10(train=False)[:2], batch_size=256)))[0]
+seen = {}
+hook = block.register_forward_hook(lambda module, inputs, output: seen.setdefault("x", inputs[0]))
+with torch.no_grad():
+    trained(batch)
+    spread = branch_spread(block, seen["x"])
+hook.remove()
+order = spread["no SimAM"].argsort()
+figure, axis = plt.subplots(figsize=(7, 3.2), layout="constrained")
+for (name, values), marker in zip(spread.items(), "o^s"):
+    axis.plot(values[order], marker, label=name, markersize=4, linestyle="none")
+axis.set(xlabel="channel (by its spread without SimAM)", ylabel="spread of the branch",
+         title="one block of the trained ResNet-20 + SimAM, 256 test images")
+axis.legend(fontsize="small")
+plt.show()
+before = (spread["SimAM before the batch norm"] / spread["no SimAM"]).median().item()
+after = (spread["SimAM after the batch norm"] / spread["no SimAM"]).median().item()
+print(f"median spread ratio to no SimAM: before the batch norm {before:.3f}, after it {after:.2f}")
+assert abs(before - 1) < 1e-3 < 1 - after  # the batch norm undoes SimAM's scale; after it, SimAM shrinks
+
+# %% [markdown]
+# Two studies, each with its plan committed before its first run, ask what the gain is made of:
+#
+# * **the placement study**: SimAM moved after the batch norm, and ECA moved before it, 10 seeds
+#   each, beside the grid's SimAM before and ECA after. Its primary comparisons: SimAM before minus
+#   after, ECA before minus after, and the **interaction**, (SimAM before − after) − (ECA before −
+#   after): does the place help one module more than the other?
+# * **the budget study**: no attention and SimAM with the quick recipe at four times its iterations
+#   (`quick-4x`, the same schedule's shape), 5 seeds each: does SimAM's gain over no attention
+#   survive four times more training, and where does 4x land against Table 2?
+#
+# Any network of the course takes the place as a setting (`create_model(..., place=...)`,
+# `--place` for the trainer, `insert_attention(..., position=...)` for torchvision's and timm's
+# ResNets); a run off the paper's place names it in its run id.
+
+# %%
+for name in ("placement", "budget"):
+    study = experiments.read_study(COURSE_RESULTS / "plans" / f"{name}.toml")
+    study_verdict = experiments.judge_study(study, course_lines)
+    display(Markdown(f"### The {name} study\n\n" + experiments.study_section(study_verdict)))
+    if study_verdict.rows:
+        figure = experiments.plot_study(study_verdict)
+        plt.show()
+
+# %% [markdown]
+# What these studies can and cannot show: they are ResNet-20 on CIFAR-10 at two budgets well below
+# the paper's 164 epochs, one network and one data set, so a place that helps here may not help a
+# ResNet-56 or on ImageNet. The placement runs were trained on another CPU model than most of the
+# grid's (the table of CPU models above says which), which the stratified p-value guards against
+# only in part. And a study still running says so: its verdict waits for its planned seeds.
+#
+# ## 6.6 What the networks look at: Grad-CAM
 #
 # The paper shows Grad-CAM maps (Selvaraju et al., 2017) but not how they were drawn. The course
 # fixes one method for every network, implemented in `simam.maps`:
@@ -458,7 +561,7 @@ if centre_shares:
           f"least: {ranked[-1]} ({centre_shares[ranked[-1]]:.3f}); a uniform map: 0.250")
 
 # %% [markdown]
-# ## 6.6 SimAM's own weights
+# ## 6.7 SimAM's own weights
 #
 # Grad-CAM explains a decision; SimAM's weights are simply there, one per neuron, in every block.
 # `simam_weights` captures each SimAM module's input in one forward pass and recomputes the weights
@@ -520,7 +623,7 @@ else:
 # enhancement, the neuroscience-inspired "spatial suppression" the paper builds it on: what differs
 # from its surroundings is kept, what does not is damped by up to 38%.
 #
-# ## 6.7 What this chapter can and cannot show
+# ## 6.8 What this chapter can and cannot show
 #
 # * The grid runner, the results file, the summary and the plots are the same in quick mode and on
 #   a GPU; only the budget differs. The README's results section comes from the results file by
@@ -547,10 +650,10 @@ else:
 # 1. From `simam.paper_results`, compute SimAM's gain over no attention for every network of Table 2
 #    on CIFAR-10, with its standard error from the printed standard deviations ($n = 5$ each). For
 #    how many networks is the gain more than two standard errors?
-# 2. The centre share of a Grad-CAM map (section 6.5) is the map's mass in the central
+# 2. The centre share of a Grad-CAM map (section 6.6) is the map's mass in the central
 #    $16 \times 16$ pixels over its total. Show that a uniform map gives 0.25, and find the largest
 #    share a map can have.
-# 3. SimAM's smallest weight is $\operatorname{sigmoid}(1/2)$ (section 6.6). Build a feature map whose channels are
+# 3. SimAM's smallest weight is $\operatorname{sigmoid}(1/2)$ (section 6.7). Build a feature map whose channels are
 #    constant and check with `simam.SimAM` that every weight is that value; then show that a channel
 #    with one outlying neuron gives that neuron a weight close to 1 when $\lambda$ is small.
 

@@ -69,7 +69,9 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
     figure, axis = plt.subplots(figsize=(6, 3.6), layout="constrained")
     for index, ((dataset, model, recipe), group) in enumerate(sorted(studies.items())):
         color = f"C{index}"
-        intervals, _, _ = stats.pooled_intervals([c.accuracies for c in group])
+        samples = [c.accuracies for c in group]
+        pooled = sum(len(values) - 1 for values in samples) >= 1  # one seed per λ: no spread to draw
+        intervals = stats.pooled_intervals(samples)[0] if pooled else [(c.mean, c.mean) for c in group]
         for k, (cell, (low, high)) in enumerate(zip(group, intervals)):
             axis.scatter([cell.lambda_] * cell.n, cell.accuracies, s=12, color=color, alpha=0.5, linewidths=0)
             axis.errorbar(cell.lambda_, cell.mean, yerr=[[cell.mean - low], [high - cell.mean]], fmt="o", color=color,

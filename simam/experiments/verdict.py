@@ -113,6 +113,10 @@ def lambda_points(cells: Sequence[Cell], model: str) -> str:
     interval from the spread pooled over every lambda (one width for every mean of the same number of
     seeds; needs two seeds somewhere)."""
     group = _lambda_cells(cells, model)
+    if sum(c.n - 1 for c in group) < 1:
+        rows = ["| λ | seeds | final test accuracy %: mean |", "| --- | --- | --- |"]
+        rows += [f"| {c.lambda_:g} | {c.n} | {c.mean:.2f} |" for c in group]
+        return "\n".join(rows) + "\n\nOne seed per λ: no spread, so no interval.\n"
     intervals, pooled, df = stats.pooled_intervals([c.accuracies for c in group])
     rows = [f"| λ | seeds | final test accuracy %: mean | 95% CI of the mean (pooled spread, {df} degrees of freedom) |",
             "| --- | --- | --- | --- |"]
@@ -130,6 +134,8 @@ def lambda_omnibus(cells: Sequence[Cell], model: str) -> str:
 
     group = _lambda_cells(cells, model)
     samples = [c.accuracies for c in group]
+    if sum(len(values) - 1 for values in samples) < 1:
+        return "One seed per λ: no spread within a λ, so no test of whether λ matters.\n"
     anova, kruskal = scipy_stats.f_oneway(*samples), scipy_stats.kruskal(*samples)
     _, pooled, df = stats.pooled_intervals(samples)
     fewest = min(c.n for c in group)
