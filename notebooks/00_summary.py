@@ -87,8 +87,8 @@ print(f"quick mode: {QUICK} (nothing on this page trains, so both modes print th
 # In plain PyTorch, for a batch of feature maps of shape $(N, C, H, W)$, the formula is five lines.
 # The cell checks them against the package's module, `simam.SimAM()`, on a random tensor in double
 # precision. (The package computes the same formula with a hand-written backward pass, and guards
-# the cases where these five lines fail: $M = 1$, constant channels with $\lambda = 0$, 16-bit inputs;
-# [chapter 3](03_building_simam.ipynb), section 5.)
+# the cases where these five lines fail: $M = 1$ and 16-bit inputs, [chapter 3](03_building_simam.ipynb),
+# section 5; constant channels with $\lambda = 0$, [chapter 2](02_closed_form_vs_numeric.ipynb), section 5.)
 
 # %%
 def simam_in_five_lines(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:

@@ -88,8 +88,8 @@ if "google.colab" in sys.modules:
 # The formula is the energy of equation (2). For each neuron $t$ it asks how well a straight line
 # $\hat x = w_t x + b_t$ separates $t$ from the other neurons of its channel, sending $t$ to $+1$
 # and the others to $-1$. This is a least-squares linear classifier with one input, and a ridge
-# penalty $\lambda w_t^2$ keeps it well defined (it matters when the other neurons are all
-# equal). If $t$ stands out, a line separates it easily and the minimal energy $e_t^*$ is low; if
+# penalty $\lambda w_t^2$ keeps it well defined (without it the problem is singular exactly when
+# all $M$ neurons of the channel are equal, section 2). If $t$ stands out, a line separates it easily and the minimal energy $e_t^*$ is low; if
 # $t$ looks like its neighbours, no line does and the energy stays high. So a low energy marks a
 # distinctive neuron, and the module multiplies every neuron by $\operatorname{sigmoid}(1/e_t^*)$,
 # a gain, as the neuroscience suggests.

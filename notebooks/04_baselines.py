@@ -615,8 +615,10 @@ plt.show()
 # SimAM nothing, so any cost SimAM shows here is memory traffic and element operations. Second,
 # the columns' size against the layer: where the convolution is expensive (the $3 \times 3$
 # convolutions of the CIFAR blocks), and in training, where the convolution's backward pass
-# roughly triples its cost, every ratio is pulled towards 1; the $1 \times 1$ bottleneck
-# convolution of ResNet-50 is cheap, so there the modules' own passes show most.
+# roughly triples its cost, one would expect every ratio to be pulled towards 1. Compare the two
+# columns: a module whose own backward pass is costly (CBAM's pooling and $7 \times 7$ spatial
+# convolution) need not follow. The $1 \times 1$ bottleneck convolution of ResNet-50 is cheap, so
+# there the modules' own passes show most.
 #
 # **These ratios do not predict a GPU.** A GPU runs elementwise kernels at memory bandwidth, so a
 # few passes over a map cost little, but every operation is a separate kernel launch, and at

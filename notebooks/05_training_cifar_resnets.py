@@ -29,8 +29,8 @@
 # 1. **The recipes.** The paper's CIFAR recipe (section 4.1) as a `Config`, its learning-rate
 #    schedule, and the quick recipe that the course uses when there is no GPU, with the reason and
 #    the source of each choice.
-# 2. **The run.** On a GPU the quick recipe on all of CIFAR-10, a few minutes per network on a
-#    T4-class GPU, into folders of `runs/` (or of `$SIMAM_RUNS`) that survive a dead session. In quick mode (CI, or no GPU)
+# 2. **The run.** On a GPU the quick recipe on all of CIFAR-10, minutes per network on a
+#    T4-class GPU (section 2 estimates them), into folders of `runs/` (or of `$SIMAM_RUNS`) that survive a dead session. In quick mode (CI, or no GPU)
 #    a short demonstration of the trainer on the real CIFAR-10 that keeps the whole chapter within
 #    about three minutes of a 2-core CPU. The paper's 64,000-iteration recipe is one command away
 #    (section 7).
@@ -164,9 +164,9 @@ assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(
 # (computed below). `simam.config.QUICK` is what the package does with a quarter of an hour of such a
 # CPU: about eight epochs, sized at the speed printed below. Two things make that quarter of an
 # hour go far. The trainer computes in bfloat16 where the CPU does so natively (AVX-512 BF16 or
-# AMX), and it compiles SimAM's formula into one fused kernel per shape, which shrinks SimAM's
-# share of the step severalfold (the README's benchmarks give the measurements on two CPUs, and
-# `python -m simam.bench train` prints them on your machine). The recipe itself
+# AMX), and it compiles SimAM's formula into one fused kernel per shape, to shrink SimAM's share
+# of the step. How much either saves depends on the CPU: `python -m simam.bench train` and
+# `python -m simam.bench compile_simam` measure it on yours, side by side. The recipe itself
 # changes only the optimisation, never the network, and each change is a standard trick for short
 # runs:
 #
@@ -238,7 +238,7 @@ assert not differing
 # overrides a recipe's fields and keeps the rest, which is how any variation of a recipe is
 # written. Starting from `QUICK`:
 #
-# - 160 iterations of 32 images (5,120 images, about a minute per network at one thread).
+# - 160 iterations of 32 images (5,120 images, under a minute per network at one thread).
 #   Smaller batches give more steps for the same images, and a short run gains from steps. The
 #   peak learning rate is scaled with the batch, $0.2 \cdot 32/128 = 0.05$: the linear scaling
 #   rule of Goyal et al. (2017). The warm-up stays 20% of the run.
@@ -373,7 +373,8 @@ print(f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}
 # ## 4. Trained once: the course's runs of the quick recipe
 #
 # The runs above are a demonstration. The networks that the course presents as trained come from
-# one command, run once on a 2-core CPU, the grid of [chapter 6](06_results_and_attention_maps.ipynb):
+# the grid of [chapter 6](06_results_and_attention_maps.ipynb), trained on two 2-core CPU models
+# (each results line names its CPU) by commands like these:
 #
 # ```sh
 # python -m simam.experiments run --models resnet20 --attentions none,simam,eca \
@@ -604,7 +605,8 @@ assert metrics_unchanged
 #   function, `simam.train.train`, trains either, resumes a killed run exactly and writes files that
 #   the curves and tables are read back from.
 # - The course's committed runs of the quick recipe differ between ResNet-20 with and without SimAM
-#   by a fraction of a point, the scale of the paper's own gain.
+#   by about half a point on average over 10 seeds each (section 4 prints it), the scale of the
+#   paper's own gain, while one pair of seeds can differ by a whole point.
 # - A gain of that size is invisible in one run: section 5 computes from the spread between seeds
 #   how many runs per network show it, and [chapter 6](06_results_and_attention_maps.ipynb) judges
 #   the grid that has them.

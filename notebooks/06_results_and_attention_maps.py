@@ -37,8 +37,8 @@
 # 6. **Attention maps**: Grad-CAM of every network's last stage, and SimAM's own 3-D weights.
 #
 # On a GPU this notebook trains ResNet-20 with every attention module, one seed each and a second
-# seed for the baseline and SimAM, with the quick recipe on all of CIFAR-10: about a quarter of an
-# hour on a T4 (estimated in section 6.2). The paper's recipe, five seeds per cell, is a grid for
+# seed for the baseline and SimAM, with the quick recipe on all of CIFAR-10, in a time that section
+# 6.2 estimates for a T4. The paper's recipe, five seeds per cell, is a grid for
 # the command line, which the notebook prints, and whose results file it reads wherever it has
 # been produced. In quick mode (CI, or no GPU) it runs a tiny grid for real: the same eight runs
 # with a budget of seconds each. Those numbers show the machinery working; they say nothing about
@@ -234,8 +234,8 @@ figure = experiments.plot_summary(cells)
 plt.show()
 
 # %% [markdown]
-# In quick mode these accuracies come from 40 steps: the networks have seen half of a small subset
-# once, so they sit far below Table 2, and the gaps between modules are those of different random
+# In quick mode these accuracies come from 40 steps: the networks have seen a small subset about
+# once (the epochs printed above), so they sit far below Table 2, and the gaps between modules are those of different random
 # starting points, not of the modules.
 #
 # The course's own Table 2 is a grid of whole quick-recipe runs on a 2-core CPU, committed in
@@ -631,8 +631,9 @@ else:
 # * A reproduction of Table 2 needs the paper's recipe (64,000 iterations per run) and five seeds
 #   per cell: 60 runs for the two ResNets of CIFAR-10 alone. Most of the table's differences are
 #   within two standard errors (section 6.1).
-# * Attention maps are explanations of one trained network, drawn by one method among many; maps of
-#   networks trained for 40 steps show little more than image contrast.
+# * Attention maps are explanations of one trained network, drawn by one method among many; the
+#   maps of section 6.6 are those of the committed networks, and a barely trained network (the
+#   demonstration runs of section 6.2) would show little more than image contrast.
 
 # %% [markdown]
 # ## What this chapter established
