@@ -37,8 +37,9 @@ from simam.distributed import Launch, rank_seed
 from simam.settings import seed_everything
 from simam.config import RECIPES, ConfigError, Config, build_model, build_parser, check_config
 from simam.runs import read_metrics
-from simam.train import (autocast, evaluate, learning_rate, load_data, main, make_optimizer, resolve, restore_rng_states,
-                         rng_states)
+from simam.device import autocast, resolve
+from simam.step import make_optimizer
+from simam.train import evaluate, learning_rate, load_data, main, restore_rng_states, rng_states
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 

@@ -25,7 +25,7 @@ import torch
 
 from simam.bench.train import TrainerStep, benchmark_inputs
 from simam.config import Config
-from simam.train import autocast, describe, resolve
+from simam.device import autocast, describe, resolve
 
 MODELS = ("mobilenetv2", "wrn16_8")
 

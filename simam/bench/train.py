@@ -5,7 +5,7 @@ Both sides train the same network from the same initial weights with the same au
 random 32x32 crop, random horizontal flip, normalise), batches of 128 and SGD with momentum 0.9 and
 weight decay 5e-4, in one process with the same torch threads.
 
-- **simam.train**: the trainer's own :func:`simam.train.train_step` with the trainer's defaults for
+- **simam.train**: the trainer's own :func:`simam.step.train_step` with the trainer's defaults for
   the device (on CUDA: channels_last, mixed precision, ``torch.compile``; on a CPU with native
   bfloat16: bfloat16 autocast; on other CPUs: none of them), batches built on the device by
   ``CifarLoader`` (:class:`TrainerStep`, which ``python -m simam.bench compile_simam`` and
@@ -44,15 +44,16 @@ import torch.nn.functional as F
 from simam.bench.data import torchvision_loader
 from simam.config import Config, build_model
 from simam.data import DATASETS, CifarLoader, load_cifar
+from simam.device import resolve, resolve_device
 from simam.settings import data_root
-from simam.train import make_optimizer, resolve, resolve_device, train_step
+from simam.step import make_optimizer, train_step
 
 CASES = [("resnet20", "none"), ("resnet20", "simam")]
 
 
 @dataclass
 class TrainerStep:
-    """What :func:`simam.train.train_step` needs, set up as the trainer sets it up for ``config``
+    """What :func:`simam.step.train_step` needs, set up as the trainer sets it up for ``config``
     (already resolved for its device), with weights from seed 0, on CifarLoader batches of ``images``."""
 
     config: Config
