@@ -78,7 +78,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from simam import distributed
-from simam.config import RECIPES, Config, ConfigError, build_model, build_parser, changed_settings, check_config
+from simam.config import Config, ConfigError, build_model, changed_settings, check_config, config_from_args
 from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
 from simam.device import (autocast, cuda_settings, describe, deterministic_cublas, resolve, resolve_device, versions,
                           why_not_compiled)
@@ -546,11 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     Under ``torchrun`` each process runs this; ``torchrun`` itself exits with 1 when any process fails.
     """
     try:
-        args = vars(build_parser().parse_args(argv))
-        recipe, resume = args.pop("recipe"), args.pop("resume")
-        config = dataclasses.replace(RECIPES[recipe], **{k: v for k, v in args.items() if k != "out"})
-        out = args.get("out") or f"runs/{config.model}-{config.attention}-{recipe}-seed{config.seed}"
-        train(config, out, resume=resume)
+        config, options = config_from_args(sys.argv[1:] if argv is None else argv)
+        out = options.get("out") or f"runs/{config.model}-{config.attention}-{config.recipe}-seed{config.seed}"
+        train(config, out, resume=options.get("resume", False))
     except SystemExit as exit_:  # --help
         return exit_.code or 0
     except ConfigError as error:

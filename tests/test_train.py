@@ -30,8 +30,9 @@ import simam.device
 import simam.train
 from simam.attention import SimAM
 from simam.data import CifarLoader
-from simam.config import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, T4_ACHIEVED_FLOPS, Config, ConfigError, build_model,
-                          check_config, estimated_gpu_minutes)
+from simam.config import (COMPILE_SIMAM_FROM, CONFIG_FIELDS, PAPER, QUICK, RECIPES, T4_ACHIEVED_FLOPS, Config,
+                          ConfigError, build_model, build_parser, check_config, config_from_args, estimated_gpu_minutes,
+                          option_name)
 from simam.device import (CUBLAS_DETERMINISTIC, SYNC_BN_COMPILE_BLOCKER, cuda_settings, deterministic_cublas, resolve,
                           why_not_compiled)
 from simam.models import training_flops_per_image
@@ -334,6 +335,27 @@ def test_help_lists_every_option_and_exits_0(capsys):
                    "--resume", "--iterations", "--eval-every", "--checkpoint-every", "--subset", "--lambda", "--download",
                    "--amp", "--amp-dtype", "--deterministic"]:
         assert option in text
+
+
+def test_options_read_as_their_recipe_with_the_fields_they_give_over_it():
+    """config_from_args, which the trainer, a grid's runs and the benchmarks all read options with."""
+    config, given = config_from_args(["--recipe", "quick", "--lr", "0.3", "--no-nesterov", "--lambda", "0.01",
+                                      "--milestones", "5,9", "--out", "there", "--resume"])
+    assert config == dataclasses.replace(QUICK, lr=0.3, nesterov=False, lambda_=0.01, milestones=(5, 9))
+    assert given == {"recipe": "quick", "lr": 0.3, "nesterov": False, "lambda_": 0.01, "milestones": (5, 9),
+                     "out": "there", "resume": True}
+    assert config_from_args([]) == (PAPER, {})
+    with pytest.raises(ConfigError, match="batch_size 128 does not divide by the 3 processes"):
+        config_from_args([], world_size=3)
+    with pytest.raises(ConfigError, match="^warmup must be in 0..iterations-1, got 640$"):
+        config_from_args(["--recipe", "quick", "--iterations", "600"])
+
+
+def test_each_option_is_named_after_what_it_sets():
+    actions = [action for action in build_parser()._actions if action.dest != "help"]
+    assert {action.dest for action in actions} == CONFIG_FIELDS | {"out", "resume"}
+    for action in actions:
+        assert option_name(action.dest) in action.option_strings
 
 
 # --------------------------------------------------------------------------------------------------
