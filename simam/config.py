@@ -76,9 +76,9 @@ class Config:
     amp_dtype: str | None = None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
-    compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: see resolve()
+    compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
     threads: int | None = None  # torch CPU threads; None: torch's default
-    deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (slower; see cuda_settings)
+    deterministic: bool = False  # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
     progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
 
 CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(Config))
