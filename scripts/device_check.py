@@ -94,8 +94,8 @@ from simam.attention.simam import simam, simam_compiled  # noqa: E402
 from simam.bench.train import TrainerStep  # noqa: E402
 from simam.config import PAPER, Config  # noqa: E402
 from simam.data import DATASETS, load_cifar  # noqa: E402
+from simam.device import compile_blocker, cuda_settings, describe, resolve  # noqa: E402
 from simam.runs import atomic_write, read_metrics  # noqa: E402
-from simam.train import compile_blocker, cuda_settings, describe, resolve  # noqa: E402
 
 TABLE, LOG = "device-check.md", "device-check.log"
 SEND_LIMIT = 64 * 2**20  # bytes a device call sends at most: the working tree and the carried folders

@@ -10,6 +10,13 @@ paper counts it: SGD with momentum 0.9, batch 128, weight decay 5e-4, learning r
 10 at 32,000 and 48,000 iterations, 64,000 iterations; pad-4 crop and horizontal flip. ``quick``
 gets ResNet-20 as far as it can in about a quarter of an hour on a 2-core CPU (see ``QUICK`` for
 each choice and its source). Every field of :class:`Config` can be overridden, on the command line.
+
+**The command line.** :func:`config_from_args` is the one road from text to a checked :class:`Config`:
+``python -m simam.train``, a grid's runs (:meth:`simam.experiments.RunSpec.config`) and the benchmarks'
+``--config FIELD=VALUE`` all take it. Its options are written by hand rather than generated from the
+fields, because their help gives each default per recipe or says what the device decides, and several
+take a form of their own (``--lambda``, comma-separated ``--milestones``, ``--no-FLAG``) that generated
+options would need as much per-field metadata to express.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -68,10 +76,12 @@ class Config:
     amp_dtype: str | None = None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
-    compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: see resolve()
+    compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
     threads: int | None = None  # torch CPU threads; None: torch's default
-    deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (slower; see cuda_settings)
+    deterministic: bool = False  # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
     progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
+
+CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(Config))
 
 RUNTIME_FIELDS = {"eval_every", "checkpoint_every", "data_root", "download", "device", "amp", "amp_dtype",
                   "channels_last", "compile", "compile_simam", "threads", "deterministic", "progress"}
@@ -193,8 +203,7 @@ def changed_settings(config: Config, stored: dict[str, Any]) -> list[tuple[str, 
 def config_from_dict(values: dict[str, Any]) -> Config:
     """The :class:`Config` stored as ``values`` (a checkpoint's or ``final.json``'s); fields it lacks,
     from runs of an older version, take their defaults, and ones this version lacks are dropped."""
-    fields = {field.name for field in dataclasses.fields(Config)}
-    return Config(**{key: as_config_value(value) for key, value in values.items() if key in fields})
+    return Config(**{key: as_config_value(value) for key, value in values.items() if key in CONFIG_FIELDS})
 
 
 def build_model(config: Config) -> nn.Module:
@@ -244,6 +253,25 @@ class OneLineParser(argparse.ArgumentParser):
         raise self.error_type(message)
 
 
+def config_from_args(args: Sequence[str], world_size: int = 1) -> tuple[Config, dict[str, Any]]:
+    """The :class:`Config` that the trainer's options ``args`` ask for, checked for a run on ``world_size``
+    processes: their recipe (``--recipe``, else ``paper``) with the fields they give over it. Also returns
+    the options given, by name: those fields, ``recipe``, and ``out`` and ``resume``, which say where
+    a run goes rather than what it is. Raises :class:`ConfigError` with a one-line message for text
+    that does not parse and for a configuration no run can use (:func:`check_config`)."""
+    given = vars(build_parser().parse_args(list(args)))
+    fields = {key: value for key, value in given.items() if key in CONFIG_FIELDS}
+    config = dataclasses.replace(RECIPES[given.get("recipe", PAPER.recipe)], **fields)
+    check_config(config, world_size)
+    return config, given
+
+
+def option_name(name: str) -> str:
+    """The trainer's option that sets ``name``, a field of :class:`Config` or ``out`` or ``resume``:
+    ``--batch-size`` for ``batch_size``, ``--lambda`` for ``lambda_``."""
+    return "--" + name.rstrip("_").replace("_", "-")
+
+
 def _defaults(name: str) -> str:
     """The default of field ``name``, per recipe where the recipes differ."""
 
@@ -272,11 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="simam-train",
         description="Train a CIFAR network with SimAM or another attention module. Options not given take "
                     "the value of the recipe (--recipe); see simam/config.py for what each recipe does and why.",
-        argument_default=argparse.SUPPRESS,  # only what is given overrides the recipe
+        argument_default=argparse.SUPPRESS,  # only the options given appear: they override the recipe
     )
     flag = argparse.BooleanOptionalAction
     add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES), default="paper",
+    add("--recipe", choices=sorted(RECIPES),
         help="paper: the SimAM paper's 64,000-iteration recipe; quick: about 15 minutes on a 2-core CPU; quick-4x: "
              "the quick recipe at four times its iterations (default paper)")
     add("--model", help=f"network: {', '.join(list_models())} ({_defaults('model')})")
@@ -289,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-root", help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default $SIMAM_DATA or ~/.cache/simam)")
     add("--download", action="store_true", help="download the official archive when the data are missing")
     add("--out", help="output folder (default runs/MODEL-ATTENTION-RECIPE-seedSEED)")
-    add("--resume", action="store_true", default=False, help="continue the run in --out from its checkpoint")
+    add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     add("--seed", type=int, help=f"seeds the weights, the order of the batches and the augmentation ({_defaults('seed')})")
     add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
     add("--iterations", type=int, help=f"training steps ({_defaults('iterations')})")

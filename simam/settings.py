@@ -1,6 +1,6 @@
 """Run-wide settings of the course: quick mode, the data root and seeding.
 
-Every notebook and command reads these two environment variables, so the same code runs the full
+Every notebook and command reads these environment variables, so the same code runs the full
 recipe on a GPU and a small, still-real version on a laptop or in CI:
 
 ``SIMAM_QUICK``

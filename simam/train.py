@@ -1,10 +1,11 @@
 """Train a CIFAR network with SimAM (or any attention module of the course): ``python -m simam.train``.
 
-Read top to bottom: the device and its defaults, the learning-rate schedule, one training step,
-evaluation, the loop in its named steps (open, build, restore, wrap, evaluate and log, save, finish),
-and the command line. What a run is (:class:`~simam.config.Config`, the ``paper`` and ``quick``
-recipes and the options over them) lives in :mod:`simam.config`; the files it writes, and reading
-them back, in :mod:`simam.runs`.
+Read top to bottom: the learning-rate schedule, evaluation, what a checkpoint restores, the loop in
+its named steps (open, build, restore, wrap, evaluate and log, save, finish), and the command line.
+What a run is (:class:`~simam.config.Config`, the ``paper`` and ``quick`` recipes and the options
+over them) lives in :mod:`simam.config`; the device and what it decides, in :mod:`simam.device`; the
+optimiser and one training step, in :mod:`simam.step`; the files a run writes, and reading them
+back, in :mod:`simam.runs`.
 
 **Output folder.** ``metrics.jsonl``: one JSON object per evaluation (iteration, epoch, learning
 rate, mean training loss since the previous evaluation, test loss, test accuracy, elapsed seconds).
@@ -21,28 +22,9 @@ draws the curves from it.
 **Resuming.** ``--resume`` continues from ``checkpoint.pt``; on the CPU the weights and metrics at
 the end are bit-identical to those of a run that was never interrupted.
 
-**Devices.** CUDA when present, else the CPU (or ``--device``). Each choice below is switchable
-and printed when a run starts.
-
-- *Precision.* bfloat16 autocast wherever the hardware computes in bfloat16 natively: GPUs that
-  have it (else float16 with a gradient scaler), and CPUs with AVX-512 BF16 or AMX
-  (:func:`native_bfloat16`). Other CPUs emulate bfloat16, which is slower than float32, so they
-  train in float32. ``python -m simam.bench train`` measures the step as the trainer sets it up,
-  ``python -m simam.bench train --config amp=false`` in float32.
-- *channels_last.* On for CUDA. Off on the CPU: there it speeds the plain network up but slows
-  SimAM's per-channel reductions more, so that ResNet-20 + SimAM trains slower with it
-  (``python -m simam.bench train --config channels_last=true`` against the default).
-- *torch.compile.* The whole model on CUDA GPUs that Triton, which generates torch.compile's GPU
-  kernels, supports: compute capability 7.0 or higher, Triton installed (:func:`compile_blocker`;
-  elsewhere the line that starts a run says why not), and never with ``--sync-bn`` under DDP, which
-  torch.compile does not trace (:data:`SYNC_BN_COMPILE_BLOCKER`). On the CPU only SimAM's formula
-  (``compile_simam``, :func:`simam.attention.simam.simam_compiled`), for runs of at least
-  ``COMPILE_SIMAM_FROM`` iterations where a C++ compiler is found: compiling the whole ResNet-20 +
-  SimAM took minutes on 2 cores for no faster step, while SimAM alone compiles in seconds and
-  takes back most of its share of the step (``python -m simam.bench train`` with ``--config
-  compile=true`` or ``--config compile_simam=false`` against the default; ``python -m simam.bench
-  compile_simam`` for deeper networks).
-- *Threads.* torch's default, one per core. ``--threads`` sets it.
+**Devices.** CUDA when present, else the CPU (or ``--device``). Precision, channels_last,
+torch.compile and threads follow the device (:mod:`simam.device` says how and why); each choice is
+switchable and printed when a run starts.
 
 **More than one GPU.** ``torchrun --nproc_per_node=N -m simam.train ...`` runs one training on N
 processes with ``DistributedDataParallel`` (Li et al., "PyTorch Distributed", VLDB 2020); ``torchrun``
@@ -77,20 +59,13 @@ Without ``torchrun`` (``WORLD_SIZE`` unset or 1) no process group is made and no
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib.metadata
-import importlib.util
 import json
 import math
 import os
-import platform
 import random
-import shutil
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,16 +77,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import simam
 from simam import distributed
-from simam.attention import attention_kind
-from simam.config import (COMPILE_SIMAM_FROM, RECIPES, Config, ConfigError, build_model, build_parser,
-                          changed_settings, check_config)
+from simam.config import Config, ConfigError, build_model, changed_settings, check_config, config_from_args
 from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
+from simam.device import (autocast, cuda_settings, describe, deterministic_cublas, resolve, resolve_device, versions,
+                          why_not_compiled)
 from simam.distributed import Launch
 from simam.models import count_parameters
 from simam.runs import CHECKPOINT, FINAL, METRICS, atomic_write, read_metrics
-from simam.settings import data_root, in_ci, seed_everything
+from simam.settings import seed_everything
+from simam.step import make_optimizer, train_step
 
 EVAL_BATCH = 1000
 
@@ -125,163 +100,7 @@ class Diverged(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------------
-# The device, and what it decides
-
-
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a device this machine has.
-
-    ``local_rank``: the process's ``LOCAL_RANK`` under ``torchrun``; ``"auto"`` (with a GPU) and
-    ``"cuda"`` then mean that process's own GPU, ``cuda:LOCAL_RANK``.
-    """
-    if local_rank is not None and name.startswith("cuda:"):
-        raise ConfigError(f"device {name!r} under torchrun: each process takes the GPU of its LOCAL_RANK; "
-                          "pass --device cuda (or auto)")
-    if local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-                              "start at most that many processes per node")
-        return torch.device("cuda", local_rank)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    return device
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively rather than by emulation.
-
-    CUDA: compute capability 8.0 or newer (Ampere on; older GPUs emulate it). CPU: AVX-512 BF16 or
-    AMX, and oneDNN allowed to use them (``ONEDNN_MAX_CPU_ISA`` below AVX-512 forbids it).
-    """
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    try:
-        cpu_has_it = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return cpu_has_it and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):  # a torch without these probes: assume emulation
-        return False
-
-
-def cpp_compiler_found() -> bool:
-    """Whether torch.compile can build CPU kernels here: it needs a C++ compiler ($CXX, g++ or clang++)."""
-    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++") if name)
-
-
-TRITON_MIN_CAPABILITY = (7, 0)  # the oldest GPUs Triton compiles for: Volta
-
-
-def triton_blocker(gpu: str, capability: tuple[int, int], triton_found: bool) -> str | None:
-    """Why torch.compile cannot generate kernels for the GPU named ``gpu`` of compute ``capability``
-    (major, minor), or None where it can. A P100 (6.0) or a K80 (3.7) fails at the first step."""
-    if not triton_found:
-        return f"Triton, which torch.compile generates GPU kernels with, is not installed (GPU {gpu})"
-    if tuple(capability) < TRITON_MIN_CAPABILITY:
-        return (f"{gpu} has compute capability {capability[0]}.{capability[1]}; Triton, which torch.compile "
-                f"generates GPU kernels with, needs {TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or higher")
-    return None
-
-
-def compile_blocker(device: torch.device) -> str | None:
-    """Why the whole model cannot be compiled on CUDA ``device``, or None (also for the CPU, where
-    the trainer compiles only SimAM's formula by default)."""
-    if device.type != "cuda":
-        return None
-    return triton_blocker(torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device),
-                          importlib.util.find_spec("triton") is not None)
-
-
-SYNC_BN_COMPILE_BLOCKER = ("SyncBatchNorm under DDP: torch.compile breaks the graph at every SyncBatchNorm and "
-                           "fails on its collectives (pytorch/pytorch#107372)")
-
-
-def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config:
-    """``config`` with every automatic (None) choice made for ``device``, in a launch of ``world_size``
-    processes. With ``sync_bn`` under DDP the whole model trains uncompiled, also where ``compile`` asks
-    for it: the line that starts the run says why (:data:`SYNC_BN_COMPILE_BLOCKER`)."""
-    cuda = device.type == "cuda"
-    native_bf16 = native_bfloat16(device)
-    amp = (cuda or native_bf16) if config.amp is None else config.amp
-    amp_dtype = config.amp_dtype
-    if amp and amp_dtype is None:
-        amp_dtype = "bfloat16" if native_bf16 or not cuda else "float16"
-    if amp and amp_dtype == "float16" and not cuda:
-        raise ConfigError("float16 mixed precision needs CUDA; on the CPU use amp_dtype bfloat16")
-    blocker = compile_blocker(device)
-    if config.compile and blocker:
-        raise ConfigError(f"--compile: {blocker}; train without it (--no-compile)")
-    compile_model = (cuda and blocker is None) if config.compile is None else config.compile
-    if config.sync_bn and world_size > 1:
-        compile_model = False
-    compile_simam = config.compile_simam
-    if compile_simam is None:  # what compiling the whole model already covers, or not worth it
-        compile_simam = (not compile_model and not cuda and config.iterations >= COMPILE_SIMAM_FROM
-                         and attention_kind(config.attention).compiles and cpp_compiler_found())
-    return dataclasses.replace(
-        config,
-        device=str(device),
-        amp=amp,
-        amp_dtype=amp_dtype if amp else None,
-        channels_last=cuda if config.channels_last is None else config.channels_last,
-        compile=compile_model,
-        compile_simam=compile_simam,
-        threads=torch.get_num_threads(),
-        progress=(sys.stderr.isatty() and not in_ci()) if config.progress is None else config.progress,
-        data_root=str(data_root() if config.data_root is None else Path(config.data_root).expanduser()),
-    )
-
-
-@contextlib.contextmanager
-def cuda_settings(deterministic: bool) -> Iterator[None]:
-    """cuDNN's autotuning for the length of a run (fixed shapes: it picks the fastest convolutions),
-    or with ``deterministic`` PyTorch's deterministic algorithms instead; the process's own settings
-    come back afterwards, so a notebook that trains goes on as it was.
-
-    Deterministic mode repeats a run bit for bit on the same GPU and software; it is slower, and an
-    operation without a deterministic kernel warns rather than stops the run. cuBLAS also needs
-    ``CUBLAS_WORKSPACE_CONFIG``, which :func:`deterministic_cublas` sets before CUDA is first used.
-    """
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[0], saved[1]
-        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
-
-
-CUBLAS_DETERMINISTIC = ":4096:8"  # a cuBLAS workspace setting under which its results repeat (CUDA 10.2+)
-
-
-def deterministic_cublas() -> None:
-    """Set ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS where it is unset. cuBLAS reads it when
-    CUDA first uses it in the process, so where CUDA is already initialised (a notebook that used the
-    GPU before) this may come too late, and a warning says how to set it in time."""
-    if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
-        return
-    if torch.cuda.is_initialized():
-        warnings.warn(f"--deterministic: CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG was "
-                      f"set, so cuBLAS may have read it unset and matrix products may not repeat bit for bit. "
-                      f"Set it before Python starts (export CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC}) or "
-                      f"before the first use of CUDA in the notebook.", RuntimeWarning, stacklevel=2)
-    os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC
-
-
-# --------------------------------------------------------------------------------------------------
-# Schedule, optimiser, one step, evaluation
+# The schedule, and evaluation
 
 
 def learning_rate(config: Config, iteration: int) -> float:
@@ -298,43 +117,6 @@ def learning_rate(config: Config, iteration: int) -> float:
     if iteration < config.warmup:
         return config.lr * (iteration + 1) / config.warmup
     return config.lr * (config.iterations - iteration) / (config.iterations - config.warmup + 1)
-
-
-def make_optimizer(model: nn.Module, config: Config) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on every parameter, or only on the weights of convolutions
-    and linear layers (the parameters with more than one dimension) if ``norm_bias_decay`` is off."""
-    params = list(model.parameters())
-    decayed = [p for p in params if p.ndim > 1 or config.norm_bias_decay]
-    groups = [{"params": decayed, "weight_decay": config.weight_decay}]
-    if len(decayed) < len(params):
-        groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-
-
-def autocast(device: torch.device, amp_dtype: str | None) -> contextlib.AbstractContextManager:
-    """Mixed precision on ``device`` in ``amp_dtype``; nothing when that is None."""
-    if amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=getattr(torch, amp_dtype))
-
-
-def train_step(
-    forward: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    amp_dtype: str | None,
-) -> torch.Tensor:
-    """One SGD step on a batch; returns its loss, detached and left on the device (no sync)."""
-    with autocast(images.device, amp_dtype):
-        loss = criterion(forward(images), labels)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()  # the scaler is a pass-through unless float16 needs it
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.detach()
 
 
 @torch.no_grad()
@@ -415,28 +197,6 @@ def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
     else:
         print(f"{_name()}: the checkpoint was saved without a float16 gradient scaler; starting a fresh one",
               file=sys.stderr)
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    return f"CPU: {cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
-
-
-def versions() -> dict[str, str | None]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": importlib.metadata.version("torchvision"),
-        "numpy": np.__version__,
-        "simam": simam.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": str(torch.backends.cudnn.version()) if torch.cuda.is_available() else None,
-    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -660,16 +420,9 @@ def _wrap(run: _Run, backend: str | None) -> None:
         print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
               f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
               f"channels_last {config.channels_last}, compile {config.compile}"
-              f"{_why_not(run.device, config.compile, config.sync_bn and world.distributed)}, "
+              f"{why_not_compiled(run.device, config.compile, config.sync_bn and world.distributed)}, "
               f"SimAM compiled {config.compile_simam}; "
               f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}")
-
-
-def _why_not(device: torch.device, compiled: bool, sync_bn_ddp: bool = False) -> str:
-    """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be, or because
-    it trains with SyncBatchNorm under DDP (``sync_bn_ddp``)."""
-    blocker = None if compiled else compile_blocker(device) or (SYNC_BN_COMPILE_BLOCKER if sync_bn_ddp else None)
-    return f" ({blocker})" if blocker else ""
 
 
 def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
@@ -793,11 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     Under ``torchrun`` each process runs this; ``torchrun`` itself exits with 1 when any process fails.
     """
     try:
-        args = vars(build_parser().parse_args(argv))
-        recipe, resume = args.pop("recipe"), args.pop("resume")
-        config = dataclasses.replace(RECIPES[recipe], **{k: v for k, v in args.items() if k != "out"})
-        out = args.get("out") or f"runs/{config.model}-{config.attention}-{recipe}-seed{config.seed}"
-        train(config, out, resume=resume)
+        config, options = config_from_args(sys.argv[1:] if argv is None else argv)
+        out = options.get("out") or f"runs/{config.model}-{config.attention}-{config.recipe}-seed{config.seed}"
+        train(config, out, resume=options.get("resume", False))
     except SystemExit as exit_:  # --help
         return exit_.code or 0
     except ConfigError as error:

@@ -35,10 +35,11 @@ from torch import nn
 from simam.data import CifarLoader, rank_share
 from simam.distributed import Launch, rank_seed
 from simam.settings import seed_everything
-from simam.config import RECIPES, ConfigError, Config, build_model, build_parser, check_config
+from simam.config import ConfigError, Config, build_model, check_config, config_from_args
 from simam.runs import read_metrics
-from simam.train import (autocast, evaluate, learning_rate, load_data, main, make_optimizer, resolve, restore_rng_states,
-                         rng_states)
+from simam.device import autocast, resolve
+from simam.step import make_optimizer
+from simam.train import evaluate, learning_rate, load_data, main, restore_rng_states, rng_states
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 
@@ -225,10 +226,7 @@ def reference_run(args: list[str], world_size: int = 2) -> tuple[list[dict], nn.
     each rank's share goes through the model, the gradient is the mean of the ranks' gradients of
     their mean losses, and the running statistics kept are rank 0's. Returns the metrics rows
     (without times), the model and the optimiser."""
-    parsed = vars(build_parser().parse_args(args))
-    recipe = RECIPES[parsed.pop("recipe")]
-    parsed.pop("resume")
-    config = resolve(dataclasses.replace(recipe, **parsed), torch.device("cpu"))
+    config = resolve(config_from_args(args)[0], torch.device("cpu"))
     seed_everything(config.seed)
     model = build_model(config)
     optimizer = make_optimizer(model, config)

@@ -410,7 +410,7 @@ def fresh_compiled_simam(monkeypatch):
     """Compiled SimAM as in a new process: no compiled code, nothing given up."""
     torch._dynamo.reset()
     monkeypatch.setattr(simam_module, "_compiled_simam_ops", None)
-    monkeypatch.setattr(simam_module, "_compile_gave_up", None)
+    monkeypatch.setattr(simam_module, "_function_compiled", simam_module._CompiledSimAM())
     yield
     torch._dynamo.reset()
 
@@ -419,7 +419,8 @@ def test_more_simam_shapes_than_the_recompile_limit_stay_compiled(fresh_compiled
     """Ten feature-map shapes, trained and evaluated (20 signatures, MobileNetV2 has as many), under
     torch's recompile limit of 8: compiled with sizes as arguments, they need one graph per grad
     mode. Should the limit be reached all the same (here: a new dtype once the limit is lowered to
-    the graphs made), SimAM warns once and computes with its eager form."""
+    the graphs made), the module that met it warns once and computes with its eager form; the other
+    modules, and the function simam_compiled, go on with the compiled code until they meet it too."""
     from torch._dynamo.utils import counters
 
     limit = torch._dynamo.config.recompile_limit
@@ -438,12 +439,20 @@ def test_more_simam_shapes_than_the_recompile_limit_stay_compiled(fresh_compiled
     assert 2 <= graphs < limit  # under the limit: every signature ran compiled
 
     x = feature_map((2, 3, 5, 5), dtype=torch.float64, offset=1.0)
+    compiled_before = feature_map(shapes[0], dtype=torch.float32, offset=1.0)  # a signature with its graph
+    met_it, other = SimAM(compiled=True), SimAM(compiled=True)
     with torch._dynamo.config.patch(recompile_limit=graphs):
-        with pytest.warns(RuntimeWarning, match="recompile limit .* runs uncompiled from now on"):
-            torch.testing.assert_close(simam_compiled(x), simam(x), rtol=0, atol=0)
+        with pytest.warns(RuntimeWarning, match="recompile limit .* this SimAM runs uncompiled from now on"):
+            torch.testing.assert_close(met_it(x), simam(x), rtol=0, atol=0)
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # said once
-            torch.testing.assert_close(simam_compiled(x), simam(x), rtol=0, atol=0)
+            warnings.simplefilter("error")  # said once, and by this module alone
+            torch.testing.assert_close(met_it(x), simam(x), rtol=0, atol=0)
+            with torch.no_grad():
+                torch.testing.assert_close(other(compiled_before), simam(compiled_before), rtol=1e-6, atol=1e-6)
+        assert met_it._compiled_form.gave_up is not None and other._compiled_form.gave_up is None
+        for caller in (other, simam_compiled):  # each meets the limit on its own
+            with pytest.warns(RuntimeWarning, match="recompile limit"):
+                torch.testing.assert_close(caller(x), simam(x), rtol=0, atol=0)
 
 
 def test_exact_energy_has_no_compiled_form() -> None:

@@ -26,15 +26,18 @@ from pathlib import Path
 import pytest
 import torch
 
+import simam.device
 import simam.train
 from simam.attention import SimAM
 from simam.data import CifarLoader
-from simam.config import (COMPILE_SIMAM_FROM, PAPER, QUICK, RECIPES, T4_ACHIEVED_FLOPS, Config, ConfigError, build_model,
-                          check_config, estimated_gpu_minutes)
+from simam.config import (COMPILE_SIMAM_FROM, CONFIG_FIELDS, PAPER, QUICK, RECIPES, T4_ACHIEVED_FLOPS, Config,
+                          ConfigError, build_model, build_parser, check_config, config_from_args, estimated_gpu_minutes,
+                          option_name)
+from simam.device import (CUBLAS_DETERMINISTIC, SYNC_BN_COMPILE_BLOCKER, cuda_settings, deterministic_cublas, resolve,
+                          why_not_compiled)
 from simam.models import training_flops_per_image
 from simam.runs import atomic_write, load_model, read_metrics
-from simam.train import (CUBLAS_DETERMINISTIC, SYNC_BN_COMPILE_BLOCKER, cuda_settings, deterministic_cublas, evaluate,
-                         learning_rate, main, resolve, restore_scaler)
+from simam.train import evaluate, learning_rate, main, restore_scaler
 
 from run_checks import assert_same_weights_and_momentum, rows_without_time
 
@@ -334,6 +337,27 @@ def test_help_lists_every_option_and_exits_0(capsys):
         assert option in text
 
 
+def test_options_read_as_their_recipe_with_the_fields_they_give_over_it():
+    """config_from_args, which the trainer, a grid's runs and the benchmarks all read options with."""
+    config, given = config_from_args(["--recipe", "quick", "--lr", "0.3", "--no-nesterov", "--lambda", "0.01",
+                                      "--milestones", "5,9", "--out", "there", "--resume"])
+    assert config == dataclasses.replace(QUICK, lr=0.3, nesterov=False, lambda_=0.01, milestones=(5, 9))
+    assert given == {"recipe": "quick", "lr": 0.3, "nesterov": False, "lambda_": 0.01, "milestones": (5, 9),
+                     "out": "there", "resume": True}
+    assert config_from_args([]) == (PAPER, {})
+    with pytest.raises(ConfigError, match="batch_size 128 does not divide by the 3 processes"):
+        config_from_args([], world_size=3)
+    with pytest.raises(ConfigError, match="^warmup must be in 0..iterations-1, got 640$"):
+        config_from_args(["--recipe", "quick", "--iterations", "600"])
+
+
+def test_each_option_is_named_after_what_it_sets():
+    actions = [action for action in build_parser()._actions if action.dest != "help"]
+    assert {action.dest for action in actions} == CONFIG_FIELDS | {"out", "resume"}
+    for action in actions:
+        assert option_name(action.dest) in action.option_strings
+
+
 # --------------------------------------------------------------------------------------------------
 # Recipes
 
@@ -369,7 +393,7 @@ def test_every_recipe_is_valid_and_bad_values_are_named():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_defaults_follow_native_bfloat16(native, monkeypatch):
-    monkeypatch.setattr(simam.train, "native_bfloat16", lambda device: native)
+    monkeypatch.setattr(simam.device, "native_bfloat16", lambda device: native)
     config = resolve(Config(device="cpu"), torch.device("cpu"))
     assert (config.amp, config.amp_dtype) == ((True, "bfloat16") if native else (False, None))
     assert config.channels_last is False and config.compile is False
@@ -378,7 +402,7 @@ def test_cpu_defaults_follow_native_bfloat16(native, monkeypatch):
 
 
 def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeypatch):
-    monkeypatch.setattr(simam.train, "cpp_compiler_found", lambda: True)
+    monkeypatch.setattr(simam.device, "cpp_compiler_found", lambda: True)
     cpu = torch.device("cpu")
     assert resolve(Config(iterations=COMPILE_SIMAM_FROM), cpu).compile_simam is True
     assert resolve(Config(iterations=COMPILE_SIMAM_FROM - 1), cpu).compile_simam is False
@@ -386,7 +410,7 @@ def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeyp
     assert resolve(Config(attention="simam-exact"), cpu).compile_simam is False
     assert resolve(Config(compile=True), cpu).compile_simam is False  # the whole model is compiled already
     assert resolve(Config(iterations=10, compile_simam=True), cpu).compile_simam is True
-    monkeypatch.setattr(simam.train, "cpp_compiler_found", lambda: False)
+    monkeypatch.setattr(simam.device, "cpp_compiler_found", lambda: False)
     assert resolve(Config(), cpu).compile_simam is False
     model = build_model(dataclasses.replace(Config(), compile_simam=True))
     assert all(module.compiled for module in model.modules() if isinstance(module, SimAM))
@@ -404,7 +428,7 @@ def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeyp
     ],
 )
 def test_the_whole_model_is_compiled_only_where_triton_runs(capability, triton_found, reason):
-    found = simam.train.triton_blocker("Tesla P100-PCIE-16GB", capability, triton_found)
+    found = simam.device.triton_blocker("Tesla P100-PCIE-16GB", capability, triton_found)
     assert found is None if reason is None else re.search(reason, found)
 
 
@@ -412,29 +436,29 @@ def test_a_gpu_triton_cannot_compile_for_trains_eagerly_and_says_why(monkeypatch
     """resolve() on a CUDA device as on a P100, without a GPU: the probes are replaced."""
     cuda = torch.device("cuda", 0)
     why = "Tesla P100-PCIE-16GB has compute capability 6.0; Triton needs 7.0 or higher"
-    monkeypatch.setattr(simam.train, "native_bfloat16", lambda device: False)
-    monkeypatch.setattr(simam.train, "compile_blocker", lambda device: why if device.type == "cuda" else None)
+    monkeypatch.setattr(simam.device, "native_bfloat16", lambda device: False)
+    monkeypatch.setattr(simam.device, "compile_blocker", lambda device: why if device.type == "cuda" else None)
     config = resolve(Config(), cuda)
     assert config.compile is False and config.amp_dtype == "float16" and config.channels_last is True
-    assert simam.train._why_not(cuda, config.compile) == f" ({why})"
+    assert why_not_compiled(cuda, config.compile) == f" ({why})"
     with pytest.raises(ConfigError, match="--compile: Tesla P100.*6.0"):
         resolve(Config(compile=True), cuda)
     assert resolve(Config(compile=False), cuda).compile is False
-    monkeypatch.setattr(simam.train, "compile_blocker", lambda device: None)
-    assert resolve(Config(), cuda).compile is True and simam.train._why_not(cuda, True) == ""
+    monkeypatch.setattr(simam.device, "compile_blocker", lambda device: None)
+    assert resolve(Config(), cuda).compile is True and why_not_compiled(cuda, True) == ""
 
 
 def test_sync_bn_under_ddp_trains_uncompiled_and_says_why(monkeypatch):
     """resolve() on a CUDA device where Triton runs, without a GPU: the probes are replaced."""
     cuda = torch.device("cuda", 0)
-    monkeypatch.setattr(simam.train, "native_bfloat16", lambda device: True)
-    monkeypatch.setattr(simam.train, "compile_blocker", lambda device: None)
+    monkeypatch.setattr(simam.device, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(simam.device, "compile_blocker", lambda device: None)
     for asked in (None, True):
         assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=2).compile is False
         assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=1).compile is True  # no DDP, no SyncBN
         assert resolve(Config(sync_bn=False, compile=asked), cuda, world_size=2).compile is True
-    assert simam.train._why_not(cuda, False, sync_bn_ddp=True) == f" ({SYNC_BN_COMPILE_BLOCKER})"
-    assert simam.train._why_not(cuda, False) == ""  # turned off by hand: nothing to explain
+    assert why_not_compiled(cuda, False, sync_bn_ddp=True) == f" ({SYNC_BN_COMPILE_BLOCKER})"
+    assert why_not_compiled(cuda, False) == ""  # turned off by hand: nothing to explain
 
 
 @pytest.mark.parametrize("initialised", [False, True])
@@ -457,7 +481,7 @@ def test_deterministic_mode_sets_the_cublas_workspace_and_warns_when_too_late(in
 
 
 def test_the_native_bfloat16_probe_answers_for_this_cpu():
-    assert isinstance(simam.train.native_bfloat16(torch.device("cpu")), bool)
+    assert isinstance(simam.device.native_bfloat16(torch.device("cpu")), bool)
 
 
 def test_flip_averaged_accuracy_is_that_of_the_summed_logits_of_each_image_and_its_mirror():

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from simam.config import QUICK, build_model, config_from_dict
+from simam.device import resolve
 from simam.experiments import RUNS, RunSpec, results_path
 from simam.experiments.weights import export
 from simam.runs import CHECKPOINT, FINAL
-from simam.train import evaluate, load_data, resolve
+from simam.train import evaluate, load_data
 from simam.zoo import (DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, committed_seeds, load_weights, pretrained, read_sums,
                        read_weights, save_weights, sha256)
 

@@ -58,7 +58,8 @@ fused, the module costs a fraction of that. Its kernels take the input's sizes a
 (``dynamic=True``), so a network compiles once per dtype and grad mode, not once per feature-map
 shape: MobileNetV2 has 10 shapes, 20 with evaluation, more than ``torch._dynamo``'s recompile limit
 (8), past which torch would quietly run the remaining shapes uncompiled. Should the limit still be
-reached, SimAM says so in a warning and runs :func:`simam` from then on. On a CPU, compilation
+reached, the SimAM module that met it (or :func:`simam_compiled`) says so in a warning and runs
+:func:`simam` from then on; the other modules keep their compiled code. On a CPU, compilation
 needs a C++ compiler. ``python -m simam.bench compile_simam`` measures compilations and training
 speed against eager; ``python -m simam.bench train`` SimAM's share of a ResNet-20 training step.
 """
@@ -226,35 +227,46 @@ def _simam(x: torch.Tensor, lambda_: float) -> torch.Tensor:
 
 
 _compiled_simam_ops = None  # torch.compile of _simam_ops, made on first use: compiling is slow to set up
-_compile_gave_up: Optional[str] = None  # why compiled SimAM runs uncompiled from now on, if it does
+
+
+class _CompiledSimAM:
+    """:func:`simam` through the compiled ``_simam_ops``, for one caller: each :class:`SimAM` module
+    has its own, and :func:`simam_compiled` one of its own. Every caller shares the compiled code;
+    should torch's recompile limit stop one of them, that one warns once and runs :func:`simam` from
+    then on, while the others keep the code compiled for their inputs."""
+
+    def __init__(self) -> None:
+        self.gave_up: Optional[str] = None  # why this caller runs uncompiled from now on, if it does
+
+    def __call__(self, x: torch.Tensor, lambda_: float) -> torch.Tensor:
+        """SimAM of ``x``, an input already checked."""
+        global _compiled_simam_ops
+        if _single_position(x) or torch.jit.is_tracing() or torch.compiler.is_compiling() or self.gave_up:
+            return _simam(x, lambda_)  # nothing to fuse, already inside a trace or a compiled graph, or given up
+        if _compiled_simam_ops is None:
+            # Sizes as kernel arguments: one compilation serves every feature map of a network. fullgraph
+            # makes torch raise at its recompile limit instead of quietly running the plain ops eagerly.
+            _compiled_simam_ops = torch.compile(_simam_ops, dynamic=True, fullgraph=True)
+        try:
+            return _compiled_simam_ops(x, float(lambda_))
+        except _recompile_limit_errors() as error:
+            limit = torch._dynamo.config.recompile_limit if hasattr(torch._dynamo.config, "recompile_limit") else "its"
+            self.gave_up = (f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of shape "
+                            f"{tuple(x.shape)}, {x.dtype}, grad {'on' if torch.is_grad_enabled() else 'off'} "
+                            f"({type(error).__name__}); this SimAM runs uncompiled from now on. Raise "
+                            "torch._dynamo.config.recompile_limit to keep it compiled.")
+            warnings.warn(self.gave_up, RuntimeWarning, stacklevel=3)
+            return _simam(x, lambda_)
+
+
+_function_compiled = _CompiledSimAM()  # simam_compiled's own, apart from every module's
 
 
 def simam_compiled(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     """:func:`simam` through ``torch.compile``: the same values to round-off, forward and backward
     each fused into one kernel, compiled on first use for each dtype and grad mode (any sizes)."""
     _check_input(x, lambda_)
-    return _simam_compiled(x, lambda_)
-
-
-def _simam_compiled(x: torch.Tensor, lambda_: float) -> torch.Tensor:
-    """:func:`simam_compiled` on an input already checked."""
-    global _compiled_simam_ops, _compile_gave_up
-    if _single_position(x) or torch.jit.is_tracing() or torch.compiler.is_compiling() or _compile_gave_up:
-        return _simam(x, lambda_)  # nothing to fuse, already inside a trace or a compiled graph, or given up
-    if _compiled_simam_ops is None:
-        # Sizes as kernel arguments: one compilation serves every feature map of a network. fullgraph
-        # makes torch raise at its recompile limit instead of quietly running the plain ops eagerly.
-        _compiled_simam_ops = torch.compile(_simam_ops, dynamic=True, fullgraph=True)
-    try:
-        return _compiled_simam_ops(x, float(lambda_))
-    except _recompile_limit_errors() as error:
-        limit = torch._dynamo.config.recompile_limit if hasattr(torch._dynamo.config, "recompile_limit") else "its"
-        _compile_gave_up = (f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of shape "
-                            f"{tuple(x.shape)}, {x.dtype}, grad {'on' if torch.is_grad_enabled() else 'off'} "
-                            f"({type(error).__name__}); SimAM runs uncompiled from now on. Raise "
-                            "torch._dynamo.config.recompile_limit to keep it compiled.")
-        warnings.warn(_compile_gave_up, RuntimeWarning, stacklevel=3)
-        return _simam(x, lambda_)
+    return _function_compiled(x, lambda_)
 
 
 def _recompile_limit_errors() -> Tuple[type, ...]:
@@ -352,6 +364,7 @@ class SimAM(nn.Module):
         self.lambda_ = float(lambda_)
         self.exact = bool(exact)
         self.compiled = bool(compiled)
+        self._compiled_form = _CompiledSimAM()  # falls back to eager for this module alone
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
@@ -370,7 +383,7 @@ class SimAM(nn.Module):
         # Checked once, here; lambda_ was checked when the module was built.
         if self.exact:
             return _simam_exact(x, self.lambda_)
-        return _simam_compiled(x, self.lambda_) if self.compiled else _simam(x, self.lambda_)
+        return self._compiled_form(x, self.lambda_) if self.compiled else _simam(x, self.lambda_)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [str(self.channels)]

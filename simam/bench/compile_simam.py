@@ -9,8 +9,8 @@ compiled. Each is warmed up by ``--warmup`` training steps and one evaluation fo
 other compiled code than training's), then timed over ``--iterations`` steps; rounds alternate the
 order. The compiled side's first warm-up includes the compilations, counted from torch's own
 counter of graphs (a recompilation is every graph after the first) and reported with the seconds
-they took. A fallback is a warning of SimAM's that torch's recompile limit stopped it (see
-:mod:`simam.attention.simam`).
+they took. A fallback is a SimAM module's warning that torch's recompile limit stopped it, one
+per module that runs eager from then on (see :mod:`simam.attention.simam`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from simam.bench.train import TrainerStep, benchmark_inputs
 from simam.config import Config
-from simam.train import autocast, describe, resolve
+from simam.device import autocast, describe, resolve
 
 MODELS = ("mobilenetv2", "wrn16_8")
 

@@ -5,14 +5,14 @@ Both sides train the same network from the same initial weights with the same au
 random 32x32 crop, random horizontal flip, normalise), batches of 128 and SGD with momentum 0.9 and
 weight decay 5e-4, in one process with the same torch threads.
 
-- **simam.train**: the trainer's own :func:`simam.train.train_step` with the trainer's defaults for
+- **simam.train**: the trainer's own :func:`simam.step.train_step` with the trainer's defaults for
   the device (on CUDA: channels_last, mixed precision, ``torch.compile``; on a CPU with native
   bfloat16: bfloat16 autocast; on other CPUs: none of them), batches built on the device by
   ``CifarLoader`` (:class:`TrainerStep`, which ``python -m simam.bench compile_simam`` and
   ``scripts/device_check.py`` use too). ``--config FIELD=VALUE`` (repeatable) changes a field of
-  :class:`simam.config.Config` before the defaults are chosen: ``--config amp=false`` trains in
-  float32, ``--config channels_last=true`` in channels_last, ``--config compile_simam=false``
-  with SimAM eager.
+  :class:`simam.config.Config` before the defaults are chosen, as the trainer's option for the field
+  does (``amp=false`` is ``--no-amp``): ``--config amp=false`` trains in float32, ``--config
+  channels_last=true`` in channels_last, ``--config compile_simam=false`` with SimAM eager.
 - **plain loop**: torchvision's ``CIFAR10`` dataset with PIL transforms (``RandomCrop(32, padding=4)``,
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``), a ``DataLoader`` with ``--workers``
   worker processes (pinned memory on CUDA), the eager float32 model, ``loss.backward()`` and
@@ -30,29 +30,28 @@ share of the training step in each pipeline: ``1 - (images/s with it) / (images/
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from simam.bench.data import torchvision_loader
-from simam.config import Config, build_model
+from simam.config import CONFIG_FIELDS, Config, ConfigError, build_model, config_from_args, option_name
 from simam.data import DATASETS, CifarLoader, load_cifar
+from simam.device import resolve, resolve_device
 from simam.settings import data_root
-from simam.train import make_optimizer, resolve, resolve_device, train_step
+from simam.step import make_optimizer, train_step
 
 CASES = [("resnet20", "none"), ("resnet20", "simam")]
+BENCH_FIELDS = {"model", "attention", "batch_size", "device"}  # set by --cases, --batch-size and --device, not --config
 
 
 @dataclass
 class TrainerStep:
-    """What :func:`simam.train.train_step` needs, set up as the trainer sets it up for ``config``
+    """What :func:`simam.step.train_step` needs, set up as the trainer sets it up for ``config``
     (already resolved for its device), with weights from seed 0, on CifarLoader batches of ``images``."""
 
     config: Config
@@ -116,20 +115,19 @@ def timed_pass(start: Callable[[], Iterator[torch.Tensor]], warmup: int, iterati
     return seconds
 
 
-def config_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["amp=false", "amp_dtype=bfloat16"]`` as ``{"amp": False, "amp_dtype": "bfloat16"}``: each
-    value read as JSON (true, false, null, numbers), else kept as a string."""
-    fields = {field.name for field in dataclasses.fields(Config)}
-    overrides = {}
+def trainer_options(pairs: list[str]) -> list[str]:
+    """``["amp=false", "amp_dtype=bfloat16"]`` as the trainer's options ``["--no-amp", "--amp-dtype",
+    "bfloat16"]``, which :func:`simam.config.config_from_args` reads: true and false turn an on/off
+    option on or off, any other value is the option's argument as the trainer takes it."""
+    fields = sorted(CONFIG_FIELDS - BENCH_FIELDS)
+    options = []
     for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not equals or key not in fields:
-            raise ValueError(f"--config {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
+        field, equals, value = pair.partition("=")
+        if not equals or field not in fields:
+            raise ConfigError(f"--config {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        option = option_name(field)
+        options += {"true": [option], "false": ["--no-" + option.removeprefix("--")]}.get(value, [option, value])
+    return options
 
 
 def benchmark_inputs(prog: str, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.device] | None:
@@ -161,9 +159,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.iterations, args.rounds, args.batch_size) < 1 or min(args.warmup, args.workers) < 0:
         parser.error("--iterations, --rounds, --batch-size must be positive, --warmup and --workers non-negative")
-    try:
-        args.config = config_overrides(args.config)
-    except ValueError as error:
+    try:  # each case's configuration, before its defaults for the device are chosen
+        options = trainer_options(args.config)
+        args.configs = [config_from_args(["--model", model_name, "--attention", attention,
+                                          "--batch-size", str(args.batch_size), *options])[0]
+                        for model_name, attention in (case.split(":") for case in args.cases.split(","))]
+    except ConfigError as error:
         parser.error(str(error))
     return args
 
@@ -206,13 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     *data, device = inputs
     results = []
-    for case in args.cases.split(","):
-        model_name, attention = case.split(":")
-        config = resolve(Config(model=model_name, attention=attention, batch_size=args.batch_size, device=str(device),
-                                **args.config), device)
+    for config in args.configs:
+        config = resolve(config, device)
         rates = measure(config, args, *data)
-        results.append((model_name, attention, rates["plain loop"], rates["simam.train"]))
-        print(f"{model_name} + {attention}: plain loop {rates['plain loop']:,.0f} images/s, "
+        results.append((config.model, config.attention, rates["plain loop"], rates["simam.train"]))
+        print(f"{config.model} + {config.attention}: plain loop {rates['plain loop']:,.0f} images/s, "
               f"simam.train {rates['simam.train']:,.0f} images/s", file=sys.stderr, flush=True)
     print_tables(results, args, config)
     return 0

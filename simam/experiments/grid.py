@@ -17,9 +17,9 @@ from pathlib import Path
 from queue import Queue
 from typing import IO, Any
 
-from simam.config import ConfigError, build_parser
+from simam.config import Config, ConfigError, config_from_args, option_name
 from simam.experiments.plan import GRID_OPTIONS, GridError, RunSpec
-from simam.experiments.results import RUNS, append_result, locked, pending, result_line
+from simam.experiments.results import RUNS, append_result, locked, pending, result_line, unfinished
 from simam.runs import CHECKPOINT, FINAL, read_final
 
 LOG = "train.log"
@@ -37,17 +37,15 @@ class RunOutcome:
 
 
 def check_extra_args(extra_args: Sequence[str]) -> dict[str, Any]:
-    """Trainer options for every run: they must parse, and leave the grid's own options to the grid.
-    Returns the options given, by Config field."""
+    """Trainer options for every run: they must parse into a usable configuration, and leave the
+    grid's own options to the grid. Returns the options given, by Config field."""
     try:
-        given = vars(build_parser().parse_args(list(extra_args)))
+        _, given = config_from_args(extra_args)
     except ConfigError as error:
         raise GridError(f"trainer options: {error}") from None
-    # --recipe and --resume have defaults, so they show in ``given`` whether set or not: look at the words
     owned = sorted(set(given) & GRID_OPTIONS)
-    owned += [option for option in ("recipe", "resume") if any(arg.startswith(f"--{option}") for arg in extra_args)]
     if owned:
-        raise GridError(f"trainer options may not set {', '.join('--' + o.rstrip('_').replace('_', '-') for o in owned)}: "
+        raise GridError(f"trainer options may not set {', '.join(map(option_name, owned))}: "
                         f"the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, --recipe, --out)")
     return given
 
@@ -72,13 +70,19 @@ def run_one(spec: RunSpec, out: str | Path, extra_args: Sequence[str] = (), gpus
     run killed before its first checkpoint). ``cuda_devices``: the child's ``CUDA_VISIBLE_DEVICES``
     (None: the parent's); ``threads``: its ``--threads`` unless ``extra_args`` set them.
     """
-    out = Path(out)
+    return _run_configured(spec, spec.config(extra_args, gpus_per_run), Path(out), extra_args, gpus_per_run,
+                           seeds_asked, cuda_devices, threads)
+
+
+def _run_configured(spec: RunSpec, config: Config, out: Path, extra_args: Sequence[str], gpus_per_run: int,
+                    seeds_asked: int, cuda_devices: str | None, threads: int | None) -> RunOutcome:
+    """:func:`run_one` once the run's configuration is known: ``config``, what the trainer makes of its options."""
     lock_path = out / RUNS / f"{spec.run_id}{LOCK_SUFFIX}"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock, locked(lock, wait=False) as owned:
         if not owned:
             return RunOutcome(spec, "skipped", f"another process is training it (it holds {lock_path})")
-        if not pending([spec], out, extra_args, gpus_per_run):  # under the lock: a run another process just finished
+        if not unfinished({spec: config}, out):  # under the lock: a run another process just finished
             return RunOutcome(spec, "skipped", "already in the results file")
         return _train_locked(spec, out, extra_args, gpus_per_run, seeds_asked, cuda_devices, threads, lock)
 
@@ -155,7 +159,8 @@ def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = No
     if gpus is None:
         gpus = [] if options.get("device") == "cpu" else visible_gpus()
     slots = worker_slots(gpus, gpus_per_run, workers)
-    todo = sorted(pending(specs, out, extra_args, gpus_per_run), key=lambda spec: spec.seed)  # stable: plan order within a seed
+    configs = {spec: spec.config(extra_args, gpus_per_run) for spec in specs}  # each run's options, parsed once
+    todo = sorted(unfinished(configs, out), key=lambda spec: spec.seed)  # stable: plan order within a seed
     threads = None if gpus else max(1, (os.cpu_count() or 1) // len(slots))
     seeds_asked = len({spec.seed for spec in specs})
     print(f"{len(specs) - len(todo)} of {len(specs)} runs finished, {len(todo)} to run, {len(slots)} at a time "
@@ -169,7 +174,8 @@ def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = No
     def work(spec: RunSpec) -> RunOutcome:
         slot = free.get()
         try:
-            outcome = run_one(spec, out, extra_args, gpus_per_run, seeds_asked, slot, threads)
+            outcome = _run_configured(spec, configs[spec], Path(out), extra_args, gpus_per_run, seeds_asked, slot,
+                                      threads)
         except Exception as error:  # reported with the others; the grid goes on
             outcome = RunOutcome(spec, "failed", f"{type(error).__name__}: {error}")
         finally:

@@ -3,13 +3,12 @@ recipes and seeds, as :class:`RunSpec` objects, and the paper's Figure 4 grid.""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from simam.attention import PLACES, attention_kind, list_attentions, resolve_attention
-from simam.config import RECIPES, ConfigError, build_parser, check_config
+from simam.config import RECIPES, Config, ConfigError, config_from_args
 from simam.data import DATASETS
 from simam.models import list_models
 from simam.paper_results import FIGURE4_DATASET, FIGURE4_LAMBDAS, FIGURE4_MODEL, PAPER_LAMBDA
@@ -17,7 +16,7 @@ from simam.runs import run_id
 
 DEFAULT_ATTENTIONS = ("none", "se", "cbam", "eca", "gc", "simam")
 # The trainer options that the grid sets itself, per run.
-GRID_OPTIONS = {"out", "model", "attention", "dataset", "seed", "lambda_", "place"}
+GRID_OPTIONS = {"out", "resume", "recipe", "model", "attention", "dataset", "seed", "lambda_", "place"}
 
 
 class GridError(ValueError):
@@ -48,17 +47,13 @@ class RunSpec:
         args += [] if self.lambda_ is None else ["--lambda", repr(self.lambda_)]
         return args if self.place is None else [*args, "--place", self.place]
 
-    def config(self, extra_args: Sequence[str] = (), processes: int = 1):
+    def config(self, extra_args: Sequence[str] = (), processes: int = 1) -> Config:
         """The :class:`simam.config.Config` this run trains with, ``extra_args`` included, checked
-        for a run on ``processes`` processes (GPUs)."""
+        for a run on ``processes`` processes (GPUs): what the trainer makes of the same options."""
         try:
-            args = vars(build_parser().parse_args([*self.train_args(), *extra_args]))
-            args.pop("resume")
-            config = dataclasses.replace(RECIPES[args.pop("recipe")], **args)
-            check_config(config) if processes == 1 else check_config(config, processes)
+            return config_from_args([*self.train_args(), *extra_args], processes)[0]
         except ConfigError as error:
             raise GridError(f"{self.run_id}: {error}") from None
-        return config
 
 
 def plan(models: Iterable[str], attentions: Iterable[str], datasets: Iterable[str], seeds: int | Iterable[int],

@@ -10,12 +10,12 @@ import datetime
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from simam.attention import attention_kind
-from simam.config import changed_settings
+from simam.config import Config, changed_settings
 from simam.experiments.plan import GridError, RunSpec
 
 with contextlib.suppress(ImportError):
@@ -106,12 +106,18 @@ def pending(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str]
     """The runs of ``specs`` without a line in ``out/results.jsonl``. Raises :class:`GridError` for a
     configuration no run can use, and when a finished run was trained with another configuration
     than ``extra_args`` now asks for."""
+    return unfinished({spec: spec.config(extra_args, gpus_per_run) for spec in specs}, out)
+
+
+def unfinished(configs: Mapping[RunSpec, Config], out: str | Path) -> list[RunSpec]:
+    """The runs of ``configs``, each with the configuration it trains with, that have no line in
+    ``out/results.jsonl``. Raises :class:`GridError` when a finished run was trained with another
+    configuration."""
     finished = {}
     for line in read_results(out):
         finished.setdefault(line["run_id"], line)
     todo = []
-    for spec in specs:
-        config = spec.config(extra_args, gpus_per_run)  # raises for a configuration no run can use
+    for spec, config in configs.items():
         line = finished.get(spec.run_id)
         if line is None:
             todo.append(spec)
