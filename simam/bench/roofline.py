@@ -33,8 +33,8 @@ import torch
 from simam.bench.train import TrainerStep, timed_pass
 from simam.config import Config
 from simam.data import CifarLoader
+from simam.device import resolve
 from simam.models import training_flops_per_image
-from simam.train import resolve
 
 CATEGORIES = (  # (label, words in an operator's name that put it in the group), the first match wins
     ("SimAM", ("simam", "compiled", "triton", "cpp_fused")),
