@@ -229,8 +229,9 @@ for cell in cells:
 
 # %% [markdown]
 # Each study of the course has a plan, committed before its runs (the grid's was written after
-# them, and says so), and its verdict comes from its primary comparisons alone; chapter 6
-# explains each and shows every seed. The grid asks whether any module beats no attention; the
+# them, and says so: its seeds were extended after a look, so its verdicts are nominal), and its
+# verdict comes from its primary comparisons alone; chapter 6 explains each, prints every p-value
+# and shows every seed. The grid asks whether any module beats no attention; the
 # placement study whether SimAM's gain is the module or its place before the batch norm; the
 # budget study whether the gain survives four times more training. A study still running says
 # how far it is.
@@ -240,10 +241,13 @@ for study in experiments.read_studies(simam.zoo.DEFAULT_RESULTS):
     study_verdict = experiments.judge_study(study, all_lines)
     primary = [row for row in study_verdict.rows if row.planned.kind == "primary"]
     finished, planned = study_verdict.finished
-    print(f"{study.name} study, {finished} of {planned} runs:")
+    print(f"{study.name} study, {finished} of {planned} runs, plan {study.provenance}:")
+    nominal = "nominally " if study.written == "after the runs" else ""
     for row in primary:
+        outcome = f"{nominal}established" if row.established(1) or row.established(-1) else "not established"
+        p = "< 0.001" if row.holm_welch < 0.001 else f"= {row.holm_welch:.3f}"
         print(f"  {row.planned.name}: {row.estimate:+.2f} points [{row.low:+.2f}, {row.high:+.2f}], "
-              f"{'established' if row.established(1) or row.established(-1) else 'not established'}")
+              f"Holm-adjusted Welch p {p}: {outcome}")
     if not primary:
         print("  no primary comparison yet: each of its cells needs two finished runs")
 paper_gain = PAPER_TABLE2[("cifar10", "resnet20", "simam")][0] - PAPER_TABLE2[("cifar10", "resnet20", "none")][0]

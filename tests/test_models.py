@@ -318,3 +318,9 @@ def test_every_network_takes_a_module_class_or_a_partial(name):
     assert any(isinstance(m, SqueezeExcite) for m in create_model(name, SqueezeExcite).modules())
     with pytest.raises(ValueError, match="place must be one of"):
         create_model(name, "simam", place="before_conv")
+
+
+def test_an_option_no_part_of_the_network_takes_is_one_clear_error():
+    with pytest.raises(TypeError, match="attention 'none' takes no option 'dropout' .*its options: rd_ratio"):
+        create_model("resnet20", dropout=0.3)  # WRN's option, given to a ResNet
+    assert create_model("wrn16_8", dropout=0.1).stages[0][0].dropout.p == 0.1

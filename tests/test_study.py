@@ -186,3 +186,20 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
     assert checked == len([line for line in _git("ls-files", "results/runs").splitlines()
                            if line.endswith("final.json") and any(f"-{p}-" in line for p in ("end_of_branch", "after_conv",
                                                                                                "quick-4x"))])
+
+
+def test_a_primary_comparison_not_yet_computable_still_counts_in_holms_family(tmp_path):
+    study = read_study(write_plan(tmp_path))
+    lines = [line for line in lines_for(study) if "after_conv" not in line["run_id"]]  # no ECA before the BN
+    verdict = judge_study(study, lines)
+    (before,) = verdict.rows  # the interaction needs the missing cell
+    assert before.holm_welch == min(1.0, 2 * before.p_welch)  # corrected for the family of two
+    text = study_section(verdict)
+    assert "1 of the 2 primary comparisons cannot be computed yet" in text
+
+
+def test_a_plan_written_after_its_runs_gives_nominal_verdicts(tmp_path):
+    study = read_study(write_plan(tmp_path, PLAN.replace('"before the runs"', '"after the runs"')))
+    text = study_section(judge_study(study, lines_for(study)))
+    assert "written after its runs" in text and "its p-values are nominal" in text
+    assert "**established" not in text  # only "nominally established" or "not established"

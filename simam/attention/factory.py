@@ -4,6 +4,7 @@ timm's ``create_attn``: ``create_attention(partial(SimAM, lambda_=0.1), 256)``."
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Literal
@@ -142,12 +143,31 @@ def resolve_attention(
         attention_kind(attention)  # an unknown name fails here, before any block is built
     elif not callable(attention):
         raise TypeError(f"attention must be a name, a module class or a partial, got {type(attention).__name__}")
+    _check_options(attention, kwargs)
 
     def build(channels: int | None, **factory: Any) -> nn.Module:
         return create_attention(attention, channels, **factory, **kwargs)
 
     after_conv = place == PLACES[0] if place is not None else _paper_place_is_after_conv(attention, build)
     return ResolvedAttention(build, after_conv)
+
+
+def _check_options(attention: str | Callable[..., nn.Module], options: dict[str, Any]) -> None:
+    """A clear error, before any block is built, for an option that ``attention``'s constructor does not
+    take (a network's own option given to a network that lacks it ends up here too)."""
+    target = attention_kind(attention).build if isinstance(attention, str) else attention
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):  # no signature to read: let the constructor decide
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        name = attention if isinstance(attention, str) else getattr(attention, "__name__", repr(attention))
+        known = [p for p in parameters if p not in ("channels", "device", "dtype")]
+        raise TypeError(f"attention {name!r} takes no option {unknown[0]!r} (neither does the network); "
+                        f"its options: {', '.join(known) or 'none'}")
 
 
 def _paper_place_is_after_conv(attention: str | Callable[..., nn.Module], build: Callable[..., nn.Module]) -> bool:

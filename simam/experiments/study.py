@@ -5,7 +5,7 @@ cells; the verdict computes exactly its comparisons.
 A plan is a TOML file under ``results/plans/``::
 
     question = "Does SimAM help because of what it computes or because of where it sits?"
-    written = "before the runs"            # or "after the runs": then every result is exploratory
+    written = "before the runs"            # or "after the runs": its verdicts are then nominal
     dataset = "cifar10"
     model = "resnet20"
     recipe = "quick"

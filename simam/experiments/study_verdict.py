@@ -114,12 +114,15 @@ def compute(planned: PlannedComparison, cells: dict[str, CellRuns]) -> Compariso
                             p_within_cpu)
 
 
-def _with_holm(rows: list[ComparisonResult]) -> tuple[ComparisonResult, ...]:
-    """Holm's correction over the primary rows. A primary row without a permutation test counts as p = 1
-    in the permutation column's family, so every other row is corrected for the whole family."""
+def _with_holm(rows: list[ComparisonResult], family: int) -> tuple[ComparisonResult, ...]:
+    """Holm's correction over the primary rows, for a family of ``family`` planned comparisons. A
+    planned comparison that cannot be computed yet, and a primary row without a permutation test in
+    the permutation column, count as p = 1: every other row is corrected for the whole family."""
     primary = [i for i, row in enumerate(rows) if row.planned.kind == "primary"]
-    welch = stats.holm([rows[i].p_welch for i in primary])
-    permutation = stats.holm([1.0 if rows[i].p_permutation is None else rows[i].p_permutation for i in primary])
+    missing = [1.0] * (family - len(primary))
+    welch = stats.holm([rows[i].p_welch for i in primary] + missing)
+    permutation = stats.holm([1.0 if rows[i].p_permutation is None else rows[i].p_permutation for i in primary]
+                             + missing)
     rows = list(rows)
     for i, w, p in zip(primary, welch, permutation):
         rows[i] = ComparisonResult(**{**rows[i].__dict__, "holm_welch": w,
@@ -131,13 +134,14 @@ def judge_study(study: Study | str | Path, results: Sequence[dict[str, Any]]) ->
     """The verdict of ``study`` (a :class:`Study` or a plan's path) on the lines of a results file."""
     study = study if isinstance(study, Study) else read_study(study)
     cells = cell_runs(study, results)
+    family = sum(c.kind == "primary" for c in study.comparisons)
     rows = [row for row in (compute(c, cells) for c in study.comparisons) if row is not None]
     interim: tuple[ComparisonResult, ...] = ()
     if study.interim_seeds:
         early = cell_runs(study, results, study.interim_seeds)
         interim = _with_holm([row for row in (compute(c, early) for c in study.comparisons
-                                              if c.kind == "primary") if row is not None])
-    return StudyVerdict(study, cells, _with_holm(rows), interim)
+                                              if c.kind == "primary") if row is not None], family)
+    return StudyVerdict(study, cells, _with_holm(rows, family), interim)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,11 +194,14 @@ def _claim(row: ComparisonResult) -> str:
             f"Welch p {_p_is(row.p_welch)}{permutation}{holm})")
 
 
-def _outcome(row: ComparisonResult) -> str:
+def _outcome(row: ComparisonResult, nominal: bool = False) -> str:
+    """The outcome in bold; ``nominal`` for a plan written after its runs, whose p-values keep their
+    meaning only for a design fixed in advance."""
+    word = "nominally established" if nominal else "established"
     if row.established(+1):
-        return "**established, positive**"
+        return f"**{word}, positive**"
     if row.established(-1):
-        return "**established, negative**"
+        return f"**{word}, negative**"
     return "**not established**"
 
 
@@ -203,13 +210,22 @@ def verdict_text(verdict: StudyVerdict) -> str:
     study, primary = verdict.study, [row for row in verdict.rows if row.planned.kind == "primary"]
     finished, planned = verdict.finished
     family = sum(c.kind == "primary" for c in study.comparisons)
+    nominal = study.written == "after the runs"
     parts = [f"**Verdict of the {study.name} study** ({finished} of {planned} planned runs finished; plan "
              f"{study.provenance}). "
-             f"A difference is established when both p-values below {LEVEL:g} agree on it"
+             f"A difference is established when every p-value that applies (Welch's, and the permutation "
+             f"test's for two cells) is below {LEVEL:g}"
              + (f", after Holm's correction over the {family} primary comparisons." if family > 1 else ".")]
+    if nominal:
+        parts.append("Its plan was written after its runs, and decisions made after seeing results shaped them "
+                     "(the plan's notes say which): its p-values are nominal, since their error rates hold only "
+                     "for a design fixed in advance.")
     if primary:
         parts.append(f"Primary ({METRICS[study.primary_metric]}): "
-                     + "; ".join(f"{_claim(row)}: {_outcome(row)}" for row in primary) + ".")
+                     + "; ".join(f"{_claim(row)}: {_outcome(row, nominal)}" for row in primary) + ".")
+        if len(primary) < family:
+            parts.append(f"{family - len(primary)} of the {family} primary comparisons cannot be computed yet "
+                         f"(each cell needs two finished runs); Holm's correction counts them as p = 1.")
     else:
         parts.append("No primary comparison can be computed yet: each of its cells needs two finished runs.")
     for kind in ("secondary", "exploratory"):
@@ -221,7 +237,8 @@ def verdict_text(verdict: StudyVerdict) -> str:
     if within:
         parts.append("The runs come from " + str(len({c for cell in verdict.cells.values() for c in cell.cpus}))
                      + " CPU models; exchanging runs only within a CPU model gives "
-                     + "; ".join(f"p {_p_is(row.p_within_cpu)} for {row.planned.name}" for row in within) + ".")
+                     + "; ".join(f"p {_p_is(row.p_within_cpu)} for {row.planned.name}" for row in within)
+                     + " (unadjusted, beside the verdict: it does not decide).")
     for row in primary:
         if row.p_permutation is not None:
             floor = family * stats.smallest_permutation_p(*row.seeds)

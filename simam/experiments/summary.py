@@ -122,7 +122,7 @@ def summary_markdown(cells: Sequence[Cell]) -> str:
     if any(cell.model == "wrn28_10" for cell in cells):
         notes.append(f"The paper's wide network is printed {PAPER_MODEL_NAMES['wrn28_10']}.")
     if not all(cell.complete for cell in cells):
-        notes.append("\\* fewer seeds than asked: the grid is not finished.")
+        notes.append("\\* fewer seeds than asked: the grid or study behind the cell is not finished.")
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 
