@@ -91,7 +91,8 @@ class Study:
     cells: dict[str, PlannedCell]
     comparisons: tuple[PlannedComparison, ...]
     notes: str = ""
-    interim_seeds: int | None = None  # seeds at an interim look, where the plan records one
+    interim_seeds: int | None = None
+    order: int | None = None  # the study's place in the course (plans without one come last)  # seeds at an interim look, where the plan records one
 
     @property
     def provenance(self) -> str:
@@ -119,9 +120,8 @@ PLANS = "plans"
 
 def read_studies(out: str | Path) -> list[Study]:
     """The plans in ``out/plans/``, in the order their ``order`` keys give (the order of the course)."""
-    paths = sorted(Path(out, PLANS).glob("*.toml"))
-    orders = {path: tomllib.loads(path.read_text()).get("order", len(paths)) for path in paths}
-    return [read_study(path) for path in sorted(paths, key=lambda path: (orders[path], path.name))]
+    studies = [read_study(path) for path in sorted(Path(out, PLANS).glob("*.toml"))]
+    return sorted(studies, key=lambda study: (study.order is None, study.order or 0, study.name))
 
 
 def read_study(path: str | Path) -> Study:
@@ -150,7 +150,8 @@ def _study(name: str, data: dict[str, Any]) -> Study:
              for key, cell in data["cells"].items()}
     comparisons = tuple(_comparison(entry, cells, metric) for entry in data.get("comparisons", []))
     study = Study(name, data["question"], written, data["dataset"], data["model"],
-                  data["recipe"], metric, cells, comparisons, data.get("notes", "").strip(), data.get("interim_seeds"))
+                  data["recipe"], metric, cells, comparisons, data.get("notes", "").strip(), data.get("interim_seeds"),
+                  data.get("order"))
     study.specs()  # unknown names, places and seeds fail here, not halfway through a grid
     return study
 

@@ -7,6 +7,7 @@ primary, secondary or exploratory."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,8 +126,8 @@ def _with_holm(rows: list[ComparisonResult], family: int) -> tuple[ComparisonRes
                              + missing)
     rows = list(rows)
     for i, w, p in zip(primary, welch, permutation):
-        rows[i] = ComparisonResult(**{**rows[i].__dict__, "holm_welch": w,
-                                      "holm_permutation": None if rows[i].p_permutation is None else p})
+        rows[i] = dataclasses.replace(rows[i], holm_welch=w,
+                                      holm_permutation=None if rows[i].p_permutation is None else p)
     return tuple(rows)
 
 
