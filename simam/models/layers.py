@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
+
+from simam.attention import ResolvedAttention
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -58,3 +61,26 @@ def make_stages(
             channels = width * expansion
         stages.append(nn.Sequential(*blocks))
     return nn.Sequential(*stages), channels
+
+
+class AttentionAtPlace:
+    """What a block with one attention module at one of two places shares (mixed into an
+    ``nn.Module``): the module, stored as ``attention``, and the two points of ``forward`` where
+    it may act. Exactly one of :meth:`after_conv` and :meth:`at_end` applies it; the other passes
+    its input through."""
+
+    attention: nn.Module
+    attention_after_conv: bool
+
+    def add_attention(self, attention: ResolvedAttention, channels_after_conv: int, channels_at_end: int) -> None:
+        """Build the block's attention module for the channel count at its place."""
+        self.attention_after_conv = attention.after_conv
+        self.attention = attention.build(channels_after_conv if attention.after_conv else channels_at_end)
+
+    def after_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """Right after the block's 3x3 convolution, before the BN that follows it."""
+        return self.attention(x) if self.attention_after_conv else x
+
+    def at_end(self, x: torch.Tensor) -> torch.Tensor:
+        """At the end of the residual branch, before the shortcut is added."""
+        return x if self.attention_after_conv else self.attention(x)

@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import ResolvedAttention, resolve_attention
-from simam.models.layers import conv1x1, conv3x3
+from simam.models.layers import AttentionAtPlace, conv1x1, conv3x3
 
 # (expansion factor t, output channels c, blocks n, stride s of the first block), Sandler et al.
 # Table 2, with s = 1 instead of 2 for the 24-channel stage (CIFAR variant)
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(AttentionAtPlace, nn.Module):
     """1x1 expansion-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 linear projection-BN, plus a shortcut at stride 1.
 
     ``"after_conv"`` puts the attention after the depthwise convolution, before its BN (SimAM's
@@ -50,8 +50,7 @@ class InvertedResidual(nn.Module):
         self.bn2 = nn.BatchNorm2d(hidden)
         self.project = conv1x1(hidden, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.attention_after_conv = attention.after_conv
-        self.attention = attention.build(hidden if attention.after_conv else out_channels)
+        self.add_attention(attention, hidden, out_channels)
         self.residual = stride == 1
         if self.residual and in_channels != out_channels:
             self.shortcut = nn.Sequential(conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
@@ -60,13 +59,8 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.expand(x)), inplace=True)
-        out = self.depthwise(out)
-        if self.attention_after_conv:
-            out = self.attention(out)
-        out = F.relu(self.bn2(out), inplace=True)
-        out = self.bn3(self.project(out))
-        if not self.attention_after_conv:
-            out = self.attention(out)
+        out = F.relu(self.bn2(self.after_conv(self.depthwise(out))), inplace=True)
+        out = self.at_end(self.bn3(self.project(out)))
         return out + self.shortcut(x) if self.residual else out
 
 

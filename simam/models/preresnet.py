@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import ResolvedAttention
-from simam.models.layers import conv1x1, conv3x3
+from simam.models.layers import AttentionAtPlace, conv1x1, conv3x3
 from simam.models.resnet import ResNet
 
 
@@ -55,7 +55,7 @@ class PreActBasicBlock(nn.Module):
         return self.attention(out) + self.shortcut(x)
 
 
-class PreActBottleneck(nn.Module):
+class PreActBottleneck(AttentionAtPlace, nn.Module):
     """BN-ReLU-conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1, plus the shortcut.
 
     The stride sits on the 3x3 convolution. ``"after_conv"`` puts the attention right after the 3x3
@@ -75,18 +75,13 @@ class PreActBottleneck(nn.Module):
         self.conv2 = conv3x3(planes, planes, stride)
         self.bn3 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_channels)
-        self.attention_after_conv = attention.after_conv
-        self.attention = attention.build(planes if attention.after_conv else out_channels)
+        self.add_attention(attention, planes, out_channels)
         self.shortcut = shortcut_without_bn(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(F.relu(self.bn1(x), inplace=True))
-        out = self.conv2(F.relu(self.bn2(out), inplace=True))
-        if self.attention_after_conv:
-            out = self.attention(out)
-        out = self.conv3(F.relu(self.bn3(out), inplace=True))
-        if not self.attention_after_conv:
-            out = self.attention(out)
+        out = self.after_conv(self.conv2(F.relu(self.bn2(out), inplace=True)))
+        out = self.at_end(self.conv3(F.relu(self.bn3(out), inplace=True)))
         return out + self.shortcut(x)
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import ResolvedAttention, resolve_attention
-from simam.models.layers import conv1x1, conv3x3, count_blocks_per_stage, make_stages
+from simam.models.layers import AttentionAtPlace, conv1x1, conv3x3, count_blocks_per_stage, make_stages
 
 
 def shortcut_with_bn(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -32,7 +32,7 @@ def shortcut_with_bn(in_channels: int, out_channels: int, stride: int) -> nn.Mod
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(AttentionAtPlace, nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 2 left).
 
     ``"after_conv"`` puts the attention after the second convolution, before its BN (SimAM's place);
@@ -48,22 +48,16 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.attention = attention.build(planes)
-        self.attention_after_conv = attention.after_conv
+        self.add_attention(attention, planes, planes)
         self.shortcut = shortcut_with_bn(in_channels, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = self.conv2(out)
-        if self.attention_after_conv:
-            out = self.attention(out)
-        out = self.bn2(out)
-        if not self.attention_after_conv:
-            out = self.attention(out)
+        out = self.at_end(self.bn2(self.after_conv(self.conv2(out))))
         return F.relu(out + self.shortcut(x), inplace=True)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(AttentionAtPlace, nn.Module):
     """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 5 right).
 
     The stride sits on the 3x3 convolution. ``"after_conv"`` puts the attention after the 3x3
@@ -82,19 +76,13 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.attention_after_conv = attention.after_conv
-        self.attention = attention.build(planes if attention.after_conv else out_channels)
+        self.add_attention(attention, planes, out_channels)
         self.shortcut = shortcut_with_bn(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = self.conv2(out)
-        if self.attention_after_conv:
-            out = self.attention(out)
-        out = F.relu(self.bn2(out), inplace=True)
-        out = self.bn3(self.conv3(out))
-        if not self.attention_after_conv:
-            out = self.attention(out)
+        out = F.relu(self.bn2(self.after_conv(self.conv2(out))), inplace=True)
+        out = self.at_end(self.bn3(self.conv3(out)))
         return F.relu(out + self.shortcut(x), inplace=True)
 
 
