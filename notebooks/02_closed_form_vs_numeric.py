@@ -85,7 +85,8 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 import simam
-from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
+from simam.course import course_cifar10, smoke_test
+from simam.data import CIFAR10_MEAN, CIFAR10_STD
 from simam.energy import (
     NumericMinimum,
     channel_statistics,
@@ -98,7 +99,7 @@ from simam.energy import (
 )
 
 QUICK = simam.quick_mode()
-QUICK_BUDGET = QUICK or simam.settings.smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
+QUICK_BUDGET = QUICK or smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
 simam.seed_everything(0)
 print(f"quick mode: {QUICK}")
 

@@ -80,7 +80,8 @@ from simam.attention import SimAM
 from simam.attention.simam import simam as fast_simam
 from simam.attention.simam import simam_reference
 from simam.bench.modules import saved_bytes
-from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
+from simam.course import course_cifar10
+from simam.data import CIFAR10_MEAN, CIFAR10_STD
 from simam.energy import channel_statistics
 
 QUICK = simam.quick_mode()

@@ -69,10 +69,11 @@ from torch.utils.flop_counter import FlopCounterMode
 import simam
 from simam.attention import create_attention, eca_kernel_size, list_attentions
 from simam.attention.simam import simam_reference
-from simam.data import CIFAR10_MEAN, CIFAR10_STD, course_cifar10
+from simam.course import course_cifar10, smoke_test
+from simam.data import CIFAR10_MEAN, CIFAR10_STD
 
 QUICK = simam.quick_mode()
-QUICK_BUDGET = QUICK or simam.settings.smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
+QUICK_BUDGET = QUICK or smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
 simam.seed_everything(0)
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print(f"quick mode: {QUICK}")

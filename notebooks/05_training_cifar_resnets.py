@@ -70,6 +70,7 @@ import torch
 
 import simam
 import simam.config
+import simam.course
 import simam.train
 from simam import experiments
 from simam.config import PAPER
@@ -292,18 +293,21 @@ print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run
 # float16, and networks this small (16 to 64 channels, $8\times8$ to $32\times32$ maps) keep only a
 # few percent of that busy, so we take 2 TFLOP/s (3%). An evaluation costs about a third of a
 # training pass per test image (a forward pass only), twice with the flipped copies. Both are in
-# `simam.config.estimated_gpu_minutes`. The estimate leaves out compilation (`torch.compile` of the
-# whole network on the first steps), data loading and start-up; on a real GPU the timing cell below
-# prints what the runs took.
+# `simam.course.estimated_gpu_minutes`. On a GPU the trainer compiles the whole network
+# (`torch.compile`) during its first steps, and how long that takes is not measured here: the
+# estimate adds an assumed 30 s to 3 minutes per run (`simam.course.GPU_COMPILE_SECONDS`: the low
+# end when inductor's on-disk cache already holds the network's kernels, the high end from cold on
+# two CPU cores, as Colab has) and prints the range. Data loading and start-up are left out; on a
+# real GPU the timing cell below prints what the runs took.
 
 # %%
 flops_per_image = simam.models.training_flops_per_image(simam.create_model("resnet20", attention="simam"))
 gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED, attention="simam")
-gpu_minutes = simam.config.estimated_gpu_minutes(gpu_config, runs=len(ATTENTIONS))
+low, high = simam.course.estimated_gpu_minutes(gpu_config, runs=len(ATTENTIONS))
 print(f"training FLOPs per image (forward and backward): {flops_per_image / 1e6:.0f} M")
-print(f"GPU mode: {len(ATTENTIONS)} runs of {gpu_config.iterations * gpu_config.batch_size:,} training images -> "
-      f"about {gpu_minutes:.0f} minutes on a T4 at {simam.config.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, "
-      "compilation left out")
+print(f"GPU mode: {len(ATTENTIONS)} runs of {gpu_config.iterations * gpu_config.batch_size:,} "
+      f"training images -> about {low:.0f} to {high:.0f} minutes on a T4 at "
+      f"{simam.course.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, compilation included")
 
 # %% [markdown]
 # The training itself. `train` prints one line per evaluation and returns what it wrote into

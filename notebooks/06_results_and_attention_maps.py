@@ -72,8 +72,9 @@ from IPython.display import Markdown, display
 import simam
 import simam.config
 from simam import experiments
+from simam.course import course_cifar10, estimated_gpu_minutes, readme, verdicts
 from simam.experiments import verdict
-from simam.data import CifarLoader, balanced_subset, course_cifar10
+from simam.data import CifarLoader, balanced_subset
 from simam.maps import grad_cam, load_image, plot_attention_maps, simam_modules, simam_weights
 from simam.paper_results import ATTENTIONS, CITATION, PAPER_TABLE2
 from simam.runs import load_model
@@ -183,11 +184,18 @@ for spec in grid:
 # The time this takes on a T4 in GPU mode, estimated as in [chapter 5](05_training_cifar_resnets.ipynb): the training FLOPs of one
 # image counted by `FlopCounterMode`, at an assumed 2 TFLOP/s achieved (3% of a T4's float16 peak),
 # for the eight runs here and the two of the $\lambda$ study (section 6.4), each with its evaluations.
+# Each run is a process of its own and compiles its network on its first steps. The processes share
+# inductor's on-disk cache (in the machine's temporary folder, or in `TORCHINDUCTOR_CACHE_DIR`), so
+# the first run of a network compiles from cold (up to about 3 minutes on Colab's two CPU cores)
+# and the later ones reuse its kernels (about 30 s); both ends are assumptions, not measurements,
+# and the estimate prints the range they give.
 
 # %%
 gpu_runs = len(grid) + 2
-gpu_minutes = simam.config.estimated_gpu_minutes(dataclasses.replace(simam.config.QUICK, attention="simam"), gpu_runs)
-print(f"GPU mode: {gpu_runs} runs of the quick recipe, about {gpu_minutes:.0f} minutes on a T4, compilation left out")
+quick_simam = dataclasses.replace(simam.config.QUICK, attention="simam")
+low, high = estimated_gpu_minutes(quick_simam, gpu_runs)
+print(f"GPU mode: {gpu_runs} runs of the quick recipe, about {low:.0f} to {high:.0f} minutes "
+      "on a T4, compilation included")
 
 # %% tags=["nbval-ignore-output"]
 # Progress lines arrive in the order runs finish, which varies; the checks below do not.
@@ -252,7 +260,7 @@ course_cells = [cell for cell in experiments.summarise(course_lines)  # the grid
 grid_cells = [cell for cell in course_cells if cell.lambda_ in (None, 1e-4)]  # the lambda study: section 6.4
 if grid_cells:
     display(Markdown(experiments.summary_markdown(grid_cells)))
-    print("\n".join(experiments.grid_commands(grid_cells, "results/")))
+    print("\n".join(readme.grid_commands(grid_cells, "results/")))
 else:
     print("No results in results/results.jsonl yet: python -m simam.experiments run --models resnet20 "
           "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe quick --out results/")
@@ -301,9 +309,9 @@ print("The paper's recipe, on a GPU: python -m simam.experiments run --models re
 # %%
 GRID_PLAN = experiments.read_study(COURSE_RESULTS / "plans" / "grid.toml")
 grid_verdict = experiments.judge_study(GRID_PLAN, course_lines)
-display(Markdown(experiments.comparison_table(grid_verdict.rows)))
-display(Markdown(experiments.verdict_text(grid_verdict)))
-display(Markdown(experiments.study_verdict.cpu_table(grid_verdict)))
+display(Markdown(verdicts.comparison_table(grid_verdict.rows)))
+display(Markdown(verdicts.verdict_text(grid_verdict)))
+display(Markdown(verdicts.cpu_table(grid_verdict)))
 
 # %% [markdown]
 # Every seed as a dot, each mean with its 95% interval; on the right each module's difference from
@@ -336,7 +344,7 @@ else:
 
 # %% [markdown]
 # The README's results section is made from the same file by a command, never typed:
-# `python -m simam.experiments readme results/ --readme README.md` rewrites the text between two
+# `python -m simam.course.readme results/ --readme README.md` rewrites the text between two
 # markers with one table per data set and recipe, each stating the recipe, the hardware and the
 # number of seeds behind it.
 #
@@ -398,8 +406,8 @@ print(f"{finished} of the study's {planned} runs off the grid's lambda are in "
       f"{experiments.results_path(COURSE_RESULTS).name}. To run or continue it:")
 print(verdict.lambda_study_command("cifar10", "quick"))
 if verdict.lambda_studies(course_cells):
-    display(Markdown(verdict.lambda_points(course_cells, "resnet20")))
-    display(Markdown(verdict.lambda_omnibus(course_cells, "resnet20")))
+    display(Markdown(verdicts.lambda_points(course_cells, "resnet20")))
+    display(Markdown(verdicts.lambda_omnibus(course_cells, "resnet20")))
 if verdict.lambda_studies(course_cells):
     figure = experiments.plot_lambda_ablation(course_cells)
     plt.show()
@@ -477,7 +485,7 @@ assert abs(before - 1) < 1e-3 < 1 - after  # the batch norm undoes SimAM's scale
 for name in ("placement", "budget"):
     study = experiments.read_study(COURSE_RESULTS / "plans" / f"{name}.toml")
     study_verdict = experiments.judge_study(study, course_lines)
-    display(Markdown(f"### The {name} study\n\n" + experiments.study_section(study_verdict)))
+    display(Markdown(f"### The {name} study\n\n" + verdicts.study_section(study_verdict)))
     if study_verdict.rows:
         figure = experiments.plot_study(study_verdict)
         plt.show()

@@ -49,7 +49,7 @@ and a Python process that imports torch takes a few seconds before any work.
   batches of 128: the first 10 steps timed apart (compilation, warm-up), then the steady images/s of
   150 steps, and from it the paper recipe's wall time: 64,000 iterations of 128 images and 64
   evaluations of 10,000 (a forward pass counted as a third of a training step, as
-  :func:`simam.config.estimated_gpu_minutes` counts it), plus the compilation.
+  :func:`simam.course.estimated_gpu_minutes` counts it), plus the compilation.
 
 The limits add up to 265 s and the estimates to about 250 s; start-up (importing torch, finding the
 data) adds about 10 s, so the command ends within 4.6 minutes. The estimates leave little to spare:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -32,7 +31,7 @@ from torch import nn
 
 from simam.attention import PLACES, SimAM, attention_kind, attention_options
 from simam.data import dataset_spec
-from simam.models import create_model, list_models, training_flops_per_image
+from simam.models import create_model, list_models
 
 
 @dataclass(frozen=True)
@@ -221,23 +220,6 @@ def build_model(config: Config) -> nn.Module:
     return model
 
 
-
-T4_ACHIEVED_FLOPS = 2e12
-"""What the course assumes a T4 (a free Colab GPU) achieves on the CIFAR ResNets: 2 TFLOP/s, 3% of its
-65 TFLOP/s float16 peak, since networks this small (16 to 64 channels) keep a GPU only a few percent
-busy. An assumption the notebooks state beside every estimate, not a measurement."""
-
-
-def estimated_gpu_minutes(config: Config, runs: int = 1, achieved_flops: float = T4_ACHIEVED_FLOPS) -> float:
-    """Minutes that ``runs`` runs of ``config`` take at ``achieved_flops``: its training images and its
-    evaluations (a forward pass, counted as a third of a training step; flipped copies twice), times the
-    training FLOPs per image that ``FlopCounterMode`` counts for its network. Compilation, data loading
-    and start-up are left out."""
-    flops = training_flops_per_image(build_model(dataclasses.replace(config, compile_simam=False)))
-    evaluations = (2 if config.eval_flip else 1) * math.ceil(config.iterations / config.eval_every)
-    test_images = config.test_subset or dataset_spec(config.dataset).test_images
-    images = config.iterations * config.batch_size + test_images * evaluations / 3
-    return runs * images * flops / achieved_flops / 60
 
 # --------------------------------------------------------------------------------------------------
 # The command line: options over a recipe

@@ -255,23 +255,6 @@ def load_cifar(
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-def course_cifar10(train: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """CIFAR-10 as every notebook of the course gets it: images, labels and class names of a split,
-    read from :func:`simam.settings.data_root`, where the official archive is downloaded first when
-    the files are missing (as on Colab). When that download fails (no network, say), one
-    ``FileNotFoundError`` says where to put the data instead. Nothing is ever replaced by noise."""
-    root = data_root()
-    try:
-        images, labels = load_cifar(root, "cifar10", train=train, download=True)
-    except OSError as error:  # the download failed (URLError is an OSError), or left the files missing
-        spec = DATASETS["cifar10"]
-        raise FileNotFoundError(
-            f"CIFAR-10 is not under {root / spec.folder} and could not be downloaded ({error}). Download "
-            f"{spec.url}, unpack it into a folder and point SIMAM_DATA at that folder, then run the notebook again."
-        ) from None
-    return images, labels, load_class_names(root, "cifar10")
-
-
 def load_class_names(root: str | Path, name: str = "cifar10") -> list[str]:
     """The class names of ``name`` from its meta file, in label order (CIFAR-100: the fine labels)."""
     spec = dataset_spec(name)

@@ -16,7 +16,7 @@ recipe on a GPU and a small, still-real version on a laptop or in CI:
 ``SIMAM_SMOKE_ITERATIONS``
     For tests of the full mode on a CPU: every run that a notebook trains in full mode stops after
     this many iterations and is evaluated on 1,000 test images (:func:`smoke_overrides`), and the
-    chapters that train nothing take their quick-mode sizes (:func:`smoke_test`). Unset in normal use.
+    chapters that train nothing take their quick-mode sizes (:func:`simam.course.smoke_test`). Unset in normal use.
 """
 
 from __future__ import annotations
@@ -73,12 +73,6 @@ def smoke_overrides() -> dict[str, int]:
     iterations = int(value)
     return {"iterations": iterations, "warmup": 1, "eval_every": iterations, "checkpoint_every": iterations,
             "test_subset": 1_000}
-
-
-def smoke_test() -> bool:
-    """Whether this is the test of the full mode (``SIMAM_SMOKE_ITERATIONS`` set): the full mode's
-    code runs, with the quick mode's budget."""
-    return bool(smoke_overrides())
 
 
 def runs_root() -> Path:

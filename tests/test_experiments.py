@@ -27,12 +27,25 @@ import pytest
 import torch
 
 import simam.train
-from simam.experiments import (
+from simam.config import QUICK, changed_settings
+from simam.course.readme import (
     README_END,
     README_START,
+    results_section,
+    update_readme,
+    write_figures,
+)
+from simam.course.verdicts import (
+    comparison_table,
+    lambda_omnibus,
+    lambda_points,
+    verdict_text,
+)
+from simam.experiments import (
     GridError,
     RunSpec,
     append_result,
+    judge,
     launch_command,
     pending,
     plan,
@@ -41,22 +54,14 @@ from simam.experiments import (
     plot_seeds,
     plot_summary,
     read_results,
-    results_section,
     run_grid,
     summarise,
     summary_csv,
     summary_markdown,
-    judge,
-    comparison_table,
-    update_readme,
-    verdict_text,
     worker_slots,
-    write_figures,
 )
-from simam.experiments.verdict import lambda_omnibus, lambda_points
 from simam.experiments.__main__ import main
 from simam.paper_results import FIGURE4_LAMBDAS, PAPER_TABLE2
-from simam.config import QUICK, changed_settings
 from simam.runs import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -502,12 +507,21 @@ def test_readme_section_is_generated_between_the_markers_only(tmp_path, monkeypa
     assert "--attentions none,simam --datasets cifar10 --seeds 3 --recipe quick --out results" in section
     assert "Hardware: NVIDIA H200 (CUDA 13.0); 1 GPU(s) per run." in section
     assert "Seeds per cell: 2 to 3 (5 runs)." in section and "2 of 3 *" in section
-    assert "python -m simam.experiments readme results --readme README.md" in section
+    assert "python -m simam.course.readme results --readme README.md" in section
 
     empty = results_section([], "results")
     assert "No results yet" in empty and "python -m simam.experiments run" in empty
     update_readme(readme, [], "results")
     assert empty in readme.read_text() and "### cifar10" not in readme.read_text()
+
+
+def test_the_readme_command_says_in_one_line_what_is_wrong(tmp_path, capsys):
+    from simam.course.readme import main as readme_main
+
+    assert readme_main([str(tmp_path), "--readme", str(tmp_path / "README.md")]) == 2
+    assert capsys.readouterr().err.strip().endswith("README.md not found")
+    assert readme_main([str(tmp_path), "--seeds", "three"]) == 2
+    assert "invalid int value" in capsys.readouterr().err
 
 
 def test_the_committed_readme_section_is_what_the_readme_command_writes():
@@ -536,7 +550,6 @@ def test_the_committed_readme_section_is_what_the_readme_command_writes():
         (["run", "--gpus-per-run", "2", "--", "--device", "cpu"], "--gpus-per-run 2 needs GPUs"),
         (["run", "--workers", "0", "--", "--device", "cpu"], "workers must be at least 1"),
         (["summary", "RESULTS"], "no finished runs in"),
-        (["readme", "RESULTS", "--readme", "RESULTS/README.md"], "not found"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from simam import settings
-from simam.settings import data_root, quick_mode, runs_root, seed_everything, smoke_test
+from simam.course import smoke_test
+from simam.settings import data_root, quick_mode, runs_root, seed_everything
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from simam import stats
-from simam.experiments import GridError, judge_study, read_studies, read_study, study_section
+from simam.course.verdicts import study_section
+from simam.experiments import GridError, judge_study, read_studies, read_study
 from simam.experiments.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,9 +30,9 @@ import simam.device
 import simam.train
 from simam.attention import SimAM
 from simam.data import CifarLoader
-from simam.config import (COMPILE_SIMAM_FROM, CONFIG_FIELDS, PAPER, QUICK, RECIPES, T4_ACHIEVED_FLOPS, Config,
-                          ConfigError, build_model, build_parser, check_config, config_from_args, estimated_gpu_minutes,
-                          option_name)
+from simam.config import (COMPILE_SIMAM_FROM, CONFIG_FIELDS, PAPER, QUICK, RECIPES, Config, ConfigError, build_model,
+                          build_parser, check_config, config_from_args, option_name)
+from simam.course import GPU_COMPILE_SECONDS, T4_ACHIEVED_FLOPS, estimated_gpu_minutes
 from simam.device import (CUBLAS_DETERMINISTIC, SYNC_BN_COMPILE_BLOCKER, cuda_settings, deterministic_cublas, resolve,
                           why_not_compiled)
 from simam.models import training_flops_per_image
@@ -500,9 +500,17 @@ def test_flip_averaged_accuracy_is_that_of_the_summed_logits_of_each_image_and_i
     assert set(evaluate(model, model, loader, None)) == {"test_loss", "test_accuracy"}
 
 
-def test_the_gpu_estimate_counts_training_images_and_evaluations_at_the_assumed_speed():
+def test_the_gpu_estimate_counts_training_images_evaluations_and_a_range_of_compile_time():
     config = dataclasses.replace(QUICK, attention="simam", iterations=100, eval_every=50, eval_flip=True)
     flops = training_flops_per_image(build_model(dataclasses.replace(config, compile_simam=False)))
     images = 100 * config.batch_size + 10_000 * 4 / 3  # two evaluations, each with its flipped copies
-    assert estimated_gpu_minutes(config) == pytest.approx(images * flops / T4_ACHIEVED_FLOPS / 60)
-    assert estimated_gpu_minutes(config, runs=3, achieved_flops=1e12) == pytest.approx(6 * estimated_gpu_minutes(config))
+    computing = images * flops / T4_ACHIEVED_FLOPS / 60
+    low, high = estimated_gpu_minutes(config)  # compile None: compiled on a GPU
+    assert (low, high) == pytest.approx((computing + GPU_COMPILE_SECONDS[0] / 60, computing + GPU_COMPILE_SECONDS[1] / 60))
+    eager = dataclasses.replace(config, compile=False)
+    assert estimated_gpu_minutes(eager) == pytest.approx((computing, computing))
+    assert estimated_gpu_minutes(eager, runs=3, achieved_flops=1e12) == pytest.approx((6 * computing, 6 * computing))
+    assert estimated_gpu_minutes(config, runs=2, compile_seconds=(60, 120)) == pytest.approx(
+        (2 * computing + 2, 2 * computing + 4))
+
+

@@ -19,7 +19,7 @@ from simam.experiments import RUNS, RunSpec, results_path
 from simam.experiments.weights import export
 from simam.runs import CHECKPOINT, FINAL
 from simam.train import evaluate, load_data
-from simam.zoo import (DEFAULT_RESULTS, SHA256SUMS, WEIGHTS, committed_seeds, load_weights, pretrained, read_sums,
+from simam.zoo import (DEFAULT_RESULTS, WEIGHTS, committed_seeds, load_weights, pretrained, read_sums,
                        read_weights, save_weights, sha256)
 
 

@@ -3,7 +3,8 @@
 
 Read top to bottom: a grid is planned as a list of :class:`RunSpec` (one training run each), run
 (several at once, resuming what was interrupted), recorded one line per finished run, then summarised
-beside the SimAM paper's Table 2, plotted, and written into the README.
+beside the SimAM paper's Table 2 and plotted. The course writes them into its README
+(:mod:`simam.course.readme`).
 
 **The output folder** (``--out``, default ``results/``):
 
@@ -40,11 +41,11 @@ and the difference, as Markdown and CSV, and plots.
 its runs, names a study's question, cells, seeds, primary metric and comparisons; ``run --plan FILE``
 trains exactly its cells. **Verdicts** (:mod:`simam.experiments.study_verdict`, on :mod:`simam.stats`):
 each planned comparison with Welch's 95% interval, Welch's and an exact permutation test's p-values
-(also with runs exchanged only within a CPU model) and Holm's correction over the primary family,
-as a table and generated sentences that tell primary, secondary and exploratory apart. A grid
+(also with runs exchanged only within a CPU model) and Holm's correction over the primary family;
+the course tells them as tables and sentences (:mod:`simam.course.verdicts`). A grid
 without a plan gets the standard comparisons (:func:`~simam.experiments.verdict.judge`): each module
-against no attention, and SimAM against the best other module, as exploratory. ``readme`` prints
-them with the figures (``plot_seeds``, ``plot_study``, ``plot_lambda_ablation``).
+against no attention, and SimAM against the best other module, as exploratory. The command
+``readme`` prints them with the figures (``plot_seeds``, ``plot_study``, ``plot_lambda_ablation``).
 
 **The lambda study** (``--lambda-ablation``): the paper's Figure 4 grid, ResNet-20 with SimAM for
 lambda from 1e-1 down to 1e-6 plus the baseline without attention, on CIFAR-100 as the paper's
@@ -52,24 +53,57 @@ figure is (``--datasets`` changes it).
 """
 
 
-from simam.experiments.grid import LOG, RunOutcome, check_extra_args, launch_command, run_grid, run_one, shell_commands
-from simam.experiments.grid import visible_gpus, worker_slots
-from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan, plan_lambda_ablation
-from simam.experiments.plots import plot_lambda_ablation, plot_seeds, plot_study, plot_summary, write_summary
-from simam.experiments.readme import README_END, README_START, grid_commands, results_section, update_readme
-from simam.experiments.readme import write_figures
-from simam.experiments.results import RESULTS, RUNS, append_result, pending, read_results, result_line, results_path
+from simam.experiments.grid import (
+    LOG,
+    RunOutcome,
+    check_extra_args,
+    launch_command,
+    run_grid,
+    run_one,
+    shell_commands,
+    visible_gpus,
+    worker_slots,
+)
+from simam.experiments.plan import (
+    DEFAULT_ATTENTIONS,
+    GridError,
+    RunSpec,
+    plan,
+    plan_lambda_ablation,
+)
+from simam.experiments.plots import (
+    plot_lambda_ablation,
+    plot_seeds,
+    plot_study,
+    plot_summary,
+    write_summary,
+)
+from simam.experiments.results import (
+    RESULTS,
+    RUNS,
+    append_result,
+    pending,
+    read_results,
+    result_line,
+    results_path,
+)
 from simam.experiments.study import Study, read_studies, read_study
-from simam.experiments.study_verdict import StudyVerdict, comparison_table, judge_study, study_section, verdict_text
-from simam.experiments.summary import Cell, overrides, summarise, summary_csv, summary_markdown
-from simam.experiments.verdict import grid_seeds_needed, judge, lambda_omnibus, lambda_points
+from simam.experiments.study_verdict import StudyVerdict, judge_study
+from simam.experiments.summary import (
+    Cell,
+    overrides,
+    summarise,
+    summary_csv,
+    summary_markdown,
+)
+from simam.experiments.verdict import grid_seeds_needed, judge
 
 __all__ = [
-    "DEFAULT_ATTENTIONS", "LOG", "README_END", "README_START", "RESULTS", "RUNS", "Cell", "GridError", "RunOutcome",
-    "RunSpec", "Study", "StudyVerdict", "append_result", "check_extra_args", "comparison_table", "grid_commands",
-    "grid_seeds_needed", "judge", "judge_study", "lambda_omnibus", "lambda_points", "launch_command", "overrides",
+    "DEFAULT_ATTENTIONS", "LOG", "RESULTS", "RUNS", "Cell", "GridError", "RunOutcome",
+    "RunSpec", "Study", "StudyVerdict", "append_result", "check_extra_args",
+    "grid_seeds_needed", "judge", "judge_study", "launch_command", "overrides",
     "pending", "plan", "plan_lambda_ablation", "plot_lambda_ablation", "plot_seeds", "plot_study", "plot_summary",
-    "read_results", "read_studies", "read_study", "result_line", "results_path", "results_section", "run_grid",
-    "run_one", "shell_commands", "study_section", "summarise", "summary_csv", "summary_markdown", "update_readme",
-    "verdict_text", "visible_gpus", "worker_slots", "write_figures", "write_summary",
+    "read_results", "read_studies", "read_study", "result_line", "results_path", "run_grid",
+    "run_one", "shell_commands", "summarise", "summary_csv", "summary_markdown",
+    "visible_gpus", "worker_slots", "write_summary",
 ]

@@ -1,23 +1,34 @@
 """The ``simam-experiments`` command (``python -m simam.experiments``): run a grid, print its
-commands, run one of them, summarise a results folder, write the README's section, export weights."""
+commands, run one of them, summarise a results folder, export weights. (The course's README section
+is written by ``python -m simam.course.readme``.)"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from simam.config import OneLineParser
-from simam.experiments.grid import RunOutcome, check_extra_args, run_grid, run_one, shell_commands
-from simam.experiments.plan import DEFAULT_ATTENTIONS, GridError, RunSpec, plan, plan_lambda_ablation
+from simam.experiments.grid import (
+    RunOutcome,
+    check_extra_args,
+    run_grid,
+    run_one,
+    shell_commands,
+)
+from simam.experiments.plan import (
+    DEFAULT_ATTENTIONS,
+    GridError,
+    RunSpec,
+    plan,
+    plan_lambda_ablation,
+)
 from simam.experiments.plots import write_summary
-from simam.experiments.readme import update_readme, write_figures
 from simam.experiments.results import read_results, results_path
 from simam.experiments.study import read_study
 from simam.experiments.summary import summarise, summary_markdown
-from simam.paper_results import FIGURE4_DATASET
 from simam.experiments.weights import export
+from simam.paper_results import FIGURE4_DATASET
 
 
 class _Parser(OneLineParser):
@@ -79,17 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--seeds-asked", type=int, default=1)
     one.add_argument("--gpus-per-run", type=int, default=1)
     one.add_argument("--out", default="results")
-    for name, text in (("summary", "mean ± std per cell beside the paper's Table 2: Markdown, CSV, plots"),
-                       ("readme", "rewrite the README's results section from the results file")):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("out", help="results folder")
-        sub.add_argument("--seeds", type=int, help="seeds asked per cell (default: what the grid asked)")
+    summary = commands.add_parser("summary", help="mean ± std per cell beside the paper's Table 2: Markdown, CSV, plots")
+    summary.add_argument("out", help="results folder")
+    summary.add_argument("--seeds", type=int, help="seeds asked per cell (default: what the grid asked)")
+    summary.add_argument("--to", help="folder for the files (default: the results folder)")
     weights = commands.add_parser("weights", help="write the trained weights of finished runs for simam.pretrained")
     weights.add_argument("out", help="results folder")
     weights.add_argument("--seeds", type=_seeds, default=[0], help="seeds whose weights to write, a count or comma-separated as for run (default: seed 0)")
     weights.add_argument("--attentions", type=_names, help="comma-separated attentions whose weights to write (default: all)")
-    commands.choices["summary"].add_argument("--to", help="folder for the files (default: the results folder)")
-    commands.choices["readme"].add_argument("--readme", default="README.md", help="the README to update")
     return parser
 
 
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     argv, extra_args = argv[:split], argv[split + 1:]
     try:
         args = build_parser().parse_args(argv)
-        if extra_args and args.command in ("summary", "readme", "weights"):
+        if extra_args and args.command in ("summary", "weights"):
             raise GridError(f"{args.command} takes no trainer options")
         return _COMMANDS[args.command](args, extra_args)
     except SystemExit as exit_:  # --help
@@ -175,24 +183,13 @@ def _summary(args: argparse.Namespace, extra_args: list[str]) -> int:
     return 0
 
 
-def _readme(args: argparse.Namespace, extra_args: list[str]) -> int:
-    if not Path(args.readme).is_file():
-        raise GridError(f"{args.readme} not found")
-    results = read_results(args.out)
-    figures = write_figures(results, args.out)
-    update_readme(args.readme, results, args.out, args.seeds)
-    print(f"updated the results section of {args.readme} from {results_path(args.out)}"
-          + "".join(f"; wrote {path}" for path in figures))
-    return 0
-
-
 def _weights(args: argparse.Namespace, extra_args: list[str]) -> int:
     for path in export(args.out, tuple(args.seeds), None if args.attentions is None else tuple(args.attentions)):
         print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
     return 0
 
 
-_COMMANDS = {"run": _run, "commands": _commands, "run-one": _run_one, "summary": _summary, "readme": _readme,
+_COMMANDS = {"run": _run, "commands": _commands, "run-one": _run_one, "summary": _summary,
              "weights": _weights}
 
 

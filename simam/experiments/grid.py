@@ -19,7 +19,14 @@ from typing import IO, Any
 
 from simam.config import Config, ConfigError, config_from_args, option_name
 from simam.experiments.plan import GRID_OPTIONS, GridError, RunSpec
-from simam.experiments.results import RUNS, append_result, locked, pending, result_line, unfinished
+from simam.experiments.results import (
+    RUNS,
+    append_result,
+    locked,
+    pending,
+    result_line,
+    unfinished,
+)
 from simam.runs import CHECKPOINT, FINAL, read_final
 
 LOG = "train.log"

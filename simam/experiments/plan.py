@@ -11,7 +11,12 @@ from simam.attention import PLACES, attention_kind, list_attentions, resolve_att
 from simam.config import RECIPES, Config, ConfigError, config_from_args
 from simam.data import DATASETS
 from simam.models import list_models
-from simam.paper_results import FIGURE4_DATASET, FIGURE4_LAMBDAS, FIGURE4_MODEL, PAPER_LAMBDA
+from simam.paper_results import (
+    FIGURE4_DATASET,
+    FIGURE4_LAMBDAS,
+    FIGURE4_MODEL,
+    PAPER_LAMBDA,
+)
 from simam.runs import run_id
 
 DEFAULT_ATTENTIONS = ("none", "se", "cbam", "eca", "gc", "simam")

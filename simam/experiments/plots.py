@@ -9,8 +9,8 @@ from typing import Any
 
 from simam import stats
 from simam.experiments.plan import GridError
-from simam.experiments.summary import Cell, summarise, summary_csv, summary_markdown
 from simam.experiments.study_verdict import StudyVerdict
+from simam.experiments.summary import Cell, summarise, summary_csv, summary_markdown
 from simam.experiments.verdict import grid_cells, lambda_studies
 from simam.paper_results import ATTENTIONS, PAPER_LAMBDA, PAPER_TABLE2
 

@@ -5,7 +5,7 @@ against the network without attention (the primary family, Holm-corrected togeth
 test accuracy, the same on the flip-averaged accuracy (secondary), and SimAM against the best other
 module by its observed mean (exploratory, since the data chose it). It is a study
 (:mod:`simam.experiments.study`) made from the cells, so it is computed and told as a committed plan
-is. The λ study gets an omnibus test and intervals from the spread pooled over its λ.
+is. The λ study's cells are gathered here; :mod:`simam.course.verdicts` tests and tells them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from simam.experiments.summary import Cell
 from simam.paper_results import ATTENTIONS, PAPER_LAMBDA
 
 EFFECT = 0.4  # points: the size of the paper's ResNet-20 gain, for the seeds a grid needs
-FIGURE4_SPREAD = 0.3  # points: the paper's Figure 4 draws every λ within about this of the others
 LAMBDA_STUDY_SEEDS = 2  # the course's lambda study on CIFAR-10: seeds per lambda
 NAMES = {"none": "none", "se": "SE", "cbam": "CBAM", "eca": "ECA", "gc": "GC", "simam": "SimAM"}
 
@@ -105,54 +104,6 @@ def lambda_study_command(dataset: str, recipe: str, out: str = "results/") -> st
             f"--recipe {recipe} --out {out}")
 
 
-def _lambda_cells(cells: Sequence[Cell], model: str) -> list[Cell]:
+def lambda_cells(cells: Sequence[Cell], model: str) -> list[Cell]:
     return sorted((c for c in cells if c.model == model and c.attention == "simam" and c.place is None),
                   key=lambda c: -c.lambda_)
-
-
-def lambda_points(cells: Sequence[Cell], model: str) -> str:
-    """SimAM's accuracy at each lambda of ``model``'s cells as a Markdown table: each mean with its 95%
-    interval from the spread pooled over every lambda (one width for every mean of the same number of
-    seeds; needs two seeds somewhere)."""
-    group = _lambda_cells(cells, model)
-    if sum(c.n - 1 for c in group) < 1:
-        rows = ["| λ | seeds | final test accuracy %: mean |", "| --- | --- | --- |"]
-        rows += [f"| {c.lambda_:g} | {c.n} | {c.mean:.2f} |" for c in group]
-        return "\n".join(rows) + "\n\nOne seed per λ: no spread, so no interval.\n"
-    intervals, pooled, df = stats.pooled_intervals([c.accuracies for c in group])
-    rows = [f"| λ | seeds | final test accuracy %: mean | 95% CI of the mean (pooled spread, {df} degrees of freedom) |",
-            "| --- | --- | --- | --- |"]
-    for cell, (low, high) in zip(group, intervals):
-        grid = " (the grid's)" if cell.lambda_ == PAPER_LAMBDA else ""
-        rows.append(f"| {cell.lambda_:g}{grid} | {cell.n} | {cell.mean:.2f} | [{low:.2f}, {high:.2f}] |")
-    return "\n".join(rows) + "\n"
-
-
-def lambda_omnibus(cells: Sequence[Cell], model: str) -> str:
-    """Whether λ changes SimAM's final accuracy at all, in sentences: a one-way ANOVA and a
-    Kruskal-Wallis test across ``model``'s λ cells, the pooled spread, and the smallest difference
-    between two λ of the study's seeds that a 5% test would find with 80% power."""
-    from scipy import stats as scipy_stats  # the course's dependency; imported only for this test
-
-    group = _lambda_cells(cells, model)
-    samples = [c.accuracies for c in group]
-    if sum(len(values) - 1 for values in samples) < 1:
-        return "One seed per λ: no spread within a λ, so no test of whether λ matters.\n"
-    anova, kruskal = scipy_stats.f_oneway(*samples), scipy_stats.kruskal(*samples)
-    _, pooled, df = stats.pooled_intervals(samples)
-    fewest = min(c.n for c in group)
-    smallest = (stats.t_quantile(1 - LEVEL / 2, df) + stats.t_quantile(0.8, df)) * pooled * (2 / fewest) ** 0.5
-    below = [p < LEVEL for p in (anova.pvalue, kruskal.pvalue)]
-    verdict = ("both tests find" if all(below) else "the two tests disagree on whether" if any(below)
-               else "nothing shows")
-    largest = max(c.n for c in group)
-    text = (f"Across the {len(group)} values of λ, a one-way ANOVA gives F({len(group) - 1}, {df}) = "
-            f"{anova.statistic:.2f}, p = {anova.pvalue:.2f}, and a Kruskal-Wallis test H = {kruskal.statistic:.2f}, "
-            f"p = {kruskal.pvalue:.2f}: {verdict} that λ changes the final test accuracy at this budget. Assuming "
-            f"the seeds of every λ scatter alike, they spread by {pooled:.2f} points within a λ (pooled; {largest - 1} "
-            f"of the {df} degrees of freedom come from the cell of {largest} seeds); with {fewest} seeds per λ, two "
-            f"values of λ would have to differ by about {smallest:.2f} points for a 5% test to find it with 80% power.")
-    if smallest > FIGURE4_SPREAD:
-        text += (f" Differences of the size the paper's Figure 4 draws (every λ within about {FIGURE4_SPREAD:g} "
-                 f"points of the others, ResNet-20 on CIFAR-100) are beyond this study.")
-    return text + "\n"
