@@ -524,7 +524,9 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
         flipped = f" (flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%)" if config.eval_flip else ""
         print(f"final test accuracy {100 * final['final_test_accuracy']:.2f}%{flipped} "
               f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
-              f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s")
+              f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s"
+              + ("" if final["steady_images_per_second"] is None
+                 else f" ({final['steady_images_per_second']:.0f} after compilation and warm-up)"))
     return final
 
 

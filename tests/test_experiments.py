@@ -361,7 +361,7 @@ def line(attention: str, seed: int, accuracy: float, lambda_: float | None = Non
             "dataset": "cifar10", "model": model, "attention": attention,
             "lambda": lam if attention.startswith("simam") else None, "recipe": "quick", "seed": seed,
             "seeds_asked": seeds_asked, "final_test_accuracy": accuracy, "device": "CPU: test", "gpus_per_run": 1,
-            "config": config}
+            "train_images_per_second": 400.0 + 10 * seed, "steady_images_per_second": None, "config": config}
 
 
 SYNTHETIC = [line("none", 0, 0.80), line("none", 1, 0.82), line("none", 2, 0.87),
@@ -384,13 +384,17 @@ def test_summarise_gives_mean_and_sample_std_per_cell_beside_the_paper():
 def test_summary_markdown_and_csv_mark_cells_short_of_seeds():
     cells = summarise(SYNTHETIC)
     table = summary_markdown(cells)
-    assert "| cifar10 | resnet20 | none |  | paper | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 |" in table
+    assert "| cifar10 | resnet20 | none |  | paper | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 | 410 (—) |" in table
     assert "| quick | 2 of 3 * | 85.00 ± 1.41 | 92.73 ± 0.18 | -7.73 |" in table
     assert "| quick (iterations=60) | 1 of 3 * | 50.00 | 92.33 ± 0.19 |" in table
     assert "ICML 2021, Table 2" in table and "fewer seeds than asked" in table
     rows = summary_csv(cells).splitlines()
     assert rows[0].startswith("dataset,model,attention,lambda,place,recipe,overrides,n,seeds_asked,complete,mean,std")
     assert rows[2].split(",")[:12] == ["cifar10", "resnet20", "simam", "0.0001", "", "quick", "", "2", "3", "False", "85.0000", "1.4142"]
+    assert rows[2].split(",")[-2:] == ["405.0", ""]  # seeds 0 and 1; no run recorded its steady speed
+    steady = [dict(line("none", s, 0.8), steady_images_per_second=500.0 + s) for s in range(2)]
+    assert summarise(steady)[0].steady_images_per_second == 500.5
+    assert "| 405 (500) |" in summary_markdown(summarise(steady))
 
 
 def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():

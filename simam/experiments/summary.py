@@ -39,6 +39,8 @@ class Cell:
     gpus_per_run: tuple[int, ...]
     accuracies: tuple[float, ...] = ()  # every seed's final test accuracy, in seed order
     flip_accuracies: tuple[float, ...] | None = None  # the same, flip-averaged; None if a run lacks it
+    images_per_second: float | None = None  # mean training speed over every step, compilation included
+    steady_images_per_second: float | None = None  # the same after compilation and warm-up (runs that record it)
 
     @property
     def difference(self) -> float | None:
@@ -84,6 +86,7 @@ def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> li
         lines = sorted(lines, key=lambda line: line["seed"])
         accuracies = [100 * line["final_test_accuracy"] for line in lines]
         flips = [line.get("final_test_accuracy_flip") for line in lines]
+        steady = [line["steady_images_per_second"] for line in lines if line.get("steady_images_per_second")]
         paper = paper_accuracy(dataset, model, attention, lambda_) if place is None else None
         cells.append(Cell(
             dataset, model, attention, lambda_, place, recipe, options, len(lines),
@@ -92,6 +95,8 @@ def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> li
             paper[0] if paper else None, paper[1] if paper else None,
             tuple(sorted({line["device"] for line in lines})), tuple(sorted({line.get("gpus_per_run", 1) for line in lines})),
             tuple(accuracies), None if None in flips else tuple(100 * flip for flip in flips),
+            statistics.mean(line["train_images_per_second"] for line in lines),
+            statistics.mean(steady) if steady else None,
         ))
     return sorted(cells, key=_cell_order)
 
@@ -107,18 +112,27 @@ def _accuracy(mean: float | None, std: float | None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
+def _speed(cell: Cell) -> str:
+    if cell.images_per_second is None:
+        return "—"
+    steady = "—" if cell.steady_images_per_second is None else f"{cell.steady_images_per_second:,.0f}"
+    return f"{cell.images_per_second:,.0f} ({steady})"
+
+
 def summary_markdown(cells: Sequence[Cell]) -> str:
     """The summary as a Markdown table, with the paper's column and its citation."""
-    rows = ["| data set | model | attention | λ | place | recipe | seeds | ours: top-1 % | paper: top-1 % | ours − paper |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| data set | model | attention | λ | place | recipe | seeds | ours: top-1 % | paper: top-1 % | ours − paper "
+            "| images/s: all steps (steady) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for cell in cells:
         seeds = f"{cell.n}" if cell.complete else f"{cell.n} of {cell.seeds_asked} *"
         difference = "—" if cell.difference is None else f"{cell.difference:+.2f}"
         rows.append(f"| {cell.dataset} | {cell.model} | {cell.attention} | {'' if cell.lambda_ is None else f'{cell.lambda_:g}'} "
                     f"| {cell.place or 'paper'} | {cell.recipe_label} | {seeds} | {_accuracy(cell.mean, cell.std)} "
-                    f"| {_accuracy(cell.paper_mean, cell.paper_std)} | {difference} |")
+                    f"| {_accuracy(cell.paper_mean, cell.paper_std)} | {difference} | {_speed(cell)} |")
     notes = [f"Ours: final test accuracy (not the best over training), mean ± sample standard deviation over seeds. "
-             f"Paper: {CITATION}."]
+             f"Paper: {CITATION}. Images/s: the training speed, mean over seeds, over every step (compilation "
+             "included) and, in brackets, after the first 50 steps of each session (— where the runs predate it)."]
     if any(cell.model == "wrn28_10" for cell in cells):
         notes.append(f"The paper's wide network is printed {PAPER_MODEL_NAMES['wrn28_10']}.")
     if not all(cell.complete for cell in cells):
@@ -127,7 +141,8 @@ def summary_markdown(cells: Sequence[Cell]) -> str:
 
 
 CSV_COLUMNS = ("dataset", "model", "attention", "lambda", "place", "recipe", "overrides", "n", "seeds_asked", "complete",
-               "mean", "std", "paper_mean", "paper_std", "difference", "devices")
+               "mean", "std", "paper_mean", "paper_std", "difference", "devices", "images_per_second",
+               "steady_images_per_second")
 
 
 def summary_csv(cells: Sequence[Cell]) -> str:
@@ -143,5 +158,6 @@ def summary_csv(cells: Sequence[Cell]) -> str:
                          c.recipe,
                          c.overrides, c.n, c.seeds_asked, c.complete, f"{c.mean:.4f}",
                          *("" if v is None else f"{v:.4f}" for v in (c.std, c.paper_mean, c.paper_std, c.difference)),
-                         "; ".join(c.devices)])
+                         "; ".join(c.devices),
+                         *("" if v is None else f"{v:.1f}" for v in (c.images_per_second, c.steady_images_per_second))])
     return text.getvalue()
