@@ -23,13 +23,20 @@ sys.path.insert(0, str(BOOK))
 # The chapters, copied beside this file at every build (the folder is ignored by git): a link from
 # one chapter to another then resolves inside the site's sources, as it does in JupyterLab.
 shutil.rmtree(BOOK / "notebooks", ignore_errors=True)
-shutil.copytree(ROOT / "notebooks", BOOK / "notebooks", ignore=shutil.ignore_patterns("*.py", ".ipynb_checkpoints"))
+shutil.copytree(
+    ROOT / "notebooks",
+    BOOK / "notebooks",
+    ignore=shutil.ignore_patterns("*.py", ".ipynb_checkpoints"),
+)
 
 with open(ROOT / "pyproject.toml", "rb") as file:
     PROJECT = tomllib.load(file)["project"]
 REPOSITORY = PROJECT["urls"]["Repository"].rstrip("/")
 html_baseurl = PROJECT["urls"]["Documentation"]
-COLAB = REPOSITORY.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/"
+COLAB = (
+    REPOSITORY.replace("https://github.com/", "https://colab.research.google.com/github/")
+    + "/blob/main/"
+)
 
 project = "SimAM, derived, built and trained"
 author = "the simam authors"

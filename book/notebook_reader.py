@@ -15,8 +15,10 @@ def read_notebook(text: str) -> nbformat.NotebookNode:
         tags = cell.metadata.setdefault("tags", [])
         if "solution" in tags:
             tags.append("hide-cell")
-            cell.metadata["mystnb"] = {"code_prompt_show": "Show the solution",
-                                       "code_prompt_hide": "Hide the solution"}
+            cell.metadata["mystnb"] = {
+                "code_prompt_show": "Show the solution",
+                "code_prompt_hide": "Hide the solution",
+            }
         elif cell.metadata.get("jupyter", {}).get("source_hidden"):
             tags.append("hide-input")
     return notebook

@@ -39,15 +39,16 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import operator
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 import simam
@@ -56,7 +57,9 @@ from simam.config import RECIPES
 from simam.paper_results import PAPER_LAMBDA, PAPER_TABLE2
 
 QUICK = simam.quick_mode()
-print(f"quick mode: {QUICK} (nothing on this page trains, so both modes print the same)")
+print(
+    f"quick mode: {QUICK} (nothing on this page trains, so both modes print the same)"
+)
 
 # %% [markdown]
 # ## 1. The formula
@@ -92,21 +95,27 @@ print(f"quick mode: {QUICK} (nothing on this page trains, so both modes print th
 
 # %%
 def simam_in_five_lines(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
-    m = x.shape[2] * x.shape[3]                           # M = H·W neurons per channel
-    d = x - x.mean(dim=(2, 3), keepdim=True)              # d = t − μ̂, per sample and channel
+    m = x.shape[2] * x.shape[3]  # M = H·W neurons per channel
+    d = x - x.mean(dim=(2, 3), keepdim=True)  # d = t − μ̂, per sample and channel
     s2 = d.square().sum(dim=(2, 3), keepdim=True) / (m - 1)  # s² = S/(M−1)
-    importance = d.square() / (4 * (s2 + lambda_)) + 0.5   # 1/e*
+    importance = d.square() / (4 * (s2 + lambda_)) + 0.5  # 1/e*
     return x * torch.sigmoid(importance)
 
 
 module = simam.SimAM()
-x = torch.randn(2, 16, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+x = torch.randn(
+    2, 16, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+)
 TOLERANCE = 1e-12
 difference = (simam_in_five_lines(x, module.lambda_) - module(x)).abs().max().item()
 assert difference <= TOLERANCE, difference
 assert module.lambda_ == PAPER_LAMBDA  # the paper's value on CIFAR
-print(f"simam.SimAM(): lambda = {module.lambda_:g}, {sum(p.numel() for p in module.parameters())} parameters")
-print(f"the five lines and simam.SimAM() agree within {TOLERANCE:g} on a {tuple(x.shape)} float64 tensor")
+print(
+    f"simam.SimAM(): lambda = {module.lambda_:g}, {sum(p.numel() for p in module.parameters())} parameters"
+)
+print(
+    f"the five lines and simam.SimAM() agree within {TOLERANCE:g} on a {tuple(x.shape)} float64 tensor"
+)
 
 # %% [markdown]
 # ## 3. Where it goes
@@ -131,13 +140,20 @@ class EveryModuleALeaf(torch.fx.Tracer):
 def block_steps(block: torch.nn.Module) -> list[str]:
     """The names of the block's steps, in the order its forward pass runs them."""
     graph = EveryModuleALeaf().trace(block)
-    return [node.target if node.op == "call_module" else node.target.__name__
-            for node in graph.nodes if node.op in ("call_module", "call_function")]
+    return [
+        node.target if node.op == "call_module" else node.target.__name__
+        for node in graph.nodes
+        if node.op in ("call_module", "call_function")
+    ]
 
 
 def first_block(model_name: str) -> tuple[str, torch.nn.Module]:
     model = simam.create_model(model_name, attention="simam")
-    return next((name, module) for name, module in model.named_modules() if hasattr(module, "conv2"))
+    return next(
+        (name, module)
+        for name, module in model.named_modules()
+        if hasattr(module, "conv2")
+    )
 
 
 BLOCKS = {}
@@ -147,7 +163,8 @@ for model_name in ("resnet20", "resnet164"):
     simam_at = steps.index("attention")
     assert isinstance(block.attention, simam.SimAM)
     assert steps[simam_at - 1 : simam_at + 2] == ["conv2", "attention", "bn2"]
-    assert simam_at < steps.index(operator.add.__name__)  # inside the residual branch, before the add
+    # inside the residual branch, before the add
+    assert simam_at < steps.index(operator.add.__name__)
     BLOCKS[model_name] = block, steps
     print(f"{model_name}, {block_name} ({type(block).__name__}): {' → '.join(steps)}")
 
@@ -166,23 +183,68 @@ def step_label(block: torch.nn.Module, step: str) -> str:
 def draw_block(ax, block: torch.nn.Module, steps: list[str], title: str) -> None:
     """The block's steps top to bottom from the record, SimAM filled, the shortcut on the right."""
     add = steps.index("add")
-    path = ["x", *(step_label(block, s) for s in steps[:add] if s != "shortcut"), "+",
-            *(step_label(block, s) for s in steps[add + 1:]), "out"]
+    path = [
+        "x",
+        *(step_label(block, s) for s in steps[:add] if s != "shortcut"),
+        "+",
+        *(step_label(block, s) for s in steps[add + 1 :]),
+        "out",
+    ]
     for row, text in enumerate(path):
         y = -row
-        colour = "tab:orange" if text == "SimAM" else ("none" if text in ("x", "out") else "white")
-        ax.add_patch(FancyBboxPatch((-1, y - 0.3), 2, 0.6, boxstyle="round,pad=0.02", facecolor=colour,
-                                    edgecolor="none" if text in ("x", "out") else "black"))
-        ax.text(0, y, text, ha="center", va="center", fontsize=10, weight="bold" if text == "SimAM" else None)
+        colour = (
+            "tab:orange"
+            if text == "SimAM"
+            else ("none" if text in ("x", "out") else "white")
+        )
+        ax.add_patch(
+            FancyBboxPatch(
+                (-1, y - 0.3),
+                2,
+                0.6,
+                boxstyle="round,pad=0.02",
+                facecolor=colour,
+                edgecolor="none" if text in ("x", "out") else "black",
+            )
+        )
+        ax.text(
+            0,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=10,
+            weight="bold" if text == "SimAM" else None,
+        )
         if row:
-            ax.add_patch(FancyArrowPatch((0, y + 0.7), (0, y + 0.32), arrowstyle="-|>", mutation_scale=12))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (0, y + 0.7), (0, y + 0.32), arrowstyle="-|>", mutation_scale=12
+                )
+            )
     plus = -path.index("+")
     shortcut = block.get_submodule("shortcut")
-    kind = "identity" if isinstance(shortcut, torch.nn.Identity) else " + ".join(
-        step_label(shortcut, name).split(": ")[-1] for name, _ in shortcut.named_children())
+    kind = (
+        "identity"
+        if isinstance(shortcut, torch.nn.Identity)
+        else " + ".join(
+            step_label(shortcut, name).split(": ")[-1]
+            for name, _ in shortcut.named_children()
+        )
+    )
     ax.plot([0.3, 1.6, 1.6], [0, 0, plus], color="black", lw=1)
-    ax.add_patch(FancyArrowPatch((1.6, plus), (1.02, plus), arrowstyle="-|>", mutation_scale=12))
-    ax.text(1.7, plus / 2, f"shortcut: {kind}", rotation=90, ha="left", va="center", fontsize=9)
+    ax.add_patch(
+        FancyArrowPatch((1.6, plus), (1.02, plus), arrowstyle="-|>", mutation_scale=12)
+    )
+    ax.text(
+        1.7,
+        plus / 2,
+        f"shortcut: {kind}",
+        rotation=90,
+        ha="left",
+        va="center",
+        fontsize=9,
+    )
     ax.set(xlim=(-1.3, 2.3), ylim=(-len(path) + 0.4, 0.6), title=title)
     ax.set_axis_off()
 
@@ -214,18 +276,27 @@ plt.show()
 
 # %%
 all_lines = experiments.read_results(simam.zoo.DEFAULT_RESULTS)  # the committed runs
-lines = [line for line in all_lines  # the grid: the paper's λ and place, the quick recipe as it is
-         if (line["dataset"], line["model"], line["recipe"]) == ("cifar10", "resnet20", "quick")
-         and line["lambda"] in (None, 1e-4) and line.get("place") is None
-         and not experiments.overrides(line["config"], line["recipe"])]
+lines = [
+    line
+    for line in all_lines  # the grid: the paper's λ and place, the quick recipe as it is
+    if (line["dataset"], line["model"], line["recipe"])
+    == ("cifar10", "resnet20", "quick")
+    and line["lambda"] in (None, 1e-4)
+    and line.get("place") is None
+    and not experiments.overrides(line["config"], line["recipe"])
+]
 cells = experiments.summarise(lines)
-print(f"ResNet-20, CIFAR-10, final top-1 %: course ({RECIPES['quick'].iterations:,} iterations, mean ± std)"
-      f" | paper, Table 2 ({RECIPES['paper'].iterations:,} iterations, 5 runs)")
+print(
+    f"ResNet-20, CIFAR-10, final top-1 %: course ({RECIPES['quick'].iterations:,} iterations, mean ± std)"
+    f" | paper, Table 2 ({RECIPES['paper'].iterations:,} iterations, 5 runs)"
+)
 for cell in cells:
     spread = "" if cell.std is None else f" ± {cell.std:.2f}"
     paper = PAPER_TABLE2[("cifar10", "resnet20", cell.attention)]
     seeds = f"{cell.n}" if cell.complete else f"{cell.n} of {cell.seeds_asked}"
-    print(f"{cell.attention:>6}: {cell.mean:.2f}{spread:7} ({seeds} seeds) | {paper[0]:.2f} ± {paper[1]:.2f}")
+    print(
+        f"{cell.attention:>6}: {cell.mean:.2f}{spread:7} ({seeds} seeds) | {paper[0]:.2f} ± {paper[1]:.2f}"
+    )
 
 # %% [markdown]
 # Each study of the course has a plan, committed before its runs (the grid's was written after
@@ -244,13 +315,22 @@ for study in experiments.read_studies(simam.zoo.DEFAULT_RESULTS):
     print(f"{study.name} study, {finished} of {planned} runs, plan {study.provenance}:")
     nominal = "nominally " if study.written == "after the runs" else ""
     for row in primary:
-        outcome = f"{nominal}established" if row.established(1) or row.established(-1) else "not established"
+        outcome = (
+            f"{nominal}established"
+            if row.established(1) or row.established(-1)
+            else "not established"
+        )
         p = "< 0.001" if row.holm_welch < 0.001 else f"= {row.holm_welch:.3f}"
-        print(f"  {row.planned.name}: {row.estimate:+.2f} points [{row.low:+.2f}, {row.high:+.2f}], "
-              f"Holm-adjusted Welch p {p}: {outcome}")
+        print(
+            f"  {row.planned.name}: {row.estimate:+.2f} points [{row.low:+.2f}, {row.high:+.2f}], "
+            f"Holm-adjusted Welch p {p}: {outcome}"
+        )
     if not primary:
         print("  no primary comparison yet: each of its cells needs two finished runs")
-paper_gain = PAPER_TABLE2[("cifar10", "resnet20", "simam")][0] - PAPER_TABLE2[("cifar10", "resnet20", "none")][0]
+paper_gain = (
+    PAPER_TABLE2[("cifar10", "resnet20", "simam")][0]
+    - PAPER_TABLE2[("cifar10", "resnet20", "none")][0]
+)
 print(f"paper, Table 2: SimAM − none {paper_gain:+.2f} points")
 
 # %% [markdown]

@@ -60,8 +60,10 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %% [markdown]
 # ## Why an energy function
@@ -157,8 +159,13 @@ def energy_by_definition(x, w, b, lambda_):
     """Equation (2) evaluated literally, with the explicit sum over the other neurons."""
     others = others_of(x)
     per_neuron = others.shape[:-1]
-    t_, w_, b_ = (torch.as_tensor(v, dtype=x.dtype).expand_as(x).reshape(per_neuron) for v in (x, w, b))
-    mean_over_others = (-1 - (w_[..., None] * others + b_[..., None])).square().mean(dim=-1)
+    t_, w_, b_ = (
+        torch.as_tensor(v, dtype=x.dtype).expand_as(x).reshape(per_neuron)
+        for v in (x, w, b)
+    )
+    mean_over_others = (
+        (-1 - (w_[..., None] * others + b_[..., None])).square().mean(dim=-1)
+    )
     target = (1 - (w_ * t_ + b_)).square()
     return (mean_over_others + target + lambda_ * w_.square()).reshape(x.shape)
 
@@ -258,12 +265,19 @@ sigma2_t = sp.Symbol("sigma_t^2", nonnegative=True)
 w, b = sp.symbols("w_t b_t", real=True)
 y_t, y_o = sp.symbols("y_t y_o", real=True)
 
-x1, x2, x3 = neighbours = sp.symbols("x_1:4", real=True)  # M = 4: the target and three others
+# M = 4: the target and three others
+x1, x2, x3 = neighbours = sp.symbols("x_1:4", real=True)
 mean_3 = sum(neighbours) / 3
 var_3 = sum((xi - mean_3) ** 2 for xi in neighbours) / 3
 
-eq1_explicit = (y_t - (w * t + b)) ** 2 + sum((y_o - (w * xi + b)) ** 2 for xi in neighbours) / 3
-eq2_explicit = sum((-1 - (w * xi + b)) ** 2 for xi in neighbours) / 3 + (1 - (w * t + b)) ** 2 + lam * w**2
+eq1_explicit = (y_t - (w * t + b)) ** 2 + sum(
+    (y_o - (w * xi + b)) ** 2 for xi in neighbours
+) / 3
+eq2_explicit = (
+    sum((-1 - (w * xi + b)) ** 2 for xi in neighbours) / 3
+    + (1 - (w * t + b)) ** 2
+    + lam * w**2
+)
 
 print("(2) - (1) with y_t = 1, y_o = -1:")
 display(sp.expand(eq2_explicit - eq1_explicit.subs({y_t: 1, y_o: -1})))
@@ -295,7 +309,9 @@ print({m: moment_identity_holds(m) for m in range(2, 10)})
 # the sign in equation (3).
 
 # %%
-energy_general = (y_t - w * t - b) ** 2 + (y_o - w * mu_t - b) ** 2 + w**2 * sigma2_t + lam * w**2
+energy_general = (
+    (y_t - w * t - b) ** 2 + (y_o - w * mu_t - b) ** 2 + w**2 * sigma2_t + lam * w**2
+)
 energy_eq2 = energy_general.subs({y_t: 1, y_o: -1})
 display(sp.Eq(sp.Symbol("e_t"), energy_eq2))
 
@@ -327,7 +343,9 @@ for lambda_ in (1e-4, 0.1):
 # the solution is the unique global minimum. We solve the system for equation (2) first.
 
 # %%
-stationary = sp.solve([sp.diff(energy_eq2, w), sp.diff(energy_eq2, b)], [w, b], dict=True)
+stationary = sp.solve(
+    [sp.diff(energy_eq2, w), sp.diff(energy_eq2, b)], [w, b], dict=True
+)
 print(f"number of solutions: {len(stationary)}")
 w_solved, b_solved = stationary[0][w], stationary[0][b]
 display(sp.Eq(w, w_solved), sp.Eq(b, b_solved))
@@ -348,7 +366,11 @@ b_derived = -sp.Rational(1, 2) * (t + mu_t) * w_derived
 assert sp.simplify(w_solved - w_derived) == 0
 assert sp.simplify(b_solved - b_derived) == 0
 D_symbol = sp.Symbol("D_t")
-display(sp.Eq(D_symbol, D_t), sp.Eq(w, 2 * (t - mu_t) / D_symbol), sp.Eq(b, -(t + mu_t) * w / 2))
+display(
+    sp.Eq(D_symbol, D_t),
+    sp.Eq(w, 2 * (t - mu_t) / D_symbol),
+    sp.Eq(b, -(t + mu_t) * w / 2),
+)
 
 # %% [markdown]
 # ### Is it a minimum?
@@ -436,7 +458,9 @@ display(sp.simplify(e_star_derived - e_star_printed_form))
 # $y_t, y_o$:
 
 # %%
-stationary_general = sp.solve([sp.diff(energy_general, w), sp.diff(energy_general, b)], [w, b], dict=True)[0]
+stationary_general = sp.solve(
+    [sp.diff(energy_general, w), sp.diff(energy_general, b)], [w, b], dict=True
+)[0]
 w_general = sp.factor(stationary_general[w])
 e_star_general = sp.factor(sp.simplify(energy_general.subs(stationary_general)))
 display(sp.Eq(w, w_general), sp.Eq(sp.Symbol("e_t^*"), e_star_general))
@@ -445,7 +469,9 @@ swapped = {y_t: -1, y_o: 1}
 print("w_t with the labels swapped (y_t = -1, y_o = +1) minus printed (3):")
 display(sp.simplify(w_general.subs(swapped) - w_printed))
 print("e_t* with the labels swapped minus e_t* with the paper's labels:")
-display(sp.simplify(e_star_general.subs(swapped) - e_star_general.subs({y_t: 1, y_o: -1})))
+display(
+    sp.simplify(e_star_general.subs(swapped) - e_star_general.subs({y_t: 1, y_o: -1}))
+)
 
 # %% [markdown]
 # The printed (3) is the exact minimiser for the *swapped* labels $y_t = -1$, $y_o = +1$.
@@ -460,7 +486,9 @@ display(sp.simplify(e_star_general.subs(swapped) - e_star_general.subs({y_t: 1, 
 # who evaluates (2) at the printed $(w_t, b_t)$. The excess energy there is
 
 # %%
-e_at_printed = energy_eq2.subs({w: w_printed, b: -sp.Rational(1, 2) * (t + mu_t) * w_printed})
+e_at_printed = energy_eq2.subs(
+    {w: w_printed, b: -sp.Rational(1, 2) * (t + mu_t) * w_printed}
+)
 excess = sp.factor(sp.simplify(e_at_printed - e_star_derived))
 print("e_t at the printed (w_t, b_t) minus e_t* =")
 display(excess)
@@ -474,7 +502,9 @@ print("e_t at the printed pair minus 2 =")
 display(sp.Add(*above_two))
 positive_lambda = {lam: sp.Symbol("lambda", positive=True)}
 signs = [term.subs(positive_lambda).is_nonnegative for term in above_two]
-print(f"SymPy finds each of the {len(above_two)} terms non-negative for lambda > 0: {all(signs)}")
+print(
+    f"SymPy finds each of the {len(above_two)} terms non-negative for lambda > 0: {all(signs)}"
+)
 assert all(signs)
 
 # %% [markdown]
@@ -492,7 +522,10 @@ assert all(signs)
 
 # %%
 example_values = [3, 0, 1, 0]
-target_value, rest = sp.Integer(example_values[0]), [sp.Integer(v) for v in example_values[1:]]
+target_value, rest = (
+    sp.Integer(example_values[0]),
+    [sp.Integer(v) for v in example_values[1:]],
+)
 example = {
     t: target_value,
     mu_t: sum(rest) / 3,
@@ -501,7 +534,10 @@ example = {
 }
 pairs = {
     "derived (3) corrected": (w_derived.subs(example), b_derived.subs(example)),
-    "printed (3) with (4)": (w_printed.subs(example), (-(t + mu_t) * w_printed / 2).subs(example)),
+    "printed (3) with (4)": (
+        w_printed.subs(example),
+        (-(t + mu_t) * w_printed / 2).subs(example),
+    ),
 }
 for label, (w_value, b_value) in pairs.items():
     energy_value = energy_eq2.subs(example).subs({w: w_value, b: b_value})
@@ -524,13 +560,24 @@ for label, (w_value, b_value) in pairs.items():
 x_example = torch.tensor(example_values, dtype=torch.float64).reshape(1, 1, 2, 2)
 w_package, b_package = simam.closed_form_minimiser(x_example, lambda_=0.0)
 energies = {
-    "corrected": simam.energy.energy(x_example, w_package, b_package, lambda_=0.0)[0, 0, 0, 0].item(),
-    "printed": simam.energy.energy(x_example, -w_package, -b_package, lambda_=0.0)[0, 0, 0, 0].item(),
+    "corrected": simam.energy.energy(x_example, w_package, b_package, lambda_=0.0)[
+        0, 0, 0, 0
+    ].item(),
+    "printed": simam.energy.energy(x_example, -w_package, -b_package, lambda_=0.0)[
+        0, 0, 0, 0
+    ].item(),
 }
 print(f"package w_t = {w_package[0, 0, 0, 0].item():.6f} (12/17 = {12 / 17:.6f})")
-print(f"energy at the corrected pair: {energies['corrected']:.6f} (2/17 = {2 / 17:.6f})")
-print(f"energy at the printed pair:   {energies['printed']:.6f} (130/17 = {130 / 17:.6f})")
-assert abs(energies["corrected"] - 2 / 17) < 1e-12 and abs(energies["printed"] - 130 / 17) < 1e-12
+print(
+    f"energy at the corrected pair: {energies['corrected']:.6f} (2/17 = {2 / 17:.6f})"
+)
+print(
+    f"energy at the printed pair:   {energies['printed']:.6f} (130/17 = {130 / 17:.6f})"
+)
+assert (
+    abs(energies["corrected"] - 2 / 17) < 1e-12
+    and abs(energies["printed"] - 130 / 17) < 1e-12
+)
 
 # %% [markdown]
 # ### The sign error at a glance
@@ -545,15 +592,21 @@ assert abs(energies["corrected"] - 2 / 17) < 1e-12 and abs(energies["printed"] -
 
 # %%
 lambda_ = 1e-4
-channel = torch.randn(1, 1, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+channel = torch.randn(
+    1, 1, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+)
 target = (channel - channel.mean()).abs().argmax().item()
-w_star, b_star = (v[0, 0, target].item() for v in simam.closed_form_minimiser(channel, lambda_))
+w_star, b_star = (
+    v[0, 0, target].item() for v in simam.closed_form_minimiser(channel, lambda_)
+)
 pairs = {"corrected (3)": (w_star, b_star), "printed (3)": (-w_star, -b_star)}
 
 
 def energy_of_target(w, b):
     """Equation (2) for the target neuron of `channel`, at every (w, b) of broadcastable w and b."""
-    w, b = (torch.as_tensor(v, dtype=torch.float64)[..., None, None, None] for v in (w, b))
+    w, b = (
+        torch.as_tensor(v, dtype=torch.float64)[..., None, None, None] for v in (w, b)
+    )
     return simam.energy.energy(channel, w, b, lambda_)[..., 0, 0, target]
 
 
@@ -563,25 +616,47 @@ b_axis = torch.linspace(-b_half_width, b_half_width, 301, dtype=torch.float64)
 landscape = energy_of_target(w_axis[None, :], b_axis[:, None])
 at = {name: energy_of_target(*pair).item() for name, pair in pairs.items()}
 
-loo_mean_5, loo_var_5 = (v[0, 0, target].item() for v in leave_one_out_statistics(channel))
+loo_mean_5, loo_var_5 = (
+    v[0, 0, target].item() for v in leave_one_out_statistics(channel)
+)
 D_5 = (channel[0, 0, target].item() - loo_mean_5) ** 2 + 2 * loo_var_5 + 2 * lambda_
 excess_5 = 8 * (channel[0, 0, target].item() - loo_mean_5) ** 2 / D_5
 assert at["corrected (3)"] <= landscape.min().item() + 1e-12  # no grid point is lower
-assert abs(at["printed (3)"] - at["corrected (3)"] - excess_5) < 1e-12  # the excess derived above
-print("channel:", [round(v, 3) for v in channel.flatten().tolist()], f"target: neuron {target}")
+# the excess derived above
+assert abs(at["printed (3)"] - at["corrected (3)"] - excess_5) < 1e-12
+print(
+    "channel:",
+    [round(v, 3) for v in channel.flatten().tolist()],
+    f"target: neuron {target}",
+)
 print(f"lowest energy on the 301 x 301 grid: {landscape.min().item():.4f}")
 for name, energy_value in at.items():
     print(f"energy at the {name} pair: {energy_value:.4f}")
-print(f"difference {at['printed (3)'] - at['corrected (3)']:.4f} = 8 (t - mu_t)^2 / D_t = {excess_5:.4f}")
+print(
+    f"difference {at['printed (3)'] - at['corrected (3)']:.4f} = 8 (t - mu_t)^2 / D_t = {excess_5:.4f}"
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 4.5))
 levels = [2.0**k for k in range(-4, 7)]
-filled = ax.contourf(w_axis, b_axis, landscape, levels=levels, norm=LogNorm(), extend="both")
+filled = ax.contourf(
+    w_axis, b_axis, landscape, levels=levels, norm=LogNorm(), extend="both"
+)
 fig.colorbar(filled, ticks=levels, format="%g", label="energy $e_t$ (log scale)")
 ax.contour(w_axis, b_axis, landscape, levels=[2.0], colors="white", linewidths=1.5)
-ax.plot(*pairs["corrected (3)"], "r*", ms=14, label=f"corrected (3): $e_t$ = {at['corrected (3)']:.3f}")
-ax.plot(*pairs["printed (3)"], "wX", ms=10, mec="k", label=f"printed (3): $e_t$ = {at['printed (3)']:.3f}")
+ax.plot(
+    *pairs["corrected (3)"],
+    "r*",
+    ms=14,
+    label=f"corrected (3): $e_t$ = {at['corrected (3)']:.3f}",
+)
+ax.plot(
+    *pairs["printed (3)"],
+    "wX",
+    ms=10,
+    mec="k",
+    label=f"printed (3): $e_t$ = {at['printed (3)']:.3f}",
+)
 ax.plot(0, 0, "ko", ms=5, label="$w_t = b_t = 0$: $e_t$ = 2 (white line)")
 ax.set_xlabel("$w_t$")
 ax.set_ylabel("$b_t$")
@@ -605,7 +680,11 @@ plt.show()
 # %%
 to_torch = {
     name: sp.lambdify((t, mu_t, sigma2_t, lam), expression, modules="math")
-    for name, expression in {"w": w_derived, "b": b_derived, "e*": e_star_derived}.items()
+    for name, expression in {
+        "w": w_derived,
+        "b": b_derived,
+        "e*": e_star_derived,
+    }.items()
 }
 others = others_of(x)
 loo_mean_brute = others.mean(dim=-1).reshape(x.shape)
@@ -615,19 +694,36 @@ for lambda_ in (1e-4, 0.1):
     w_pkg, b_pkg = simam.closed_form_minimiser(x, lambda_)
     e_pkg = simam.minimal_energy(x, lambda_, statistics="exact")
     args = (x, loo_mean_brute, loo_var_brute, lambda_)
-    check_close(f"closed_form_minimiser w vs derived, lambda = {lambda_:g}", w_pkg, to_torch["w"](*args))
-    check_close(f"closed_form_minimiser b vs derived, lambda = {lambda_:g}", b_pkg, to_torch["b"](*args))
-    check_close(f"minimal_energy exact vs derived e*, lambda = {lambda_:g}", e_pkg, to_torch["e*"](*args))
-    check_close(f"minimal_energy exact vs energy at minimiser, lambda = {lambda_:g}",
-                e_pkg, simam.energy.energy(x, w_pkg, b_pkg, lambda_))
+    check_close(
+        f"closed_form_minimiser w vs derived, lambda = {lambda_:g}",
+        w_pkg,
+        to_torch["w"](*args),
+    )
+    check_close(
+        f"closed_form_minimiser b vs derived, lambda = {lambda_:g}",
+        b_pkg,
+        to_torch["b"](*args),
+    )
+    check_close(
+        f"minimal_energy exact vs derived e*, lambda = {lambda_:g}",
+        e_pkg,
+        to_torch["e*"](*args),
+    )
+    check_close(
+        f"minimal_energy exact vs energy at minimiser, lambda = {lambda_:g}",
+        e_pkg,
+        simam.energy.energy(x, w_pkg, b_pkg, lambda_),
+    )
 
 # %%
 for lambda_ in (1e-4, 0.1):
     w_pkg, b_pkg = simam.closed_form_minimiser(x, lambda_)
     e_pkg = simam.minimal_energy(x, lambda_, statistics="exact")
     args = (x, loo_mean_brute, loo_var_brute, lambda_)
-    h_ww, h_wb, h_bb = (sp.lambdify((t, mu_t, sigma2_t, lam), hessian[i, j], modules="math")(*args)
-                        for i, j in ((0, 0), (0, 1), (1, 1)))
+    h_ww, h_wb, h_bb = (
+        sp.lambdify((t, mu_t, sigma2_t, lam), hessian[i, j], modules="math")(*args)
+        for i, j in ((0, 0), (0, 1), (1, 1))
+    )
     worst_mismatch, smallest_rise = 0.0, math.inf
     for _ in range(20):
         dw = 0.5 * torch.randn(x.shape, generator=generator, dtype=torch.float64)
@@ -636,9 +732,15 @@ for lambda_ in (1e-4, 0.1):
         quadratic_form = 0.5 * (h_ww * dw * dw + 2 * h_wb * dw * db + h_bb * db * db)
         worst_mismatch = max(worst_mismatch, (rise - quadratic_form).abs().max().item())
         smallest_rise = min(smallest_rise, rise.min().item())
-    check_close(f"20 random perturbations: rise = quadratic form, lambda = {lambda_:g}",
-                torch.tensor(worst_mismatch), torch.tensor(0.0), 1e-10)
-    print(f"lambda = {lambda_:g}: no perturbation lowered the energy: {smallest_rise > 0}")
+    check_close(
+        f"20 random perturbations: rise = quadratic form, lambda = {lambda_:g}",
+        torch.tensor(worst_mismatch),
+        torch.tensor(0.0),
+        1e-10,
+    )
+    print(
+        f"lambda = {lambda_:g}: no perturbation lowered the energy: {smallest_rise > 0}"
+    )
     assert smallest_rise > 0
 
 # %% [markdown]
@@ -675,7 +777,9 @@ mu_hat, S = sp.symbols("muhat S", real=True)  # SymPy typesets "muhat" as a hatt
 sigma2_hat = sp.Symbol("sigmahat^2", nonnegative=True)
 
 loo_mean = (M * mu_hat - t) / (M - 1)
-loo_sum_squares = sp.factor((S - (t - mu_hat) ** 2) - (M - 1) * (loo_mean - mu_hat) ** 2)
+loo_sum_squares = sp.factor(
+    (S - (t - mu_hat) ** 2) - (M - 1) * (loo_mean - mu_hat) ** 2
+)
 print("mu_t - mu_hat =")
 display(sp.factor(loo_mean - mu_hat))
 print("t - mu_t =")
@@ -702,21 +806,39 @@ mean_5 = sum(five) / 5
 sum_squares_5 = sum((xi - mean_5) ** 2 for xi in five)
 mean_others_5 = sum(others_5) / 4
 sum_squares_others_5 = sum((xi - mean_others_5) ** 2 for xi in others_5)
-print("mean identity, explicit minus down-dated:",
-      sp.simplify(mean_others_5 - loo_mean.subs({M: 5, mu_hat: mean_5, t: target_5})))
-print("sum-of-squares identity, explicit minus down-dated:",
-      sp.expand(sum_squares_others_5 - loo_sum_squares.subs({M: 5, mu_hat: mean_5, t: target_5, S: sum_squares_5})))
+print(
+    "mean identity, explicit minus down-dated:",
+    sp.simplify(mean_others_5 - loo_mean.subs({M: 5, mu_hat: mean_5, t: target_5})),
+)
+print(
+    "sum-of-squares identity, explicit minus down-dated:",
+    sp.expand(
+        sum_squares_others_5
+        - loo_sum_squares.subs({M: 5, mu_hat: mean_5, t: target_5, S: sum_squares_5})
+    ),
+)
 
 # %%
 loo_mean_pkg, loo_var_pkg = leave_one_out_statistics(x)
-check_close("leave_one_out_statistics mean vs brute force", loo_mean_pkg, loo_mean_brute)
-check_close("leave_one_out_statistics variance vs brute force", loo_var_pkg, loo_var_brute)
+check_close(
+    "leave_one_out_statistics mean vs brute force", loo_mean_pkg, loo_mean_brute
+)
+check_close(
+    "leave_one_out_statistics variance vs brute force", loo_var_pkg, loo_var_brute
+)
 flat = x.reshape(*x.shape[:2], -1)
 for correction in (0, 1):
     channel_mean, channel_var = channel_statistics(x, correction=correction)
-    check_close(f"channel_statistics mean, correction = {correction}", channel_mean.flatten(), flat.mean(-1).flatten())
-    check_close(f"channel_statistics variance, correction = {correction}", channel_var.flatten(),
-                flat.var(-1, correction=correction).flatten())
+    check_close(
+        f"channel_statistics mean, correction = {correction}",
+        channel_mean.flatten(),
+        flat.mean(-1).flatten(),
+    )
+    check_close(
+        f"channel_statistics variance, correction = {correction}",
+        channel_var.flatten(),
+        flat.var(-1, correction=correction).flatten(),
+    )
 
 # %% [markdown]
 # ### A bound that falls out: how far a neuron can be from its channel's mean
@@ -739,13 +861,24 @@ for correction in (0, 1):
 
 # %%
 loo_var_in_channel = (M * sigma2_hat - M * (t - mu_hat) ** 2 / (M - 1)) / (M - 1)
-channel_substitution = {mu_t: loo_mean.subs(S, M * sigma2_hat), sigma2_t: loo_var_in_channel}
+channel_substitution = {
+    mu_t: loo_mean.subs(S, M * sigma2_hat),
+    sigma2_t: loo_var_in_channel,
+}
 e_star_exact_channel = sp.factor(sp.cancel(e_star_derived.subs(channel_substitution)))
 
 d = sp.Symbol("d", real=True)  # t - muhat
 exact_numerator = M * ((M - 1) * sigma2_hat - d**2) + (M - 1) ** 2 * lam
-exact_denominator = M * (M - 2) * d**2 + 2 * M * (M - 1) * sigma2_hat + 2 * (M - 1) ** 2 * lam
-assert sp.cancel(e_star_exact_channel.subs(t, mu_hat + d) - 4 * exact_numerator / exact_denominator) == 0
+exact_denominator = (
+    M * (M - 2) * d**2 + 2 * M * (M - 1) * sigma2_hat + 2 * (M - 1) ** 2 * lam
+)
+assert (
+    sp.cancel(
+        e_star_exact_channel.subs(t, mu_hat + d)
+        - 4 * exact_numerator / exact_denominator
+    )
+    == 0
+)
 display(sp.Eq(sp.Symbol("e_t^*"), exact_numerator / exact_denominator * 4))
 
 
@@ -755,14 +888,20 @@ def e_star_shared(variance):
 
 
 e_star_paper = e_star_shared(sigma2_hat)  # denominator M, as (5) prints
-e_star_reference = e_star_shared(M * sigma2_hat / (M - 1))  # denominator M - 1, as the reference code
+# denominator M - 1, as the reference code
+e_star_reference = e_star_shared(M * sigma2_hat / (M - 1))
 # Numerator and denominator are both of degree 2 in M, so the limit M -> infinity is the ratio
 # of their M^2 coefficients.
 assert sp.degree(exact_numerator, M) == sp.degree(exact_denominator, M) == 2
-large_m_limit = 4 * sp.Poly(exact_numerator, M).LC() / sp.Poly(exact_denominator, M).LC()
+large_m_limit = (
+    4 * sp.Poly(exact_numerator, M).LC() / sp.Poly(exact_denominator, M).LC()
+)
 print("e_t* for M -> infinity =")
 display(large_m_limit)
-print("minus the printed (5):", sp.simplify(large_m_limit - e_star_paper.subs(t, mu_hat + d)))
+print(
+    "minus the printed (5):",
+    sp.simplify(large_m_limit - e_star_paper.subs(t, mu_hat + d)),
+)
 
 # %% [markdown]
 # $$e_t^* = \frac{4\,[M((M-1)\hat\sigma^2 - d^2) + (M-1)^2\lambda]}{M(M-2)\,d^2 + 2M(M-1)\,\hat\sigma^2 + 2(M-1)^2\lambda}.$$
@@ -806,8 +945,15 @@ print("minus the printed (5):", sp.simplify(large_m_limit - e_star_paper.subs(t,
 
 # %%
 d2 = sp.Symbol("d^2", nonnegative=True)  # the squared deviation (t - muhat)^2
-e_star_by_name = {"exact": e_star_exact_channel, "paper": e_star_paper, "reference": e_star_reference}
-importance_of_d2 = {name: sp.simplify((1 / e).subs(t, mu_hat + sp.sqrt(d2))) for name, e in e_star_by_name.items()}
+e_star_by_name = {
+    "exact": e_star_exact_channel,
+    "paper": e_star_paper,
+    "reference": e_star_reference,
+}
+importance_of_d2 = {
+    name: sp.simplify((1 / e).subs(t, mu_hat + sp.sqrt(d2)))
+    for name, e in e_star_by_name.items()
+}
 spread_sum = M * (M - 1) * sigma2_hat + (M - 1) ** 2 * lam  # the bracket A below
 neat_slope = {
     "exact": M**2 * spread_sum / (4 * (spread_sum - M * d2) ** 2),
@@ -828,15 +974,33 @@ for name, expression in importance_of_d2.items():
 
 # %%
 for side in (2, 4, 8):
-    channels = torch.randn(4, 64, side, side, generator=torch.Generator().manual_seed(side), dtype=torch.float64)
-    order_by_d2 = (channels - channels.mean(dim=(2, 3), keepdim=True)).square().flatten(2).argsort(dim=-1)
+    channels = torch.randn(
+        4,
+        64,
+        side,
+        side,
+        generator=torch.Generator().manual_seed(side),
+        dtype=torch.float64,
+    )
+    order_by_d2 = (
+        (channels - channels.mean(dim=(2, 3), keepdim=True))
+        .square()
+        .flatten(2)
+        .argsort(dim=-1)
+    )
     agree = torch.ones(channels.shape[:2], dtype=torch.bool)
     for lambda_ in (1e-4, 0.1):
         for name in ("exact", "paper", "reference"):
-            order = simam.importance(channels, lambda_, statistics=name).flatten(2).argsort(dim=-1)
+            order = (
+                simam.importance(channels, lambda_, statistics=name)
+                .flatten(2)
+                .argsort(dim=-1)
+            )
             agree &= (order == order_by_d2).all(dim=-1)
-    print(f"{side}x{side}: channels whose neurons all six importances order exactly as d^2: "
-          f"{int(agree.sum())} of {agree.numel()}")
+    print(
+        f"{side}x{side}: channels whose neurons all six importances order exactly as d^2: "
+        f"{int(agree.sum())} of {agree.numel()}"
+    )
     assert agree.all()
 
 # %% [markdown]
@@ -880,12 +1044,33 @@ quadratic_part = {
     "paper": sp.together(1 / e_star_paper - sp.Rational(1, 2)),
     "reference": sp.together(1 / e_star_reference - sp.Rational(1, 2)),
 }
-exact_minus_paper = (d**2 * (M * sigma2_hat + M * d**2 + (2 * M - 1) * lam)
-                     / (4 * (sigma2_hat + lam) * (M * ((M - 1) * sigma2_hat - d**2) + (M - 1) ** 2 * lam)))
-paper_minus_reference = sigma2_hat * d**2 / (4 * (sigma2_hat + lam) * (M * sigma2_hat + (M - 1) * lam))
+exact_minus_paper = (
+    d**2
+    * (M * sigma2_hat + M * d**2 + (2 * M - 1) * lam)
+    / (
+        4
+        * (sigma2_hat + lam)
+        * (M * ((M - 1) * sigma2_hat - d**2) + (M - 1) ** 2 * lam)
+    )
+)
+paper_minus_reference = (
+    sigma2_hat * d**2 / (4 * (sigma2_hat + lam) * (M * sigma2_hat + (M - 1) * lam))
+)
 for_d = {t: mu_hat + d}
-assert sp.simplify((quadratic_part["exact"] - quadratic_part["paper"]).subs(for_d) - exact_minus_paper) == 0
-assert sp.simplify((quadratic_part["paper"] - quadratic_part["reference"]).subs(for_d) - paper_minus_reference) == 0
+assert (
+    sp.simplify(
+        (quadratic_part["exact"] - quadratic_part["paper"]).subs(for_d)
+        - exact_minus_paper
+    )
+    == 0
+)
+assert (
+    sp.simplify(
+        (quadratic_part["paper"] - quadratic_part["reference"]).subs(for_d)
+        - paper_minus_reference
+    )
+    == 0
+)
 print("1/e*_exact - 1/e*_paper =")
 display(exact_minus_paper)
 print("1/e*_paper - 1/e*_reference =")
@@ -903,11 +1088,14 @@ display(paper_minus_reference)
 
 # %%
 excess_ratio = {
-    name: sp.factor(sp.simplify(inverse["exact"] / inverse[name] - 1)) for name in ("paper", "reference")
+    name: sp.factor(sp.simplify(inverse["exact"] / inverse[name] - 1))
+    for name in ("paper", "reference")
 }
 neat_excess = {
     "paper": z**2 * (1 + z**2) / ((M - 1 - z**2) * (2 + z**2)),
-    "reference": z**2 * ((M - 1) * z**2 + 2 * M - 1) / ((M - 1 - z**2) * ((M - 1) * z**2 + 2 * M)),
+    "reference": z**2
+    * ((M - 1) * z**2 + 2 * M - 1)
+    / ((M - 1 - z**2) * ((M - 1) * z**2 + 2 * M)),
 }
 for name, expression in excess_ratio.items():
     assert sp.simplify(expression - neat_excess[name]) == 0
@@ -929,15 +1117,22 @@ for name, expression in excess_ratio.items():
 
 # %%
 ratio_functions = {
-    name: sp.lambdify((M, z), inverse["exact"] / inverse[name], "math") for name in ("paper", "reference")
+    name: sp.lambdify((M, z), inverse["exact"] / inverse[name], "math")
+    for name in ("paper", "reference")
 }
-inverse_functions = {name: sp.lambdify((M, z), inverse[name], "math") for name in inverse}
+inverse_functions = {
+    name: sp.lambdify((M, z), inverse[name], "math") for name in inverse
+}
 
 
 z_values = (0.5, 1.0, 2.0, 3.0)
 map_sizes = (4, 9, 16, 64, 256, 1024)
 print("ratio of exact to shared 1/e* (lambda = 0), as paper / reference")
-print(f"{'M':>5} {'map':>6} | " + " | ".join(f"{f'z = {zv:g}':^15}" for zv in z_values) + " | max Delta omega")
+print(
+    f"{'M':>5} {'map':>6} | "
+    + " | ".join(f"{f'z = {zv:g}':^15}" for zv in z_values)
+    + " | max Delta omega"
+)
 for m in map_sizes:
     side = math.isqrt(m)
     cells, weight_gap = [], 0.0
@@ -945,10 +1140,16 @@ for m in map_sizes:
         if zv**2 >= m - 1:
             cells.append(f"{'-':^15}")
             continue
-        cells.append(f"{ratio_functions['paper'](m, zv):6.4f} / {ratio_functions['reference'](m, zv):6.4f}")
-        gap = sigmoid(inverse_functions["exact"](m, zv)) - sigmoid(inverse_functions["reference"](m, zv))
+        cells.append(
+            f"{ratio_functions['paper'](m, zv):6.4f} / {ratio_functions['reference'](m, zv):6.4f}"
+        )
+        gap = sigmoid(inverse_functions["exact"](m, zv)) - sigmoid(
+            inverse_functions["reference"](m, zv)
+        )
         weight_gap = max(weight_gap, gap)
-    print(f"{m:>5} {f'{side}x{side}':>6} | " + " | ".join(cells) + f" | {weight_gap:.4f}")
+    print(
+        f"{m:>5} {f'{side}x{side}':>6} | " + " | ".join(cells) + f" | {weight_gap:.4f}"
+    )
 
 # %% [markdown]
 # On a $2\times2$ map a neuron one standard deviation from the mean is 33% more important than the
@@ -962,11 +1163,18 @@ m_grid = [2**k for k in range(2, 13)]
 for zv, colour in zip((1.0, 2.0, 3.0), ("tab:blue", "tab:orange", "tab:green")):
     valid = [m for m in m_grid if zv**2 < m - 1]
     for name, style in (("paper", "-"), ("reference", "--")):
-        ax.loglog(valid, [ratio_functions[name](m, zv) - 1 for m in valid], style, color=colour,
-                  label=f"z = {zv:g}, {name}")
+        ax.loglog(
+            valid,
+            [ratio_functions[name](m, zv) - 1 for m in valid],
+            style,
+            color=colour,
+            label=f"z = {zv:g}, {name}",
+        )
 ax.set_xlabel("M, neurons per channel")
 ax.set_ylabel("exact 1/e* / shared 1/e*  - 1")
-ax.set_title("Relative under-estimate of the importance by shared statistics (lambda = 0)")
+ax.set_title(
+    "Relative under-estimate of the importance by shared statistics (lambda = 0)"
+)
 ax.legend(fontsize=8, ncol=2)
 ax.grid(True, which="both", alpha=0.3)
 plt.show()
@@ -982,24 +1190,44 @@ plt.show()
 # true minimum was checked in section 2.)
 
 # %%
-print(f"{'map':>6} | {'paper: median':>13} {'p99':>9} {'max Da':>7} "
-      f"| {'reference: median':>17} {'p99':>9} {'max Da':>7} | {'paper / ref':>11}")
+print(
+    f"{'map':>6} | {'paper: median':>13} {'p99':>9} {'max Da':>7} "
+    f"| {'reference: median':>17} {'p99':>9} {'max Da':>7} | {'paper / ref':>11}"
+)
 for side in (2, 3, 4, 8, 16, 32):
     maps = torch.randn(1, 64, side, side, generator=generator, dtype=torch.float64)
     exact = simam.importance(maps, 1e-4, statistics="exact")
-    shared = {name: simam.importance(maps, 1e-4, statistics=name) for name in ("paper", "reference")}
-    assert (shared["paper"] >= shared["reference"]).all()  # the paper's is closer, for every neuron
+    shared = {
+        name: simam.importance(maps, 1e-4, statistics=name)
+        for name in ("paper", "reference")
+    }
+    assert (
+        shared["paper"] >= shared["reference"]
+    ).all()  # the paper's is closer, for every neuron
     shortfall = {name: exact / importance_ - 1 for name, importance_ in shared.items()}
     row = []
     for name in ("paper", "reference"):
         assert shortfall[name].min().item() > -1e-12  # shared never over-estimates
         weight_gap = (torch.sigmoid(exact) - torch.sigmoid(shared[name])).max().item()
-        row.append(f"{shortfall[name].median().item():13.2e} {shortfall[name].quantile(0.99).item():9.2e} {weight_gap:7.4f}")
+        row.append(
+            f"{shortfall[name].median().item():13.2e} {shortfall[name].quantile(0.99).item():9.2e} {weight_gap:7.4f}"
+        )
     error_ratio = (shortfall["paper"] / shortfall["reference"]).median().item()
-    print(f"{f'{side}x{side}':>6} | " + f" | {'':4}".join(row) + f" | {error_ratio:11.2f}")
-z_squared = ((maps - maps.mean((2, 3), keepdim=True)) ** 2 / maps.var((2, 3), correction=0, keepdim=True)).median().item()
-print(f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, where (1 + z^2)/(2 + z^2) = "
-      f"{(1 + z_squared) / (2 + z_squared):.2f}")
+    print(
+        f"{f'{side}x{side}':>6} | " + f" | {'':4}".join(row) + f" | {error_ratio:11.2f}"
+    )
+z_squared = (
+    (
+        (maps - maps.mean((2, 3), keepdim=True)) ** 2
+        / maps.var((2, 3), correction=0, keepdim=True)
+    )
+    .median()
+    .item()
+)
+print(
+    f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, where (1 + z^2)/(2 + z^2) = "
+    f"{(1 + z_squared) / (2 + z_squared):.2f}"
+)
 
 # %% [markdown]
 # The medians follow the analytic table. The paper's under-estimate is, in the median, 0.59 to 0.71
@@ -1023,20 +1251,31 @@ print(f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, where (1 + z^2
 def discordant_pairs(a, b):
     """How many pairs of entries the tensors a and b (same shape) put in strictly opposite order."""
     a, b = a.flatten(), b.flatten()
-    return int(((a[:, None] - a[None, :]) * (b[:, None] - b[None, :]) < 0).sum().item()) // 2
+    return (
+        int(((a[:, None] - a[None, :]) * (b[:, None] - b[None, :]) < 0).sum().item())
+        // 2
+    )
 
 
 # %%
 scales = torch.linspace(0.05, 2.0, 64, dtype=torch.float64).reshape(1, 64, 1, 1)
-layer = scales * torch.randn(1, 64, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+layer = scales * torch.randn(
+    1, 64, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+)
 pair_count = layer.numel() * (layer.numel() - 1) // 2
 for lambda_ in (0.0, 1e-4, 0.1):
     exact = simam.importance(layer, lambda_, statistics="exact")
-    swapped_pairs = {name: discordant_pairs(simam.importance(layer, lambda_, statistics=name), exact)
-                     for name in ("paper", "reference")}
-    print(f"lambda = {lambda_:g}: pairs ordered differently from the exact importance, of {pair_count}: "
-          f"paper {swapped_pairs['paper']}, reference {swapped_pairs['reference']}")
-    assert swapped_pairs["reference"] == 0 and (lambda_ > 0 or swapped_pairs["paper"] == 0)
+    swapped_pairs = {
+        name: discordant_pairs(simam.importance(layer, lambda_, statistics=name), exact)
+        for name in ("paper", "reference")
+    }
+    print(
+        f"lambda = {lambda_:g}: pairs ordered differently from the exact importance, of {pair_count}: "
+        f"paper {swapped_pairs['paper']}, reference {swapped_pairs['reference']}"
+    )
+    assert swapped_pairs["reference"] == 0 and (
+        lambda_ > 0 or swapped_pairs["paper"] == 0
+    )
 
 # %% [markdown]
 # Across channels the reference code's $1/(M-1)$ keeps the exact order and the paper's $1/M$ does
@@ -1090,17 +1329,31 @@ display(importance_form)
 # %%
 for name in ("exact", "paper", "reference"):
     for lambda_ in (1e-4, 0.1):
-        check_close(f"importance vs 1/minimal_energy, {name}, lambda = {lambda_:g}",
-                    simam.importance(x, lambda_, statistics=name),
-                    1 / simam.minimal_energy(x, lambda_, statistics=name))
+        check_close(
+            f"importance vs 1/minimal_energy, {name}, lambda = {lambda_:g}",
+            simam.importance(x, lambda_, statistics=name),
+            1 / simam.minimal_energy(x, lambda_, statistics=name),
+        )
 
 lambda_ = 1e-4
 squared_distance = (x - x.mean(dim=(2, 3), keepdim=True)).square()
-variance_hw_minus_1 = squared_distance.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3] - 1)
-reference_inverse_energy = squared_distance / (4 * (variance_hw_minus_1 + lambda_)) + 0.5
-check_close("importance reference vs reference-code formula", simam.importance(x, lambda_), reference_inverse_energy)
+variance_hw_minus_1 = squared_distance.sum(dim=(2, 3), keepdim=True) / (
+    x.shape[2] * x.shape[3] - 1
+)
+reference_inverse_energy = (
+    squared_distance / (4 * (variance_hw_minus_1 + lambda_)) + 0.5
+)
+check_close(
+    "importance reference vs reference-code formula",
+    simam.importance(x, lambda_),
+    reference_inverse_energy,
+)
 refined = x * torch.sigmoid(simam.importance(x, lambda_))
-check_close("X * sigmoid(1/E) vs reference-code output", refined, x * torch.sigmoid(reference_inverse_energy))
+check_close(
+    "X * sigmoid(1/E) vs reference-code output",
+    refined,
+    x * torch.sigmoid(reference_inverse_energy),
+)
 
 # %% [markdown]
 # ### The weight as a function of how far a neuron stands out
@@ -1117,23 +1370,45 @@ check_close("X * sigmoid(1/E) vs reference-code output", refined, x * torch.sigm
 # standardised to mean 0 and variance 1, so that each value *is* its neuron's $z$.
 
 # %%
-at_unit_spread = {t: z, mu_hat: 0, sigma2_hat: 1}  # z in units of sigmahat, lambda in units of sigmahat^2
+# z in units of sigmahat, lambda in units of sigmahat^2
+at_unit_spread = {
+    t: z,
+    mu_hat: 0,
+    sigma2_hat: 1,
+}
 weight_curve = {
-    name: sp.lambdify((M, z, lam), 1 / (1 + sp.exp(-1 / e.subs(at_unit_spread))), "math")
+    name: sp.lambdify(
+        (M, z, lam), 1 / (1 + sp.exp(-1 / e.subs(at_unit_spread))), "math"
+    )
     for name, e in e_star_by_name.items()
 }
 standardised = {}
 for m in (4, 9, 64):
-    values = torch.randn(1, 1, m, generator=torch.Generator().manual_seed(m), dtype=torch.float64)
+    values = torch.randn(
+        1, 1, m, generator=torch.Generator().manual_seed(m), dtype=torch.float64
+    )
     standardised[m] = (values - values.mean()) / values.std(correction=0)
 
-for m, lambda_, exact in ((4, 1e-4, False), (4, 1e-4, True), (9, 1e-4, False), (9, 1e-4, True),
-                          (64, 1e-4, False), (64, 1e-4, True), (64, 0.1, False), (64, 1.0, False)):
+for m, lambda_, exact in (
+    (4, 1e-4, False),
+    (4, 1e-4, True),
+    (9, 1e-4, False),
+    (9, 1e-4, True),
+    (64, 1e-4, False),
+    (64, 1e-4, True),
+    (64, 0.1, False),
+    (64, 1.0, False),
+):
     values = standardised[m]
     curve = weight_curve["exact" if exact else "reference"]
-    on_curve = torch.tensor([curve(m, zv, lambda_) for zv in values.flatten().tolist()], dtype=torch.float64)
-    check_close(f"SimAM(lambda_={lambda_:g}, exact={exact}) vs the weight curve, M = {m}",
-                simam.SimAM(lambda_=lambda_, exact=exact)(values), values * on_curve.reshape(values.shape))
+    on_curve = torch.tensor(
+        [curve(m, zv, lambda_) for zv in values.flatten().tolist()], dtype=torch.float64
+    )
+    check_close(
+        f"SimAM(lambda_={lambda_:g}, exact={exact}) vs the weight curve, M = {m}",
+        simam.SimAM(lambda_=lambda_, exact=exact)(values),
+        values * on_curve.reshape(values.shape),
+    )
 
 # %% [markdown]
 # The curves, with the constructed channels' neurons as dots. On the left the module's weight
@@ -1145,15 +1420,32 @@ for m, lambda_, exact in ((4, 1e-4, False), (4, 1e-4, True), (9, 1e-4, False), (
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 z_axis = [i / 100 for i in range(401)]
-dots = {m: (values.abs().flatten(), (simam.SimAM()(values) / values).flatten()) for m, values in standardised.items()}
+dots = {
+    m: (values.abs().flatten(), (simam.SimAM()(values) / values).flatten())
+    for m, values in standardised.items()
+}
 for lambda_, colour in zip((1e-4, 0.1, 1.0), ("C0", "C1", "C2")):
-    left.plot(z_axis, [weight_curve["reference"](64, zv, lambda_) for zv in z_axis], color=colour,
-              label=f"$\\lambda$ = {lambda_:g} $\\hat\\sigma^2$")
+    left.plot(
+        z_axis,
+        [weight_curve["reference"](64, zv, lambda_) for zv in z_axis],
+        color=colour,
+        label=f"$\\lambda$ = {lambda_:g} $\\hat\\sigma^2$",
+    )
 left.plot(*dots[64], "k.", label="SimAM on a standardised channel, M = 64")
 for m, colour in zip((4, 9, 64, 1024), ("C3", "C4", "C0", "C5")):
     reachable = [zv for zv in z_axis if zv**2 < m - 1]
-    right.plot(reachable, [weight_curve["reference"](m, zv, 1e-4) for zv in reachable], color=colour, label=f"M = {m}")
-    right.plot(reachable, [weight_curve["exact"](m, zv, 1e-4) for zv in reachable], "--", color=colour)
+    right.plot(
+        reachable,
+        [weight_curve["reference"](m, zv, 1e-4) for zv in reachable],
+        color=colour,
+        label=f"M = {m}",
+    )
+    right.plot(
+        reachable,
+        [weight_curve["exact"](m, zv, 1e-4) for zv in reachable],
+        "--",
+        color=colour,
+    )
     if m in dots:
         right.plot(*dots[m], ".", color=colour)
 for ax in (left, right):
@@ -1168,8 +1460,10 @@ plt.show()
 
 # %%
 for zv in (0.0, 1.0, 2.0, 3.0):
-    print(f"|z| = {zv:g}: weight {weight_curve['reference'](1024, zv, 1e-4):.4f} "
-          f"(reference statistics, 32x32 map, lambda = 1e-4 sigmahat^2)")
+    print(
+        f"|z| = {zv:g}: weight {weight_curve['reference'](1024, zv, 1e-4):.4f} "
+        f"(reference statistics, 32x32 map, lambda = 1e-4 sigmahat^2)"
+    )
 
 # %% [markdown]
 # The weight starts at $\operatorname{sigmoid}(1/2) \approx 0.62$ for a neuron at its channel's mean
@@ -1214,29 +1508,53 @@ for name, expression in spike_bound.items():
     print(f"largest 1/e* with {name} statistics (at z^2 = M - 1) =")
     display(expression)
 print("exact 1/e* as z^2 approaches M - 1, for M = 4 and M = 1024:")
-display([sp.limit(inverse["exact"].subs(M, m), z, sp.sqrt(m - 1), dir="-") for m in (4, 1024)])
+display(
+    [
+        sp.limit(inverse["exact"].subs(M, m), z, sp.sqrt(m - 1), dir="-")
+        for m in (4, 1024)
+    ]
+)
 
 # %%
-bound_functions = {name: sp.lambdify(M, expression, "math") for name, expression in spike_bound.items()}
-print(f"{'map':>6} {'M':>5} | {'max 1/e* paper':>14} {'reference':>10} | {'weight range (reference statistics)':>36}")
+bound_functions = {
+    name: sp.lambdify(M, expression, "math") for name, expression in spike_bound.items()
+}
+print(
+    f"{'map':>6} {'M':>5} | {'max 1/e* paper':>14} {'reference':>10} | {'weight range (reference statistics)':>36}"
+)
 for side in (1, 2, 3, 4, 7, 8, 14, 16, 32):
     m = side * side
     spike = torch.zeros(1, 1, side, side, dtype=torch.float64)
     spike[0, 0, 0, 0] = 1.0
-    reached = {name: simam.importance(spike, 0.0, statistics=name).max().item() for name in ("paper", "reference")}
+    reached = {
+        name: simam.importance(spike, 0.0, statistics=name).max().item()
+        for name in ("paper", "reference")
+    }
     for name in reached:
-        assert abs(reached[name] - bound_functions[name](m)) < 1e-9 * max(1.0, reached[name])
+        assert abs(reached[name] - bound_functions[name](m)) < 1e-9 * max(
+            1.0, reached[name]
+        )
     upper = sigmoid(bound_functions["reference"](m))
-    upper_text = f"{upper:.4f}" if upper < 0.99995 else f"1 - {sigmoid(-bound_functions['reference'](m)):.1e}"
-    print(f"{f'{side}x{side}':>6} {m:>5} | {bound_functions['paper'](m):14.4f} {bound_functions['reference'](m):10.4f} "
-          f"| [{sigmoid(0.5):.4f}, {upper_text}]")
+    upper_text = (
+        f"{upper:.4f}"
+        if upper < 0.99995
+        else f"1 - {sigmoid(-bound_functions['reference'](m)):.1e}"
+    )
+    print(
+        f"{f'{side}x{side}':>6} {m:>5} | {bound_functions['paper'](m):14.4f} {bound_functions['reference'](m):10.4f} "
+        f"| [{sigmoid(0.5):.4f}, {upper_text}]"
+    )
 
 spike = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
 spike[0, 0, 0, 0] = 1.0
 for lambda_ in (0.0, 1e-4):
-    e_exact = simam.minimal_energy(spike, lambda_, statistics="exact")[0, 0, 0, 0].item()
-    print(f"2x2 spike, exact statistics, lambda = {lambda_:g}: e* = {e_exact:.3e}, "
-          f"1/e* = {(1 / e_exact if e_exact > 0 else math.inf):.1f}")
+    e_exact = simam.minimal_energy(spike, lambda_, statistics="exact")[
+        0, 0, 0, 0
+    ].item()
+    print(
+        f"2x2 spike, exact statistics, lambda = {lambda_:g}: e* = {e_exact:.3e}, "
+        f"1/e* = {(1 / e_exact if e_exact > 0 else math.inf):.1f}"
+    )
 
 # %% [markdown]
 # The spike maps reach the bounds exactly (asserted in the loop). With exact statistics the
@@ -1265,10 +1583,19 @@ for lambda_ in (0.0, 1e-4):
 # %%
 print(f"{'map':>6} | {'smallest weight':>15} {'largest weight':>15}")
 for side in (2, 4, 8, 32):
-    weights = torch.sigmoid(simam.importance(torch.randn(1, 1, side, side, generator=generator, dtype=torch.float64)))
+    weights = torch.sigmoid(
+        simam.importance(
+            torch.randn(1, 1, side, side, generator=generator, dtype=torch.float64)
+        )
+    )
     assert weights.min().item() >= sigmoid(0.5) - 1e-12
-    assert weights.max().item() <= sigmoid(bound_functions["reference"](side * side)) + 1e-12
-    print(f"{f'{side}x{side}':>6} | {weights.min().item():15.4f} {weights.max().item():15.4f}")
+    assert (
+        weights.max().item()
+        <= sigmoid(bound_functions["reference"](side * side)) + 1e-12
+    )
+    print(
+        f"{f'{side}x{side}':>6} | {weights.min().item():15.4f} {weights.max().item():15.4f}"
+    )
 
 # %% [markdown]
 # All numerical checks of this chapter, with the largest absolute difference each one found, and the
@@ -1279,7 +1606,9 @@ for side in (2, 4, 8, 32):
 # %% tags=["nbval-ignore-output"]
 for name, (difference, size) in CHECKS.items():
     print(f"{difference:9.2e}  {name}")
-largest_relative = max(difference / max(size, 1.0) for difference, size in CHECKS.values())
+largest_relative = max(
+    difference / max(size, 1.0) for difference, size in CHECKS.values()
+)
 print(f"{len(CHECKS)} checks; largest relative difference: {largest_relative:.1e}")
 assert largest_relative < 1e-10
 
@@ -1328,7 +1657,9 @@ assert sp.simplify(w_general.subs(zero_one) - w_derived / 2) == 0
 assert sp.simplify(e_star_general.subs(zero_one) - e_star_derived / 4) == 0
 print("with labels 1 and 0: e_t* =")
 display(sp.factor(e_star_general.subs(zero_one)))
-print(f"weight of a neuron at its channel mean: sigmoid(2) = {sigmoid(2.0):.4f} instead of {sigmoid(0.5):.4f}")
+print(
+    f"weight of a neuron at its channel mean: sigmoid(2) = {sigmoid(2.0):.4f} instead of {sigmoid(0.5):.4f}"
+)
 
 # %% [markdown]
 # **2. The sign, by hand.** A channel holds the four values $0, 0, 0, 1$; the target is the $1$, and
@@ -1340,13 +1671,21 @@ print(f"weight of a neuron at its channel mean: sigmoid(2) = {sigmoid(2.0):.4f} 
 # = -1, mapping the target to +1 and the others to -1 exactly: energy 0. Printed: w_t = -2, b_t = +1,
 # mapping the target to -1 and the others to +1: energy (1 - (-1))^2 + (-1 - 1)^2 = 8.
 four = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).reshape(1, 1, 2, 2)
-w_four, b_four = (v[0, 0, 1, 1].item() for v in simam.closed_form_minimiser(four, lambda_=0.0))
-corrected_energy = simam.energy.energy(four, w_four, b_four, lambda_=0.0)[0, 0, 1, 1].item()
-printed_energy = simam.energy.energy(four, -w_four, -b_four, lambda_=0.0)[0, 0, 1, 1].item()
+w_four, b_four = (
+    v[0, 0, 1, 1].item() for v in simam.closed_form_minimiser(four, lambda_=0.0)
+)
+corrected_energy = simam.energy.energy(four, w_four, b_four, lambda_=0.0)[
+    0, 0, 1, 1
+].item()
+printed_energy = simam.energy.energy(four, -w_four, -b_four, lambda_=0.0)[
+    0, 0, 1, 1
+].item()
 assert abs(w_four - 2) < 1e-12 and abs(b_four + 1) < 1e-12
 assert abs(corrected_energy) < 1e-12 and abs(printed_energy - 8) < 1e-12
-print(f"corrected: w = {w_four:.4f}, b = {b_four:.4f}, energy {corrected_energy:.4f}; "
-      f"printed: w = {-w_four:.4f}, b = {-b_four:.4f}, energy {printed_energy:.4f}")
+print(
+    f"corrected: w = {w_four:.4f}, b = {b_four:.4f}, energy {corrected_energy:.4f}; "
+    f"printed: w = {-w_four:.4f}, b = {-b_four:.4f}, energy {printed_energy:.4f}"
+)
 
 # %% [markdown]
 # **3. The cap on a $3 \times 3$ map.** With the reference code's statistics and $\lambda = 0$, what
@@ -1359,8 +1698,14 @@ print(f"corrected: w = {w_four:.4f}, b = {b_four:.4f}, energy {corrected_energy:
 # 1/e* <= (M - 1)/4 + 1/2 = 5/2, weight sigmoid(5/2) = 0.924.
 spike_3x3 = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
 spike_3x3[0, 0, 1, 1] = 5.0
-largest = {name: simam.importance(spike_3x3, 0.0, statistics=name).max().item() for name in ("reference", "paper")}
-assert abs(largest["reference"] - 41 / 18) < 1e-12 and abs(largest["paper"] - 5 / 2) < 1e-12
+largest = {
+    name: simam.importance(spike_3x3, 0.0, statistics=name).max().item()
+    for name in ("reference", "paper")
+}
+assert (
+    abs(largest["reference"] - 41 / 18) < 1e-12
+    and abs(largest["paper"] - 5 / 2) < 1e-12
+)
 for name, value in largest.items():
     print(f"{name}: largest 1/e* = {value:.4f}, largest weight = {sigmoid(value):.4f}")
 
@@ -1380,14 +1725,29 @@ s_sym = sp.Symbol("s", positive=True)
 d_of_r = sp.sqrt(r_sym * s_sym)  # d^2 = r s
 loo_spread = s_sym - M * d_of_r**2 / (M - 1) ** 2  # sigma_t^2 + lambda
 e_exact_of_r = 4 * loo_spread / ((M * d_of_r / (M - 1)) ** 2 + 2 * loo_spread)
-assert sp.simplify(e_exact_of_r - 4 * ((M - 1) ** 2 - M * r_sym) / (M * (M - 2) * r_sym + 2 * (M - 1) ** 2)) == 0
-random_map = torch.randn(2, 8, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+assert (
+    sp.simplify(
+        e_exact_of_r
+        - 4 * ((M - 1) ** 2 - M * r_sym) / (M * (M - 2) * r_sym + 2 * (M - 1) ** 2)
+    )
+    == 0
+)
+random_map = torch.randn(
+    2, 8, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+)
 m = 16
 for lambda_ in (1e-4, 0.1):
-    r_values = 4 * simam.importance(random_map, lambda_) - 2  # from the reference code's output only
-    exact_from_reference = (m * (m - 2) * r_values + 2 * (m - 1) ** 2) / (4 * ((m - 1) ** 2 - m * r_values))
-    check_close(f"exact importance from the reference one, lambda = {lambda_:g}", exact_from_reference,
-                simam.importance(random_map, lambda_, statistics="exact"), 1e-10)
+    # from the reference code's output only
+    r_values = 4 * simam.importance(random_map, lambda_) - 2
+    exact_from_reference = (m * (m - 2) * r_values + 2 * (m - 1) ** 2) / (
+        4 * ((m - 1) ** 2 - m * r_values)
+    )
+    check_close(
+        f"exact importance from the reference one, lambda = {lambda_:g}",
+        exact_from_reference,
+        simam.importance(random_map, lambda_, statistics="exact"),
+        1e-10,
+    )
 
 # %% [markdown]
 # **5. Why "3-D".** CBAM's overall weight is a product $A^{\mathrm{ch}} \odot A^{\mathrm{sp}}$ of a channel weight and a spatial
@@ -1405,8 +1765,10 @@ weights = torch.sigmoid(simam.importance(two_spikes)).reshape(2, 4)
 minor = (weights[0, 0] * weights[1, 3] - weights[0, 3] * weights[1, 0]).item()
 singular_values = torch.linalg.svdvals(weights)
 assert minor > 0.1 and singular_values[1].item() > 0.05
-print(f"weights:\n{weights.numpy().round(4)}\nminor over positions 0 and 3: {minor:.4f}; "
-      f"second singular value {singular_values[1].item():.4f} (0 for a product)")
+print(
+    f"weights:\n{weights.numpy().round(4)}\nminor over positions 0 and 3: {minor:.4f}; "
+    f"second singular value {singular_values[1].item():.4f} (0 for a product)"
+)
 
 # %% [markdown]
 # ## References

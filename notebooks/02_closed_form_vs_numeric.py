@@ -72,8 +72,10 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import time
@@ -99,7 +101,8 @@ from simam.energy import (
 )
 
 QUICK = simam.quick_mode()
-QUICK_BUDGET = QUICK or smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
+# the quick budget, also when a test runs the full mode on a CPU
+QUICK_BUDGET = QUICK or smoke_test()
 simam.seed_everything(0)
 print(f"quick mode: {QUICK}")
 
@@ -114,9 +117,12 @@ DTYPE = torch.float64
 device = "cuda" if torch.cuda.is_available() else "cpu"
 LAMBDA = 1e-4  # the paper's value for CIFAR
 
-N_IMAGES = 8 if QUICK_BUDGET else 256  # images behind the statistics of sections 1, 4 and 5
-N_SOLVED = 1 if QUICK_BUDGET else 64  # images whose neurons the optimisers solve in section 3
-STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 2000}  # gradient descent: section 2
+# images behind the statistics of sections 1, 4 and 5
+N_IMAGES = 8 if QUICK_BUDGET else 256
+# images whose neurons the optimisers solve in section 3
+N_SOLVED = 1 if QUICK_BUDGET else 64
+# gradient descent: section 2
+STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 2000}
 
 # %% [markdown]
 # The helpers that serve the whole chapter are in the next cell. `check_below` asserts that a
@@ -142,7 +148,9 @@ def hessians(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     h_ww = 2 * (x**2 + mean_t**2 + var_t + lambda_)
     h_wb = 2 * (x + mean_t)
     h_bb = torch.full_like(x, 4.0)
-    return torch.stack([torch.stack([h_ww, h_wb], -1), torch.stack([h_wb, h_bb], -1)], -2)
+    return torch.stack(
+        [torch.stack([h_ww, h_wb], -1), torch.stack([h_wb, h_bb], -1)], -2
+    )
 
 
 def condition_numbers(x: torch.Tensor, lambda_: float) -> torch.Tensor:
@@ -180,13 +188,16 @@ channel_std = torch.tensor(CIFAR10_STD, dtype=DTYPE).view(1, 3, 1, 1)
 images = (images - channel_mean) / channel_std
 source = f"{N_IMAGES} CIFAR-10 test images"
 
-torch.manual_seed(0)  # the same filters on every machine: initialised on the CPU, then moved
+# the same filters on every machine: initialised on the CPU, then moved
+torch.manual_seed(0)
 conv = torch.nn.Conv2d(3, 16, kernel_size=3, padding=1, dtype=DTYPE).to(device)
 with torch.no_grad():
     maps = conv(images.to(device))
 
 print(f"source: {source}")
-print(f"feature maps: {tuple(maps.shape)}, M = {maps.shape[2] * maps.shape[3]} neurons per channel")
+print(
+    f"feature maps: {tuple(maps.shape)}, M = {maps.shape[2] * maps.shape[3]} neurons per channel"
+)
 print(
     f"values: mean {maps.mean().item():.3f}, std {maps.std().item():.3f}, "
     f"range [{maps.min().item():.3f}, {maps.max().item():.3f}]"
@@ -200,16 +211,24 @@ print(
 # channels of all images on a log scale.
 
 # %%
-mean_hat, variance_hat = channel_statistics(maps)  # correction 0: the paper's sigma-hat^2 = S / M
+# correction 0: the paper's sigma-hat^2 = S / M
+mean_hat, variance_hat = channel_statistics(maps)
 z = ((maps - mean_hat) / variance_hat.sqrt()).flatten().cpu()
-normal_tail = {threshold: torch.special.erfc(torch.tensor(threshold / 2**0.5)).item() for threshold in (3, 4, 5)}
+normal_tail = {
+    threshold: torch.special.erfc(torch.tensor(threshold / 2**0.5)).item()
+    for threshold in (3, 4, 5)
+}
 for threshold, expected in normal_tail.items():
     beyond = int((z.abs() > threshold).sum())
     fraction = beyond / z.numel()
-    print(f"|z| > {threshold}: {beyond} of {z.numel()} neurons, a fraction {fraction:.1e}; normal: {expected:.1e}")
+    print(
+        f"|z| > {threshold}: {beyond} of {z.numel()} neurons, a fraction {fraction:.1e}; normal: {expected:.1e}"
+    )
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(11, 2.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.8]})
+fig, axes = plt.subplots(
+    1, 4, figsize=(11, 2.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.8]}
+)
 axes[0].imshow(uint8_images[0].permute(1, 2, 0).numpy())
 axes[0].set_title("test image 0")
 for ax, channel in zip(axes[1:3], (0, 9)):
@@ -218,8 +237,22 @@ for ax, channel in zip(axes[1:3], (0, 9)):
 for ax in axes[:3]:
     ax.axis("off")
 grid = np.linspace(-6, 6, 241)
-axes[3].hist(z.numpy(), bins=120, range=(-6, 6), density=True, log=True, histtype="step", label="feature maps")
-axes[3].plot(grid, np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi), "k--", linewidth=1, label="standard normal")
+axes[3].hist(
+    z.numpy(),
+    bins=120,
+    range=(-6, 6),
+    density=True,
+    log=True,
+    histtype="step",
+    label="feature maps",
+)
+axes[3].plot(
+    grid,
+    np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi),
+    "k--",
+    linewidth=1,
+    label="standard normal",
+)
 axes[3].set_ylim(1e-6, 1)
 axes[3].set_xlabel(r"$z = (t - \hat\mu)/\hat\sigma$")
 axes[3].legend(fontsize=8)
@@ -238,8 +271,12 @@ solved = maps[:N_SOLVED]
 w_star, b_star = closed_form_minimiser(solved, LAMBDA)
 e_star = minimal_energy(solved, LAMBDA, statistics="exact")
 mean_e_star = e_star.mean().item()
-print(f"{solved.numel()} neurons to solve ({N_SOLVED} image(s) x 16 channels x 32 x 32)")
-print(f"closed form: |w*| <= {w_star.abs().max().item():.3f}, e* in [{e_star.min().item():.4f}, {e_star.max().item():.4f}]")
+print(
+    f"{solved.numel()} neurons to solve ({N_SOLVED} image(s) x 16 channels x 32 x 32)"
+)
+print(
+    f"closed form: |w*| <= {w_star.abs().max().item():.3f}, e* in [{e_star.min().item():.4f}, {e_star.max().item():.4f}]"
+)
 
 # %% [markdown]
 # ## 2. The shape of the problem
@@ -291,20 +328,34 @@ kappa = eig_max / eig_min
 # Autograd: second derivatives at an arbitrary point (the energy is quadratic, any point will do).
 w = torch.full_like(solved, 0.3, requires_grad=True)
 b = torch.full_like(solved, -0.2, requires_grad=True)
-grad_w, grad_b = torch.autograd.grad(energy(solved, w, b, LAMBDA).sum(), (w, b), create_graph=True)
+grad_w, grad_b = torch.autograd.grad(
+    energy(solved, w, b, LAMBDA).sum(), (w, b), create_graph=True
+)
 auto_ww, auto_wb = torch.autograd.grad(grad_w.sum(), (w, b), retain_graph=True)
 (auto_bb,) = torch.autograd.grad(grad_b.sum(), b)
 hessian_error = max(
-    (auto_ww - H[..., 0, 0]).abs().max(), (auto_wb - H[..., 0, 1]).abs().max(), (auto_bb - H[..., 1, 1]).abs().max()
+    (auto_ww - H[..., 0, 0]).abs().max(),
+    (auto_wb - H[..., 0, 1]).abs().max(),
+    (auto_bb - H[..., 1, 1]).abs().max(),
 ).item()
-check_below("Hessian formula against autograd, largest difference", hessian_error, 1e-10)
-print(f"neurons with a positive definite Hessian: {int((eig_min > 0).sum())} of {eig_min.numel()}")
+check_below(
+    "Hessian formula against autograd, largest difference", hessian_error, 1e-10
+)
+print(
+    f"neurons with a positive definite Hessian: {int((eig_min > 0).sum())} of {eig_min.numel()}"
+)
 assert (eig_min > 0).all()
 
-quantiles = torch.quantile(kappa.flatten().cpu(), torch.tensor([0.5, 0.9, 0.99, 1.0], dtype=DTYPE))
-print("condition number kappa_t over the neurons: " + ", ".join(
-    f"{name} {value:.3g}" for name, value in zip(["median", "90%", "99%", "max"], quantiles.tolist())
-))
+quantiles = torch.quantile(
+    kappa.flatten().cpu(), torch.tensor([0.5, 0.9, 0.99, 1.0], dtype=DTYPE)
+)
+print(
+    "condition number kappa_t over the neurons: "
+    + ", ".join(
+        f"{name} {value:.3g}"
+        for name, value in zip(["median", "90%", "99%", "max"], quantiles.tolist())
+    )
+)
 
 # %% tags=["nbval-ignore-output"]
 print(f"largest Hessian error against autograd: {hessian_error:.1e}")
@@ -346,7 +397,9 @@ KAPPA_BAR = EIG_MAX / EIG_MIN
 SGD_LR = 2 / (EIG_MAX + EIG_MIN)
 TAU = (KAPPA_BAR - 1) / (KAPPA_BAR + 1)
 print(f"joint condition number kappa_bar = {KAPPA_BAR:.4g}")
-print(f"gradient descent: learning rate gamma = {SGD_LR:.4g}, contraction per step tau = {TAU:.5f}")
+print(
+    f"gradient descent: learning rate gamma = {SGD_LR:.4g}, contraction per step tau = {TAU:.5f}"
+)
 STEPS["sgd"] = int(np.ceil(1.25 * np.log(1e-13) / np.log(TAU)))
 print(f"steps to shrink the error by 1e-13, with 25% to spare: {STEPS['sgd']}")
 
@@ -388,7 +441,12 @@ for method in ["lbfgs", "sgd", "adam"]:
 # table checks them against fixed thresholds.
 
 # %% jupyter={"source_hidden": true}
-def errors(run: NumericMinimum, w_exact: torch.Tensor, b_exact: torch.Tensor, e_exact: torch.Tensor) -> dict:
+def errors(
+    run: NumericMinimum,
+    w_exact: torch.Tensor,
+    b_exact: torch.Tensor,
+    e_exact: torch.Tensor,
+) -> dict:
     """Largest absolute and relative errors of an optimiser's (w, b, e) against the closed form."""
     return {
         "w abs": (run.w - w_exact).abs().max().item(),
@@ -403,7 +461,10 @@ def errors(run: NumericMinimum, w_exact: torch.Tensor, b_exact: torch.Tensor, e_
 # %% tags=["nbval-ignore-output"]
 NAMES = {"lbfgs": "L-BFGS", "sgd": "gradient descent", "adam": "Adam"}
 table = {method: errors(run, w_star, b_star, e_star) for method, run in runs.items()}
-print(f"{'method':<17}{'steps':>6}{'seconds':>9}" + "".join(f"{column:>10}" for column in table["lbfgs"]))
+print(
+    f"{'method':<17}{'steps':>6}{'seconds':>9}"
+    + "".join(f"{column:>10}" for column in table["lbfgs"])
+)
 for method, row in table.items():
     print(
         f"{NAMES[method]:<17}{STEPS[method]:>6}{seconds[method]:>9.1f}"
@@ -417,19 +478,34 @@ for method, row in table.items():
 # Adam's end point is described after the plot, not asserted: it depends on round-off.
 
 # %%
-E_TOLERANCE, W_TOLERANCE = (1e-10, 1e-4) if QUICK else (1e-8, 1e-2)  # see the discussion below the plot
-BEST_GAP_TOLERANCE = 1e-10  # the mean energy gap each optimiser must reach at its best step
+# see the discussion below the plot
+E_TOLERANCE, W_TOLERANCE = (1e-10, 1e-4) if QUICK else (1e-8, 1e-2)
+BEST_GAP_TOLERANCE = (
+    1e-10  # the mean energy gap each optimiser must reach at its best step
+)
 for method, run in runs.items():
     below_closed_form = (e_star - run.energy).max().item()
     best_gap = min(run.history) - mean_e_star
-    check_below(f"{NAMES[method]}: largest e* - e over the neurons at the end", below_closed_form, 1e-12)
-    check_below(f"{NAMES[method]}: |smallest mean gap to e*| during the run", abs(best_gap), BEST_GAP_TOLERANCE)
+    check_below(
+        f"{NAMES[method]}: largest e* - e over the neurons at the end",
+        below_closed_form,
+        1e-12,
+    )
+    check_below(
+        f"{NAMES[method]}: |smallest mean gap to e*| during the run",
+        abs(best_gap),
+        BEST_GAP_TOLERANCE,
+    )
 check_below("L-BFGS: max |e - e*| at the end", table["lbfgs"]["e abs"], E_TOLERANCE)
 check_below("L-BFGS: max |w - w*| at the end", table["lbfgs"]["w abs"], W_TOLERANCE)
 sgd_error = max(table["sgd"][key] for key in ("w abs", "b abs", "e abs"))
-check_below("gradient descent: max of |w - w*|, |b - b*|, |e - e*| at the end", sgd_error, 1e-10)
+check_below(
+    "gradient descent: max of |w - w*|, |b - b*|, |e - e*| at the end", sgd_error, 1e-10
+)
 sign_flipped = (runs["lbfgs"].w + w_star).abs().max().item()
-print(f"with the sign of the paper's equation (3), w = -w*, the L-BFGS answer would be off by up to {sign_flipped:.3g}")
+print(
+    f"with the sign of the paper's equation (3), w = -w*, the L-BFGS answer would be off by up to {sign_flipped:.3g}"
+)
 
 # %% [markdown]
 # The plot shows the mean energy gap $\frac1N\sum_t (e_t - e_t^*)$ after each step, on a log scale:
@@ -445,7 +521,13 @@ for method, run in runs.items():
     ax.plot(np.arange(len(gap)), gap, label=NAMES[method])
 k = np.arange(STEPS["sgd"] + 1)
 bound = (runs["sgd"].history[0] - mean_e_star) * TAU ** (2 * k)
-ax.plot(k, np.maximum(bound, gap_floor), "k--", linewidth=1, label=r"bound $\tau^{2k}$ (gradient descent)")
+ax.plot(
+    k,
+    np.maximum(bound, gap_floor),
+    "k--",
+    linewidth=1,
+    label=r"bound $\tau^{2k}$ (gradient descent)",
+)
 ax.set_yscale("log")
 ax.set_xlabel("step")
 ax.set_ylabel(r"mean energy gap to $e^*$")
@@ -463,9 +545,15 @@ best_step = int(adam_gap.argmin())
 last = adam_gap[-200:]
 turns = int((np.diff(np.sign(np.diff(last))) != 0).sum())
 largest_neuron_gap = (runs["adam"].energy - e_star).max().item()
-print(f"Adam: smallest mean gap {adam_gap[best_step]:.1e}, at step {best_step} of {STEPS['adam']}")
-print(f"last 200 steps: mean gap between {last.min():.1e} and {last.max():.1e}, {turns} changes of direction")
-print(f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {largest_neuron_gap:.1e}")
+print(
+    f"Adam: smallest mean gap {adam_gap[best_step]:.1e}, at step {best_step} of {STEPS['adam']}"
+)
+print(
+    f"last 200 steps: mean gap between {last.min():.1e} and {last.max():.1e}, {turns} changes of direction"
+)
+print(
+    f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {largest_neuron_gap:.1e}"
+)
 
 # %% [markdown]
 # What a method that compares sums of energies can resolve here (the L-BFGS paragraph below
@@ -474,8 +562,12 @@ print(f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {larg
 # %%
 visible_gap = solved.numel() * torch.finfo(DTYPE).eps * mean_e_star
 resolvable_error = (2 * visible_gap / eig_min.min().item()) ** 0.5
-print(f"P eps_mach e_bar = {visible_gap:.1e}: the smallest single-neuron gap a sum of P energies shows")
-print(f"sqrt(2 P eps_mach e_bar / l_min) = {resolvable_error:.0e}: the error in (w, b) such a gap allows")
+print(
+    f"P eps_mach e_bar = {visible_gap:.1e}: the smallest single-neuron gap a sum of P energies shows"
+)
+print(
+    f"sqrt(2 P eps_mach e_bar / l_min) = {resolvable_error:.0e}: the error in (w, b) such a gap allows"
+)
 
 # %% [markdown]
 # All three optimisers head for the same point, the closed form. L-BFGS and gradient descent stay
@@ -522,12 +614,16 @@ print(f"sqrt(2 P eps_mach e_bar / l_min) = {resolvable_error:.0e}: the error in 
 # size of a CIFAR ResNet's middle stage): 4096 neurons, about a million terms.
 
 # %% jupyter={"source_hidden": true}
-def energy_by_definition(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float) -> torch.Tensor:
+def energy_by_definition(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float
+) -> torch.Tensor:
     """Equation (2) written out: for every target t, the sum over the M - 1 other neurons of its channel."""
     values, w, b = x.flatten(2), w.flatten(2), b.flatten(2)  # (N, C, M)
     m = values.shape[-1]
-    is_other = ~torch.eye(m, dtype=torch.bool, device=x.device)  # is_other[t, i]: neuron i is not the target t
-    outputs = w[..., :, None] * values[..., None, :] + b[..., :, None]  # [t, i]: w_t x_i + b_t
+    # is_other[t, i]: neuron i is not the target t
+    is_other = ~torch.eye(m, dtype=torch.bool, device=x.device)
+    # [t, i]: w_t x_i + b_t
+    outputs = w[..., :, None] * values[..., None, :] + b[..., :, None]
     others = (-1 - outputs).square().where(is_other, 0.0).sum(-1) / (m - 1)
     target = (1 - (w * values + b)).square()
     return (others + target + lambda_ * w.square()).reshape(x.shape)
@@ -542,8 +638,13 @@ def minimise_by_definition(x: torch.Tensor, lambda_: float, max_iterations: int 
     w = torch.zeros_like(x, requires_grad=True)
     b = torch.zeros_like(x, requires_grad=True)
     optimiser = torch.optim.LBFGS(
-        [w, b], max_iter=max_iterations, max_eval=10 * max_iterations, history_size=20,
-        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+        [w, b],
+        max_iter=max_iterations,
+        max_eval=10 * max_iterations,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
     )
 
     def closure() -> torch.Tensor:
@@ -565,25 +666,54 @@ e_found = energy_by_definition(pooled_16, w_found, b_found, LAMBDA)
 w_exact, b_exact = closed_form_minimiser(pooled_16, LAMBDA)
 e_exact = minimal_energy(pooled_16, LAMBDA, "exact")
 random_generator = torch.Generator().manual_seed(2)
-w_random, b_random = torch.randn(2, *pooled_16.shape, dtype=DTYPE, generator=random_generator).to(device)
+w_random, b_random = torch.randn(
+    2, *pooled_16.shape, dtype=DTYPE, generator=random_generator
+).to(device)
 literal = {
     "w": (w_found - w_exact).abs().max().item(),
     "b": (b_found - b_exact).abs().max().item(),
     "e": (e_found - e_exact).abs().max().item(),
-    "at closed form": (energy_by_definition(pooled_16, w_exact, b_exact, LAMBDA) - e_exact).abs().max().item(),
+    "at closed form": (
+        energy_by_definition(pooled_16, w_exact, b_exact, LAMBDA) - e_exact
+    )
+    .abs()
+    .max()
+    .item(),
     "package": (
-        energy_by_definition(pooled_16, w_random, b_random, LAMBDA) - energy(pooled_16, w_random, b_random, LAMBDA)
-    ).abs().max().item(),
+        energy_by_definition(pooled_16, w_random, b_random, LAMBDA)
+        - energy(pooled_16, w_random, b_random, LAMBDA)
+    )
+    .abs()
+    .max()
+    .item(),
 }
-check_below("literal sum at the closed form (w*, b*) against e*, max difference", literal["at closed form"], 1e-12)
-check_below("literal sum against the package's energy at random (w, b), max difference", literal["package"], 1e-12)
-check_below("L-BFGS on the literal sum: largest e* - e at its end", (e_exact - e_found).max().item(), 1e-12)
+check_below(
+    "literal sum at the closed form (w*, b*) against e*, max difference",
+    literal["at closed form"],
+    1e-12,
+)
+check_below(
+    "literal sum against the package's energy at random (w, b), max difference",
+    literal["package"],
+    1e-12,
+)
+check_below(
+    "L-BFGS on the literal sum: largest e* - e at its end",
+    (e_exact - e_found).max().item(),
+    1e-12,
+)
 check_below("L-BFGS on the literal sum: max |e - e*|", literal["e"], 1e-10)
-check_below("L-BFGS on the literal sum: max |w - w*| and max |b - b*|", max(literal["w"], literal["b"]), 1e-4)
+check_below(
+    "L-BFGS on the literal sum: max |w - w*| and max |b - b*|",
+    max(literal["w"], literal["b"]),
+    1e-4,
+)
 
 # %% tags=["nbval-ignore-output"]
 print(f"L-BFGS on the literal sum: {iterations} iterations, {literal_seconds:.1f} s")
-print(f"max |w - w*| = {literal['w']:.1e}, max |b - b*| = {literal['b']:.1e}, max |e - e*| = {literal['e']:.1e}")
+print(
+    f"max |w - w*| = {literal['w']:.1e}, max |b - b*| = {literal['b']:.1e}, max |e - e*| = {literal['e']:.1e}"
+)
 
 # %% [markdown]
 # An optimiser that knows nothing but the sum as printed finds the closed form's energy to
@@ -691,19 +821,28 @@ def shared_versus_exact(x: torch.Tensor, lambda_: float) -> dict:
         "below exact": max((exact - e).max().item() for e in shared.values()),
         "paper above reference": (shared["paper"] - shared["reference"]).max().item(),
         # the exact order kept: over each layer (all channels of an image) and within each channel
-        "descents, reference, layer": descents(shared["reference"].flatten(1), exact.flatten(1)),
-        "descents, paper, channel": descents(shared["paper"].flatten(2), exact.flatten(2)),
+        "descents, reference, layer": descents(
+            shared["reference"].flatten(1), exact.flatten(1)
+        ),
+        "descents, paper, channel": descents(
+            shared["paper"].flatten(2), exact.flatten(2)
+        ),
     }
     for name, e in shared.items():
         relative = ((e - exact) / exact).flatten().cpu().numpy()
-        rho = spearmanr(exact.flatten().cpu().numpy(), e.flatten().cpu().numpy()).statistic
+        rho = spearmanr(
+            exact.flatten().cpu().numpy(), e.flatten().cpu().numpy()
+        ).statistic
         result[name] = {
             "relative": relative,
             "median": np.median(np.abs(relative)),
             "99%": np.quantile(np.abs(relative), 0.99),
             "max": np.abs(relative).max(),
             "1 - rho": 1 - rho,
-            "weight": (torch.sigmoid(1 / e) - torch.sigmoid(1 / exact)).abs().max().item(),
+            "weight": (torch.sigmoid(1 / e) - torch.sigmoid(1 / exact))
+            .abs()
+            .max()
+            .item(),
         }
     return result
 
@@ -713,7 +852,9 @@ SIZES = [2, 4, 8, 16, 32]
 pooled = {k: F.adaptive_avg_pool2d(maps, k) for k in SIZES}
 comparison = {k * k: shared_versus_exact(x, LAMBDA) for k, x in pooled.items()}
 
-print(f"{'M':>5} {'statistics':>10} {'median':>9} {'99%':>9} {'max':>9} {'1 - rho':>9} {'weight':>9}")
+print(
+    f"{'M':>5} {'statistics':>10} {'median':>9} {'99%':>9} {'max':>9} {'1 - rho':>9} {'weight':>9}"
+)
 for m, result in comparison.items():
     for statistics in ["paper", "reference"]:
         row = result[statistics]
@@ -736,18 +877,28 @@ largest = {
     key: max(result[key] for result in comparison.values())
     for key in ("formula gap", "below exact", "paper above reference")
 }
-check_below("exact energy against the formula in r, largest difference", largest["formula gap"], 1e-12)
-check_below("largest e_exact - e_shared, paper and reference", largest["below exact"], 1e-12)
+check_below(
+    "exact energy against the formula in r, largest difference",
+    largest["formula gap"],
+    1e-12,
+)
+check_below(
+    "largest e_exact - e_shared, paper and reference", largest["below exact"], 1e-12
+)
 check_below("largest e_paper - e_reference", largest["paper above reference"], 1e-12)
-orders = {"reference energy over each layer": "descents, reference, layer",
-          "paper's energy within each channel": "descents, paper, channel"}
+orders = {
+    "reference energy over each layer": "descents, reference, layer",
+    "paper's energy within each channel": "descents, paper, channel",
+}
 for label, key in orders.items():
     total = sum(result[key] for result in comparison.values())
     print(f"sorted by the {label}, every M: the exact energy decreases {total} times")
     assert total == 0
 
 # %% tags=["nbval-ignore-output"]
-print(f"largest difference between the formula in r and the exact energy: {largest['formula gap']:.1e}")
+print(
+    f"largest difference between the formula in r and the exact energy: {largest['formula gap']:.1e}"
+)
 
 # %% [markdown]
 # On the left, the distribution of the relative error of the reference code's energy for each $M$
@@ -778,9 +929,17 @@ for i, (m, result) in enumerate(comparison.items()):
     shown = rng.choice(relative.size, size=min(5000, relative.size), replace=False)
     right.scatter(result["r"][shown], relative[shown], s=2, alpha=0.4, color=f"C{i}")
     grid = np.logspace(-6, np.log10((m - 1) ** 2 / m), 400)[:-1]
-    right.plot(grid, relative_error_from_r(grid, m), color=f"C{i}", linewidth=1, label=f"M = {m}")
+    right.plot(
+        grid,
+        relative_error_from_r(grid, m),
+        color=f"C{i}",
+        linewidth=1,
+        label=f"M = {m}",
+    )
 left.set_xscale("log")
-left.set_xlabel(r"$(e^{\mathrm{reference}} - e^{\mathrm{exact}}) \,/\, e^{\mathrm{exact}}$")
+left.set_xlabel(
+    r"$(e^{\mathrm{reference}} - e^{\mathrm{exact}}) \,/\, e^{\mathrm{exact}}$"
+)
 left.set_ylabel("fraction of neurons")
 left.legend()
 right.set_xscale("log")
@@ -830,7 +989,9 @@ print(f"{'lambda':>8} {'min det Q / 4':>14} {'max kappa':>10}")
 sweep = {}
 for lambda_ in [1e-1, 1e-4, 1e-8, 0.0]:
     determinant = torch.linalg.det(hessians(subset, lambda_)) / 4
-    print(f"{lambda_:>8.0e} {determinant.min().item():>14.4g} {condition_numbers(subset, lambda_).max().item():>10.4g}")
+    print(
+        f"{lambda_:>8.0e} {determinant.min().item():>14.4g} {condition_numbers(subset, lambda_).max().item():>10.4g}"
+    )
     w_exact, b_exact = closed_form_minimiser(subset, lambda_)
     run = numeric_minimiser(subset, lambda_, "lbfgs", 100)
     sweep[lambda_] = (
@@ -840,10 +1001,16 @@ for lambda_ in [1e-1, 1e-4, 1e-8, 0.0]:
 
 # %% tags=["nbval-ignore-output"]
 for lambda_, (w_error, e_error) in sweep.items():
-    print(f"lambda = {lambda_:.0e}: L-BFGS max |w - w*| = {w_error:.1e}, max |e - e*| = {e_error:.1e}")
+    print(
+        f"lambda = {lambda_:.0e}: L-BFGS max |w - w*| = {w_error:.1e}, max |e - e*| = {e_error:.1e}"
+    )
 
 # %%
-check_below("largest max |e - e*| of L-BFGS over the four lambdas", max(e for _, e in sweep.values()), 1e-10)
+check_below(
+    "largest max |e - e*| of L-BFGS over the four lambdas",
+    max(e for _, e in sweep.values()),
+    1e-10,
+)
 
 # %% [markdown]
 # On these maps $\lambda = 10^{-4}$ barely moves the determinant, so it changes nothing about the
@@ -858,7 +1025,9 @@ check_below("largest max |e - e*| of L-BFGS over the four lambdas", max(e for _,
 
 # %%
 FLAT_STEPS = 300
-fluctuation = torch.randn(1, 4, 4, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(1)).to(device)
+fluctuation = torch.randn(
+    1, 4, 4, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(1)
+).to(device)
 print(f"{'epsilon':>8} {'lambda':>7} {'max |w*|':>10} {'max kappa':>10} {'min e*':>7}")
 flat_runs = {}
 for epsilon in [1e-2, 1e-4]:
@@ -887,7 +1056,11 @@ for (epsilon, lambda_), result in flat_runs.items():
 # %%
 regularised = max(flat_runs[epsilon, 1e-4]["e"] for epsilon in [1e-2, 1e-4])
 check_below("lambda = 1e-4, both epsilons: L-BFGS max |e - e*|", regularised, 1e-7)
-check_below("all four cases: largest e* - e at L-BFGS's end", max(r["below"] for r in flat_runs.values()), 1e-10)
+check_below(
+    "all four cases: largest e* - e at L-BFGS's end",
+    max(r["below"] for r in flat_runs.values()),
+    1e-10,
+)
 
 # %% [markdown]
 # The closed form does not care: it is exact for every $\lambda$, however thin the valley. The
@@ -906,17 +1079,27 @@ epsilons = np.logspace(-5, 0, 21)
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
 for lambda_, style in [(1e-4, "-"), (0.0, "--")]:
     channels = [1 + epsilon * fluctuation for epsilon in epsilons]
-    largest_w = [closed_form_minimiser(x, lambda_)[0].abs().max().item() for x in channels]
+    largest_w = [
+        closed_form_minimiser(x, lambda_)[0].abs().max().item() for x in channels
+    ]
     largest_kappa = [condition_numbers(x, lambda_).max().item() for x in channels]
     left.loglog(epsilons, largest_w, style, label=rf"$\lambda = {lambda_:g}$")
     right.loglog(epsilons, largest_kappa, style, label=rf"$\lambda = {lambda_:g}$")
-left.axhline(1 / np.sqrt(2 * LAMBDA), color="k", linestyle=":", linewidth=1, label=r"$1/\sqrt{2 \cdot 10^{-4}}$")
+left.axhline(
+    1 / np.sqrt(2 * LAMBDA),
+    color="k",
+    linestyle=":",
+    linewidth=1,
+    label=r"$1/\sqrt{2 \cdot 10^{-4}}$",
+)
 left.set_ylabel(r"largest $|w_t|$")
 right.set_ylabel(r"largest $\kappa_t$")
 for ax in (left, right):
     ax.set_xlabel(r"fluctuation $\varepsilon$ of the channel")
     ax.legend(fontsize=8)
-fig.suptitle(r"Nearly constant channels $1 + \varepsilon z$: $\lambda$ caps the slope and the conditioning")
+fig.suptitle(
+    r"Nearly constant channels $1 + \varepsilon z$: $\lambda$ caps the slope and the conditioning"
+)
 plt.show()
 
 # %% [markdown]
@@ -940,15 +1123,21 @@ for lambda_ in [1e-4, 0.0]:
     w_c, b_c = closed_form_minimiser(constant, lambda_)
     weight = torch.sigmoid(importance(constant, lambda_)).unique()
     e_by_statistics = {
-        name: minimal_energy(constant, lambda_, name).unique().tolist() for name in ("exact", "paper", "reference")
+        name: minimal_energy(constant, lambda_, name).unique().tolist()
+        for name in ("exact", "paper", "reference")
     }
     print(
         f"lambda = {lambda_:.0e}: e* by statistics {e_by_statistics}, "
         f"w = b = 0: {bool((w_c == 0).all() and (b_c == 0).all())}, "
         f"attention weight {weight.tolist()[0]:.4f} (sigmoid(1/2) = {torch.sigmoid(torch.tensor(0.5)).item():.4f})"
     )
-    along_valley = [energy(constant, w_, -0.7 * w_, lambda_)[0, 0, 0, 0].item() for w_ in [0.0, 1.0, 10.0, 100.0]]
-    print(f"    energy along b = -0.7 w at w = 0, 1, 10, 100: {[round(v, 6) for v in along_valley]}")
+    along_valley = [
+        energy(constant, w_, -0.7 * w_, lambda_)[0, 0, 0, 0].item()
+        for w_ in [0.0, 1.0, 10.0, 100.0]
+    ]
+    print(
+        f"    energy along b = -0.7 w at w = 0, 1, 10, 100: {[round(v, 6) for v in along_valley]}"
+    )
     assert all(values == [2.0] for values in e_by_statistics.values())
     assert (w_c == 0).all() and (b_c == 0).all()
 
@@ -975,17 +1164,24 @@ for lambda_ in [1e-4, 0.0]:
 # %%
 SMALL_STEPS = 800 if QUICK_BUDGET else 1500
 small_runs = {}
-print(f"{'M':>3} {'median e* exact':>16} {'paper':>7} {'reference':>10} {'max |w*|':>9} {'max kappa':>10}")
+print(
+    f"{'M':>3} {'median e* exact':>16} {'paper':>7} {'reference':>10} {'max |w*|':>9} {'max kappa':>10}"
+)
 for m in [2, 3]:
     x = F.adaptive_avg_pool2d(maps, (1, m))
-    medians = [minimal_energy(x, LAMBDA, statistics).median().item() for statistics in ["exact", "paper", "reference"]]
+    medians = [
+        minimal_energy(x, LAMBDA, statistics).median().item()
+        for statistics in ["exact", "paper", "reference"]
+    ]
     w_exact, _ = closed_form_minimiser(x, LAMBDA)
     print(
         f"{m:>3} {medians[0]:>16.4f} {medians[1]:>7.4f} {medians[2]:>10.4f} {w_exact.abs().max().item():>9.3g}"
         f" {condition_numbers(x, LAMBDA).max().item():>10.3g}"
     )
     run = numeric_minimiser(x[:N_SOLVED], LAMBDA, "lbfgs", SMALL_STEPS)
-    small_runs[m] = (run.energy - minimal_energy(x[:N_SOLVED], LAMBDA, "exact")).abs().max().item()
+    small_runs[m] = (
+        (run.energy - minimal_energy(x[:N_SOLVED], LAMBDA, "exact")).abs().max().item()
+    )
 print(f"bound 1/sqrt(2 lambda) on |w*|: {1 / np.sqrt(2 * LAMBDA):.3g}")
 
 # %% tags=["nbval-ignore-output"]
@@ -1013,7 +1209,9 @@ check_below("M = 2 and M = 3: L-BFGS max |e - e*|", max(small_runs.values()), 1e
 # constant channel with $\lambda = 0$.
 
 # %% jupyter={"source_hidden": true}
-def gradient_at(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float) -> float:
+def gradient_at(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float
+) -> float:
     """The largest |d e_t / d w_t| or |d e_t / d b_t| over all neurons at (w, b)."""
     w = w.clone().requires_grad_(True)
     b = b.clone().requires_grad_(True)
@@ -1032,11 +1230,16 @@ gradients = {}
 for name, (x, lambda_) in cases.items():
     w_exact, b_exact = closed_form_minimiser(x, lambda_)
     zero = torch.zeros_like(x)
-    gradients[name] = (gradient_at(x, zero, zero, lambda_), gradient_at(x, w_exact, b_exact, lambda_))
+    gradients[name] = (
+        gradient_at(x, zero, zero, lambda_),
+        gradient_at(x, w_exact, b_exact, lambda_),
+    )
 
 # %% tags=["nbval-ignore-output"]
 for name, (at_start, at_closed_form) in gradients.items():
-    print(f"{name:<30} max |gradient| at w = b = 0: {at_start:.2e}, at the closed form: {at_closed_form:.1e}")
+    print(
+        f"{name:<30} max |gradient| at w = b = 0: {at_start:.2e}, at the closed form: {at_closed_form:.1e}"
+    )
 
 # %%
 for name, (_, at_closed_form) in gradients.items():
@@ -1072,13 +1275,26 @@ newton_maps = F.adaptive_avg_pool2d(maps[:1], 8)
 w_start = torch.zeros_like(newton_maps, requires_grad=True)
 b_start = torch.zeros_like(newton_maps, requires_grad=True)
 gradient = torch.stack(
-    torch.autograd.grad(energy(newton_maps, w_start, b_start, LAMBDA).sum(), (w_start, b_start)), -1
+    torch.autograd.grad(
+        energy(newton_maps, w_start, b_start, LAMBDA).sum(), (w_start, b_start)
+    ),
+    -1,
 )
-newton_step = torch.linalg.solve(hessians(newton_maps, LAMBDA), -gradient.unsqueeze(-1)).squeeze(-1)
+newton_step = torch.linalg.solve(
+    hessians(newton_maps, LAMBDA), -gradient.unsqueeze(-1)
+).squeeze(-1)
 w_newton, b_newton = newton_step.unbind(-1)
 w_closed, b_closed = closed_form_minimiser(newton_maps, LAMBDA)
-check_below("Newton step against the closed form, max |w - w*|", (w_newton - w_closed).abs().max().item(), 1e-12)
-check_below("Newton step against the closed form, max |b - b*|", (b_newton - b_closed).abs().max().item(), 1e-12)
+check_below(
+    "Newton step against the closed form, max |w - w*|",
+    (w_newton - w_closed).abs().max().item(),
+    1e-12,
+)
+check_below(
+    "Newton step against the closed form, max |b - b*|",
+    (b_newton - b_closed).abs().max().item(),
+    1e-12,
+)
 
 # %% [markdown]
 # **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons that
@@ -1100,7 +1316,11 @@ two_neuron_energies = {
 }
 for name, formula in two_neuron_energies.items():
     difference = (formula - minimal_energy(pairs, LAMBDA, name)).abs().max().item()
-    check_below(f"M = 2, {name}: formula against the package, largest difference", difference, 1e-12)
+    check_below(
+        f"M = 2, {name}: formula against the package, largest difference",
+        difference,
+        1e-12,
+    )
 
 # %% [markdown]
 # **3. The steepest neuron.** Show that $|w_t| \le 1/\sqrt{2\lambda}$ for every neuron, and build a
@@ -1117,8 +1337,14 @@ steepest[0, 0, 0, 0] = np.sqrt(2 * LAMBDA)
 w_steepest = closed_form_minimiser(steepest, LAMBDA)[0][0, 0, 0, 0].item()
 bound = 1 / np.sqrt(2 * LAMBDA)
 largest_w_on_maps = closed_form_minimiser(maps, LAMBDA)[0].abs().max().item()
-check_below("the steepest neuron: |w* - 1/sqrt(2 lambda)| / (1/sqrt(2 lambda))", abs(w_steepest - bound) / bound, 1e-12)
-check_below("feature maps: largest |w*| / (1/sqrt(2 lambda))", largest_w_on_maps / bound, 1)
+check_below(
+    "the steepest neuron: |w* - 1/sqrt(2 lambda)| / (1/sqrt(2 lambda))",
+    abs(w_steepest - bound) / bound,
+    1e-12,
+)
+check_below(
+    "feature maps: largest |w*| / (1/sqrt(2 lambda))", largest_w_on_maps / bound, 1
+)
 
 # %% [markdown]
 # **4. Adam that settles.** Section 3 blamed Adam's oscillation on its fixed learning rate. Run Adam
@@ -1138,14 +1364,20 @@ for schedule in ("fixed", "cosine"):
     w_adam = torch.zeros_like(adam_maps, requires_grad=True)
     b_adam = torch.zeros_like(adam_maps, requires_grad=True)
     optimiser = torch.optim.Adam([w_adam, b_adam], lr=0.05)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=1000) if schedule == "cosine" else None
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=1000)
+        if schedule == "cosine"
+        else None
+    )
     for _ in range(1000):
         optimiser.zero_grad()
         energy(adam_maps, w_adam, b_adam, LAMBDA).sum().backward()
         optimiser.step()
         if scheduler is not None:
             scheduler.step()
-    adam_end_gap[schedule] = (energy(adam_maps, w_adam, b_adam, LAMBDA) - adam_e_star).abs().max().item()
+    adam_end_gap[schedule] = (
+        (energy(adam_maps, w_adam, b_adam, LAMBDA) - adam_e_star).abs().max().item()
+    )
 assert adam_end_gap["cosine"] < 1e-10
 for schedule, gap in adam_end_gap.items():
     print(f"Adam, {schedule} learning rate: max |e - e*| after 1000 steps = {gap:.1e}")

@@ -63,8 +63,10 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import math
@@ -107,7 +109,9 @@ print(f"quick mode: {QUICK}")
 LARGEST_DIFFERENCES = {}  # name of a check -> largest |difference| it found
 
 
-def check_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
+def check_close(
+    name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float
+) -> None:
     """Assert max|actual - expected| < tol * max|expected|; print the bound checked."""
     difference = (actual - expected).abs().max().item()
     LARGEST_DIFFERENCES[name] = difference
@@ -154,7 +158,8 @@ def autograd_gradient(function, x: torch.Tensor, g: torch.Tensor) -> torch.Tenso
 # first when it is missing.
 
 # %%
-MEAN = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)  # the training set's per-channel statistics
+# the training set's per-channel statistics
+MEAN = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
 N_IMAGES = 8 if QUICK else 256
 
@@ -241,8 +246,19 @@ def simam_loop(x: torch.Tensor, lambda_: float = LAMBDA) -> dict[str, torch.Tens
             inv_e = squared_distance / (4 * (var + lambda_)) + 0.5  # step 3
             w = 1 / (1 + torch.exp(-inv_e))  # step 4
             mean[n, c], variance[n, c] = mu, var
-            inverse_energy[n, c], weight[n, c], out[n, c] = inv_e, w, channel * w  # step 5
-    return {"mean": mean, "variance": variance, "inverse_energy": inverse_energy, "weight": weight, "out": out}
+            # step 5
+            inverse_energy[n, c], weight[n, c], out[n, c] = (
+                inv_e,
+                w,
+                channel * w,
+            )
+    return {
+        "mean": mean,
+        "variance": variance,
+        "inverse_energy": inverse_energy,
+        "weight": weight,
+        "out": out,
+    }
 
 
 loop = simam_loop(x)
@@ -258,11 +274,30 @@ loop = simam_loop(x)
 # %%
 package_mean, package_variance = channel_statistics(x, correction=1)
 package_importance = simam.importance(x, LAMBDA, statistics="reference")
-check_close("step 1, mean over H*W vs channel_statistics", loop["mean"], package_mean, 1e-5)
-check_close("step 2, S / (H*W - 1) vs channel_statistics(correction=1)", loop["variance"], package_variance, 1e-5)
-check_close("step 3, 1/E vs simam.importance", loop["inverse_energy"], package_importance, 1e-5)
-check_close("step 4, sigmoid(1/E) vs sigmoid(simam.importance)", loop["weight"], package_importance.sigmoid(), 1e-5)
-check_close("step 5, x * sigmoid(1/E) vs SimAM()(x)", loop["out"], SimAM(lambda_=LAMBDA)(x), 1e-5)
+check_close(
+    "step 1, mean over H*W vs channel_statistics", loop["mean"], package_mean, 1e-5
+)
+check_close(
+    "step 2, S / (H*W - 1) vs channel_statistics(correction=1)",
+    loop["variance"],
+    package_variance,
+    1e-5,
+)
+check_close(
+    "step 3, 1/E vs simam.importance", loop["inverse_energy"], package_importance, 1e-5
+)
+check_close(
+    "step 4, sigmoid(1/E) vs sigmoid(simam.importance)",
+    loop["weight"],
+    package_importance.sigmoid(),
+    1e-5,
+)
+check_close(
+    "step 5, x * sigmoid(1/E) vs SimAM()(x)",
+    loop["out"],
+    SimAM(lambda_=LAMBDA)(x),
+    1e-5,
+)
 
 # %% [markdown]
 # How much does the denominator matter? Both choices give the same mean; the variances differ by
@@ -280,19 +315,31 @@ for size in (8, 32):
     by_m = torch.sigmoid(simam.importance(maps, LAMBDA, statistics="paper"))
     by_m_minus_1 = torch.sigmoid(simam.importance(maps, LAMBDA, statistics="reference"))
     weights_by_denominator[size * size] = (by_m, by_m_minus_1)
-    along_paper_order = by_m_minus_1.flatten(2).gather(-1, by_m.flatten(2).argsort(dim=-1))
+    along_paper_order = by_m_minus_1.flatten(2).gather(
+        -1, by_m.flatten(2).argsort(dim=-1)
+    )
     same_ranking = (along_paper_order.diff(dim=-1) > -1e-12).all(dim=-1)
     gap = largest_change[size * size] = (by_m - by_m_minus_1).abs().max().item()
     spread = by_m_minus_1.flatten(2).std(dim=-1).mean().item()
     assert bool((by_m_minus_1 <= by_m + 1e-12).all()) and gap < spread / 10
-    print(f"M = {size * size:4d}: largest change of a weight {gap:.0e}, spread of the weights {spread:.3f}, "
-          f"same ranking in {int(same_ranking.sum())} of {same_ranking.numel()} channels")
-print(f"largest change at M = 64 over largest change at M = 1024: {largest_change[64] / largest_change[1024]:.0f}")
+    print(
+        f"M = {size * size:4d}: largest change of a weight {gap:.0e}, spread of the weights {spread:.3f}, "
+        f"same ranking in {int(same_ranking.sum())} of {same_ranking.numel()} channels"
+    )
+print(
+    f"largest change at M = 64 over largest change at M = 1024: {largest_change[64] / largest_change[1024]:.0f}"
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
 for m, (by_m, by_m_minus_1) in weights_by_denominator.items():
-    ax.plot(by_m.flatten().numpy(), (by_m_minus_1 - by_m).flatten().numpy(), ".", markersize=2, label=f"M = {m}")
+    ax.plot(
+        by_m.flatten().numpy(),
+        (by_m_minus_1 - by_m).flatten().numpy(),
+        ".",
+        markersize=2,
+        label=f"M = {m}",
+    )
 ax.axhline(0, color="grey", linewidth=0.8)
 ax.set_xlabel("weight with $S/M$, as equation (5) prints")
 ax.set_ylabel("change with $S/(M-1)$")
@@ -327,12 +374,18 @@ def simam_broadcast(x: torch.Tensor, lambda_: float = LAMBDA) -> torch.Tensor:
     spatial = tuple(range(2, x.dim()))
     m = math.prod(x.shape[2:])
     squared_distance = (x - x.mean(dim=spatial, keepdim=True)).square()
-    variance = squared_distance.sum(dim=spatial, keepdim=True) / (m - 1)  # s^2 = S / (M - 1)
+    # s^2 = S / (M - 1)
+    variance = squared_distance.sum(dim=spatial, keepdim=True) / (m - 1)
     return x * torch.sigmoid(squared_distance / (4 * (variance + lambda_)) + 0.5)
 
 
 check_close("broadcast version vs the loop", simam_broadcast(x), loop["out"], 1e-5)
-check_close("broadcast version vs SimAM()(x)", simam_broadcast(x), SimAM(lambda_=LAMBDA)(x), 1e-5)
+check_close(
+    "broadcast version vs SimAM()(x)",
+    simam_broadcast(x),
+    SimAM(lambda_=LAMBDA)(x),
+    1e-5,
+)
 
 # %% tags=["nbval-ignore-output"]
 # Timings vary from machine to machine; the cell above checks that both versions agree. On a CPU
@@ -357,9 +410,19 @@ other_shapes = {
 }
 for name, shape in other_shapes.items():
     inputs = torch.randn(shape, device=device)
-    check_close(f"{name}: vs SimAM()(x)", simam_broadcast(inputs), SimAM(lambda_=LAMBDA)(inputs), 1e-5)
+    check_close(
+        f"{name}: vs SimAM()(x)",
+        simam_broadcast(inputs),
+        SimAM(lambda_=LAMBDA)(inputs),
+        1e-5,
+    )
     by_importance = inputs * torch.sigmoid(simam.importance(inputs, LAMBDA))
-    check_close(f"{name}: vs x * sigmoid(simam.importance)", simam_broadcast(inputs), by_importance, 1e-5)
+    check_close(
+        f"{name}: vs x * sigmoid(simam.importance)",
+        simam_broadcast(inputs),
+        by_importance,
+        1e-5,
+    )
 
 # %% [markdown]
 # ## 3. The backward pass
@@ -402,9 +465,14 @@ class Sigmoid(sp.Function):
 
 
 xi = sp.Symbol("xi", real=True)
-derivative_gap = sp.simplify(sp.diff(Sigmoid(xi).rewrite(sp.exp), xi) - (Sigmoid(xi) * (1 - Sigmoid(xi))).rewrite(sp.exp))
+derivative_gap = sp.simplify(
+    sp.diff(Sigmoid(xi).rewrite(sp.exp), xi)
+    - (Sigmoid(xi) * (1 - Sigmoid(xi))).rewrite(sp.exp)
+)
 assert derivative_gap == 0
-print(f"d sigmoid/dxi - sigmoid (1 - sigmoid), with sigmoid = 1/(1 + exp(-xi)), simplifies to {derivative_gap}")
+print(
+    f"d sigmoid/dxi - sigmoid (1 - sigmoid), with sigmoid = 1/(1 + exp(-xi)), simplifies to {derivative_gap}"
+)
 
 
 def channel_model(m: int):
@@ -459,14 +527,20 @@ jacobian[1, 0]
 # %%
 def expected_dphi(model, m, k, j):
     a, d = model["a"], model["d"]
-    return 2 * a * d[k] * (int(k == j) - sp.Rational(1, m)) - 8 * a**2 * d[k] ** 2 * d[j] / (m - 1)
+    return 2 * a * d[k] * (int(k == j) - sp.Rational(1, m)) - 8 * a**2 * d[k] ** 2 * d[
+        j
+    ] / (m - 1)
 
 
 pairs_confirmed = sum(
-    sp.cancel(sp.diff(four["phi"][k], four["x"][j]) - expected_dphi(four, M, k, j)) == 0 for k in range(M) for j in range(M)
+    sp.cancel(sp.diff(four["phi"][k], four["x"][j]) - expected_dphi(four, M, k, j)) == 0
+    for k in range(M)
+    for j in range(M)
 )
 assert pairs_confirmed == M * M
-print(f"dphi_k/dx_j = 2a d_k ([k = j] - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}")
+print(
+    f"dphi_k/dx_j = 2a d_k ([k = j] - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}"
+)
 
 # %% [markdown]
 # ### 3.2 From the Jacobian to a few reductions
@@ -493,19 +567,29 @@ def gradient_formula(model, m, j):
     h = [g[k] * xs[k] * omega[k] * (1 - omega[k]) for k in range(m)]
     mean_hd = sum(h[k] * d[k] for k in range(m)) / m
     sum_hd2 = sum(h[k] * d[k] ** 2 for k in range(m))
-    return g[j] * omega[j] + 2 * a * (h[j] * d[j] - mean_hd) - 8 * a**2 * d[j] / (m - 1) * sum_hd2
+    return (
+        g[j] * omega[j]
+        + 2 * a * (h[j] * d[j] - mean_hd)
+        - 8 * a**2 * d[j] / (m - 1) * sum_hd2
+    )
 
 
 for m in (2, 3, 4, 5):
     model = four if m == M else channel_model(m)
     loss = sum(gk * yk for gk, yk in zip(model["g"], model["y"]))
-    free = {omegak: sp.Symbol(f"omega{k + 1}") for k, omegak in enumerate(model["omega"])}
+    free = {
+        omegak: sp.Symbol(f"omega{k + 1}") for k, omegak in enumerate(model["omega"])
+    }
     inputs_confirmed = 0
     for j in range(m):
-        gap = (sp.diff(loss, model["x"][j]) - gradient_formula(model, m, j)).xreplace(free)
+        gap = (sp.diff(loss, model["x"][j]) - gradient_formula(model, m, j)).xreplace(
+            free
+        )
         inputs_confirmed += sp.cancel(sp.together(gap)) == 0
     assert inputs_confirmed == m
-    print(f"M = {m}: the closed form equals SymPy's derivative dL/dx_j for {inputs_confirmed} of {m} inputs")
+    print(
+        f"M = {m}: the closed form equals SymPy's derivative dL/dx_j for {inputs_confirmed} of {m} inputs"
+    )
 
 # %% [markdown]
 # ### 3.3 The formula in PyTorch
@@ -516,12 +600,15 @@ for m in (2, 3, 4, 5):
 
 
 # %%
-def simam_backward(x: torch.Tensor, g: torch.Tensor, lambda_: float = LAMBDA) -> torch.Tensor:
+def simam_backward(
+    x: torch.Tensor, g: torch.Tensor, lambda_: float = LAMBDA
+) -> torch.Tensor:
     """dL/dx of y = SimAM(x), given g = dL/dy, by the closed form of section 3.2."""
     spatial = tuple(range(2, x.dim()))
     m = math.prod(x.shape[2:])
     d = x - x.mean(dim=spatial, keepdim=True)
-    a = 1 / (4 * (d.square().sum(dim=spatial, keepdim=True) / (m - 1) + lambda_))  # 1 / (4 (s^2 + lambda))
+    # 1 / (4 (s^2 + lambda))
+    a = 1 / (4 * (d.square().sum(dim=spatial, keepdim=True) / (m - 1) + lambda_))
     omega = torch.sigmoid(a * d.square() + 0.5)
     hd = g * x * omega * (1 - omega) * d
     return (
@@ -539,9 +626,14 @@ def simam_backward(x: torch.Tensor, g: torch.Tensor, lambda_: float = LAMBDA) ->
 
 # %%
 grad_generator = torch.Generator(device=device).manual_seed(2)
-cases = {"CIFAR feature maps": x.double(), "volume (2, 4, 3, 5, 6)": torch.randn(2, 4, 3, 5, 6, device=device).double()}
+cases = {
+    "CIFAR feature maps": x.double(),
+    "volume (2, 4, 3, 5, 6)": torch.randn(2, 4, 3, 5, 6, device=device).double(),
+}
 for name, inputs in cases.items():
-    g = torch.randn(inputs.shape, generator=grad_generator, device=device, dtype=inputs.dtype)
+    g = torch.randn(
+        inputs.shape, generator=grad_generator, device=device, dtype=inputs.dtype
+    )
     mine = simam_backward(inputs, g)
     for function in (simam_reference, simam_broadcast):
         other = autograd_gradient(lambda t: function(t, LAMBDA), inputs, g)
@@ -549,7 +641,9 @@ for name, inputs in cases.items():
 
 # %% tags=["nbval-ignore-output"]
 # The size of the round-off gap depends on the machine; the cell above asserts it is tiny.
-backward_gaps = {name: gap for name, gap in LARGEST_DIFFERENCES.items() if "vs autograd" in name}
+backward_gaps = {
+    name: gap for name, gap in LARGEST_DIFFERENCES.items() if "vs autograd" in name
+}
 assert len(backward_gaps) == 4 and max(backward_gaps.values()) < 1e-9
 for name, gap in backward_gaps.items():
     print(f"{name:56s} largest difference {gap:.1e}")
@@ -568,18 +662,33 @@ for name, gap in backward_gaps.items():
 
 # %%
 for name, inputs in cases.items():
-    g = torch.randn(inputs.shape, generator=grad_generator, device=device, dtype=inputs.dtype)
+    g = torch.randn(
+        inputs.shape, generator=grad_generator, device=device, dtype=inputs.dtype
+    )
     package_gradient = autograd_gradient(lambda t: fast_simam(t, LAMBDA), inputs, g)
-    check_close(f"{name}, float64: package vs closed form", package_gradient, simam_backward(inputs, g), 1e-12)
+    check_close(
+        f"{name}, float64: package vs closed form",
+        package_gradient,
+        simam_backward(inputs, g),
+        1e-12,
+    )
     single, g_single = inputs.float(), g.float()
-    package_gradient = autograd_gradient(lambda t: fast_simam(t, LAMBDA), single, g_single)
+    package_gradient = autograd_gradient(
+        lambda t: fast_simam(t, LAMBDA), single, g_single
+    )
     closed_form = simam_backward(single.double(), g_single.double()).float()
-    check_close(f"{name}, float32: package vs closed form", package_gradient, closed_form, 1e-5)
+    check_close(
+        f"{name}, float32: package vs closed form", package_gradient, closed_form, 1e-5
+    )
 
 small = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
-gradcheck_passed = torch.autograd.gradcheck(lambda t: fast_simam(t, LAMBDA), (small,), raise_exception=False)
+gradcheck_passed = torch.autograd.gradcheck(
+    lambda t: fast_simam(t, LAMBDA), (small,), raise_exception=False
+)
 assert gradcheck_passed
-print(f"torch.autograd.gradcheck of the package's function, float64: {gradcheck_passed}")
+print(
+    f"torch.autograd.gradcheck of the package's function, float64: {gradcheck_passed}"
+)
 
 # %% [markdown]
 # ### 3.5 What each version keeps for the backward pass
@@ -603,8 +712,12 @@ for name, function in [
     whole_maps, rest = divmod(saved_bytes(function, x), input_bytes)
     assert rest % per_channel_bytes == 0
     kept[name] = (whole_maps, rest // per_channel_bytes)
-    print(f"{name:36s} feature maps: {whole_maps}, numbers per channel: {rest // per_channel_bytes}")
-assert kept["reference formula, plain autograd"] == (4, 1) and kept["package SimAM() (fast function)"] == (1, 3)
+    print(
+        f"{name:36s} feature maps: {whole_maps}, numbers per channel: {rest // per_channel_bytes}"
+    )
+assert kept["reference formula, plain autograd"] == (4, 1) and kept[
+    "package SimAM() (fast function)"
+] == (1, 3)
 
 # %%
 neurons = math.prod(x.shape[2:])
@@ -613,7 +726,9 @@ in_input_sizes = [count + per_channel / neurons for count, per_channel in kept.v
 ax.barh(list(kept), in_input_sizes, color=["tab:red", "tab:orange", "tab:green"])
 ax.axvline(1, color="grey", linestyle="--", linewidth=1, label="the input itself")
 ax.invert_yaxis()
-ax.set_xlabel(f"saved for the backward pass, in multiples of the input's size ({neurons} neurons per channel)")
+ax.set_xlabel(
+    f"saved for the backward pass, in multiples of the input's size ({neurons} neurons per channel)"
+)
 ax.legend(loc="lower right")
 plt.show()
 
@@ -668,29 +783,52 @@ channel_weights = torch.sigmoid(features.mean(dim=(1, 2)))  # (C,): 1-D
 spatial_weights = torch.sigmoid(features.mean(dim=0))  # (H, W): 2-D
 print(f"image {INDEX}: {names[INDEX]}")
 package_output = SimAM(lambda_=LAMBDA)(features[None])[0]
-check_close("SimAM weights * features vs SimAM()(features)", simam_weights * features, package_output, 1e-12)
+check_close(
+    "SimAM weights * features vs SimAM()(features)",
+    simam_weights * features,
+    package_output,
+    1e-12,
+)
 
 # %% jupyter={"source_hidden": true}
-def show_attention_maps(image, title, features, simam_weights, channel_weights, spatial_weights, shown):
+def show_attention_maps(
+    image, title, features, simam_weights, channel_weights, spatial_weights, shown
+):
     """The image, the 1-D and 2-D weights, and some feature maps above their SimAM weights."""
-    layout = [["image", "channel", "channel", "spatial"], [f"map{c}" for c in shown], [f"weight{c}" for c in shown]]
+    layout = [
+        ["image", "channel", "channel", "spatial"],
+        [f"map{c}" for c in shown],
+        [f"weight{c}" for c in shown],
+    ]
     fig, axes = plt.subplot_mosaic(layout, figsize=(10, 7.5), layout="constrained")
     axes["image"].imshow(image.permute(1, 2, 0).numpy())
     axes["image"].set_title(title, fontsize=10)
-    axes["channel"].bar(range(len(channel_weights)), channel_weights.numpy(), color="tab:orange")
+    axes["channel"].bar(
+        range(len(channel_weights)), channel_weights.numpy(), color="tab:orange"
+    )
     axes["channel"].set_ylim(0, 1)
-    axes["channel"].set_title("1-D: one weight per channel,\nsigmoid(mean over H, W)", fontsize=10)
+    axes["channel"].set_title(
+        "1-D: one weight per channel,\nsigmoid(mean over H, W)", fontsize=10
+    )
     axes["channel"].set_xlabel("channel")
     picture = axes["spatial"].imshow(spatial_weights.numpy(), cmap="viridis")
-    axes["spatial"].set_title("2-D: one weight per position,\nsigmoid(mean over channels)", fontsize=10)
+    axes["spatial"].set_title(
+        "2-D: one weight per position,\nsigmoid(mean over channels)", fontsize=10
+    )
     fig.colorbar(picture, ax=axes["spatial"], shrink=0.8)
     for c in shown:
         limit = features[c].abs().max().item()
-        axes[f"map{c}"].imshow(features[c].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[f"map{c}"].imshow(
+            features[c].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit
+        )
         axes[f"map{c}"].set_title(f"feature map, channel {c}", fontsize=10)
-        picture = axes[f"weight{c}"].imshow(simam_weights[c].numpy(), cmap="viridis", vmin=0.6, vmax=1.0)
+        picture = axes[f"weight{c}"].imshow(
+            simam_weights[c].numpy(), cmap="viridis", vmin=0.6, vmax=1.0
+        )
         axes[f"weight{c}"].set_title(f"SimAM weights, channel {c}", fontsize=10)
-    fig.colorbar(picture, ax=[axes[f"weight{c}"] for c in shown], shrink=0.8, label="weight")
+    fig.colorbar(
+        picture, ax=[axes[f"weight{c}"] for c in shown], shrink=0.8, label="weight"
+    )
     for name, ax in axes.items():
         if name != "channel":
             ax.axis("off")
@@ -698,8 +836,15 @@ def show_attention_maps(image, title, features, simam_weights, channel_weights, 
 
 
 # %%
-show_attention_maps(images[INDEX], f"test image {INDEX} ({names[INDEX]})", features, simam_weights,
-                    channel_weights, spatial_weights, shown=[0, 5, 10, 15])
+show_attention_maps(
+    images[INDEX],
+    f"test image {INDEX} ({names[INDEX]})",
+    features,
+    simam_weights,
+    channel_weights,
+    spatial_weights,
+    shown=[0, 5, 10, 15],
+)
 
 # %% [markdown]
 # Each SimAM weight map highlights the neurons that stand out *in their own channel*, and the
@@ -727,7 +872,11 @@ def axis_variation(weights: torch.Tensor) -> list[float]:
 
 def rank_one_residual(weights: torch.Tensor) -> float:
     singular_values = torch.linalg.svdvals(weights.reshape(weights.shape[0], -1))
-    return (singular_values[1:].square().sum() / singular_values.square().sum()).sqrt().item()
+    return (
+        (singular_values[1:].square().sum() / singular_values.square().sum())
+        .sqrt()
+        .item()
+    )
 
 
 full_shape = features.shape
@@ -737,14 +886,25 @@ attentions = {
     "1-D x 2-D (CBAM-like)": channel_weights.view(-1, 1, 1) * spatial_weights,
     "SimAM (3-D)": simam_weights,
 }
-print(f"{'attention':24s} {'std along C':>12s} {'along H':>8s} {'along W':>8s} {'rank-1 residual':>16s}")
+print(
+    f"{'attention':24s} {'std along C':>12s} {'along H':>8s} {'along W':>8s} {'rank-1 residual':>16s}"
+)
 variation = {}
 for name, weights in attentions.items():
     variation[name] = axis_variation(weights) + [rank_one_residual(weights)]
-    print(f"{name:24s} " + " ".join(f"{value:{width}.3f}" for value, width in zip(variation[name], (12, 8, 8, 16))))
+    print(
+        f"{name:24s} "
+        + " ".join(
+            f"{value:{width}.3f}"
+            for value, width in zip(variation[name], (12, 8, 8, 16))
+        )
+    )
 
 assert all(value > 0.01 for value in variation["SimAM (3-D)"])
-assert max(variation["1-D (channel)"][1:]) < 1e-12 and variation["2-D (spatial)"][0] < 1e-12
+assert (
+    max(variation["1-D (channel)"][1:]) < 1e-12
+    and variation["2-D (spatial)"][0] < 1e-12
+)
 assert max(variation[name][3] for name in attentions if name != "SimAM (3-D)") < 1e-12
 full_3d = [name for name, values in variation.items() if min(values) > 0.01]
 print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
@@ -769,25 +929,37 @@ print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
 # $\operatorname{sigmoid}(1/2)$; move $M$ down to a few neurons and watch the curve's room shrink.
 
 # %% jupyter={"source_hidden": true}
-def explore_weights(lambda_over_variance: float, m: int, z: float, channel: int = 5) -> None:
+def explore_weights(
+    lambda_over_variance: float, m: int, z: float, channel: int = 5
+) -> None:
     """The weight curve against z at this lambda / variance and M, with z marked; beside it SimAM's
     weights of one channel of the horse's features, with lambda at the same multiple of its variance."""
     zs = torch.linspace(0, 4, 201, dtype=torch.float64)
 
     def weight(z_values):
-        return torch.sigmoid(z_values**2 / (4 * (m / (m - 1) + lambda_over_variance)) + 0.5)
+        return torch.sigmoid(
+            z_values**2 / (4 * (m / (m - 1) + lambda_over_variance)) + 0.5
+        )
 
     fig, (curve, image) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     curve.plot(zs, weight(zs), color="tab:blue")
-    curve.plot([z], weight(torch.tensor([z], dtype=torch.float64)), "o", color="tab:red")
-    curve.set(xlabel="$|z|$", ylabel="weight", ylim=(0.6, 1.0),
-              title=f"M = {m}, $\\lambda/\\hat\\sigma^2$ = {lambda_over_variance:.0e}, weight at z = {z:.1f}: "
-                    f"{weight(torch.tensor([z], dtype=torch.float64)).item():.3f}")
+    curve.plot(
+        [z], weight(torch.tensor([z], dtype=torch.float64)), "o", color="tab:red"
+    )
+    curve.set(
+        xlabel="$|z|$",
+        ylabel="weight",
+        ylim=(0.6, 1.0),
+        title=f"M = {m}, $\\lambda/\\hat\\sigma^2$ = {lambda_over_variance:.0e}, weight at z = {z:.1f}: "
+        f"{weight(torch.tensor([z], dtype=torch.float64)).item():.3f}",
+    )
     one_channel = features[channel][None, None]
     lambda_ = lambda_over_variance * one_channel.var(correction=0).item()
     weights = torch.sigmoid(simam.importance(one_channel, lambda_))[0, 0]
     picture = image.imshow(weights.numpy(), cmap="viridis", vmin=0.6, vmax=1.0)
-    image.set_title(f"SimAM weights, channel {channel}, $\\lambda$ = {lambda_:.1e}", fontsize=10)
+    image.set_title(
+        f"SimAM weights, channel {channel}, $\\lambda$ = {lambda_:.1e}", fontsize=10
+    )
     image.axis("off")
     fig.colorbar(picture, ax=image, shrink=0.8, label="weight")
     plt.show()
@@ -799,17 +971,26 @@ explore_weights(lambda_over_variance=1e-4, m=1024, z=2.0)
 one_channel = features[5][None, None]  # 32 x 32: M = 1024
 z_of_neurons = (one_channel - one_channel.mean()) / one_channel.std(correction=0)
 by_formula = torch.sigmoid(z_of_neurons**2 / (4 * (1024 / 1023 + 1e-4)) + 0.5)
-by_package = torch.sigmoid(simam.importance(one_channel, 1e-4 * one_channel.var(correction=0).item()))
-check_close("weight curve at each neuron's z vs simam.importance", by_formula, by_package, 1e-12)
+by_package = torch.sigmoid(
+    simam.importance(one_channel, 1e-4 * one_channel.var(correction=0).item())
+)
+check_close(
+    "weight curve at each neuron's z vs simam.importance", by_formula, by_package, 1e-12
+)
 
 # %% tags=["nbval-ignore-output", "remove-output"]
 # Sliders over the same figure, in a live notebook (the output stored here depends on the front end).
 import ipywidgets as widgets
 
-widgets.interact(explore_weights,
-                 lambda_over_variance=widgets.FloatLogSlider(value=1e-4, base=10, min=-6, max=1, step=0.25),
-                 m=widgets.IntSlider(value=1024, min=4, max=4096, step=4), z=widgets.FloatSlider(value=2.0, min=0, max=4),
-                 channel=widgets.IntSlider(value=5, min=0, max=features.shape[0] - 1));
+widgets.interact(
+    explore_weights,
+    lambda_over_variance=widgets.FloatLogSlider(
+        value=1e-4, base=10, min=-6, max=1, step=0.25
+    ),
+    m=widgets.IntSlider(value=1024, min=4, max=4096, step=4),
+    z=widgets.FloatSlider(value=2.0, min=0, max=4),
+    channel=widgets.IntSlider(value=5, min=0, max=features.shape[0] - 1),
+);
 
 # %% [markdown]
 # ## 5. Edge cases
@@ -824,9 +1005,16 @@ widgets.interact(explore_weights,
 
 # %%
 single = torch.randn(2, 4, 1, 1, device=device)
-print(f"simam_reference with H = W = 1: all NaN? {bool(simam_reference(single, LAMBDA).isnan().all())}")
+print(
+    f"simam_reference with H = W = 1: all NaN? {bool(simam_reference(single, LAMBDA).isnan().all())}"
+)
 half_weight = torch.sigmoid(torch.tensor(0.5)).item()
-check_close("SimAM() with H = W = 1 vs x * sigmoid(1/2)", SimAM(lambda_=LAMBDA)(single), single * half_weight, 1e-6)
+check_close(
+    "SimAM() with H = W = 1 vs x * sigmoid(1/2)",
+    SimAM(lambda_=LAMBDA)(single),
+    single * half_weight,
+    1e-6,
+)
 print(f"sigmoid(1/2) = {half_weight:.4f}")
 
 # %% [markdown]
@@ -841,19 +1029,27 @@ print(f"sigmoid(1/2) = {half_weight:.4f}")
 
 # %%
 half_input = (10 * torch.randn(2, 4, 32, 32, device=device)).half()
-sum_of_squares = (half_input - half_input.mean(dim=(2, 3), keepdim=True)).square().sum(dim=(2, 3))
+sum_of_squares = (
+    (half_input - half_input.mean(dim=(2, 3), keepdim=True)).square().sum(dim=(2, 3))
+)
 reference_half = simam_reference(half_input, LAMBDA)
 overflowed = bool(sum_of_squares.isinf().all())
-saturated = torch.equal(reference_half, half_input * torch.sigmoid(torch.tensor(0.5)).half())
+saturated = torch.equal(
+    reference_half, half_input * torch.sigmoid(torch.tensor(0.5)).half()
+)
 assert overflowed and saturated
 print(f"float16 sum of squared deviations infinite in every channel? {overflowed}")
 print(f"simam_reference in float16 returns x * sigmoid(1/2) everywhere? {saturated}")
 
 package_half = SimAM(lambda_=LAMBDA)(half_input)
-rounded_once = torch.equal(package_half, SimAM(lambda_=LAMBDA)(half_input.float()).half())
+rounded_once = torch.equal(
+    package_half, SimAM(lambda_=LAMBDA)(half_input.float()).half()
+)
 assert rounded_once and bool(package_half.isfinite().all())
-print(f"package SimAM() in float16: dtype {package_half.dtype}, all finite: {bool(package_half.isfinite().all())}, "
-      f"equal to the float32 result rounded to float16: {rounded_once}")
+print(
+    f"package SimAM() in float16: dtype {package_half.dtype}, all finite: {bool(package_half.isfinite().all())}, "
+    f"equal to the float32 result rounded to float16: {rounded_once}"
+)
 
 # %% [markdown]
 # The weights themselves, recovered as output over input, show the difference at a glance: the
@@ -863,9 +1059,19 @@ print(f"package SimAM() in float16: dtype {package_half.dtype}, all finite: {boo
 # %%
 nonzero = half_input != 0
 fig, ax = plt.subplots(figsize=(6, 2.6), layout="constrained")
-for name, output in [("simam_reference", reference_half), ("package SimAM()", package_half)]:
+for name, output in [
+    ("simam_reference", reference_half),
+    ("package SimAM()", package_half),
+]:
     weights = (output.float() / half_input.float())[nonzero].cpu()
-    ax.hist(weights.numpy(), bins=80, range=(0.6, 1.0), log=True, alpha=0.7, label=f"{name}, float16")
+    ax.hist(
+        weights.numpy(),
+        bins=80,
+        range=(0.6, 1.0),
+        log=True,
+        alpha=0.7,
+        label=f"{name}, float16",
+    )
 ax.set_xlabel("weight = output / input")
 ax.set_ylabel("neurons")
 ax.legend()
@@ -902,15 +1108,24 @@ exercise_generator = torch.Generator().manual_seed(3)
 random_maps = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=exercise_generator)
 shifts = torch.randn(1, 3, 1, 1, dtype=torch.float64, generator=exercise_generator)
 base = simam.importance(random_maps, LAMBDA)
-check_close("1. a constant added to each channel", simam.importance(random_maps + shifts, LAMBDA), base, 1e-12)
+check_close(
+    "1. a constant added to each channel",
+    simam.importance(random_maps + shifts, LAMBDA),
+    base,
+    1e-12,
+)
 for nu in (-0.5, 3.0, 1e-3):
     scaled = simam.importance(nu * random_maps, LAMBDA * nu**2)
-    check_close(f"1. channels times {nu:g}, lambda times {nu * nu:g}", scaled, base, 1e-12)
+    check_close(
+        f"1. channels times {nu:g}, lambda times {nu * nu:g}", scaled, base, 1e-12
+    )
 # Left alone, lambda = 1e-4 dwarfs the variance (about 1e-6) of the scaled maps: every importance nears 1/2.
 shrunk = simam.importance(1e-3 * random_maps, LAMBDA)
 assert bool((shrunk < base).all()) and shrunk.max().item() < 0.6
-print(f"1. with nu = 1e-3 and lambda unchanged: importances at most {shrunk.max().item():.3f}, "
-      f"against up to {base.max().item():.2f} before")
+print(
+    f"1. with nu = 1e-3 and lambda unchanged: importances at most {shrunk.max().item():.3f}, "
+    f"against up to {base.max().item():.2f} before"
+)
 
 # %% [markdown]
 # **Exercise 2 (the shape of the Jacobian).** From the derivatives of section 3.1, write the
@@ -926,7 +1141,9 @@ print(f"1. with nu = 1e-3 and lambda unchanged: importances at most {shrunk.max(
 # applied to g needs only the one sum r . g: that is why the gradient needs two sums per channel.
 channel = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=exercise_generator)
 n = channel.numel()
-jacobian_by_autograd = torch.autograd.functional.jacobian(lambda t: fast_simam(t, LAMBDA).flatten(), channel)
+jacobian_by_autograd = torch.autograd.functional.jacobian(
+    lambda t: fast_simam(t, LAMBDA).flatten(), channel
+)
 jacobian_by_autograd = jacobian_by_autograd.reshape(n, n)
 xs = channel.flatten()
 d = xs - xs.mean()
@@ -934,9 +1151,15 @@ a = 1 / (4 * (d.square().sum() / (n - 1) + LAMBDA))
 omega = torch.sigmoid(a * d.square() + 0.5)
 q = xs * omega * (1 - omega)
 diagonal = torch.diag(omega + 2 * a * q * d)
-rank_one_terms = (-(2 * a / n) * torch.outer(q * d, torch.ones(n, dtype=d.dtype))
-                  - (8 * a**2 / (n - 1)) * torch.outer(q * d**2, d))
-check_close("2. diagonal + two rank-one terms vs autograd", diagonal + rank_one_terms, jacobian_by_autograd, 1e-12)
+rank_one_terms = -(2 * a / n) * torch.outer(q * d, torch.ones(n, dtype=d.dtype)) - (
+    8 * a**2 / (n - 1)
+) * torch.outer(q * d**2, d)
+check_close(
+    "2. diagonal + two rank-one terms vs autograd",
+    diagonal + rank_one_terms,
+    jacobian_by_autograd,
+    1e-12,
+)
 rank = int(torch.linalg.matrix_rank(jacobian_by_autograd - diagonal))
 assert rank == 2
 print(f"2. rank of J minus the diagonal matrix: {rank}")
@@ -974,8 +1197,10 @@ for block in network.modules():
         block.attention = ReferenceSimAM()
 measured = (saved_bytes(network, batch) - with_fast_function) // len(batch)
 assert measured == predicted
-print(f"3. extra bytes per image: predicted {predicted:,}, measured {measured:,}; "
-      f"for 128 images {128 * measured / 2**20:.0f} MiB")
+print(
+    f"3. extra bytes per image: predicted {predicted:,}, measured {measured:,}; "
+    f"for 128 images {128 * measured / 2**20:.0f} MiB"
+)
 
 # %% [markdown]
 # **Exercise 4 (when float16 overflows).** A channel whose $M$ values are $+x_0$ and $-x_0$ in equal
@@ -996,10 +1221,19 @@ for side in (32, 8):
     signs = torch.ones(1, 1, side, side, device=device)
     signs.view(-1)[::2] = -1
     below, above = ((factor * threshold * signs).half() for factor in (0.99, 1.01))
-    weight_below, weight_above, weight_float32 = weight_of(below), weight_of(above), weight_of(below.float())
-    assert abs(weight_below - weight_float32) < 1e-3 and abs(weight_above - half_weight) < 1e-3
-    print(f"4. {side}x{side} maps: threshold x0 = {threshold:.2f}; weight at 0.99 x threshold {weight_below:.3f} "
-          f"(float32 {weight_float32:.3f}), at 1.01 x threshold {weight_above:.3f}")
+    weight_below, weight_above, weight_float32 = (
+        weight_of(below),
+        weight_of(above),
+        weight_of(below.float()),
+    )
+    assert (
+        abs(weight_below - weight_float32) < 1e-3
+        and abs(weight_above - half_weight) < 1e-3
+    )
+    print(
+        f"4. {side}x{side} maps: threshold x0 = {threshold:.2f}; weight at 0.99 x threshold {weight_below:.3f} "
+        f"(float32 {weight_float32:.3f}), at 1.01 x threshold {weight_above:.3f}"
+    )
 
 # %% [markdown]
 # ## References

@@ -49,8 +49,10 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import math
@@ -73,7 +75,8 @@ from simam.course import course_cifar10, smoke_test
 from simam.data import CIFAR10_MEAN, CIFAR10_STD
 
 QUICK = simam.quick_mode()
-QUICK_BUDGET = QUICK or smoke_test()  # the quick budget, also when a test runs the full mode on a CPU
+# the quick budget, also when a test runs the full mode on a CPU
+QUICK_BUDGET = QUICK or smoke_test()
 simam.seed_everything(0)
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print(f"quick mode: {QUICK}")
@@ -145,7 +148,9 @@ for name in ["se", "cbam", "eca", "gc", "simam"]:
 # %%
 for channels in [16, 32, 64, 128, 256, 512, 1024, 2048]:
     argument = (math.log2(channels) + 1) / 2
-    print(f"C = {channels:4d}: (log2 C + 1)/2 = {argument:4.2f}  ->  K = {eca_kernel_size(channels)}")
+    print(
+        f"C = {channels:4d}: (log2 C + 1)/2 = {argument:4.2f}  ->  K = {eca_kernel_size(channels)}"
+    )
 
 # %% [markdown]
 # ## 4.2 Parameters and FLOPs per block
@@ -179,7 +184,14 @@ print(sorted({str(op).removeprefix("aten.") for op in flop_counter.flop_registry
 
 # %%
 MODULES = ["se", "cbam", "eca", "gc", "simam"]
-LABELS = {"none": "none", "se": "SE", "cbam": "CBAM", "eca": "ECA", "gc": "GC", "simam": "SimAM"}
+LABELS = {
+    "none": "none",
+    "se": "SE",
+    "cbam": "CBAM",
+    "eca": "ECA",
+    "gc": "GC",
+    "simam": "SimAM",
+}
 CIFAR_STAGES = [(16, 32), (32, 16), (64, 8)]  # (channels, height = width)
 RESNET50_STAGES = [(256, 56), (512, 28), (1024, 14), (2048, 7)]
 
@@ -203,10 +215,14 @@ def count_flops(module: nn.Module, in_channels: int, size: int) -> int:
     return counter.get_total_flops()
 
 
-def block_costs(channels: int, size: int, bottleneck: bool) -> dict[str, tuple[int, int]]:
+def block_costs(
+    channels: int, size: int, bottleneck: bool
+) -> dict[str, tuple[int, int]]:
     """(parameters, FLOPs) of the last conv and of every attention module at this width."""
     conv = last_conv(channels, bottleneck)
-    costs = {"conv": (count_parameters(conv), count_flops(conv, conv.in_channels, size))}
+    costs = {
+        "conv": (count_parameters(conv), count_flops(conv, conv.in_channels, size))
+    }
     for name in MODULES:
         module = create_attention(name, channels)
         costs[name] = (count_parameters(module), count_flops(module, channels, size))
@@ -214,13 +230,18 @@ def block_costs(channels: int, size: int, bottleneck: bool) -> dict[str, tuple[i
 
 
 # %%
-STAGES = [(c, s, False) for c, s in CIFAR_STAGES] + [(c, s, True) for c, s in RESNET50_STAGES]
+STAGES = [(c, s, False) for c, s in CIFAR_STAGES] + [
+    (c, s, True) for c, s in RESNET50_STAGES
+]
 COSTS = {(c, s): block_costs(c, s, b) for c, s, b in STAGES}
 
 
 def print_block_table(index: int, title: str) -> None:
     print(title)
-    print(f"{'block':>14} {'last conv':>13}" + "".join(f"{LABELS[n]:>11}" for n in MODULES))
+    print(
+        f"{'block':>14} {'last conv':>13}"
+        + "".join(f"{LABELS[n]:>11}" for n in MODULES)
+    )
     for (channels, size), costs in COSTS.items():
         row = f"{f'{channels} @ {size}x{size}':>14} {costs['conv'][index]:>13,}"
         print(row + "".join(f"{costs[n][index]:>11,}" for n in MODULES))
@@ -228,7 +249,9 @@ def print_block_table(index: int, title: str) -> None:
 
 print_block_table(0, "Parameters added by one module")
 print()
-print_block_table(1, "FLOPs of one module, one image (FlopCounterMode: matmuls and convolutions only)")
+print_block_table(
+    1, "FLOPs of one module, one image (FlopCounterMode: matmuls and convolutions only)"
+)
 
 # %% [markdown]
 # The counts follow the formulas of section 4.1, and the code checks that they do, so a change in
@@ -244,10 +267,13 @@ for (channels, size), costs in COSTS.items():
     assert costs["gc"][0] == 2 * channels * h + 3 * h + 2 * channels
     assert costs["simam"] == (0, 0)
     hw = size * size
-    assert costs["se"][1] == 2 * (2 * channels * h)  # two FC layers on the squeezed vector
-    assert costs["cbam"][1] == 2 * (2 * 2 * channels * h) + 2 * (2 * 7 * 7 * hw)  # MLP twice, 7x7 conv
+    # two FC layers on the squeezed vector
+    assert costs["se"][1] == 2 * (2 * channels * h)
+    # MLP twice, 7x7 conv
+    assert costs["cbam"][1] == 2 * (2 * 2 * channels * h) + 2 * (2 * 7 * 7 * hw)
     assert costs["eca"][1] == 2 * k * channels  # the 1-D conv across channels
-    assert costs["gc"][1] == 2 * (channels * hw) * 2 + 2 * (2 * channels * h)  # logits, pooling, transform
+    # logits, pooling, transform
+    assert costs["gc"][1] == 2 * (channels * hw) * 2 + 2 * (2 * channels * h)
 print("all parameter and FLOP counts match the closed forms")
 
 # %% [markdown]
@@ -294,9 +320,15 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if not func.is_view:
-            sizes = [t.numel() for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+            sizes = [
+                t.numel()
+                for t in tree_leaves((args, kwargs, out))
+                if isinstance(t, torch.Tensor)
+            ]
             counted = func.overloadpacket in flop_counter.flop_registry
-            self.ops.append((func.overloadpacket.__name__, counted, max(sizes, default=0)))
+            self.ops.append(
+                (func.overloadpacket.__name__, counted, max(sizes, default=0))
+            )
         return out
 
     @property
@@ -314,7 +346,11 @@ class ReferenceSimAM(nn.Module):
 
 
 def build(name: str, channels: int) -> nn.Module:
-    return ReferenceSimAM() if name == "simam-reference" else create_attention(name, channels)
+    return (
+        ReferenceSimAM()
+        if name == "simam-reference"
+        else create_attention(name, channels)
+    )
 
 
 def count_ops(name: str, channels: int, size: int) -> OpCounter:
@@ -327,8 +363,13 @@ def count_ops(name: str, channels: int, size: int) -> OpCounter:
 
 channels, size = 256, 56
 elements = channels * size * size
-counters = {name: count_ops(name, channels, size) for name in MODULES + ["simam-reference", "simam-exact"]}
-print(f"every ATen operation of one forward pass on a {channels} @ {size}x{size} map, one image")
+counters = {
+    name: count_ops(name, channels, size)
+    for name in MODULES + ["simam-reference", "simam-exact"]
+}
+print(
+    f"every ATen operation of one forward pass on a {channels} @ {size}x{size} map, one image"
+)
 print(f"{'module':>16} {'ATen ops':>9} {'element ops per element':>24}")
 for name, counter in counters.items():
     print(f"{name:>16} {len(counter.ops):>9} {counter.element_ops / elements:>24.2f}")
@@ -337,7 +378,9 @@ for name in ["simam-reference", "simam"]:
     ops = counters[name].ops
     full = [op for op, _, n in ops if n >= elements]
     print(f"\n{name}: {len(full)} passes over the whole map: {', '.join(full)}")
-    print(f"{'':>{len(name)}}  and {len(ops) - len(full)} operations on per-channel numbers")
+    print(
+        f"{'':>{len(name)}}  and {len(ops) - len(full)} operations on per-channel numbers"
+    )
 
 # %% [markdown]
 # The reference formula streams the map 8 times: the mean, the deviation, its square, the sum of
@@ -367,19 +410,36 @@ for name in ["simam-reference", "simam"]:
 
 # %%
 NETWORKS = {
-    "ResNet-20": [(16, 32, 3), (32, 16, 3), (64, 8, 3)],  # (channels, size, blocks) per stage
+    # (channels, size, blocks) per stage
+    "ResNet-20": [
+        (16, 32, 3),
+        (32, 16, 3),
+        (64, 8, 3),
+    ],
     "ResNet-56": [(16, 32, 9), (32, 16, 9), (64, 8, 9)],
     "ResNet-50": [(256, 56, 3), (512, 28, 4), (1024, 14, 6), (2048, 7, 3)],
 }
-PAPER_TABLE3 = {"se": 2.515e6, "cbam": 2.533e6, "eca": 88, "simam": 0}  # ResNet-50, parameters added
+# ResNet-50, parameters added
+PAPER_TABLE3 = {
+    "se": 2.515e6,
+    "cbam": 2.533e6,
+    "eca": 88,
+    "simam": 0,
+}
 
 with torch.device("meta"):
     resnet50 = torchvision.models.resnet50()
     with FlopCounterMode(display=False) as counter:
         resnet50(torch.empty(1, 3, 224, 224))
-resnet50_parameters, resnet50_flops = count_parameters(resnet50), counter.get_total_flops()
+resnet50_parameters, resnet50_flops = (
+    count_parameters(resnet50),
+    counter.get_total_flops(),
+)
 
-ELEMENT_OPS = {(c, s): {name: count_ops(name, c, s).element_ops for name in MODULES} for c, s, _ in STAGES}
+ELEMENT_OPS = {
+    (c, s): {name: count_ops(name, c, s).element_ops for name in MODULES}
+    for c, s, _ in STAGES
+}
 totals = {}
 for network, stages in NETWORKS.items():
     totals[network] = {
@@ -397,22 +457,37 @@ print("Parameters added to the whole network")
 print(header)
 for network, total in totals.items():
     print(f"{network:>20}" + "".join(f"{total[n][0]:>12,}" for n in MODULES))
-print(f"{'ResNet-50, Table 3':>20}" + "".join(
-    f"{PAPER_TABLE3[n]:>12,.0f}" if n in PAPER_TABLE3 else f"{'-':>12}" for n in MODULES
-))
+print(
+    f"{'ResNet-50, Table 3':>20}"
+    + "".join(
+        f"{PAPER_TABLE3[n]:>12,.0f}" if n in PAPER_TABLE3 else f"{'-':>12}"
+        for n in MODULES
+    )
+)
 
-print("\nArithmetic added per image, millions: FLOPs (FlopCounterMode) and element operations")
+print(
+    "\nArithmetic added per image, millions: FLOPs (FlopCounterMode) and element operations"
+)
 print(header)
 for network, total in totals.items():
-    print(f"{network + ' FLOPs':>20}" + "".join(f"{total[n][1] / 1e6:>12.3f}" for n in MODULES))
-    print(f"{'element ops':>20}" + "".join(f"{total[n][2] / 1e6:>12.3f}" for n in MODULES))
+    print(
+        f"{network + ' FLOPs':>20}"
+        + "".join(f"{total[n][1] / 1e6:>12.3f}" for n in MODULES)
+    )
+    print(
+        f"{'element ops':>20}" + "".join(f"{total[n][2] / 1e6:>12.3f}" for n in MODULES)
+    )
 
-print(f"\nResNet-50 itself: {resnet50_parameters:,} parameters, "
-      f"{resnet50_flops / 1e9:.2f} GFLOPs per 224x224 image (FlopCounterMode)")
+print(
+    f"\nResNet-50 itself: {resnet50_parameters:,} parameters, "
+    f"{resnet50_flops / 1e9:.2f} GFLOPs per 224x224 image (FlopCounterMode)"
+)
 for name in MODULES:
     parameters, flops, element_ops = totals["ResNet-50"][name]
-    print(f"{LABELS[name]:>6} adds {100 * parameters / resnet50_parameters:4.1f}% parameters, "
-          f"{100 * flops / resnet50_flops:4.2f}% FLOPs, element ops {100 * element_ops / resnet50_flops:4.2f}% of its FLOPs")
+    print(
+        f"{LABELS[name]:>6} adds {100 * parameters / resnet50_parameters:4.1f}% parameters, "
+        f"{100 * flops / resnet50_flops:4.2f}% FLOPs, element ops {100 * element_ops / resnet50_flops:4.2f}% of its FLOPs"
+    )
 
 # %% [markdown]
 # Two conventions hide in Table 3's SE and CBAM rows. This cell counts SE's MLP biases over ResNet-50,
@@ -421,13 +496,23 @@ for name in MODULES:
 # %%
 resnet50_stages = NETWORKS["ResNet-50"]
 resnet50_blocks = sum(blocks for _, _, blocks in resnet50_stages)
-se_biases = sum(blocks * (count_parameters(create_attention("se", c, bias=True)) - COSTS[c, s]["se"][0])
-                for c, s, blocks in resnet50_stages)
-spatial_gates = sum(blocks * count_parameters(create_attention("cbam", c).spatial_gate) for c, _, blocks in resnet50_stages)
+se_biases = sum(
+    blocks
+    * (count_parameters(create_attention("se", c, bias=True)) - COSTS[c, s]["se"][0])
+    for c, s, blocks in resnet50_stages
+)
+spatial_gates = sum(
+    blocks * count_parameters(create_attention("cbam", c).spatial_gate)
+    for c, _, blocks in resnet50_stages
+)
 se_total, cbam_total = totals["ResNet-50"]["se"][0], totals["ResNet-50"]["cbam"][0]
 assert cbam_total == se_total + se_biases + spatial_gates
-print(f"ResNet-50, {resnet50_blocks} blocks: SE's MLP biases {se_biases:,}, SE with them +{se_total + se_biases:,}")
-print(f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases + {spatial_gates:,} in the spatial gates")
+print(
+    f"ResNet-50, {resnet50_blocks} blocks: SE's MLP biases {se_biases:,}, SE with them +{se_total + se_biases:,}"
+)
+print(
+    f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases + {spatial_gates:,} in the spatial gates"
+)
 
 # %% [markdown]
 # **SE: +2,514,944, the paper's +2.515M.** Each block adds $2 C^2 / 16 = C^2 / 8$ weights, and
@@ -470,22 +555,38 @@ print(f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases + {spat
 # %%
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained")
 names = [LABELS[n] for n in MODULES]
-parameter_share = [100 * totals["ResNet-50"][n][0] / resnet50_parameters for n in MODULES]
+parameter_share = [
+    100 * totals["ResNet-50"][n][0] / resnet50_parameters for n in MODULES
+]
 flop_share = [100 * totals["ResNet-50"][n][1] / resnet50_flops for n in MODULES]
 element_share = [100 * totals["ResNet-50"][n][2] / resnet50_flops for n in MODULES]
 left.bar(names, parameter_share, color="tab:blue")
 left.set_ylabel("% of ResNet-50's parameters")
 left.set_title("parameters added")
 positions = torch.arange(len(MODULES)).float()
-right.bar(positions - 0.2, flop_share, width=0.4, label="FLOPs (FlopCounterMode)", color="tab:orange")
-right.bar(positions + 0.2, element_share, width=0.4, label="element operations", color="tab:grey")
+right.bar(
+    positions - 0.2,
+    flop_share,
+    width=0.4,
+    label="FLOPs (FlopCounterMode)",
+    color="tab:orange",
+)
+right.bar(
+    positions + 0.2,
+    element_share,
+    width=0.4,
+    label="element operations",
+    color="tab:grey",
+)
 right.set_xticks(positions.tolist(), names)
 right.set_ylabel("% of ResNet-50's FLOPs")
 right.set_title("arithmetic added per image")
 right.legend()
 plt.show()
 simam_index = MODULES.index("simam")
-assert parameter_share[simam_index] == min(parameter_share) == 0 and element_share[simam_index] == max(element_share)
+assert parameter_share[simam_index] == min(parameter_share) == 0 and element_share[
+    simam_index
+] == max(element_share)
 assert max(flop_share + element_share) < 1
 
 # %% [markdown]
@@ -514,7 +615,9 @@ assert max(flop_share + element_share) < 1
 # %%
 def timing_layer(name: str, channels: int, bottleneck: bool) -> nn.Module:
     conv = last_conv(channels, bottleneck)
-    return nn.Sequential(conv, nn.BatchNorm2d(channels), create_attention(name, channels)).to(device)
+    return nn.Sequential(
+        conv, nn.BatchNorm2d(channels), create_attention(name, channels)
+    ).to(device)
 
 
 def synchronise() -> None:
@@ -534,7 +637,11 @@ def step(layer: nn.Module, x: torch.Tensor, backward: bool) -> None:
 
 # %%
 def time_side_by_side(
-    layers: dict[str, nn.Module], x: torch.Tensor, backward: bool, repeats: int, calls: int
+    layers: dict[str, nn.Module],
+    x: torch.Tensor,
+    backward: bool,
+    repeats: int,
+    calls: int,
 ) -> dict[str, float]:
     """Median seconds per call of every layer, the layers timed interleaved in rotating order."""
     names = list(layers)
@@ -544,7 +651,7 @@ def time_side_by_side(
             step(layer, x, backward)
     samples = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             synchronise()
             start = time.perf_counter()
             for _ in range(calls):
@@ -566,7 +673,9 @@ TIMED_SHAPES = [  # (label, channels, size, bottleneck, batch)
 threads = torch.get_num_threads()
 if device.type == "cpu":
     torch.set_num_threads(1)
-print(f"device: {device}, {torch.get_num_threads()} thread(s), {REPEATS} repeats x {CALLS} calls")
+print(
+    f"device: {device}, {torch.get_num_threads()} thread(s), {REPEATS} repeats x {CALLS} calls"
+)
 generator = torch.Generator().manual_seed(0)
 timings = {}
 started = time.perf_counter()
@@ -574,14 +683,23 @@ for label, channels, size, bottleneck, batch in TIMED_SHAPES:
     torch.manual_seed(0)
     layers = {name: timing_layer(name, channels, bottleneck) for name in VARIANTS}
     in_channels = layers["none"][0].in_channels
-    x = torch.randn(batch, in_channels, size, size, generator=generator).to(device).requires_grad_()
+    x = (
+        torch.randn(batch, in_channels, size, size, generator=generator)
+        .to(device)
+        .requires_grad_()
+    )
     for backward in (False, True):
-        timings[label, backward] = time_side_by_side(layers, x, backward, REPEATS, CALLS)
+        timings[label, backward] = time_side_by_side(
+            layers, x, backward, REPEATS, CALLS
+        )
 torch.set_num_threads(threads)
 
 for backward, title in [(False, "forward"), (True, "forward + backward")]:
     print(f"\n{title}: time relative to conv + BN alone (= 1.00)")
-    print(f"{'shape':>18} {'batch':>6} {'alone, ms':>10}" + "".join(f"{LABELS[n]:>8}" for n in MODULES))
+    print(
+        f"{'shape':>18} {'batch':>6} {'alone, ms':>10}"
+        + "".join(f"{LABELS[n]:>8}" for n in MODULES)
+    )
     for label, channels, size, bottleneck, batch in TIMED_SHAPES:
         t = timings[label, backward]
         ratios = "".join(f"{t[n] / t['none']:>8.2f}" for n in MODULES)
@@ -589,18 +707,27 @@ for backward, title in [(False, "forward"), (True, "forward + backward")]:
 print("\ncheapest to dearest, as measured here:")
 for (label, backward), t in timings.items():
     order = sorted(MODULES, key=t.get)
-    print(f"  {label:>18}, {'forward + backward' if backward else 'forward':<18}: {' < '.join(LABELS[n] for n in order)}")
+    print(
+        f"  {label:>18}, {'forward + backward' if backward else 'forward':<18}: {' < '.join(LABELS[n] for n in order)}"
+    )
     assert all(math.isfinite(t[n]) and t[n] > 0 for n in VARIANTS)
 print(f"\ntimed in {time.perf_counter() - started:.0f} s")
 
 # %% tags=["nbval-ignore-output"]
-figure, axes = plt.subplots(1, len(TIMED_SHAPES), figsize=(12, 3.2), sharey=True, layout="constrained")
+figure, axes = plt.subplots(
+    1, len(TIMED_SHAPES), figsize=(12, 3.2), sharey=True, layout="constrained"
+)
 positions = torch.arange(len(MODULES)).float()
 for axis, (label, *_) in zip(axes, TIMED_SHAPES):
     for offset, backward, colour in ((-0.2, False, "tab:blue"), (0.2, True, "tab:red")):
         t = timings[label, backward]
-        axis.bar(positions + offset, [t[n] / t["none"] for n in MODULES], width=0.4, color=colour,
-                 label="forward + backward" if backward else "forward")
+        axis.bar(
+            positions + offset,
+            [t[n] / t["none"] for n in MODULES],
+            width=0.4,
+            color=colour,
+            label="forward + backward" if backward else "forward",
+        )
     axis.axhline(1, color="grey", lw=0.8, ls="--")
     axis.set_xticks(positions.tolist(), [LABELS[n] for n in MODULES])
     axis.set_title(label)
@@ -628,12 +755,21 @@ plt.show()
 # frames per second into the same kind of ratio (time with the module over time without):
 
 # %%
-PAPER_FPS = {"none": 89, "se": 64, "cbam": 33, "eca": 64, "simam": 64}  # Table 3, GTX 1080 Ti
+# Table 3, GTX 1080 Ti
+PAPER_FPS = {
+    "none": 89,
+    "se": 64,
+    "cbam": 33,
+    "eca": 64,
+    "simam": 64,
+}
 for name, fps in PAPER_FPS.items():
     added_ms = 1e3 / fps - 1e3 / PAPER_FPS["none"]
-    print(f"{LABELS[name]:>6}: {fps:3d} FPS, {1e3 / fps:5.1f} ms per image, "
-          f"time ratio {PAPER_FPS['none'] / fps:.2f}, added {added_ms:4.1f} ms, "
-          f"{added_ms / resnet50_blocks:.2f} ms per block")
+    print(
+        f"{LABELS[name]:>6}: {fps:3d} FPS, {1e3 / fps:5.1f} ms per image, "
+        f"time ratio {PAPER_FPS['none'] / fps:.2f}, added {added_ms:4.1f} ms, "
+        f"{added_ms / resnet50_blocks:.2f} ms per block"
+    )
 
 # %% [markdown]
 # SE, ECA and SimAM add the same 4.4 ms per image, about 0.27 ms for each of the 16 blocks, although
@@ -688,8 +824,12 @@ for name, fps in PAPER_FPS.items():
 
 # %%
 INDEX = 13
-images, labels, classes = course_cifar10(train=False)  # downloaded into simam.data_root() when missing
-images, source = images[:256], f"CIFAR-10 test image {INDEX}, a {classes[int(labels[INDEX])]}"
+# downloaded into simam.data_root() when missing
+images, labels, classes = course_cifar10(train=False)
+images, source = (
+    images[:256],
+    f"CIFAR-10 test image {INDEX}, a {classes[int(labels[INDEX])]}",
+)
 print(f"input: {source}")
 
 mean = torch.tensor(CIFAR10_MEAN)[:, None, None]
@@ -706,10 +846,15 @@ print("feature map:", tuple(features.shape))
 
 raw = maps[INDEX : INDEX + 1]
 raw_variance = raw.var(dim=(2, 3), correction=1)
-on_raw, on_normalised = torch.sigmoid(simam.importance(raw)), torch.sigmoid(simam.importance(features))
+on_raw, on_normalised = (
+    torch.sigmoid(simam.importance(raw)),
+    torch.sigmoid(simam.importance(features)),
+)
 gap = (on_raw - on_normalised).abs().max().item()
-print(f"raw channel variances {'>' if raw_variance.min() > 100 * 1e-4 else '<='} 100 lambda; "
-      f"SimAM's weights on the raw and on the normalised map differ by {'<' if gap < 1e-3 else '>='} 1e-3")
+print(
+    f"raw channel variances {'>' if raw_variance.min() > 100 * 1e-4 else '<='} 100 lambda; "
+    f"SimAM's weights on the raw and on the normalised map differ by {'<' if gap < 1e-3 else '>='} 1e-3"
+)
 assert raw_variance.min() > 100 * 1e-4 and gap < 1e-3
 
 # %%
@@ -725,7 +870,9 @@ def per_position(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 torch.manual_seed(0)
 modules = {name: create_attention(name, 64).eval() for name in MODULES}
-modules["gc"].transform[-1].reset_parameters()  # away from its zero start, so that GC adds something
+modules["gc"].transform[
+    -1
+].reset_parameters()  # away from its zero start, so that GC adds something
 x = features
 weights, errors = {}, {}
 with torch.no_grad():
@@ -749,7 +896,9 @@ with torch.no_grad():
 assert all(error < 1e-5 for error in errors.values()), errors
 print("every module's output is rebuilt from the weights read off it, to within 1e-5")
 for name, w in weights.items():
-    print(f"{name:>13}: {str(tuple(w.shape)):>12}, from {w.min():6.3f} to {w.max():6.3f}")
+    print(
+        f"{name:>13}: {str(tuple(w.shape)):>12}, from {w.min():6.3f} to {w.max():6.3f}"
+    )
 
 # %% [markdown]
 # SimAM's weights lie between $\operatorname{sigmoid}(\tfrac12) \approx 0.622$ and 1, as they must: the
@@ -762,22 +911,31 @@ for name, w in weights.items():
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(11, 5.5), sharex=True, layout="constrained")
-for ax, (name, title) in zip(axes.flat, [
-    ("se", "SE: one weight per channel"),
-    ("eca", "ECA: one weight per channel"),
-    ("cbam channel", "CBAM: channel gate (before the spatial map)"),
-    ("gc", "GC: context added to each channel"),
-]):
+for ax, (name, title) in zip(
+    axes.flat,
+    [
+        ("se", "SE: one weight per channel"),
+        ("eca", "ECA: one weight per channel"),
+        ("cbam channel", "CBAM: channel gate (before the spatial map)"),
+        ("gc", "GC: context added to each channel"),
+    ],
+):
     additive = name == "gc"
-    ax.bar(torch.arange(64), weights[name], color="tab:green" if additive else "tab:blue")
-    ax.axhline(0 if additive else 0.5, color="grey", lw=0.8, ls="-" if additive else "--")
+    ax.bar(
+        torch.arange(64), weights[name], color="tab:green" if additive else "tab:blue"
+    )
+    ax.axhline(
+        0 if additive else 0.5, color="grey", lw=0.8, ls="-" if additive else "--"
+    )
     ax.set_title(title)
     ax.set_ylabel("added value" if additive else "weight")
     if not additive:
         ax.set_ylim(0, 1)
 for ax in axes[1]:
     ax.set_xlabel("channel")
-fig.suptitle(f"Channel-wise weights of the untrained modules on the same input ({source})")
+fig.suptitle(
+    f"Channel-wise weights of the untrained modules on the same input ({source})"
+)
 plt.show()
 
 # %% [markdown]
@@ -798,7 +956,11 @@ plt.show()
 shown = []
 for c in weights["simam"].flatten(1).std(dim=1).argsort(descending=True).tolist():
     maps_so_far = [weights["simam"][d].flatten() for d in shown]
-    if all(torch.corrcoef(torch.stack([weights["simam"][c].flatten(), m]))[0, 1].abs() < 0.5 for m in maps_so_far):
+    if all(
+        torch.corrcoef(torch.stack([weights["simam"][c].flatten(), m]))[0, 1].abs()
+        < 0.5
+        for m in maps_so_far
+    ):
         shown.append(c)
     if len(shown) == 3:
         break
@@ -809,7 +971,9 @@ axes[0, 0].imshow(image.permute(1, 2, 0).numpy())
 axes[0, 0].set_title("input image")
 cbam_shade = axes[1, 0].imshow(weights["cbam spatial"], cmap="magma")
 axes[1, 0].set_title("CBAM: one spatial map")
-fig.colorbar(cbam_shade, ax=axes[1, 0], location="left", shrink=0.8, label="CBAM weight")
+fig.colorbar(
+    cbam_shade, ax=axes[1, 0], location="left", shrink=0.8, label="CBAM weight"
+)
 for col, c in enumerate(shown, start=1):
     limit = features[0, c].abs().max()
     axes[0, col].imshow(features[0, c], cmap="coolwarm", vmin=-limit, vmax=limit)
@@ -854,7 +1018,9 @@ for name in MODULES:
     simam.insert_attention(network, name)
     added = count_parameters(network) - resnet50_parameters
     assert added == totals["ResNet-50"][name][0], (name, added)
-    print(f"{LABELS[name]:>6} inserted into torchvision's resnet50: +{added:,} parameters, as summed in 4.3")
+    print(
+        f"{LABELS[name]:>6} inserted into torchvision's resnet50: +{added:,} parameters, as summed in 4.3"
+    )
 
 # %% [markdown]
 # And in torchvision's `resnet18` (with `weights="IMAGENET1K_V1"` for a fine-tuning; this course
@@ -866,17 +1032,26 @@ resnet18 = torchvision.models.resnet18(num_classes=10)
 parameters_before = count_parameters(resnet18)
 simam.insert_attention(resnet18, "simam")
 print(resnet18.layer1[0])
-inserted = [name for name, module in resnet18.named_modules() if isinstance(module, simam.SimAM)]
-print(f"{len(inserted)} SimAM modules, in {inserted[0]}, ..., {inserted[-1]}; "
-      f"parameters {parameters_before:,} before and {count_parameters(resnet18):,} after")
+inserted = [
+    name for name, module in resnet18.named_modules() if isinstance(module, simam.SimAM)
+]
+print(
+    f"{len(inserted)} SimAM modules, in {inserted[0]}, ..., {inserted[-1]}; "
+    f"parameters {parameters_before:,} before and {count_parameters(resnet18):,} after"
+)
 assert len(inserted) == 8 and count_parameters(resnet18) == parameters_before
 
 block = resnet18.layer1[0].eval()
 features = torch.randn(2, 64, 16, 16, generator=torch.Generator().manual_seed(0))
 convolution, attention = block.conv2
-by_hand = torch.relu(block.bn2(attention(convolution(torch.relu(block.bn1(block.conv1(features)))))) + features)
+by_hand = torch.relu(
+    block.bn2(attention(convolution(torch.relu(block.bn1(block.conv1(features))))))
+    + features
+)
 assert torch.allclose(block(features), by_hand)
-print("layer1[0] by hand: relu(bn2(SimAM(conv2(relu(bn1(conv1(x)))))) + x), as the block computes it")
+print(
+    "layer1[0] by hand: relu(bn2(SimAM(conv2(relu(bn1(conv1(x)))))) + x), as the block computes it"
+)
 
 try:
     simam.insert_attention(torchvision.models.vgg11(), "simam")
@@ -924,12 +1099,18 @@ for channels in (64, 256, 2048):
     assert k == eca_kernel_size(channels)
     print(f"2. ECA, {channels} channels: K = {k}")
 # 3. (t - mean)^2 / variance is unchanged by x -> a x + b; lambda breaks it when a^2 variance ~ lambda.
-x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+x = torch.randn(
+    2, 8, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+)
 a, b = 1e-2, 3.0
 invariant = torch.allclose(simam.importance(a * x + b, 0.0), simam.importance(x, 0.0))
-changed = (simam.importance(a * x + b, 1e-4) - simam.importance(x, 1e-4)).abs().max().item()
+changed = (
+    (simam.importance(a * x + b, 1e-4) - simam.importance(x, 1e-4)).abs().max().item()
+)
 assert invariant and changed > 0.1
-print(f"3. lambda = 0: unchanged by x -> {a:g} x + {b:g}: {invariant}; lambda = 1e-4: changed by more than 0.1: {changed > 0.1}")
+print(
+    f"3. lambda = 0: unchanged by x -> {a:g} x + {b:g}: {invariant}; lambda = 1e-4: changed by more than 0.1: {changed > 0.1}"
+)
 # 4. The last convolution of GC's transform starts at zero, so the block adds nothing: a residual
 #    branch with GC starts as the branch without it.
 gc = create_attention("gc", 64)

@@ -53,8 +53,10 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import dataclasses
@@ -81,7 +83,8 @@ from simam.stats import seeds_needed, welch
 from simam.train import learning_rate
 
 QUICK = simam.quick_mode()
-SMOKE = bool(simam.settings.smoke_overrides())  # only in the test of the full mode: runs of a few steps
+# only in the test of the full mode: runs of a few steps
+SMOKE = bool(simam.settings.smoke_overrides())
 simam.seed_everything(0)
 print(f"quick mode: {QUICK}")
 
@@ -98,7 +101,8 @@ print(f"quick mode: {QUICK}")
 # `Config`.
 
 # %%
-RUN_FIELDS = simam.config.RUNTIME_FIELDS  # how a run is watched and where it runs, not what it learns
+# how a run is watched and where it runs, not what it learns
+RUN_FIELDS = simam.config.RUNTIME_FIELDS
 print("what defines a run:")
 for field in dataclasses.fields(PAPER):
     if field.name not in RUN_FIELDS:
@@ -122,16 +126,22 @@ for field in dataclasses.fields(PAPER):
 CIFAR10_TRAIN_IMAGES = 50_000
 
 
-def epochs(iterations: int, batch_size: int, images: int = CIFAR10_TRAIN_IMAGES) -> float:
+def epochs(
+    iterations: int, batch_size: int, images: int = CIFAR10_TRAIN_IMAGES
+) -> float:
     """Passes over ``images`` training images that ``iterations`` batches of ``batch_size`` make."""
     return iterations * batch_size / images
 
 
 for start, end in zip((0, *PAPER.milestones), (*PAPER.milestones, PAPER.iterations)):
-    print(f"iterations {start:>6,} to {end:>6,}: learning rate {learning_rate(PAPER, start):g}, "
-          f"epochs {epochs(start, PAPER.batch_size):6.2f} to {epochs(end, PAPER.batch_size):6.2f}")
-print(f"in all: {epochs(PAPER.iterations, PAPER.batch_size):.2f} epochs, "
-      f"{PAPER.iterations * PAPER.batch_size:,} training images seen")
+    print(
+        f"iterations {start:>6,} to {end:>6,}: learning rate {learning_rate(PAPER, start):g}, "
+        f"epochs {epochs(start, PAPER.batch_size):6.2f} to {epochs(end, PAPER.batch_size):6.2f}"
+    )
+print(
+    f"in all: {epochs(PAPER.iterations, PAPER.batch_size):.2f} epochs, "
+    f"{PAPER.iterations * PAPER.batch_size:,} training images seen"
+)
 
 # %% [markdown]
 # 164 epochs, with the rate cut at epochs 82 and 123. The authors' reference code runs the same
@@ -144,19 +154,36 @@ print(f"in all: {epochs(PAPER.iterations, PAPER.batch_size):.2f} epochs, "
 QUICK_RECIPE = simam.config.QUICK
 paper_steps = range(PAPER.iterations)
 quick_steps = range(QUICK_RECIPE.iterations)
-figure, (paper_axis, quick_axis) = plt.subplots(1, 2, figsize=(12, 3.5), layout="constrained")
+figure, (paper_axis, quick_axis) = plt.subplots(
+    1, 2, figsize=(12, 3.5), layout="constrained"
+)
 paper_axis.plot(paper_steps, [learning_rate(PAPER, i) for i in paper_steps])
-paper_axis.set(yscale="log", xlabel="iteration", ylabel="learning rate", title="paper: step schedule (log scale)")
+paper_axis.set(
+    yscale="log",
+    xlabel="iteration",
+    ylabel="learning rate",
+    title="paper: step schedule (log scale)",
+)
 for milestone in PAPER.milestones:
     paper_axis.axvline(milestone, color="grey", linestyle=":")
-quick_axis.plot(quick_steps, [learning_rate(QUICK_RECIPE, i) for i in quick_steps], color="tab:orange")
-quick_axis.set(xlabel="iteration", ylabel="learning rate", title="quick: one cycle (linear scale)")
+quick_axis.plot(
+    quick_steps,
+    [learning_rate(QUICK_RECIPE, i) for i in quick_steps],
+    color="tab:orange",
+)
+quick_axis.set(
+    xlabel="iteration", ylabel="learning rate", title="quick: one cycle (linear scale)"
+)
 for axis in (paper_axis, quick_axis):
     axis.grid(alpha=0.3)
 plt.show()
 
 rates = {learning_rate(PAPER, i) for i in paper_steps}
-assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(learning_rate(PAPER, 32_000), 0.01)
+assert (
+    len(rates) == 3
+    and learning_rate(PAPER, 31_999) == 0.1
+    and math.isclose(learning_rate(PAPER, 32_000), 0.01)
+)
 
 # %% [markdown]
 # ### The quick recipe
@@ -189,13 +216,19 @@ assert len(rates) == 3 and learning_rate(PAPER, 31_999) == 0.1 and math.isclose(
 
 # %%
 for field in dataclasses.fields(PAPER):
-    paper_value, quick_value = getattr(PAPER, field.name), getattr(QUICK_RECIPE, field.name)
+    paper_value, quick_value = (
+        getattr(PAPER, field.name),
+        getattr(QUICK_RECIPE, field.name),
+    )
     if paper_value != quick_value:
         print(f"  {field.name:<16} paper {paper_value!r:<16} quick {quick_value!r}")
 print(f"quick: {epochs(QUICK_RECIPE.iterations, QUICK_RECIPE.batch_size):.2f} epochs")
-CPU_IMAGES_PER_SECOND = simam.config.QUICK_SIZED_AT  # ResNet-20 + SimAM on 2 cores, what QUICK was sized at
-print(f"the paper recipe at {CPU_IMAGES_PER_SECOND} images/s: "
-      f"{PAPER.iterations * PAPER.batch_size / CPU_IMAGES_PER_SECOND / 3600:.1f} hours")
+# ResNet-20 + SimAM on 2 cores, what QUICK was sized at
+CPU_IMAGES_PER_SECOND = simam.config.QUICK_SIZED_AT
+print(
+    f"the paper recipe at {CPU_IMAGES_PER_SECOND} images/s: "
+    f"{PAPER.iterations * PAPER.batch_size / CPU_IMAGES_PER_SECOND / 3600:.1f} hours"
+)
 
 # %% [markdown]
 # ## 2. The run
@@ -213,11 +246,19 @@ for attention in ("none", "simam"):
     simam.seed_everything(SEED)
     model = simam.create_model("resnet20", attention=attention, num_classes=10)
     initial[attention] = model.state_dict()
-    print(f"resnet20 + {attention:<5}: {simam.count_parameters(model):,} parameters, {len(initial[attention])} tensors")
+    print(
+        f"resnet20 + {attention:<5}: {simam.count_parameters(model):,} parameters, {len(initial[attention])} tensors"
+    )
 assert initial["none"].keys() == initial["simam"].keys()
-differing = [name for name in initial["none"] if not torch.equal(initial["none"][name], initial["simam"][name])]
-print(f"same seed: {len(initial['none']) - len(differing)} of {len(initial['none'])} initial tensors "
-      f"bit-identical between the two networks")
+differing = [
+    name
+    for name in initial["none"]
+    if not torch.equal(initial["none"][name], initial["simam"][name])
+]
+print(
+    f"same seed: {len(initial['none']) - len(differing)} of {len(initial['none'])} initial tensors "
+    f"bit-identical between the two networks"
+)
 assert not differing
 
 # %% [markdown]
@@ -278,13 +319,20 @@ if QUICK:
     )
     run_root = Path(tempfile.mkdtemp(prefix="simam-chapter5-"))
 else:
-    run_config = dataclasses.replace(simam.config.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides())
+    run_config = dataclasses.replace(
+        simam.config.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides()
+    )
     run_root = simam.settings.runs_root()
-run_folders = {attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}" for attention in ATTENTIONS}
-print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "
-      f"{run_config.schedule} schedule from learning rate {run_config.lr:g}, warm-up {run_config.warmup}, "
-      f"training images {run_config.subset or CIFAR10_TRAIN_IMAGES:,}, test images {run_config.test_subset or 10_000:,}, "
-      f"{epochs(run_config.iterations, run_config.batch_size, run_config.subset or CIFAR10_TRAIN_IMAGES):.2f} epochs")
+run_folders = {
+    attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}"
+    for attention in ATTENTIONS
+}
+print(
+    f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "
+    f"{run_config.schedule} schedule from learning rate {run_config.lr:g}, warm-up {run_config.warmup}, "
+    f"training images {run_config.subset or CIFAR10_TRAIN_IMAGES:,}, test images {run_config.test_subset or 10_000:,}, "
+    f"{epochs(run_config.iterations, run_config.batch_size, run_config.subset or CIFAR10_TRAIN_IMAGES):.2f} epochs"
+)
 
 # %% [markdown]
 # How long the GPU mode takes on a T4 is an estimate, computed from two numbers. The work of one
@@ -301,13 +349,17 @@ print(f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run
 # real GPU the timing cell below prints what the runs took.
 
 # %%
-flops_per_image = simam.models.training_flops_per_image(simam.create_model("resnet20", attention="simam"))
+flops_per_image = simam.models.training_flops_per_image(
+    simam.create_model("resnet20", attention="simam")
+)
 gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED, attention="simam")
 low, high = simam.course.estimated_gpu_minutes(gpu_config, runs=len(ATTENTIONS))
 print(f"training FLOPs per image (forward and backward): {flops_per_image / 1e6:.0f} M")
-print(f"GPU mode: {len(ATTENTIONS)} runs of {gpu_config.iterations * gpu_config.batch_size:,} "
-      f"training images -> about {low:.0f} to {high:.0f} minutes on a T4 at "
-      f"{simam.course.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, compilation included")
+print(
+    f"GPU mode: {len(ATTENTIONS)} runs of {gpu_config.iterations * gpu_config.batch_size:,} "
+    f"training images -> about {low:.0f} to {high:.0f} minutes on a T4 at "
+    f"{simam.course.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, compilation included"
+)
 
 # %% [markdown]
 # The training itself. `train` prints one line per evaluation and returns what it wrote into
@@ -330,31 +382,49 @@ for attention in ATTENTIONS:
 # plain cross-entropy.
 
 # %%
-figure = plot_training_curves([run_folders[attention] for attention in ATTENTIONS],
-                              labels=[f"ResNet-20 + {attention}" for attention in ATTENTIONS])
+figure = plot_training_curves(
+    [run_folders[attention] for attention in ATTENTIONS],
+    labels=[f"ResNet-20 + {attention}" for attention in ATTENTIONS],
+)
 plt.show()
 
 # %% tags=["nbval-ignore-output"]
 rows = {attention: read_metrics(run_folders[attention]) for attention in ATTENTIONS}
-stored = {attention: json.loads((run_folders[attention] / FINAL).read_text()) for attention in ATTENTIONS}
-print(f"{'network':<20} {'iterations':>10} {'epochs':>7} {'final test acc.':>16} {'best (selected on test set)':>28}")
+stored = {
+    attention: json.loads((run_folders[attention] / FINAL).read_text())
+    for attention in ATTENTIONS
+}
+print(
+    f"{'network':<20} {'iterations':>10} {'epochs':>7} {'final test acc.':>16} {'best (selected on test set)':>28}"
+)
 for attention in ATTENTIONS:
     final = stored[attention]
     best = f"{100 * final['best_test_accuracy_selected_on_test_set']:.1f}% at {final['best_iteration_selected_on_test_set']:,}"
-    print(f"{'ResNet-20 + ' + attention:<20} {final['iterations']:>10,} {final['epochs']:>7.2f} "
-          f"{100 * final['final_test_accuracy']:>15.1f}% {best:>28}")
+    print(
+        f"{'ResNet-20 + ' + attention:<20} {final['iterations']:>10,} {final['epochs']:>7.2f} "
+        f"{100 * final['final_test_accuracy']:>15.1f}% {best:>28}"
+    )
 
 # The accuracies differ in their last digits from one CPU model or GPU to another, so this cell's
 # output is not compared when the notebook is tested; these checks hold on every machine.
 evaluations = math.ceil(run_config.iterations / run_config.eval_every)
 chance = 0.1
 for attention in ATTENTIONS:
-    assert stored[attention] == json.loads(json.dumps(finals[attention]))  # the file holds what train returned
-    assert len(rows[attention]) == evaluations and rows[attention][-1]["iteration"] == run_config.iterations
-    assert stored[attention]["final_test_accuracy"] == rows[attention][-1]["test_accuracy"]
+    # the file holds what train returned
+    assert stored[attention] == json.loads(json.dumps(finals[attention]))
+    assert (
+        len(rows[attention]) == evaluations
+        and rows[attention][-1]["iteration"] == run_config.iterations
+    )
+    assert (
+        stored[attention]["final_test_accuracy"] == rows[attention][-1]["test_accuracy"]
+    )
     if not SMOKE:  # 160 quick iterations: well above chance (about 30%); the whole quick recipe: about 88%
-        assert stored[attention]["final_test_accuracy"] > (2 * chance if QUICK else 0.85)
-        assert rows[attention][-1]["test_loss"] < rows[attention][0]["test_loss"]  # it learned
+        assert stored[attention]["final_test_accuracy"] > (
+            2 * chance if QUICK else 0.85
+        )
+        # it learned
+        assert rows[attention][-1]["test_loss"] < rows[attention][0]["test_loss"]
 
 # %% [markdown]
 # The final accuracy is the number to report. The best accuracy over all evaluations is shown only
@@ -368,10 +438,17 @@ for attention in ATTENTIONS:
 # %% tags=["nbval-ignore-output"]
 for attention in ATTENTIONS:
     final = stored[attention]
-    print(f"ResNet-20 + {attention:<6} wall time {final['wall_seconds']:7.1f} s, "
-          f"training {final['train_images_per_second']:7.1f} images/s on {final['device']}")
-slowdown = stored["none"]["train_images_per_second"] / stored["simam"]["train_images_per_second"]
-print(f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}x as fast")
+    print(
+        f"ResNet-20 + {attention:<6} wall time {final['wall_seconds']:7.1f} s, "
+        f"training {final['train_images_per_second']:7.1f} images/s on {final['device']}"
+    )
+slowdown = (
+    stored["none"]["train_images_per_second"]
+    / stored["simam"]["train_images_per_second"]
+)
+print(
+    f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}x as fast"
+)
 
 # %% [markdown]
 # ## 4. Trained once: the course's runs of the quick recipe
@@ -394,18 +471,30 @@ print(f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}
 
 # %%
 RESULTS = simam.zoo.DEFAULT_RESULTS  # results/ of this checkout of the course
-committed = {attention: RESULTS / "runs" / f"cifar10-resnet20-{attention}-quick-seed0" for attention in ATTENTIONS}
-finished = {attention: folder for attention, folder in committed.items() if (folder / FINAL).is_file()}
+committed = {
+    attention: RESULTS / "runs" / f"cifar10-resnet20-{attention}-quick-seed0"
+    for attention in ATTENTIONS
+}
+finished = {
+    attention: folder
+    for attention, folder in committed.items()
+    if (folder / FINAL).is_file()
+}
 for attention, folder in finished.items():
     final = json.loads((folder / FINAL).read_text())
-    print(f"ResNet-20 + {attention:<6} {final['iterations']:,} iterations ({final['epochs']:.1f} epochs): "
-          f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
-          f"(flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%), "
-          f"{final['wall_seconds'] / 60:.1f} minutes at {final['train_images_per_second']:.0f} images/s on {final['device']}")
+    print(
+        f"ResNet-20 + {attention:<6} {final['iterations']:,} iterations ({final['epochs']:.1f} epochs): "
+        f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
+        f"(flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%), "
+        f"{final['wall_seconds'] / 60:.1f} minutes at {final['train_images_per_second']:.0f} images/s on {final['device']}"
+    )
 for attention in [attention for attention in ATTENTIONS if attention not in finished]:
     print(f"ResNet-20 + {attention}: not yet run (the command above trains it)")
 if finished:
-    figure = plot_training_curves(list(finished.values()), labels=[f"ResNet-20 + {a}, quick recipe" for a in finished])
+    figure = plot_training_curves(
+        list(finished.values()),
+        labels=[f"ResNet-20 + {a}, quick recipe" for a in finished],
+    )
     plt.show()
 
 # %% [markdown]
@@ -414,20 +503,39 @@ if finished:
 # beside the one from the paper's spread:
 
 # %%
-grid_cells = [cell for cell in experiments.summarise(experiments.read_results(RESULTS))
-              if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides
-              and cell.lambda_ in (None, 1e-4) and cell.place is None]
+grid_cells = [
+    cell
+    for cell in experiments.summarise(experiments.read_results(RESULTS))
+    if cell.model == "resnet20"
+    and cell.recipe == "quick"
+    and not cell.overrides
+    and cell.lambda_ in (None, 1e-4)
+    and cell.place is None
+]
 by_attention = {cell.attention: cell for cell in grid_cells}
 for attention in ATTENTIONS:
     cell = by_attention.get(attention)
-    spread = "" if cell is None or cell.std is None else f", standard deviation {cell.std:.2f} points"
-    print(f"ResNet-20 + {attention:<6} seeds finished: {0 if cell is None else cell.n}"
-          + ("" if cell is None else f", mean {cell.mean:.2f}%{spread}"))
-if experiments.grid_seeds_needed(grid_cells, "resnet20") is not None:  # two seeds of each
-    gain, low, high, _, _ = welch(by_attention["simam"].accuracies, by_attention["none"].accuracies)
-    print(f"SimAM - none with the quick recipe: {gain:+.2f} points, Welch's 95% CI [{low:+.2f}, {high:+.2f}]")
+    spread = (
+        ""
+        if cell is None or cell.std is None
+        else f", standard deviation {cell.std:.2f} points"
+    )
+    print(
+        f"ResNet-20 + {attention:<6} seeds finished: {0 if cell is None else cell.n}"
+        + ("" if cell is None else f", mean {cell.mean:.2f}%{spread}")
+    )
+# two seeds of each
+if experiments.grid_seeds_needed(grid_cells, "resnet20") is not None:
+    gain, low, high, _, _ = welch(
+        by_attention["simam"].accuracies, by_attention["none"].accuracies
+    )
+    print(
+        f"SimAM - none with the quick recipe: {gain:+.2f} points, Welch's 95% CI [{low:+.2f}, {high:+.2f}]"
+    )
 else:
-    print("fewer than two seeds per network so far: the next section uses the paper's spread only")
+    print(
+        "fewer than two seeds per network so far: the next section uses the paper's spread only"
+    )
 
 # %% [markdown]
 # ## 5. What one run can and cannot show
@@ -458,8 +566,12 @@ else:
 # standard error $\sqrt{\theta(1-\theta)/N}$.
 
 # %%
-RUNS_IN_PAPER = 5  # ResNet-20 on CIFAR-10, Yang et al. 2021, Table 2, read from simam.paper_results
-(mean_plain, sd_plain), (mean_simam, sd_simam) = (paper_accuracy("cifar10", "resnet20", a) for a in ("none", "simam"))
+RUNS_IN_PAPER = (
+    5  # ResNet-20 on CIFAR-10, Yang et al. 2021, Table 2, read from simam.paper_results
+)
+(mean_plain, sd_plain), (mean_simam, sd_simam) = (
+    paper_accuracy("cifar10", "resnet20", a) for a in ("none", "simam")
+)
 gain = mean_simam - mean_plain
 variance_sum = sd_plain**2 + sd_simam**2
 
@@ -471,29 +583,46 @@ def difference_se(n: int) -> float:
 
 print(f"gain in the paper: {gain:.2f} points")
 for n in (1, 2, 5, 10):
-    print(f"  {n:>2} run(s) per network: SE of the difference {difference_se(n):.3f} points, "
-          f"gain / SE = {gain / difference_se(n):.1f}")
+    print(
+        f"  {n:>2} run(s) per network: SE of the difference {difference_se(n):.3f} points, "
+        f"gain / SE = {gain / difference_se(n):.1f}"
+    )
 
 alpha, power = 0.05, 0.80
 z_alpha = NormalDist().inv_cdf(1 - alpha / 2)
-runs_needed = seeds_needed(sd_plain, sd_simam, gain, alpha, power)  # the formula above, rounded up
-print(f"runs per network to detect {gain:.2f} points (two-sided alpha {alpha}, power {power:.0%}): {runs_needed}")
+# the formula above, rounded up
+runs_needed = seeds_needed(sd_plain, sd_simam, gain, alpha, power)
+print(
+    f"runs per network to detect {gain:.2f} points (two-sided alpha {alpha}, power {power:.0%}): {runs_needed}"
+)
 for delta in (0.2, 0.1):
-    print(f"  ... to detect {delta:.1f} points: {seeds_needed(sd_plain, sd_simam, delta, alpha, power)}")
-grid_needed = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4)  # the same function, chapter 6 too
-if grid_needed is not None:  # section 4: the spread of the course's own quick-recipe runs
-    print(f"  ... to detect 0.4 points with the quick recipe's own spread ({by_attention['none'].std:.2f} and "
-          f"{by_attention['simam'].std:.2f} points): {grid_needed}")
+    print(
+        f"  ... to detect {delta:.1f} points: {seeds_needed(sd_plain, sd_simam, delta, alpha, power)}"
+    )
+# the same function, chapter 6 too
+grid_needed = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4)
+# section 4: the spread of the course's own quick-recipe runs
+if grid_needed is not None:
+    print(
+        f"  ... to detect 0.4 points with the quick recipe's own spread ({by_attention['none'].std:.2f} and "
+        f"{by_attention['simam'].std:.2f} points): {grid_needed}"
+    )
 single_run_power = NormalDist().cdf(gain / difference_se(1) - z_alpha)
-print(f"power of one run per network to find the {gain:.2f}-point gain at alpha {alpha}: {single_run_power:.0%}")
+print(
+    f"power of one run per network to find the {gain:.2f}-point gain at alpha {alpha}: {single_run_power:.0%}"
+)
 plain_ahead = NormalDist().cdf(-gain / difference_se(1))
-print(f"chance that a single pair of runs puts the plain network ahead: {plain_ahead:.1%} (one pair in {1 / plain_ahead:.0f})")
+print(
+    f"chance that a single pair of runs puts the plain network ahead: {plain_ahead:.1%} (one pair in {1 / plain_ahead:.0f})"
+)
 
 test_images = 10_000
 for name, mean in (("none", mean_plain), ("simam", mean_simam)):
     p = mean / 100
-    print(f"binomial noise of the {test_images:,}-image test set at {mean:.2f}% ({name}): "
-          f"{100 * math.sqrt(p * (1 - p) / test_images):.2f} points")
+    print(
+        f"binomial noise of the {test_images:,}-image test set at {mean:.2f}% ({name}): "
+        f"{100 * math.sqrt(p * (1 - p) / test_images):.2f} points"
+    )
 
 # %% [markdown]
 # Three things follow.
@@ -517,18 +646,31 @@ for name, mean in (("none", mean_plain), ("simam", mean_simam)):
 # The quick run of this notebook is much further from the question. Its numbers, computed:
 
 # %% tags=["nbval-ignore-output"]
-quick_accuracy = {attention: stored[attention]["final_test_accuracy"] for attention in ATTENTIONS}
+quick_accuracy = {
+    attention: stored[attention]["final_test_accuracy"] for attention in ATTENTIONS
+}
 tested = run_config.test_subset or 10_000
 for attention, p in quick_accuracy.items():
-    print(f"ResNet-20 + {attention:<6} {100 * p:.1f}% on {tested:,} test images, "
-          f"binomial standard error {100 * math.sqrt(p * (1 - p) / tested):.1f} points")
+    print(
+        f"ResNet-20 + {attention:<6} {100 * p:.1f}% on {tested:,} test images, "
+        f"binomial standard error {100 * math.sqrt(p * (1 - p) / tested):.1f} points"
+    )
 observed = 100 * (quick_accuracy["simam"] - quick_accuracy["none"])
-binomial_se = 100 * math.sqrt(sum(p * (1 - p) for p in quick_accuracy.values()) / tested)
-print(f"observed difference (SimAM - plain): {observed:+.1f} points, "
-      f"{observed / binomial_se:+.1f} binomial standard errors (test-set noise alone, seed noise not counted)")
-simam_ahead = sum(s["test_accuracy"] > n["test_accuracy"] for s, n in zip(rows["simam"], rows["none"]))
-print(f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} evaluations along the way")
-assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)  # p(1 - p) <= 1/4 for each network
+binomial_se = 100 * math.sqrt(
+    sum(p * (1 - p) for p in quick_accuracy.values()) / tested
+)
+print(
+    f"observed difference (SimAM - plain): {observed:+.1f} points, "
+    f"{observed / binomial_se:+.1f} binomial standard errors (test-set noise alone, seed noise not counted)"
+)
+simam_ahead = sum(
+    s["test_accuracy"] > n["test_accuracy"] for s, n in zip(rows["simam"], rows["none"])
+)
+print(
+    f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} evaluations along the way"
+)
+# p(1 - p) <= 1/4 for each network
+assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)
 
 # %% [markdown]
 # What this run **can** show:
@@ -567,16 +709,22 @@ assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)  # p(1 - p) <= 1/4 for e
 
 # %% tags=["nbval-ignore-output"]
 start = time.perf_counter()
-again = simam.train.train(dataclasses.replace(run_config, attention="simam"), run_folders["simam"], resume=True)
+again = simam.train.train(
+    dataclasses.replace(run_config, attention="simam"),
+    run_folders["simam"],
+    resume=True,
+)
 print(f"resumed a finished run in {time.perf_counter() - start:.1f} s")
 
 # %% tags=["nbval-ignore-output"]
 assert again["iterations"] == finals["simam"]["iterations"] == run_config.iterations
 assert again["final_test_accuracy"] == finals["simam"]["final_test_accuracy"]
 metrics_unchanged = read_metrics(run_folders["simam"]) == rows["simam"]
-print(f"after resume=True: {again['iterations']:,} iterations, final test accuracy "
-      f"{100 * again['final_test_accuracy']:.1f}% (before: {100 * finals['simam']['final_test_accuracy']:.1f}%), "
-      f"metrics file unchanged: {metrics_unchanged}")
+print(
+    f"after resume=True: {again['iterations']:,} iterations, final test accuracy "
+    f"{100 * again['final_test_accuracy']:.1f}% (before: {100 * finals['simam']['final_test_accuracy']:.1f}%), "
+    f"metrics file unchanged: {metrics_unchanged}"
+)
 assert metrics_unchanged
 
 # %% [markdown]
@@ -632,11 +780,22 @@ assert metrics_unchanged
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # 1. The peak is step warmup - 1; the last step uses lr / (iterations - warmup + 1).
 rates = [learning_rate(QUICK_RECIPE, step) for step in range(QUICK_RECIPE.iterations)]
-assert max(range(len(rates)), key=rates.__getitem__) == QUICK_RECIPE.warmup - 1 and math.isclose(rates[QUICK_RECIPE.warmup - 1], QUICK_RECIPE.lr)
-assert math.isclose(rates[-1], QUICK_RECIPE.lr / (QUICK_RECIPE.iterations - QUICK_RECIPE.warmup + 1))
-print(f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; last step: {rates[-1]:.2e}")
+assert max(
+    range(len(rates)), key=rates.__getitem__
+) == QUICK_RECIPE.warmup - 1 and math.isclose(
+    rates[QUICK_RECIPE.warmup - 1], QUICK_RECIPE.lr
+)
+assert math.isclose(
+    rates[-1], QUICK_RECIPE.lr / (QUICK_RECIPE.iterations - QUICK_RECIPE.warmup + 1)
+)
+print(
+    f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; last step: {rates[-1]:.2e}"
+)
 # 2. Epochs are images seen over the training set's size.
-quick_epochs, paper_epochs = QUICK_RECIPE.iterations * QUICK_RECIPE.batch_size / 50_000, PAPER.iterations * PAPER.batch_size / 50_000
+quick_epochs, paper_epochs = (
+    QUICK_RECIPE.iterations * QUICK_RECIPE.batch_size / 50_000,
+    PAPER.iterations * PAPER.batch_size / 50_000,
+)
 assert math.isclose(paper_epochs, 163.84)
 print(f"2. quick recipe {quick_epochs:.1f} epochs, paper {paper_epochs:.1f}")
 # 3. n grows with the sum of the variances: twice the deviations, four times the runs (before rounding up).

@@ -55,8 +55,10 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    REPOSITORY = "https://github.com/simam-course/simam"  # pyproject.toml's [project.urls]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"simam @ git+{REPOSITORY}"], check=True)
+    # The repository named in pyproject.toml's [project.urls]
+    REPOSITORY = "https://github.com/simam-course/simam"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
 
 # %%
 import dataclasses
@@ -73,14 +75,24 @@ import simam
 import simam.config
 from simam import experiments
 from simam.course import course_cifar10, estimated_gpu_minutes, readme, verdicts
-from simam.experiments import verdict
 from simam.data import CifarLoader, balanced_subset
-from simam.maps import grad_cam, load_image, plot_attention_maps, simam_modules, simam_weights
+from simam.experiments import verdict
+from simam.maps import (
+    grad_cam,
+    load_image,
+    plot_attention_maps,
+    simam_modules,
+    simam_weights,
+)
 from simam.paper_results import ATTENTIONS, CITATION, PAPER_TABLE2
 from simam.runs import load_model
 
 QUICK = simam.quick_mode()
-SMOKE = [f"--{key.replace('_', '-')}={value}" for key, value in simam.settings.smoke_overrides().items()]  # tests only
+# tests only
+SMOKE = [
+    f"--{key.replace('_', '-')}={value}"
+    for key, value in simam.settings.smoke_overrides().items()
+]
 simam.seed_everything(0)
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print(f"quick mode: {QUICK}")
@@ -94,8 +106,15 @@ print(f"quick mode: {QUICK}")
 # %%
 print(CITATION)
 header = "| model | " + " | ".join(ATTENTIONS) + " |\n|---|" + "---|" * len(ATTENTIONS)
-rows = [f"| {model} | " + " | ".join(f"{PAPER_TABLE2['cifar10', model, a][0]:.2f} ± {PAPER_TABLE2['cifar10', model, a][1]:.2f}"
-                                    for a in ATTENTIONS) + " |" for model in ("resnet20", "resnet56")]
+rows = [
+    f"| {model} | "
+    + " | ".join(
+        f"{PAPER_TABLE2['cifar10', model, a][0]:.2f} ± {PAPER_TABLE2['cifar10', model, a][1]:.2f}"
+        for a in ATTENTIONS
+    )
+    + " |"
+    for model in ("resnet20", "resnet56")
+]
 display(Markdown("\n".join([header, *rows])))
 
 # %% [markdown]
@@ -113,21 +132,37 @@ BAR = 2.3
 
 def paper_t(dataset: str, model: str, attention: str) -> tuple[float, float]:
     """Table 2's gain of ``attention`` over no attention, in points, and its rough t score."""
-    (base_mean, base_std), (mean, std) = PAPER_TABLE2[dataset, model, "none"], PAPER_TABLE2[dataset, model, attention]
-    return mean - base_mean, (mean - base_mean) / math.sqrt((base_std**2 + std**2) / SEEDS_IN_PAPER)
+    (base_mean, base_std), (mean, std) = (
+        PAPER_TABLE2[dataset, model, "none"],
+        PAPER_TABLE2[dataset, model, attention],
+    )
+    return mean - base_mean, (mean - base_mean) / math.sqrt(
+        (base_std**2 + std**2) / SEEDS_IN_PAPER
+    )
 
 
 for dataset in ("cifar10", "cifar100"):
     for model in ("resnet20", "resnet56", "resnet110"):
-        scores = [f"{a} {paper_t(dataset, model, a)[0]:+.2f} (t = {paper_t(dataset, model, a)[1]:+.1f})" for a in ATTENTIONS[1:]]
+        scores = [
+            f"{a} {paper_t(dataset, model, a)[0]:+.2f} (t = {paper_t(dataset, model, a)[1]:+.1f})"
+            for a in ATTENTIONS[1:]
+        ]
         print(f"{dataset:8s} {model:9s}  " + ",  ".join(scores))
 comparisons = [key for key in PAPER_TABLE2 if key[2] != "none"]
-print(f"Table 2 compares a module with no attention {len(comparisons)} times "
-      f"({len(comparisons) // 2} per data set); gains with t > {BAR}, over all its networks:")
+print(
+    f"Table 2 compares a module with no attention {len(comparisons)} times "
+    f"({len(comparisons) // 2} per data set); gains with t > {BAR}, over all its networks:"
+)
 for dataset in ("cifar10", "cifar100"):
-    clear = [(m, a) for d, m, a in comparisons if d == dataset and paper_t(d, m, a)[1] > BAR]
-    per_module = ", ".join(f"{a} {sum(x == a for _, x in clear)}" for a in ATTENTIONS[1:])
-    print(f"  {dataset}: {len(clear)} of {len(comparisons) // 2} ({per_module} of {len(comparisons) // 10} networks each)")
+    clear = [
+        (m, a) for d, m, a in comparisons if d == dataset and paper_t(d, m, a)[1] > BAR
+    ]
+    per_module = ", ".join(
+        f"{a} {sum(x == a for _, x in clear)}" for a in ATTENTIONS[1:]
+    )
+    print(
+        f"  {dataset}: {len(clear)} of {len(comparisons) // 2} ({per_module} of {len(comparisons) // 10} networks each)"
+    )
 
 # %% [markdown]
 # On CIFAR-10's three ResNets two gains clear that bar: SimAM's 0.40 points on ResNet-20 and
@@ -165,13 +200,35 @@ for dataset in ("cifar10", "cifar100"):
 # %%
 # Every run reads CIFAR-10 from simam.data_root(); fetch it once here if it is not there yet (Colab).
 course_cifar10(train=False)
-grid = (experiments.plan(["resnet20"], ATTENTIONS, ["cifar10"], seeds=[0], recipes=["quick"])
-        + experiments.plan(["resnet20"], ["none", "simam"], ["cifar10"], seeds=[1], recipes=["quick"]))
+grid = experiments.plan(
+    ["resnet20"], ATTENTIONS, ["cifar10"], seeds=[0], recipes=["quick"]
+) + experiments.plan(
+    ["resnet20"], ["none", "simam"], ["cifar10"], seeds=[1], recipes=["quick"]
+)
 if QUICK:
     OUT = Path(tempfile.mkdtemp(prefix="simam-grid-"))
-    TRAINER_OPTIONS = ["--iterations", "40", "--batch-size", "64", "--warmup", "8", "--subset", "2560",
-                       "--test-subset", "1000", "--eval-every", "40", "--checkpoint-every", "40",
-                       "--no-amp", "--threads", "1", "--device", "cpu", "--no-progress"]
+    TRAINER_OPTIONS = [
+        "--iterations",
+        "40",
+        "--batch-size",
+        "64",
+        "--warmup",
+        "8",
+        "--subset",
+        "2560",
+        "--test-subset",
+        "1000",
+        "--eval-every",
+        "40",
+        "--checkpoint-every",
+        "40",
+        "--no-amp",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     WORKERS = 2
 else:
     OUT = simam.settings.runs_root() / "chapter6"
@@ -194,8 +251,10 @@ for spec in grid:
 gpu_runs = len(grid) + 2
 quick_simam = dataclasses.replace(simam.config.QUICK, attention="simam")
 low, high = estimated_gpu_minutes(quick_simam, gpu_runs)
-print(f"GPU mode: {gpu_runs} runs of the quick recipe, about {low:.0f} to {high:.0f} minutes "
-      "on a T4, compilation included")
+print(
+    f"GPU mode: {gpu_runs} runs of the quick recipe, about {low:.0f} to {high:.0f} minutes "
+    "on a T4, compilation included"
+)
 
 # %% tags=["nbval-ignore-output"]
 # Progress lines arrive in the order runs finish, which varies; the checks below do not.
@@ -217,7 +276,14 @@ print(f"{len(finished)} runs in {experiments.results_path(OUT).name}")
 # %% tags=["nbval-ignore-output"]
 line = next(line for line in results if line["run_id"].endswith("simam-quick-seed0"))
 for key, value in line.items():
-    if key not in ("config", "versions", "wall_seconds", "train_seconds", "train_images_per_second", "finished_at"):
+    if key not in (
+        "config",
+        "versions",
+        "wall_seconds",
+        "train_seconds",
+        "train_images_per_second",
+        "finished_at",
+    ):
         print(f"{key}: {value}")
 
 # %% [markdown]
@@ -233,7 +299,15 @@ for key, value in line.items():
 cells = experiments.summarise(results)
 display(Markdown(experiments.summary_markdown(cells)))
 # The accuracies differ in their last digits between CPUs and GPUs; what holds anywhere:
-assert sorted(cell.n for cell in cells) == [1, 1, 1, 1, 2, 2]  # two seeds for none and SimAM
+# two seeds for none and SimAM
+assert sorted(cell.n for cell in cells) == [
+    1,
+    1,
+    1,
+    1,
+    2,
+    2,
+]
 if not SMOKE:  # the eight runs learned: chance is 10%
     assert sum(cell.mean * cell.n for cell in cells) / len(grid) > 15
 
@@ -254,18 +328,29 @@ plt.show()
 # %%
 COURSE_RESULTS = simam.zoo.DEFAULT_RESULTS  # results/ of this checkout of the course
 course_lines = experiments.read_results(COURSE_RESULTS)
-course_cells = [cell for cell in experiments.summarise(course_lines)  # the grid, not other budgets
-                if cell.model == "resnet20" and cell.recipe == "quick" and not cell.overrides
-                and cell.place is None]  # the studies of other places: section 6.5
-grid_cells = [cell for cell in course_cells if cell.lambda_ in (None, 1e-4)]  # the lambda study: section 6.4
+# the studies of other places: section 6.5
+course_cells = [
+    cell
+    for cell in experiments.summarise(course_lines)  # the grid, not other budgets
+    if cell.model == "resnet20"
+    and cell.recipe == "quick"
+    and not cell.overrides
+    and cell.place is None
+]
+# the lambda study: section 6.4
+grid_cells = [cell for cell in course_cells if cell.lambda_ in (None, 1e-4)]
 if grid_cells:
     display(Markdown(experiments.summary_markdown(grid_cells)))
     print("\n".join(readme.grid_commands(grid_cells, "results/")))
 else:
-    print("No results in results/results.jsonl yet: python -m simam.experiments run --models resnet20 "
-          "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe quick --out results/")
-print("The paper's recipe, on a GPU: python -m simam.experiments run --models resnet20,resnet56 "
-      "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe paper --out results/")
+    print(
+        "No results in results/results.jsonl yet: python -m simam.experiments run --models resnet20 "
+        "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe quick --out results/"
+    )
+print(
+    "The paper's recipe, on a GPU: python -m simam.experiments run --models resnet20,resnet56 "
+    "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe paper --out results/"
+)
 
 # %% [markdown]
 # ### The verdict
@@ -336,11 +421,17 @@ if needed is None:
     print("needs two seeds without attention and two with SimAM")
 else:
     have = {cell.attention: cell for cell in grid_cells}
-    print(f"spread over seeds: {have['none'].std:.2f} points without attention, {have['simam'].std:.2f} with SimAM")
-    strict = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4, alpha=0.05 / 5)
-    print(f"seeds per network to find 0.4 points: {needed} at the 5% level, {strict} at 1% (Holm's first "
-          f"step over five comparisons); the committed grid has {have['none'].n} without attention and "
-          f"{have['simam'].n} with SimAM")
+    print(
+        f"spread over seeds: {have['none'].std:.2f} points without attention, {have['simam'].std:.2f} with SimAM"
+    )
+    strict = experiments.grid_seeds_needed(
+        grid_cells, "resnet20", effect=0.4, alpha=0.05 / 5
+    )
+    print(
+        f"seeds per network to find 0.4 points: {needed} at the 5% level, {strict} at 1% (Holm's first "
+        f"step over five comparisons); the committed grid has {have['none'].n} without attention and "
+        f"{have['simam'].n} with SimAM"
+    )
 
 # %% [markdown]
 # The README's results section is made from the same file by a command, never typed:
@@ -365,25 +456,40 @@ else:
 # of the course's CI has no CIFAR-100), one seed each.
 
 # %%
-ablation = experiments.plan_lambda_ablation(seeds=[0], recipe="quick", dataset="cifar10", lambdas=(1e-1, 1e-4, 1e-6))
+ablation = experiments.plan_lambda_ablation(
+    seeds=[0], recipe="quick", dataset="cifar10", lambdas=(1e-1, 1e-4, 1e-6)
+)
 ablation_out = OUT
 pending = experiments.pending(ablation, ablation_out, TRAINER_OPTIONS)
-print(f"{len(ablation)} runs in the study, {len(pending)} not finished:", ", ".join(spec.run_id for spec in pending))
+print(
+    f"{len(ablation)} runs in the study, {len(pending)} not finished:",
+    ", ".join(spec.run_id for spec in pending),
+)
 
 # %% tags=["nbval-ignore-output"]
 # two runs; the paper's study is left to the command line (35 runs of the paper's recipe)
-ablation_outcomes = experiments.run_grid(ablation, OUT, workers=WORKERS, extra_args=TRAINER_OPTIONS)
+ablation_outcomes = experiments.run_grid(
+    ablation, OUT, workers=WORKERS, extra_args=TRAINER_OPTIONS
+)
 
 # %% tags=["nbval-ignore-output"]
-study = [line for line in experiments.read_results(ablation_out) if line["run_id"] in {spec.run_id for spec in ablation}]
+study = [
+    line
+    for line in experiments.read_results(ablation_out)
+    if line["run_id"] in {spec.run_id for spec in ablation}
+]
 if len(study) == len(ablation):
     figure = experiments.plot_lambda_ablation(study)
     plt.show()
     for cell in experiments.summarise(study):
-        print(f"{cell.attention:6s} lambda {cell.lambda_ if cell.lambda_ is not None else '-':>6}  {cell.mean:.2f}%  (n = {cell.n})")
+        print(
+            f"{cell.attention:6s} lambda {cell.lambda_ if cell.lambda_ is not None else '-':>6}  {cell.mean:.2f}%  (n = {cell.n})"
+        )
     assert all(0 < line["final_test_accuracy"] < 1 for line in study)
 else:
-    print(f"{len(ablation) - len(study)} runs of the study have no results under {ablation_out} yet.")
+    print(
+        f"{len(ablation) - len(study)} runs of the study have no results under {ablation_out} yet."
+    )
 
 # %% [markdown]
 # Those runs show the machinery. The course's own study of $\lambda$ uses whole quick-recipe runs
@@ -402,8 +508,10 @@ else:
 
 # %%
 finished, planned = verdict.lambda_study_runs(course_lines, "cifar10", "quick")
-print(f"{finished} of the study's {planned} runs off the grid's lambda are in "
-      f"{experiments.results_path(COURSE_RESULTS).name}. To run or continue it:")
+print(
+    f"{finished} of the study's {planned} runs off the grid's lambda are in "
+    f"{experiments.results_path(COURSE_RESULTS).name}. To run or continue it:"
+)
 print(verdict.lambda_study_command("cifar10", "quick"))
 if verdict.lambda_studies(course_cells):
     display(Markdown(verdicts.lambda_points(course_cells, "resnet20")))
@@ -434,12 +542,18 @@ def branch_spread(block, x):
     """Per channel, the spread of the residual branch of ``block`` (a BasicBlock with SimAM after
     conv2) just before the addition: without SimAM, with it before bn2, with it after bn2. bn2
     standardises with the batch's statistics, as in training."""
+
     def bn2(t):
-        return F.batch_norm(t, None, None, block.bn2.weight, block.bn2.bias, training=True)
+        return F.batch_norm(
+            t, None, None, block.bn2.weight, block.bn2.bias, training=True
+        )
 
     y = block.conv2(F.relu(block.bn1(block.conv1(x))))
-    branches = {"no SimAM": bn2(y), "SimAM before the batch norm": bn2(block.attention(y)),
-                "SimAM after the batch norm": block.attention(bn2(y))}
+    branches = {
+        "no SimAM": bn2(y),
+        "SimAM before the batch norm": bn2(block.attention(y)),
+        "SimAM after the batch norm": block.attention(bn2(y)),
+    }
     return {name: out.std(dim=(0, 2, 3)) for name, out in branches.items()}
 
 
@@ -447,7 +561,9 @@ trained = simam.pretrained("resnet20", "simam")
 block = trained.stages[1][1]  # a block of the middle stage, 32 channels at 16 x 16
 batch = next(iter(CifarLoader(*course_cifar10(train=False)[:2], batch_size=256)))[0]
 seen = {}
-hook = block.register_forward_hook(lambda module, inputs, output: seen.setdefault("x", inputs[0]))
+hook = block.register_forward_hook(
+    lambda module, inputs, output: seen.setdefault("x", inputs[0])
+)
 with torch.no_grad():
     trained(batch)
     spread = branch_spread(block, seen["x"])
@@ -456,14 +572,20 @@ order = spread["no SimAM"].argsort()
 figure, axis = plt.subplots(figsize=(7, 3.2), layout="constrained")
 for (name, values), marker in zip(spread.items(), "o^s"):
     axis.plot(values[order], marker, label=name, markersize=4, linestyle="none")
-axis.set(xlabel="channel (by its spread without SimAM)", ylabel="spread of the branch",
-         title="one block of the trained ResNet-20 + SimAM, 256 test images")
+axis.set(
+    xlabel="channel (by its spread without SimAM)",
+    ylabel="spread of the branch",
+    title="one block of the trained ResNet-20 + SimAM, 256 test images",
+)
 axis.legend(fontsize="small")
 plt.show()
 before = (spread["SimAM before the batch norm"] / spread["no SimAM"]).median().item()
 after = (spread["SimAM after the batch norm"] / spread["no SimAM"]).median().item()
-print(f"median spread ratio to no SimAM: before the batch norm {before:.3f}, after it {after:.2f}")
-assert abs(before - 1) < 1e-3 < 1 - after  # the batch norm undoes SimAM's scale; after it, SimAM shrinks
+print(
+    f"median spread ratio to no SimAM: before the batch norm {before:.3f}, after it {after:.2f}"
+)
+# the batch norm undoes SimAM's scale; after it, SimAM shrinks
+assert abs(before - 1) < 1e-3 < 1 - after
 
 # %% [markdown]
 # Two studies, each with its plan committed before its first run, ask what the gain is made of:
@@ -485,7 +607,9 @@ assert abs(before - 1) < 1e-3 < 1 - after  # the batch norm undoes SimAM's scale
 for name in ("placement", "budget"):
     study = experiments.read_study(COURSE_RESULTS / "plans" / f"{name}.toml")
     study_verdict = experiments.judge_study(study, course_lines)
-    display(Markdown(f"### The {name} study\n\n" + verdicts.study_section(study_verdict)))
+    display(
+        Markdown(f"### The {name} study\n\n" + verdicts.study_section(study_verdict))
+    )
     if study_verdict.rows:
         figure = experiments.plot_study(study_verdict)
         plt.show()
@@ -521,28 +645,46 @@ for name in ("placement", "budget"):
 # %%
 test_images, test_labels, CLASSES = course_cifar10(train=False)
 SHOWN = ["airplane", "cat", "horse", "ship", "truck"]
-picks = torch.stack([(test_labels == CLASSES.index(name)).nonzero()[0, 0] for name in SHOWN])
-images, labels = next(iter(CifarLoader(test_images[picks], test_labels[picks], batch_size=len(picks))))
+picks = torch.stack(
+    [(test_labels == CLASSES.index(name)).nonzero()[0, 0] for name in SHOWN]
+)
+images, labels = next(
+    iter(CifarLoader(test_images[picks], test_labels[picks], batch_size=len(picks)))
+)
 
 models = {}
 for attention in ATTENTIONS:
     try:
         models[attention] = simam.pretrained("resnet20", attention, device=device)
         seed = min(simam.zoo.committed_seeds("resnet20", attention))
-        print(f"ResNet-20 + {attention:<5}: committed weights, quick recipe, seed {seed}")
+        print(
+            f"ResNet-20 + {attention:<5}: committed weights, quick recipe, seed {seed}"
+        )
     except FileNotFoundError:
-        own_run = OUT / experiments.RUNS / experiments.RunSpec("cifar10", "resnet20", attention, "quick", 0).run_id
+        own_run = (
+            OUT
+            / experiments.RUNS
+            / experiments.RunSpec("cifar10", "resnet20", attention, "quick", 0).run_id
+        )
         if not QUICK:
             models[attention] = load_model(own_run, device=device)
-            print(f"ResNet-20 + {attention:<5}: this notebook's quick-recipe run of section 6.2")
+            print(
+                f"ResNet-20 + {attention:<5}: this notebook's quick-recipe run of section 6.2"
+            )
         else:
             print(f"ResNet-20 + {attention:<5}: no committed weights yet, left out")
 
 # %%
 has_simam = "simam" in models
-stage_ends = [name for name in simam_modules(models["simam"]) if name.endswith(".2.attention")] if has_simam else []
+stage_ends = (
+    [name for name in simam_modules(models["simam"]) if name.endswith(".2.attention")]
+    if has_simam
+    else []
+)
 if models:
-    figure = plot_attention_maps(images, models, labels, CLASSES, simam_blocks=stage_ends)
+    figure = plot_attention_maps(
+        images, models, labels, CLASSES, simam_blocks=stage_ends
+    )
     plt.show()
 
 # %% [markdown]
@@ -552,9 +694,12 @@ if models:
 # it as the networks were trained. By default it is a CIFAR-10 test image the figure above leaves out.
 
 # %%
-PICTURE = test_images[(test_labels == CLASSES.index("dog")).nonzero()[0, 0]]  # or "my_photo.jpg", or an array
+# or "my_photo.jpg", or an array
+PICTURE = test_images[(test_labels == CLASSES.index("dog")).nonzero()[0, 0]]
 if models:
-    figure = plot_attention_maps(load_image(PICTURE), models, class_names=CLASSES, simam_blocks=stage_ends)
+    figure = plot_attention_maps(
+        load_image(PICTURE), models, class_names=CLASSES, simam_blocks=stage_ends
+    )
     plt.show()
 
 # %% [markdown]
@@ -566,23 +711,32 @@ if models:
 
 # %% tags=["nbval-ignore-output"]
 sample = balanced_subset(test_labels, 1_000, seed=0)
-loader = CifarLoader(test_images[sample], test_labels[sample], batch_size=250, device=device)
+loader = CifarLoader(
+    test_images[sample], test_labels[sample], batch_size=250, device=device
+)
 centre_shares = {}
 for name, model in models.items():
     shares, correct = [], 0
     for batch, targets in loader:
         cam = grad_cam(model, batch)
-        shares.append(cam.maps[:, 8:24, 8:24].sum(dim=(1, 2)) / cam.maps.sum(dim=(1, 2)).clamp_min(1e-12))
+        shares.append(
+            cam.maps[:, 8:24, 8:24].sum(dim=(1, 2))
+            / cam.maps.sum(dim=(1, 2)).clamp_min(1e-12)
+        )
         correct += (cam.classes == targets).sum().item()
     share = torch.cat(shares)
     centre_shares[name] = share.mean().item()
-    print(f"ResNet-20 + {name:<5}: centre share {share.mean():.3f} (quartiles {share.quantile(0.25):.2f}-"
-          f"{share.quantile(0.75):.2f}), accuracy on these images {correct / len(sample):.1%}")
+    print(
+        f"ResNet-20 + {name:<5}: centre share {share.mean():.3f} (quartiles {share.quantile(0.25):.2f}-"
+        f"{share.quantile(0.75):.2f}), accuracy on these images {correct / len(sample):.1%}"
+    )
     assert share.isfinite().all() and 0 <= share.min() and share.max() <= 1 + 1e-6
 if centre_shares:
     ranked = sorted(centre_shares, key=centre_shares.get, reverse=True)
-    print(f"most concentrated on the centre: {ranked[0]} ({centre_shares[ranked[0]]:.3f}); "
-          f"least: {ranked[-1]} ({centre_shares[ranked[-1]]:.3f}); a uniform map: 0.250")
+    print(
+        f"most concentrated on the centre: {ranked[0]} ({centre_shares[ranked[0]]:.3f}); "
+        f"least: {ranked[-1]} ({centre_shares[ranked[-1]]:.3f}); a uniform map: 0.250"
+    )
 
 # %% [markdown]
 # ## 6.7 SimAM's own weights
@@ -595,19 +749,44 @@ if centre_shares:
 
 # %% tags=["nbval-ignore-output"]
 if has_simam:
-    batch = next(iter(CifarLoader(test_images[sample[:200]], test_labels[sample[:200]], batch_size=200, device=device)))[0]
+    batch = next(
+        iter(
+            CifarLoader(
+                test_images[sample[:200]],
+                test_labels[sample[:200]],
+                batch_size=200,
+                device=device,
+            )
+        )
+    )[0]
     weights = simam_weights(models["simam"], batch)
     figure, axis = plt.subplots(figsize=(7, 3.5), layout="constrained")
     for name in stage_ends:
         w = weights[name].flatten().float().cpu()
-        axis.hist(w.numpy(), bins=60, range=(0.6, 1.0), histtype="step", density=True, label=name)
-        print(f"{name}: {tuple(weights[name].shape[1:])}, mean {w.mean():.3f}, "
-              f"above 0.9: {100 * (w > 0.9).float().mean():.1f}%, minimum {w.min():.4f}")
-    axis.set(xlabel="SimAM weight sigmoid(1/E)", ylabel="density", title="SimAM weights, last block of each stage")
+        axis.hist(
+            w.numpy(),
+            bins=60,
+            range=(0.6, 1.0),
+            histtype="step",
+            density=True,
+            label=name,
+        )
+        print(
+            f"{name}: {tuple(weights[name].shape[1:])}, mean {w.mean():.3f}, "
+            f"above 0.9: {100 * (w > 0.9).float().mean():.1f}%, minimum {w.min():.4f}"
+        )
+    axis.set(
+        xlabel="SimAM weight sigmoid(1/E)",
+        ylabel="density",
+        title="SimAM weights, last block of each stage",
+    )
     axis.legend(fontsize="small")
     plt.show()
-    assert all(weights[name].min() >= 1 / (1 + math.exp(-0.5)) - 1e-6 for name in weights)
-    assert all(weights[name].float().mean() < 0.75 for name in stage_ends)  # most neurons sit near the floor
+    assert all(
+        weights[name].min() >= 1 / (1 + math.exp(-0.5)) - 1e-6 for name in weights
+    )
+    # most neurons sit near the floor
+    assert all(weights[name].float().mean() < 0.75 for name in stage_ends)
 else:
     print("no trained ResNet-20 + SimAM yet")
 
@@ -620,22 +799,35 @@ if has_simam:
     variances = {}
 
     def keep_variance(module, inputs, output, name):
-        variances[name] = inputs[0].float().var(dim=(2, 3), correction=1).flatten().cpu()
+        variances[name] = (
+            inputs[0].float().var(dim=(2, 3), correction=1).flatten().cpu()
+        )
 
-    hooks = [module.register_forward_hook(lambda m, i, o, name=name: keep_variance(m, i, o, name))
-             for name, module in models["simam"].named_modules() if isinstance(module, simam.SimAM)]
+    hooks = [
+        module.register_forward_hook(
+            lambda m, i, o, name=name: keep_variance(m, i, o, name)
+        )
+        for name, module in models["simam"].named_modules()
+        if isinstance(module, simam.SimAM)
+    ]
     with torch.no_grad():
         models["simam"](batch)
     for hook in hooks:
         hook.remove()
-    lambda_ = next(m for m in models["simam"].modules() if isinstance(m, simam.SimAM)).lambda_
+    lambda_ = next(
+        m for m in models["simam"].modules() if isinstance(m, simam.SimAM)
+    ).lambda_
     every = torch.cat(list(variances.values()))
     for name in stage_ends:
         v = variances[name]
-        print(f"{name}: channel variances, median {v.median():.3g}, 5% quantile {v.quantile(0.05):.3g}")
-    print(f"all {len(variances)} SimAM modules: lambda = {lambda_:g} is below the variance of "
-          f"{100 * (every > lambda_).float().mean():.1f}% of channel maps and below a tenth of it for "
-          f"{100 * (every > 10 * lambda_).float().mean():.1f}%")
+        print(
+            f"{name}: channel variances, median {v.median():.3g}, 5% quantile {v.quantile(0.05):.3g}"
+        )
+    print(
+        f"all {len(variances)} SimAM modules: lambda = {lambda_:g} is below the variance of "
+        f"{100 * (every > lambda_).float().mean():.1f}% of channel maps and below a tenth of it for "
+        f"{100 * (every > 10 * lambda_).float().mean():.1f}%"
+    )
     assert every.isfinite().all() and (every >= 0).all()
 else:
     print("no trained ResNet-20 + SimAM yet")
@@ -691,7 +883,10 @@ for (dataset, model, attention), (mean, sd) in PAPER_TABLE2.items():
         se = math.sqrt((sd**2 + base_sd**2) / 5)
         beyond += [model] if mean - base_mean > 2 * se else []
         print(f"1. {model:>12}: gain {mean - base_mean:+.2f} +- {se:.2f}")
-assert all(PAPER_TABLE2[("cifar10", m, "simam")][0] > PAPER_TABLE2[("cifar10", m, "none")][0] for m in beyond)
+assert all(
+    PAPER_TABLE2[("cifar10", m, "simam")][0] > PAPER_TABLE2[("cifar10", m, "none")][0]
+    for m in beyond
+)
 print(f"   more than two standard errors: {len(beyond)} networks ({', '.join(beyond)})")
 # 2. A uniform map spreads its mass evenly: 256 of 1024 pixels; a map inside the centre has share 1.
 uniform, centred = torch.ones(32, 32), torch.zeros(32, 32)
@@ -701,10 +896,17 @@ assert shares == [0.25, 1.0]
 print(f"2. uniform map {shares[0]}, largest possible {shares[1]}")
 # 3. Constant channels: every deviation is 0 and the output is x * sigmoid(1/2).
 constant = torch.full((1, 4, 5, 5), 3.0)
-assert torch.allclose(simam.SimAM()(constant) / constant, torch.full_like(constant, 1 / (1 + math.exp(-0.5))))
+assert torch.allclose(
+    simam.SimAM()(constant) / constant,
+    torch.full_like(constant, 1 / (1 + math.exp(-0.5))),
+)
 spike = torch.zeros(1, 1, 9, 9)
 spike[0, 0, 4, 4] = 1.0
-spike_weight = (simam.SimAM(lambda_=1e-6)(spike) / spike.clamp_min(1e-30))[0, 0, 4, 4].item()
+spike_weight = (simam.SimAM(lambda_=1e-6)(spike) / spike.clamp_min(1e-30))[
+    0, 0, 4, 4
+].item()
 assert spike_weight > 0.999
-print(f"3. constant channels: every weight {1 / (1 + math.exp(-0.5)):.4f}; the outlier's weight {spike_weight:.4f}")
+print(
+    f"3. constant channels: every weight {1 / (1 + math.exp(-0.5)):.4f}; the outlier's weight {spike_weight:.4f}"
+)
 

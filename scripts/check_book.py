@@ -72,7 +72,9 @@ def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
@@ -80,8 +82,13 @@ def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 def browser() -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1600"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -94,7 +101,7 @@ def link_problem(link: str, base: str, site: Path) -> str | None:
     if not link.startswith(base):
         return None
     parts = urlsplit(link)
-    target = site / unquote(parts.path[len(urlsplit(base).path):])
+    target = site / unquote(parts.path[len(urlsplit(base).path) :])
     if target.is_dir():
         target = target / "index.html"
     if not target.is_file():
@@ -110,13 +117,22 @@ def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> lis
     report = driver.execute_async_script(PAGE_REPORT)
     if "fatal" in report:
         return [f"MathJax did not start: {report['fatal']}"]
-    problems = [f"console: {entry['message']}" for entry in driver.get_log("browser")
-                if entry["level"] == "SEVERE"]
+    problems = [
+        f"console: {entry['message']}"
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE"
+    ]
     problems += [f"image not loaded: {src}" for src in report["brokenImages"]]
     problems += [f"MathJax error: {text}" for text in report["mathErrors"]]
-    problems += [f"request outside the site: {name}" for name in report["resources"] if not name.startswith(base)]
-    problems += [f"formula left as TeX: ...{report['text'][max(m.start() - 30, 0):m.end() + 30]}..."
-                 for m in RAW_TEX.finditer(report["text"])]
+    problems += [
+        f"request outside the site: {name}"
+        for name in report["resources"]
+        if not name.startswith(base)
+    ]
+    problems += [
+        f"formula left as TeX: ...{report['text'][max(m.start() - 30, 0) : m.end() + 30]}..."
+        for m in RAW_TEX.finditer(report["text"])
+    ]
     problems += sorted({p for link in report["links"] if (p := link_problem(link, base, site))})
     return problems
 

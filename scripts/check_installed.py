@@ -54,14 +54,38 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="simam-installed-") as temporary:
         temporary = Path(temporary)
-        run("building the wheel", [sys.executable, "-m", "pip", "wheel", "-qq", "--no-deps", "--no-build-isolation",
-             "--wheel-dir", temporary / "dist", CHECKOUT])
+        run(
+            "building the wheel",
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-qq",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                temporary / "dist",
+                CHECKOUT,
+            ],
+        )
         [wheel] = (temporary / "dist").glob("simam-*.whl")
         run("a fresh virtual environment", [sys.executable, "-m", "venv", temporary / "venv"])
         python = temporary / "venv" / "bin" / "python"
         # The course's and the tests' extras, at the versions the stored outputs were made with.
-        run(f"installing {wheel.name}", [python, "-m", "pip", "install", "-qq", f"simam[course,test] @ {wheel.as_uri()}",
-             "--constraint", CHECKOUT / "requirements.txt"])
+        run(
+            f"installing {wheel.name}",
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "-qq",
+                f"simam[course,test] @ {wheel.as_uri()}",
+                "--constraint",
+                CHECKOUT / "requirements.txt",
+            ],
+        )
         work = temporary / "work"
         work.mkdir()
         for chapter in CHAPTERS:
@@ -69,13 +93,37 @@ def main() -> int:
         shutil.copy(CHECKOUT / "nbval_sanitize.cfg", work)
         results = CHECKOUT / "results"
         lines = len((results / "results.jsonl").read_text().splitlines())
-        weights = ",".join(line.split()[1] for line in (results / "weights" / "SHA256SUMS").read_text().splitlines())
+        weights = ",".join(
+            line.split()[1]
+            for line in (results / "weights" / "SHA256SUMS").read_text().splitlines()
+        )
         environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        run("import, pretrained, insert_attention", [python, "-c", USER_SCRIPT, str(lines), weights],
-            cwd=work, env=environment)
-        run("chapters 5 and 6 under nbval", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
-             "--nbval-sanitize-with", "nbval_sanitize.cfg", "--nbval-cell-timeout", "900", *CHAPTERS],
-            cwd=work, env=environment)
+        run(
+            "import, pretrained, insert_attention",
+            [python, "-c", USER_SCRIPT, str(lines), weights],
+            cwd=work,
+            env=environment,
+        )
+        run(
+            "chapters 5 and 6 under nbval",
+            [
+                python,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--nbval",
+                "--nbval-current-env",
+                "--nbval-sanitize-with",
+                "nbval_sanitize.cfg",
+                "--nbval-cell-timeout",
+                "900",
+                *CHAPTERS,
+            ],
+            cwd=work,
+            env=environment,
+        )
     print(f"the installed course passed in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -98,10 +98,18 @@ from simam.device import compile_blocker, cuda_settings, describe, resolve  # no
 from simam.runs import atomic_write, read_metrics  # noqa: E402
 
 TABLE, LOG = "device-check.md", "device-check.log"
-SEND_LIMIT = 64 * 2**20  # bytes a device call sends at most: the working tree and the carried folders
+# bytes a device call sends at most: the working tree and the carried folders
+SEND_LIMIT = 64 * 2**20
 DRY_RUN_LIMIT = 240  # seconds for each check in the dry run: a guard against a hang on a busy CPU
-CUDA_TESTS = ["tests/test_simam.py", "tests/test_data.py", "tests/test_maps.py", "tests/test_train.py",
-              "-k", "cuda or model_device"]  # the tests that skip themselves without a GPU
+# the tests that skip themselves without a GPU
+CUDA_TESTS = [
+    "tests/test_simam.py",
+    "tests/test_data.py",
+    "tests/test_maps.py",
+    "tests/test_train.py",
+    "-k",
+    "cuda or model_device",
+]
 # Runs the trainer's command line in a process that sends itself SIGKILL when its KILL_AT_STEP-th step begins.
 KILLED_AT_STEP = """
 import os, signal, sys
@@ -131,8 +139,12 @@ class Sizes:
 
     device: str
     batch: int
-    precision_iterations: int  # the bfloat16 and float16 runs: one evaluation and one checkpoint, at the end
-    iterations: int  # the deterministic and killed runs: an evaluation and a checkpoint every `every`
+    precision_iterations: (
+        int  # the bfloat16 and float16 runs: one evaluation and one checkpoint, at the end
+    )
+    iterations: (
+        int  # the deterministic and killed runs: an evaluation and a checkpoint every `every`
+    )
     every: int
     kill_at: int  # the step the killed run dies at, after its first checkpoint
     min_accuracy: float  # of the precision runs
@@ -141,11 +153,30 @@ class Sizes:
     steady_steps: int
 
 
-GPU = Sizes(device="cuda", batch=128, precision_iterations=150, iterations=100, every=50, kill_at=80,
-            min_accuracy=0.2, trainer_options=(), first_steps=10, steady_steps=150)
-DRY_RUN = Sizes(device="cpu", batch=16, precision_iterations=4, iterations=8, every=4, kill_at=6, min_accuracy=0.0,
-                trainer_options=("--subset", "256", "--test-subset", "200", "--threads", "1"),
-                first_steps=2, steady_steps=3)
+GPU = Sizes(
+    device="cuda",
+    batch=128,
+    precision_iterations=150,
+    iterations=100,
+    every=50,
+    kill_at=80,
+    min_accuracy=0.2,
+    trainer_options=(),
+    first_steps=10,
+    steady_steps=150,
+)
+DRY_RUN = Sizes(
+    device="cpu",
+    batch=16,
+    precision_iterations=4,
+    iterations=8,
+    every=4,
+    kill_at=6,
+    min_accuracy=0.0,
+    trainer_options=("--subset", "256", "--test-subset", "200", "--threads", "1"),
+    first_steps=2,
+    steady_steps=3,
+)
 
 
 @dataclass(frozen=True)
@@ -163,15 +194,23 @@ class Context:
 
     def argv(self) -> list[str]:
         """The options that give a child process this context."""
-        return ["--out", str(self.out), "--scratch", str(self.scratch), "--data-root", str(self.data),
-                *(["--dry-run"] if self.dry_run else [])]
+        return [
+            "--out",
+            str(self.out),
+            "--scratch",
+            str(self.scratch),
+            "--data-root",
+            str(self.data),
+            *(["--dry-run"] if self.dry_run else []),
+        ]
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
     limit: int  # seconds on one H100 (the module docstring gives the estimate behind each)
-    run: Callable[[Context], str]  # in a child process: what was found, in words; raises Skipped or fails
+    # in a child process: what was found, in words; raises Skipped or fails
+    run: Callable[[Context], str]
     needs_data: bool = True
 
 
@@ -204,44 +243,91 @@ def check(condition: bool, message: str) -> None:
 # The checks, each run in a child process
 
 
-def run_command(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_command(
+    command: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """A command of the course from the clone, its output into this check's log."""
     sys.stdout.flush()
-    return subprocess.run(command, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        command, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL
+    )
 
 
 def trainer(ctx: Context, out: Path, iterations: int, every: int, *options: str) -> list[str]:
     """``python -m simam.train`` on ResNet-20 + SimAM, quick recipe, into ``out``."""
     sizes = ctx.sizes
-    return [sys.executable, "-m", "simam.train", "--recipe", "quick", "--model", "resnet20", "--attention", "simam",
-            "--iterations", str(iterations), "--warmup", str(max(1, iterations // 5)), "--eval-every", str(every),
-            "--checkpoint-every", str(every), "--batch-size", str(sizes.batch), "--device", sizes.device,
-            "--data-root", str(ctx.data), "--out", str(out), "--no-progress", *sizes.trainer_options, *options]
+    return [
+        sys.executable,
+        "-m",
+        "simam.train",
+        "--recipe",
+        "quick",
+        "--model",
+        "resnet20",
+        "--attention",
+        "simam",
+        "--iterations",
+        str(iterations),
+        "--warmup",
+        str(max(1, iterations // 5)),
+        "--eval-every",
+        str(every),
+        "--checkpoint-every",
+        str(every),
+        "--batch-size",
+        str(sizes.batch),
+        "--device",
+        sizes.device,
+        "--data-root",
+        str(ctx.data),
+        "--out",
+        str(out),
+        "--no-progress",
+        *sizes.trainer_options,
+        *options,
+    ]
 
 
 def train(ctx: Context, name: str, iterations: int, every: int, *options: str) -> dict:
     """A finished run of :func:`trainer` in ``scratch/name``: its ``final.json``."""
     out = ctx.scratch / name
     done = run_command(trainer(ctx, out, iterations, every, *options))
-    check(done.returncode == 0, f"python -m simam.train exited with status {done.returncode} (see the log)")
+    check(
+        done.returncode == 0,
+        f"python -m simam.train exited with status {done.returncode} (see the log)",
+    )
     return json.loads((out / "final.json").read_text())
 
 
 def same_run(run: Path, other: Path) -> None:
     """Bit-identical metrics (wall-clock times aside), weights and momentum at the end of two runs."""
-    rows = [[{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(r)] for r in (run, other)]
+    rows = [
+        [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(r)]
+        for r in (run, other)
+    ]
     check(rows[0] == rows[1], f"the metrics differ: {rows[0]} against {rows[1]}")
     ours, theirs = (torch.load(r / "checkpoint.pt", weights_only=True) for r in (run, other))
-    differ = [name for name, tensor in theirs["model"].items() if not torch.equal(ours["model"][name], tensor)]
-    differ += [f"momentum {index}" for index, state in theirs["optimizer"]["state"].items()
-               if not torch.equal(ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"])]
+    differ = [
+        name
+        for name, tensor in theirs["model"].items()
+        if not torch.equal(ours["model"][name], tensor)
+    ]
+    differ += [
+        f"momentum {index}"
+        for index, state in theirs["optimizer"]["state"].items()
+        if not torch.equal(
+            ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"]
+        )
+    ]
     check(not differ, f"{len(differ)} tensors differ: {differ[:4]}")
 
 
 def speeds(final: dict) -> str:
     """The run's training speed, steady and with its first steps (compilation, warm-up)."""
     steady, overall = final["steady_images_per_second"], final["train_images_per_second"]
-    steady = "no steady speed (too short a run)" if steady is None else f"{steady:,.0f} images/s steady"
+    steady = (
+        "no steady speed (too short a run)" if steady is None else f"{steady:,.0f} images/s steady"
+    )
     return f"{steady}, {overall:,.0f} with the first steps"
 
 
@@ -249,15 +335,35 @@ def cuda_tests(ctx: Context) -> str:
     """pytest without the nbval options of pyproject.toml (no nbval here), its output into the log as it
     runs, its counts read from its JUnit XML report."""
     report = ctx.scratch / "tests.xml"
-    done = run_command([sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-q",
-                        f"--junitxml={report}", *CUDA_TESTS])
-    check(report.is_file(), f"pytest exited with status {done.returncode} and wrote no report (see the log)")
+    done = run_command(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--junitxml={report}",
+            *CUDA_TESTS,
+        ]
+    )
+    check(
+        report.is_file(),
+        f"pytest exited with status {done.returncode} and wrote no report (see the log)",
+    )
     suite = ElementTree.parse(report).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    failed, errors, skipped, tests = (int(suite.get(key, 0)) for key in ("failures", "errors", "skipped", "tests"))
+    failed, errors, skipped, tests = (
+        int(suite.get(key, 0)) for key in ("failures", "errors", "skipped", "tests")
+    )
     passed = tests - failed - errors - skipped
     summary = f"{passed} passed, {skipped} skipped, {failed} failed, {errors} errors"
-    check(done.returncode == 0 and passed > 0 and not failed + errors, f"pytest status {done.returncode}: {summary}")
+    check(
+        done.returncode == 0 and passed > 0 and not failed + errors,
+        f"pytest status {done.returncode}: {summary}",
+    )
     return summary
 
 
@@ -269,28 +375,49 @@ def compiled_simam(ctx: Context) -> str:
     timings = []
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # SimAM's warning that it fell back to eager
-        for dtype, tolerance in ((torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 2e-2)):
+        for dtype, tolerance in (
+            (torch.float32, 1e-5),
+            (torch.float16, 1e-2),
+            (torch.bfloat16, 2e-2),
+        ):
             began = time.perf_counter()
             for shape in shapes:
                 x = torch.randn(shape, device=device).to(dtype).requires_grad_()
                 ours, theirs = simam_compiled(x), simam(x)
-                torch.testing.assert_close(ours.float(), theirs.float(), rtol=tolerance, atol=tolerance)
-                grads = [torch.autograd.grad(y.float().square().sum(), x)[0].float() for y in (ours, theirs)]
-                torch.testing.assert_close(*grads, rtol=tolerance, atol=tolerance * grads[1].abs().max().item())
+                torch.testing.assert_close(
+                    ours.float(), theirs.float(), rtol=tolerance, atol=tolerance
+                )
+                grads = [
+                    torch.autograd.grad(y.float().square().sum(), x)[0].float()
+                    for y in (ours, theirs)
+                ]
+                torch.testing.assert_close(
+                    *grads, rtol=tolerance, atol=tolerance * grads[1].abs().max().item()
+                )
                 with torch.no_grad():
-                    torch.testing.assert_close(simam_compiled(x).float(), simam(x).float(), rtol=tolerance,
-                                               atol=tolerance)
+                    torch.testing.assert_close(
+                        simam_compiled(x).float(), simam(x).float(), rtol=tolerance, atol=tolerance
+                    )
             torch.cuda.synchronize()
-            first = time.perf_counter() - began  # the compilations of this dtype, and the comparisons
+            # the compilations of this dtype, and the comparisons
+            first = time.perf_counter() - began
             x = torch.randn(shapes[0], device=device).to(dtype).requires_grad_()
-            eager, fused = (milliseconds_per_pass(function, x) for function in (simam, simam_compiled))
-            timings.append(f"{str(dtype).removeprefix('torch.')} {first:.1f} s to compile and compare, "
-                           f"forward + backward {eager:.3f} ms eager, {fused:.3f} ms compiled")
-    return f"equal to eager forward and backward on {len(shapes)} shapes of batch 128; " + "; ".join(timings)
+            eager, fused = (
+                milliseconds_per_pass(function, x) for function in (simam, simam_compiled)
+            )
+            timings.append(
+                f"{str(dtype).removeprefix('torch.')} {first:.1f} s to compile and compare, "
+                f"forward + backward {eager:.3f} ms eager, {fused:.3f} ms compiled"
+            )
+    return (
+        f"equal to eager forward and backward on {len(shapes)} shapes of batch 128; "
+        + "; ".join(timings)
+    )
 
 
-def milliseconds_per_pass(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                          repeats: int = 50) -> float:
+def milliseconds_per_pass(
+    function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int = 50
+) -> float:
     """Milliseconds of a forward and backward pass of ``function`` on ``x`` (CUDA), after 3 untimed ones."""
     for _ in range(3):
         function(x).sum().backward()
@@ -307,37 +434,59 @@ def precision(amp_dtype: str) -> Callable[[Context], str]:
         compiled = []
         if not ctx.dry_run:
             device = torch.device("cuda")
-            if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+            if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported(
+                including_emulation=False
+            ):
                 raise Skipped("no native bfloat16 on this GPU; the trainer never chooses it here")
             blocker = compile_blocker(device)
             if blocker:
                 raise Skipped(blocker)
             compiled = ["--compile"]
         elif amp_dtype == "float16":
-            raise Skipped("float16 autocast with a gradient scaler needs CUDA; the dry run runs on the CPU")
+            raise Skipped(
+                "float16 autocast with a gradient scaler needs CUDA; the dry run runs on the CPU"
+            )
         iterations = ctx.sizes.precision_iterations
-        final = train(ctx, amp_dtype, iterations, iterations, "--amp", "--amp-dtype", amp_dtype, *compiled)
+        final = train(
+            ctx, amp_dtype, iterations, iterations, "--amp", "--amp-dtype", amp_dtype, *compiled
+        )
         config, accuracy = final["config"], final["final_test_accuracy"]
-        check(config["amp_dtype"] == amp_dtype and config["compile"] is bool(compiled), f"the run used {config}")
+        check(
+            config["amp_dtype"] == amp_dtype and config["compile"] is bool(compiled),
+            f"the run used {config}",
+        )
         check(math.isfinite(final["final_test_loss"]), f"test loss {final['final_test_loss']}")
-        check(accuracy >= ctx.sizes.min_accuracy, f"test accuracy {accuracy:.3f} after {iterations} iterations")
+        check(
+            accuracy >= ctx.sizes.min_accuracy,
+            f"test accuracy {accuracy:.3f} after {iterations} iterations",
+        )
         scaler = ""
         if amp_dtype == "float16":
-            saved = torch.load(ctx.scratch / amp_dtype / "checkpoint.pt", weights_only=True)["scaler"]
+            saved = torch.load(ctx.scratch / amp_dtype / "checkpoint.pt", weights_only=True)[
+                "scaler"
+            ]
             check(saved.get("scale", 0) > 0, f"the gradient scaler's state was not saved: {saved}")
             scaler = f"; the scaler's state saved (scale {saved['scale']:g})"
-        return (f"{100 * accuracy:.1f}% after {iterations} iterations, compiled {config['compile']}; "
-                f"{speeds(final)}{scaler}")
+        return (
+            f"{100 * accuracy:.1f}% after {iterations} iterations, compiled {config['compile']}; "
+            f"{speeds(final)}{scaler}"
+        )
+
     return run
 
 
 def deterministic_twice(ctx: Context) -> str:
     sizes = ctx.sizes
-    finals = [train(ctx, f"deterministic{n}", sizes.iterations, sizes.every, "--deterministic") for n in (1, 2)]
+    finals = [
+        train(ctx, f"deterministic{n}", sizes.iterations, sizes.every, "--deterministic")
+        for n in (1, 2)
+    ]
     same_run(ctx.scratch / "deterministic1", ctx.scratch / "deterministic2")
     config = finals[0]["config"]
-    return (f"equal metrics, weights and momentum after {sizes.iterations} iterations; "
-            f"{config['amp_dtype'] or 'float32'}, compiled {config['compile']}")
+    return (
+        f"equal metrics, weights and momentum after {sizes.iterations} iterations; "
+        f"{config['amp_dtype'] or 'float32'}, compiled {config['compile']}"
+    )
 
 
 def kill_and_resume(ctx: Context) -> str:
@@ -350,14 +499,27 @@ def kill_and_resume(ctx: Context) -> str:
         train(ctx, reference.name, sizes.iterations, sizes.every, "--deterministic")
     out = ctx.scratch / "killed"
     command = trainer(ctx, out, sizes.iterations, sizes.every, "--deterministic")
-    killed = run_command([sys.executable, "-c", KILLED_AT_STEP, *command[3:]], env={"KILL_AT_STEP": str(sizes.kill_at)})
-    check(killed.returncode == -signal.SIGKILL, f"the run ended with status {killed.returncode}, not killed")
+    killed = run_command(
+        [sys.executable, "-c", KILLED_AT_STEP, *command[3:]],
+        env={"KILL_AT_STEP": str(sizes.kill_at)},
+    )
+    check(
+        killed.returncode == -signal.SIGKILL,
+        f"the run ended with status {killed.returncode}, not killed",
+    )
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["iteration"]
-    check(saved == sizes.every, f"the checkpoint of the killed run is at iteration {saved}, not {sizes.every}")
-    check(run_command([*command, "--resume"]).returncode == 0, "the resumed run failed (see the log)")
+    check(
+        saved == sizes.every,
+        f"the checkpoint of the killed run is at iteration {saved}, not {sizes.every}",
+    )
+    check(
+        run_command([*command, "--resume"]).returncode == 0, "the resumed run failed (see the log)"
+    )
     same_run(out, reference)
-    return (f"killed with SIGKILL at step {sizes.kill_at}, resumed from iteration {saved}: bit-identical metrics, "
-            f"weights and momentum to an uninterrupted run")
+    return (
+        f"killed with SIGKILL at step {sizes.kill_at}, resumed from iteration {saved}: bit-identical metrics, "
+        f"weights and momentum to an uninterrupted run"
+    )
 
 
 def images_per_second(model: str) -> Callable[[Context], str]:
@@ -366,9 +528,14 @@ def images_per_second(model: str) -> Callable[[Context], str]:
         if ctx.dry_run:
             torch.set_num_threads(1)
         device = torch.device(sizes.device)
-        config = resolve(Config(model=model, attention="simam", batch_size=sizes.batch, compile_simam=False), device)
+        config = resolve(
+            Config(model=model, attention="simam", batch_size=sizes.batch, compile_simam=False),
+            device,
+        )
         generator = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (50 * sizes.batch, 3, 32, 32), dtype=torch.uint8, generator=generator)
+        images = torch.randint(
+            0, 256, (50 * sizes.batch, 3, 32, 32), dtype=torch.uint8, generator=generator
+        )
         labels = torch.randint(0, 10, (len(images),), generator=generator)
         steps = TrainerStep.build(config, images, labels).steps()
         with cuda_settings(deterministic=False):  # cuDNN's autotuning, as in a run of the trainer
@@ -379,10 +546,13 @@ def images_per_second(model: str) -> Callable[[Context], str]:
         evaluations = math.ceil(PAPER.iterations / PAPER.eval_every)
         test_images = DATASETS[PAPER.dataset].test_images
         paper = first + (PAPER.iterations * PAPER.batch_size + evaluations * test_images / 3) / rate
-        return (f"{rate:,.0f} images/s steady ({sizes.steady_steps} steps of {sizes.batch}, "
-                f"{config.amp_dtype or 'float32'}, compiled {config.compile}); first {sizes.first_steps} steps "
-                f"{first:.1f} s (compilation, warm-up); the paper recipe ({PAPER.iterations:,} iterations of "
-                f"{PAPER.batch_size}, {evaluations} evaluations) would take {paper / 60:.1f} min")
+        return (
+            f"{rate:,.0f} images/s steady ({sizes.steady_steps} steps of {sizes.batch}, "
+            f"{config.amp_dtype or 'float32'}, compiled {config.compile}); first {sizes.first_steps} steps "
+            f"{first:.1f} s (compilation, warm-up); the paper recipe ({PAPER.iterations:,} iterations of "
+            f"{PAPER.batch_size}, {evaluations} evaluations) would take {paper / 60:.1f} min"
+        )
+
     return run
 
 
@@ -413,7 +583,15 @@ CHECKS: list[Check] = [
 
 def child_command(check: Check, ctx: Context, result: Path) -> list[str]:
     """This script again, running one check and writing its result to ``result``."""
-    return [sys.executable, str(SCRIPT), "--child", check.name, "--result", str(result), *ctx.argv()]
+    return [
+        sys.executable,
+        str(SCRIPT),
+        "--child",
+        check.name,
+        "--result",
+        str(result),
+        *ctx.argv(),
+    ]
 
 
 def slug(name: str) -> str:
@@ -429,13 +607,21 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def run_child(check: Check, ctx: Context, limit: float, allowed: float,
-              command: Callable[[Check, Context, Path], list[str]]) -> Row:
+def run_child(
+    check: Check,
+    ctx: Context,
+    limit: float,
+    allowed: float,
+    command: Callable[[Check, Context, Path], list[str]],
+) -> Row:
     """``check`` in a child process of its own group, stopped after ``allowed`` seconds (``limit`` its own)."""
     result = ctx.scratch / f"{slug(check.name)}.json"
     argv = command(check, ctx, result)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     # A group of its own, so that a kill reaches the trainers it starts; the same session, so that
     # whoever stops this command stops them too.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
@@ -444,8 +630,15 @@ def run_child(check: Check, ctx: Context, limit: float, allowed: float,
         log.flush()
         start = log.tell()
         began = time.monotonic()
-        child = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, **group)
+        child = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **group,
+        )
         try:
             child.wait(timeout=max(allowed, 0.1))
             timed_out = False
@@ -460,8 +653,14 @@ def run_child(check: Check, ctx: Context, limit: float, allowed: float,
         found = json.loads(result.read_text())
         return Row(check.name, found["outcome"], found["text"], seconds, limit, allowed)
     last = log_tail(ctx.out / LOG, start, 1)
-    return Row(check.name, "FAILED", f"exited with status {child.returncode} and no result: {' '.join(last)}",
-               seconds, limit, allowed)
+    return Row(
+        check.name,
+        "FAILED",
+        f"exited with status {child.returncode} and no result: {' '.join(last)}",
+        seconds,
+        limit,
+        allowed,
+    )
 
 
 def log_tail(path: Path, start: int, lines: int) -> list[str]:
@@ -477,7 +676,12 @@ class Report:
 
     def __init__(self, out: Path, title: str) -> None:
         self.path = out / TABLE
-        self.lines = [title, "", "| check | result | limit (s) | seconds |", "| --- | --- | ---: | ---: |"]
+        self.lines = [
+            title,
+            "",
+            "| check | result | limit (s) | seconds |",
+            "| --- | --- | ---: | ---: |",
+        ]
         self.rows: list[Row] = []
         self._write()
         print("\n".join(self.lines), flush=True)
@@ -489,9 +693,15 @@ class Report:
         print(row.line(), flush=True)
 
     def finish(self, seconds: float) -> None:
-        counts = {outcome: sum(row.outcome == outcome for row in self.rows)
-                  for outcome in ("passed", "skipped", "FAILED", "timed out")}
-        self.lines += ["", ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) + f"; {seconds:.0f} s in all."]
+        counts = {
+            outcome: sum(row.outcome == outcome for row in self.rows)
+            for outcome in ("passed", "skipped", "FAILED", "timed out")
+        }
+        self.lines += [
+            "",
+            ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+            + f"; {seconds:.0f} s in all.",
+        ]
         self._write()
         print("\n" + self.lines[-1], flush=True)
 
@@ -500,8 +710,13 @@ class Report:
         atomic_write(self.path, lambda file: file.write(text.encode()))
 
 
-def run_checks(checks: list[Check], ctx: Context, report: Report, has_data: bool,
-               command: Callable[[Check, Context, Path], list[str]] = child_command) -> None:
+def run_checks(
+    checks: list[Check],
+    ctx: Context,
+    report: Report,
+    has_data: bool,
+    command: Callable[[Check, Context, Path], list[str]] = child_command,
+) -> None:
     """Every check in turn; each may run until the sum of its own limit and those of the checks before
     it, counted from the start of the first."""
     began, limits = time.monotonic(), 0.0
@@ -521,7 +736,10 @@ def child_main(args: argparse.Namespace, checks: list[Check]) -> int:
     """One check, in the child process: its result as JSON in ``--result``."""
     found = {c.name: c for c in checks}
     if args.child not in found:
-        print(f"device_check: no check named {args.child!r}; the checks: {', '.join(found)}", file=sys.stderr)
+        print(
+            f"device_check: no check named {args.child!r}; the checks: {', '.join(found)}",
+            file=sys.stderr,
+        )
         return 2
     ctx = Context(args.out, args.scratch, args.data_root, args.dry_run)
     try:
@@ -531,7 +749,10 @@ def child_main(args: argparse.Namespace, checks: list[Check]) -> int:
     except Exception as error:  # reported in the table; the traceback goes to the log
         traceback.print_exc()
         outcome, text = "FAILED", f"{type(error).__name__}: {error}"
-    atomic_write(args.result, lambda file: file.write(json.dumps({"outcome": outcome, "text": text}).encode()))
+    atomic_write(
+        args.result,
+        lambda file: file.write(json.dumps({"outcome": outcome, "text": text}).encode()),
+    )
     return 1 if outcome == "FAILED" else 0
 
 
@@ -543,22 +764,44 @@ def prepare_data(ctx: Context) -> Row:
     """The CIFAR-10 under ``ctx.data``, or the subset built there from ``$SIMAM_DATA``."""
     began, how = time.monotonic(), "found"
     spec = DATASETS["cifar10"]
-    if not all((ctx.data / spec.folder / name).is_file() for name in (*spec.train_files, *spec.test_files)):
+    if not all(
+        (ctx.data / spec.folder / name).is_file() for name in (*spec.train_files, *spec.test_files)
+    ):
         how = "built from $SIMAM_DATA"
         with open(ctx.out / LOG, "ab") as log:
             log.write(b"\n== data\n")
             log.flush()
-            build = [sys.executable, str(REPO / "scripts" / "make_device_data.py"), "--out", str(ctx.data)]
-            built = subprocess.run(build, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.PIPE,
-                                   text=True)
+            build = [
+                sys.executable,
+                str(REPO / "scripts" / "make_device_data.py"),
+                "--out",
+                str(ctx.data),
+            ]
+            built = subprocess.run(
+                build,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         if built.returncode != 0:
             why = built.stderr.strip().removeprefix("make_device_data: error: ")
-            return Row("data", "FAILED", f"no CIFAR-10 under {ctx.data}, and {why}. Build it with `make device-data` "
-                                         "where the official files are, and send device-data/ along",
-                       time.monotonic() - began)
+            return Row(
+                "data",
+                "FAILED",
+                f"no CIFAR-10 under {ctx.data}, and {why}. Build it with `make device-data` "
+                "where the official files are, and send device-data/ along",
+                time.monotonic() - began,
+            )
     sizes = [len(load_cifar(ctx.data, "cifar10", train=train)[1]) for train in (True, False)]
-    return Row("data", "passed", f"{ctx.data.name}/ {how}: {sizes[0]:,} training and {sizes[1]:,} test images, "
-                                 f"{folder_bytes(ctx.data) / 2**20:.1f} MiB", time.monotonic() - began)
+    return Row(
+        "data",
+        "passed",
+        f"{ctx.data.name}/ {how}: {sizes[0]:,} training and {sizes[1]:,} test images, "
+        f"{folder_bytes(ctx.data) / 2**20:.1f} MiB",
+        time.monotonic() - began,
+    )
 
 
 def folder_bytes(folder: Path) -> int:
@@ -568,13 +811,21 @@ def folder_bytes(folder: Path) -> int:
 def sent_bytes(repo: Path, carried: list[Path]) -> tuple[int, int]:
     """Bytes a device call sends: the checkout's tracked and untracked-not-ignored files, and the
     ``carried`` folders (ignored, named in the call). Raises ``OSError`` where git cannot list them."""
-    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+    )
     if listed.returncode != 0:
         raise OSError(listed.stderr.strip() or f"git exited with status {listed.returncode}")
     files = {repo / name for name in listed.stdout.split("\0") if name}
     tree = sum(path.lstat().st_size for path in files if path.is_file() or path.is_symlink())
-    extra = {path for folder in carried for path in folder.rglob("*") if path.is_file() and path not in files}
+    extra = {
+        path
+        for folder in carried
+        for path in folder.rglob("*")
+        if path.is_file() and path not in files
+    }
     return tree, sum(path.lstat().st_size for path in extra)
 
 
@@ -585,13 +836,26 @@ def files_sent(ctx: Context) -> Row:
     try:
         tree, data = sent_bytes(REPO, [ctx.data] if ctx.data.is_dir() and inside else [])
     except OSError as error:  # no git, or no .git (as on the device machine)
-        outcome = "FAILED" if ctx.dry_run else "skipped"  # the dry run is where the size must be known
-        return Row("files sent", outcome, f"not computed without a git checkout ({error})",
-                   time.monotonic() - began)
+        # the dry run is where the size must be known
+        outcome = "FAILED" if ctx.dry_run else "skipped"
+        return Row(
+            "files sent",
+            outcome,
+            f"not computed without a git checkout ({error})",
+            time.monotonic() - began,
+        )
     total = tree + data
-    text = (f"{total / 2**20:.1f} MiB of {SEND_LIMIT / 2**20:.0f}: the checkout's files {tree / 2**20:.1f} MiB, "
-            + (f"{ctx.data.name}/ {data / 2**20:.1f} MiB" if inside else f"{ctx.data} outside it, not sent"))
-    return Row("files sent", "passed" if total < SEND_LIMIT else "FAILED", text, time.monotonic() - began)
+    text = (
+        f"{total / 2**20:.1f} MiB of {SEND_LIMIT / 2**20:.0f}: the checkout's files {tree / 2**20:.1f} MiB, "
+        + (
+            f"{ctx.data.name}/ {data / 2**20:.1f} MiB"
+            if inside
+            else f"{ctx.data} outside it, not sent"
+        )
+    )
+    return Row(
+        "files sent", "passed" if total < SEND_LIMIT else "FAILED", text, time.monotonic() - began
+    )
 
 
 def title(dry_run: bool) -> str:
@@ -602,33 +866,49 @@ def title(dry_run: bool) -> str:
         return f"`make device-check DRY_RUN=1` on the {describe(torch.device('cpu'))}, tiny sizes; {software}; {when}."
     device = torch.device("cuda")
     capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
-    return (f"`make device-check` on {torch.cuda.get_device_name(device)} (compute capability {capability}, "
-            f"{torch.cuda.device_count()} GPU(s)); {software}; {when}.")
+    return (
+        f"`make device-check` on {torch.cuda.get_device_name(device)} (compute capability {capability}, "
+        f"{torch.cuda.device_count()} GPU(s)); {software}; {when}."
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {TABLE} and {LOG}")
-    parser.add_argument("--dry-run", action="store_true", help="on the CPU at tiny sizes: the plumbing, not the GPU")
-    parser.add_argument("--data-root", type=Path, default=REPO / "device-data",
-                        help="folder holding cifar-10-batches-py/ (default device-data/ in the clone, built there "
-                             "from $SIMAM_DATA where it is missing)")
-    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)  # the children's: the parent's scratch folder
+    parser.add_argument(
+        "--dry-run", action="store_true", help="on the CPU at tiny sizes: the plumbing, not the GPU"
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=REPO / "device-data",
+        help="folder holding cifar-10-batches-py/ (default device-data/ in the clone, built there "
+        "from $SIMAM_DATA where it is missing)",
+    )
+    # the children's: the parent's scratch folder
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the children's: the check to run
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # the children's: where its result goes
+    # the children's: where its result goes
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None, checks: list[Check] | None = None,
-         command: Callable[[Check, Context, Path], list[str]] = child_command) -> int:
+def main(
+    argv: list[str] | None = None,
+    checks: list[Check] | None = None,
+    command: Callable[[Check, Context, Path], list[str]] = child_command,
+) -> int:
     args = parse_args(argv)
     args.data_root = args.data_root.expanduser().resolve()
     if args.child:
         return child_main(args, CHECKS if checks is None else checks)
     if not args.dry_run and not torch.cuda.is_available():
-        print(f"device_check: no CUDA GPU visible to torch {torch.__version__} (CUDA build {torch.version.cuda}); "
-              "these checks are of the GPU code paths. Nothing was checked; --dry-run (DRY_RUN=1) checks the "
-              "command's plumbing on the CPU.", file=sys.stderr)
+        print(
+            f"device_check: no CUDA GPU visible to torch {torch.__version__} (CUDA build {torch.version.cuda}); "
+            "these checks are of the GPU code paths. Nothing was checked; --dry-run (DRY_RUN=1) checks the "
+            "command's plumbing on the CPU.",
+            file=sys.stderr,
+        )
         return 2
     began = time.monotonic()
     out = args.out.expanduser().resolve()
@@ -643,7 +923,9 @@ def main(argv: list[str] | None = None, checks: list[Check] | None = None,
             data = prepare_data(ctx)
             report.add(data)
             report.add(files_sent(ctx))
-            run_checks(CHECKS if checks is None else checks, ctx, report, data.outcome == "passed", command)
+            run_checks(
+                CHECKS if checks is None else checks, ctx, report, data.outcome == "passed", command
+            )
             report.finish(time.monotonic() - began)
     finally:
         signal.signal(signal.SIGTERM, stopped)

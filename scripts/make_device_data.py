@@ -47,38 +47,65 @@ def counts(folder: Path) -> tuple[int, int]:
 def write_batch(path: Path, images, labels, name: str) -> None:
     """One batch file as the official ones hold it: ``data`` (N, 3072) uint8 and ``labels`` a list
     of ints (pickle protocol 4: the pixels as raw bytes; protocol 2 would inflate them by half)."""
-    batch = {"batch_label": name, "data": images.reshape(len(images), -1).numpy(), "labels": labels.tolist()}
+    batch = {
+        "batch_label": name,
+        "data": images.reshape(len(images), -1).numpy(),
+        "labels": labels.tolist(),
+    }
     with path.open("wb") as file:
         pickle.dump(batch, file, protocol=4)
 
 
-def build(source: Path, out: Path, train_images: int = TRAIN_IMAGES, test_images: int = TEST_IMAGES,
-          seed: int = SEED) -> str:
+def build(
+    source: Path,
+    out: Path,
+    train_images: int = TRAIN_IMAGES,
+    test_images: int = TEST_IMAGES,
+    seed: int = SEED,
+) -> str:
     """Write the subset of the CIFAR-10 under ``source`` into the data root ``out``; what was done, in words."""
     if complete(out):
         found = counts(out)
         if found == (train_images, test_images):
-            return f"found {out / SPEC.folder} ({found[0]:,} training, {found[1]:,} test images); kept"
-        raise ValueError(f"{out / SPEC.folder} holds {found[0]:,} training and {found[1]:,} test images, not the "
-                         f"{train_images:,} and {test_images:,} asked for: delete it to build the subset again")
+            return (
+                f"found {out / SPEC.folder} ({found[0]:,} training, {found[1]:,} test images); kept"
+            )
+        raise ValueError(
+            f"{out / SPEC.folder} holds {found[0]:,} training and {found[1]:,} test images, not the "
+            f"{train_images:,} and {test_images:,} asked for: delete it to build the subset again"
+        )
     if not complete(source):
-        raise FileNotFoundError(f"the official CIFAR-10 is not under {source} (it lacks {SPEC.folder}/ or a file "
-                                "of it): point --data-root or SIMAM_DATA at the folder that holds it")
+        raise FileNotFoundError(
+            f"the official CIFAR-10 is not under {source} (it lacks {SPEC.folder}/ or a file "
+            "of it): point --data-root or SIMAM_DATA at the folder that holds it"
+        )
     parts = len(SPEC.train_files)
     if train_images < parts:
-        raise ValueError(f"--train {train_images}: at least one image for each of the {parts} training batch files")
-    staging = out / ".partial"  # a data root of its own, renamed into place once it reads back whole
+        raise ValueError(
+            f"--train {train_images}: at least one image for each of the {parts} training batch files"
+        )
+    # a data root of its own, renamed into place once it reads back whole
+    staging = out / ".partial"
     shutil.rmtree(staging, ignore_errors=True)  # left by a build that was cut short
     (staging / SPEC.folder).mkdir(parents=True)
-    for train, size, names in ((True, train_images, SPEC.train_files), (False, test_images, SPEC.test_files)):
+    for train, size, names in (
+        (True, train_images, SPEC.train_files),
+        (False, test_images, SPEC.test_files),
+    ):
         images, labels = load_cifar(source, "cifar10", train=train)
         keep = balanced_subset(labels, size, seed)  # a clear error for a size out of range
         for number, (name, chunk) in enumerate(zip(names, keep.tensor_split(len(names)))):
-            label = f"{'training' if train else 'testing'} batch {number + 1} of {len(names)}, a subset"
+            label = (
+                f"{'training' if train else 'testing'} batch {number + 1} of {len(names)}, a subset"
+            )
             write_batch(staging / SPEC.folder / name, images[chunk], labels[chunk], label)
     shutil.copyfile(source / SPEC.folder / SPEC.meta_file, staging / SPEC.folder / SPEC.meta_file)
-    if counts(staging) != (train_images, test_images) or len(load_class_names(staging, "cifar10")) != 10:
-        raise RuntimeError(f"{staging} does not read back as written")  # never expected: the course's own reader
+    if (
+        counts(staging) != (train_images, test_images)
+        or len(load_class_names(staging, "cifar10")) != 10
+    ):
+        # never expected: the course's own reader
+        raise RuntimeError(f"{staging} does not read back as written")
     (staging / SPEC.folder).rename(out / SPEC.folder)
     staging.rmdir()
     return f"built {out / SPEC.folder} from {source}: {train_images:,} training, {test_images:,} test images"
@@ -90,13 +117,30 @@ def folder_bytes(folder: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "device-data",
-                        help="data root to write (default device-data/ in the clone)")
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="folder holding the official cifar-10-batches-py/ (default $SIMAM_DATA)")
-    parser.add_argument("--train", type=int, default=TRAIN_IMAGES, help=f"training images (default {TRAIN_IMAGES:,})")
-    parser.add_argument("--test", type=int, default=TEST_IMAGES, help=f"test images (default {TEST_IMAGES:,})")
-    parser.add_argument("--seed", type=int, default=SEED, help=f"seeds the choice of images (default {SEED})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "device-data",
+        help="data root to write (default device-data/ in the clone)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder holding the official cifar-10-batches-py/ (default $SIMAM_DATA)",
+    )
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=TRAIN_IMAGES,
+        help=f"training images (default {TRAIN_IMAGES:,})",
+    )
+    parser.add_argument(
+        "--test", type=int, default=TEST_IMAGES, help=f"test images (default {TEST_IMAGES:,})"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help=f"seeds the choice of images (default {SEED})"
+    )
     args = parser.parse_args(argv)
     try:
         done = build(args.data_root or data_root(), args.out, args.train, args.test, args.seed)

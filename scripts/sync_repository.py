@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/")
@@ -30,7 +31,9 @@ def repository() -> str:
     """The repository's address, from pyproject.toml."""
     url = urls()["Repository"]
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
-        raise SystemExit(f"pyproject.toml: Repository = {url!r} is not https://github.com/OWNER/NAME")
+        raise SystemExit(
+            f"pyproject.toml: Repository = {url!r} is not https://github.com/OWNER/NAME"
+        )
     return url
 
 
@@ -38,13 +41,17 @@ def website() -> str:
     """The website's address, from pyproject.toml."""
     url = urls()["Documentation"]
     if not WEBSITE.fullmatch(url):
-        raise SystemExit(f"pyproject.toml: Documentation = {url!r} is not https://OWNER.github.io/NAME/")
+        raise SystemExit(
+            f"pyproject.toml: Documentation = {url!r} is not https://OWNER.github.io/NAME/"
+        )
     return url
 
 
 def badge_path(url: str, branch: str = "main") -> str:
     """What a Colab badge for this repository contains before ``notebooks/NAME.ipynb``."""
-    return f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{branch}/"
+    return (
+        f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/{branch}/"
+    )
 
 
 def synced(text: str, url: str, site: str | None = None) -> str:
@@ -53,7 +60,12 @@ def synced(text: str, url: str, site: str | None = None) -> str:
 
 
 def files() -> list[Path]:
-    return [ROOT / "README.md", ROOT / "CITATION.cff", *sorted((ROOT / "notebooks").glob("*.py")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    return [
+        ROOT / "README.md",
+        ROOT / "CITATION.cff",
+        *sorted((ROOT / "notebooks").glob("*.py")),
+        *sorted((ROOT / "notebooks").glob("*.ipynb")),
+    ]
 
 
 def main() -> int:

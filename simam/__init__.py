@@ -20,8 +20,10 @@ MINIMUM_TORCH = "2.3"
 releases lack APIs it calls, such as ``torch.amp.GradScaler`` for the CPU."""
 
 if torch.__version__ < MINIMUM_TORCH:  # TorchVersion compares as a version, "2.10" > "2.3"
-    raise ImportError(f"simam needs torch {MINIMUM_TORCH} or newer, but this is torch {torch.__version__}: "
-                      f"pip install 'torch>={MINIMUM_TORCH}'")
+    raise ImportError(
+        f"simam needs torch {MINIMUM_TORCH} or newer, but this is torch {torch.__version__}: "
+        f"pip install 'torch>={MINIMUM_TORCH}'"
+    )
 
 from simam.attention import SimAM, create_attention, list_attentions  # noqa: E402
 from simam.data import CifarLoader, load_cifar  # noqa: E402
@@ -39,14 +41,27 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 __all__ = [
     # attention modules
-    "SimAM", "create_attention", "list_attentions",
+    "SimAM",
+    "create_attention",
+    "list_attentions",
     # networks: the CIFAR ones, anyone else's, and the course's trained ones
-    "create_model", "list_models", "count_parameters", "insert_attention", "pretrained",
+    "create_model",
+    "list_models",
+    "count_parameters",
+    "insert_attention",
+    "pretrained",
     # the energy function's closed form (chapters 1 and 2)
-    "closed_form_minimiser", "minimal_energy", "importance", "numeric_minimiser",
+    "closed_form_minimiser",
+    "minimal_energy",
+    "importance",
+    "numeric_minimiser",
     # data
-    "CifarLoader", "load_cifar",
+    "CifarLoader",
+    "load_cifar",
     # the course's settings: where the data are, quick mode, seeds
-    "data_root", "quick_mode", "seed_everything",
-    "MINIMUM_TORCH", "__version__",
+    "data_root",
+    "quick_mode",
+    "seed_everything",
+    "MINIMUM_TORCH",
+    "__version__",
 ]

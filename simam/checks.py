@@ -30,6 +30,8 @@ def check_feature_map(x: torch.Tensor, name: str = "x") -> None:
 def check_lambda(lambda_: float) -> None:
     """Raise unless the regulariser is a finite real number >= 0 (Python or NumPy scalar)."""
     if isinstance(lambda_, bool) or not isinstance(lambda_, numbers.Real):
-        raise TypeError(f"lambda_ must be a finite real number >= 0, got {type(lambda_).__name__} {lambda_!r}")
+        raise TypeError(
+            f"lambda_ must be a finite real number >= 0, got {type(lambda_).__name__} {lambda_!r}"
+        )
     if not 0.0 <= float(lambda_) < float("inf"):  # also false for NaN
         raise ValueError(f"lambda_ must be a finite real number >= 0, got {lambda_!r}")

@@ -42,20 +42,30 @@ class Config:
     # the network and the data
     model: str = "resnet20"
     attention: str = "simam"
-    lambda_: float = 1e-4  # SimAM's regulariser (paper: 1e-4 on CIFAR); only the simam attentions use it
-    place: str | None = None  # where a block puts the attention (simam.attention.PLACES); None: the paper's place
+    lambda_: float = (
+        1e-4  # SimAM's regulariser (paper: 1e-4 on CIFAR); only the simam attentions use it
+    )
+    place: str | None = (
+        None  # where a block puts the attention (simam.attention.PLACES); None: the paper's place
+    )
     dataset: str = "cifar10"
     subset: int | None = None  # train on a seeded, class-balanced subset of this many images
     test_subset: int | None = None  # evaluate on a subset of the test split (smoke tests only)
     augment: bool = True  # pad, random 32x32 crop, random horizontal flip
     padding: int = 4
-    eval_flip: bool = False  # also report the accuracy of test-time flip averaging (beside the plain one)
+    eval_flip: bool = (
+        False  # also report the accuracy of test-time flip averaging (beside the plain one)
+    )
     # optimisation, counted in iterations (batches)
     iterations: int = 64_000
     batch_size: int = 128
     lr: float = 0.1  # the initial (step) or peak (onecycle) learning rate
     schedule: str = "step"  # "step" or "onecycle", see learning_rate()
-    milestones: tuple[int, ...] = (32_000, 48_000)  # step: the learning rate is multiplied by gamma at each
+    # step: the learning rate is multiplied by gamma at each
+    milestones: tuple[int, ...] = (
+        32_000,
+        48_000,
+    )
     gamma: float = 0.1
     warmup: int = 0  # onecycle: iterations of linear warm-up
     momentum: float = 0.9
@@ -64,26 +74,52 @@ class Config:
     norm_bias_decay: bool = True  # weight decay on BN parameters and biases too, as plain SGD does
     label_smoothing: float = 0.0
     seed: int = 0
-    sync_bn: bool = False  # under torchrun: batch norm with the global batch's statistics (CUDA only)
+    sync_bn: bool = (
+        False  # under torchrun: batch norm with the global batch's statistics (CUDA only)
+    )
     # how the run is watched and saved, and where it runs: these may change when a run is resumed
     eval_every: int = 1_000
     checkpoint_every: int = 2_000
     data_root: str | None = None  # None: $SIMAM_DATA or ~/.cache/simam
     download: bool = False
     device: str = "auto"  # "auto": CUDA when present, else the CPU
-    amp: bool | None = None  # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
-    amp_dtype: str | None = None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
+    amp: bool | None = (
+        None  # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
+    )
+    amp_dtype: str | None = (
+        None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
+    )
     channels_last: bool | None = None  # None: on for CUDA
-    compile: bool | None = None  # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
-    compile_simam: bool | None = None  # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
+    compile: bool | None = (
+        None  # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
+    )
+    compile_simam: bool | None = (
+        None  # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
+    )
     threads: int | None = None  # torch CPU threads; None: torch's default
-    deterministic: bool = False  # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
+    deterministic: bool = (
+        False  # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
+    )
     progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
+
 
 CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(Config))
 
-RUNTIME_FIELDS = {"eval_every", "checkpoint_every", "data_root", "download", "device", "amp", "amp_dtype",
-                  "channels_last", "compile", "compile_simam", "threads", "deterministic", "progress"}
+RUNTIME_FIELDS = {
+    "eval_every",
+    "checkpoint_every",
+    "data_root",
+    "download",
+    "device",
+    "amp",
+    "amp_dtype",
+    "channels_last",
+    "compile",
+    "compile_simam",
+    "threads",
+    "deterministic",
+    "progress",
+}
 
 PAPER = Config()
 
@@ -131,13 +167,20 @@ QUICK = dataclasses.replace(
 
 # The quick recipe at four times its iterations, the same schedule's shape (warm-up 20%): how a gain
 # measured at 8 epochs changes at 33, for the course's budget study (results/plans/budget.toml).
-QUICK_4X = dataclasses.replace(QUICK, recipe="quick-4x", iterations=4 * QUICK.iterations, warmup=4 * QUICK.warmup,
-                               eval_every=4 * QUICK.eval_every)
+QUICK_4X = dataclasses.replace(
+    QUICK,
+    recipe="quick-4x",
+    iterations=4 * QUICK.iterations,
+    warmup=4 * QUICK.warmup,
+    eval_every=4 * QUICK.eval_every,
+)
 
 RECIPES = {"paper": PAPER, "quick": QUICK, "quick-4x": QUICK_4X}
 
 
-COMPILE_SIMAM_FROM = 200  # iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
+COMPILE_SIMAM_FROM = (
+    200  # iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
+)
 
 
 class ConfigError(ValueError):
@@ -150,28 +193,50 @@ def check_config(config: Config, world_size: int = 1) -> None:
     rules = [
         (c.iterations >= 1, f"iterations must be at least 1, got {c.iterations}"),
         (c.batch_size >= 1, f"batch_size must be at least 1, got {c.batch_size}"),
-        (c.batch_size % world_size == 0,
-         f"batch_size {c.batch_size} does not divide by the {world_size} processes: the batch is global and each "
-         f"process takes batch_size / {world_size} images of it; choose a multiple of {world_size}"),
+        (
+            c.batch_size % world_size == 0,
+            f"batch_size {c.batch_size} does not divide by the {world_size} processes: the batch is global and each "
+            f"process takes batch_size / {world_size} images of it; choose a multiple of {world_size}",
+        ),
         (c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}"),
         (c.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {c.checkpoint_every}"),
         (c.lr > 0, f"lr must be positive, got {c.lr}"),
-        (c.schedule in ("step", "onecycle"), f"schedule must be 'step' or 'onecycle', got {c.schedule!r}"),
-        (all(m >= 1 for m in c.milestones) and list(c.milestones) == sorted(set(c.milestones)),
-         f"milestones must be increasing positive iterations, got {c.milestones}"),
+        (
+            c.schedule in ("step", "onecycle"),
+            f"schedule must be 'step' or 'onecycle', got {c.schedule!r}",
+        ),
+        (
+            all(m >= 1 for m in c.milestones) and list(c.milestones) == sorted(set(c.milestones)),
+            f"milestones must be increasing positive iterations, got {c.milestones}",
+        ),
         (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
-        (c.schedule == "step" or 0 <= c.warmup < c.iterations, f"warmup must be in 0..iterations-1, got {c.warmup}"),
+        (
+            c.schedule == "step" or 0 <= c.warmup < c.iterations,
+            f"warmup must be in 0..iterations-1, got {c.warmup}",
+        ),
         (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
         (c.momentum > 0 or not c.nesterov, "Nesterov momentum needs momentum > 0"),
         (c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}"),
         (0 <= c.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {c.label_smoothing}"),
         (c.padding >= 0, f"padding must be non-negative, got {c.padding}"),
         (c.lambda_ >= 0, f"lambda must be non-negative, got {c.lambda_}"),
-        (c.subset is None or c.subset >= c.batch_size, f"subset must hold at least one batch of {c.batch_size}, got {c.subset}"),
-        (c.test_subset is None or c.test_subset >= 1, f"test_subset must be at least 1, got {c.test_subset}"),
-        (c.amp_dtype in (None, "bfloat16", "float16"), f"amp_dtype must be 'bfloat16' or 'float16', got {c.amp_dtype!r}"),
+        (
+            c.subset is None or c.subset >= c.batch_size,
+            f"subset must hold at least one batch of {c.batch_size}, got {c.subset}",
+        ),
+        (
+            c.test_subset is None or c.test_subset >= 1,
+            f"test_subset must be at least 1, got {c.test_subset}",
+        ),
+        (
+            c.amp_dtype in (None, "bfloat16", "float16"),
+            f"amp_dtype must be 'bfloat16' or 'float16', got {c.amp_dtype!r}",
+        ),
         (c.threads is None or c.threads >= 1, f"threads must be at least 1, got {c.threads}"),
-        (c.place is None or c.place in PLACES, f"place must be one of {', '.join(PLACES)}, got {c.place!r}"),
+        (
+            c.place is None or c.place in PLACES,
+            f"place must be one of {', '.join(PLACES)}, got {c.place!r}",
+        ),
     ]
     for ok, message in rules:
         if not ok:
@@ -194,31 +259,42 @@ def changed_settings(config: Config, stored: dict[str, Any]) -> list[tuple[str, 
     differ. A field the run lacks (written before the field existed) had its default in the run's
     own recipe."""
     recipe = RECIPES.get(stored.get("recipe", "paper"), PAPER)
-    ran = {**dataclasses.asdict(recipe), **{key: as_config_value(value) for key, value in stored.items()}}
-    return [(key, value, ran[key]) for key, value in dataclasses.asdict(config).items()
-            if key not in RUNTIME_FIELDS and value != ran[key]]
+    ran = {
+        **dataclasses.asdict(recipe),
+        **{key: as_config_value(value) for key, value in stored.items()},
+    }
+    return [
+        (key, value, ran[key])
+        for key, value in dataclasses.asdict(config).items()
+        if key not in RUNTIME_FIELDS and value != ran[key]
+    ]
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     """The :class:`Config` stored as ``values`` (a checkpoint's or ``final.json``'s); fields it lacks,
     from runs of an older version, take their defaults, and ones this version lacks are dropped."""
-    return Config(**{key: as_config_value(value) for key, value in values.items() if key in CONFIG_FIELDS})
+    return Config(
+        **{key: as_config_value(value) for key, value in values.items() if key in CONFIG_FIELDS}
+    )
 
 
 def build_model(config: Config) -> nn.Module:
     """The network of ``config``, freshly initialised from torch's global generator, its SimAM
     modules compiled if ``config.compile_simam`` says so."""
     try:
-        model = create_model(config.model, attention=config.attention,
-                             num_classes=dataset_spec(config.dataset).num_classes, place=config.place,
-                             **attention_options(config.attention, lambda_=config.lambda_))
+        model = create_model(
+            config.model,
+            attention=config.attention,
+            num_classes=dataset_spec(config.dataset).num_classes,
+            place=config.place,
+            **attention_options(config.attention, lambda_=config.lambda_),
+        )
     except ValueError as error:  # unknown model or attention
         raise ConfigError(str(error)) from None
     for module in model.modules():  # the same arithmetic, fused into one kernel per shape
         if isinstance(module, SimAM) and not module.exact:
             module.compiled = bool(config.compile_simam)
     return model
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,52 +350,122 @@ def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated iterations such as 32000,48000, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated iterations such as 32000,48000, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="simam-train",
         description="Train a CIFAR network with SimAM or another attention module. Options not given take "
-                    "the value of the recipe (--recipe); see simam/config.py for what each recipe does and why.",
+        "the value of the recipe (--recipe); see simam/config.py for what each recipe does and why.",
         argument_default=argparse.SUPPRESS,  # only the options given appear: they override the recipe
     )
     flag = argparse.BooleanOptionalAction
     add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES),
+    add(
+        "--recipe",
+        choices=sorted(RECIPES),
         help="paper: the SimAM paper's 64,000-iteration recipe; quick: about 15 minutes on a 2-core CPU; quick-4x: "
-             "the quick recipe at four times its iterations (default paper)")
+        "the quick recipe at four times its iterations (default paper)",
+    )
     add("--model", help=f"network: {', '.join(list_models())} ({_defaults('model')})")
-    add("--attention", help=f"attention module: none, se, cbam, eca, gc, simam, simam-exact ({_defaults('attention')})")
-    add("--lambda", dest="lambda_", type=float, metavar="LAMBDA", help=f"SimAM's regulariser lambda ({_defaults('lambda_')})")
-    add("--place", choices=PLACES, help="where each block puts the attention: after_conv (right after the 3x3 "
+    add(
+        "--attention",
+        help=f"attention module: none, se, cbam, eca, gc, simam, simam-exact ({_defaults('attention')})",
+    )
+    add(
+        "--lambda",
+        dest="lambda_",
+        type=float,
+        metavar="LAMBDA",
+        help=f"SimAM's regulariser lambda ({_defaults('lambda_')})",
+    )
+    add(
+        "--place",
+        choices=PLACES,
+        help="where each block puts the attention: after_conv (right after the 3x3 "
         "convolution, before its batch norm: SimAM's place) or end_of_branch (after the branch's last batch norm: "
-        "SE's place) (default: the paper's place for the module)")
+        "SE's place) (default: the paper's place for the module)",
+    )
     add("--dataset", help=f"cifar10 or cifar100 ({_defaults('dataset')})")
-    add("--data-root", help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default $SIMAM_DATA or ~/.cache/simam)")
-    add("--download", action="store_true", help="download the official archive when the data are missing")
+    add(
+        "--data-root",
+        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default $SIMAM_DATA or ~/.cache/simam)",
+    )
+    add(
+        "--download",
+        action="store_true",
+        help="download the official archive when the data are missing",
+    )
     add("--out", help="output folder (default runs/MODEL-ATTENTION-RECIPE-seedSEED)")
     add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    add("--seed", type=int, help=f"seeds the weights, the order of the batches and the augmentation ({_defaults('seed')})")
+    add(
+        "--seed",
+        type=int,
+        help=f"seeds the weights, the order of the batches and the augmentation ({_defaults('seed')})",
+    )
     add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
     add("--iterations", type=int, help=f"training steps ({_defaults('iterations')})")
     add("--batch-size", type=int, help=f"images per step ({_defaults('batch_size')})")
-    add("--lr", type=float, help=f"initial (step) or peak (onecycle) learning rate ({_defaults('lr')})")
-    add("--schedule", choices=["step", "onecycle"], help=f"learning-rate schedule ({_defaults('schedule')})")
-    add("--milestones", type=_milestones,
-        help=f"step schedule: comma-separated iterations where the rate is multiplied by --gamma ({_defaults('milestones')})")
+    add(
+        "--lr",
+        type=float,
+        help=f"initial (step) or peak (onecycle) learning rate ({_defaults('lr')})",
+    )
+    add(
+        "--schedule",
+        choices=["step", "onecycle"],
+        help=f"learning-rate schedule ({_defaults('schedule')})",
+    )
+    add(
+        "--milestones",
+        type=_milestones,
+        help=f"step schedule: comma-separated iterations where the rate is multiplied by --gamma ({_defaults('milestones')})",
+    )
     add("--gamma", type=float, help=f"step schedule factor ({_defaults('gamma')})")
-    add("--warmup", type=int, help=f"onecycle: iterations of linear warm-up ({_defaults('warmup')})")
+    add(
+        "--warmup", type=int, help=f"onecycle: iterations of linear warm-up ({_defaults('warmup')})"
+    )
     add("--momentum", type=float, help=f"SGD momentum ({_defaults('momentum')})")
     add("--nesterov", action=flag, help=f"Nesterov momentum ({_defaults('nesterov')})")
     add("--weight-decay", type=float, help=f"L2 weight decay ({_defaults('weight_decay')})")
-    add("--norm-bias-decay", action=flag, help=f"weight decay on BN parameters and biases too ({_defaults('norm_bias_decay')})")
-    add("--label-smoothing", type=float, help=f"label smoothing of the training loss ({_defaults('label_smoothing')})")
-    add("--augment", action=flag, help=f"pad-and-crop and horizontal-flip augmentation ({_defaults('augment')})")
-    add("--eval-flip", action=flag, help=f"also report the flip-averaged test accuracy ({_defaults('eval_flip')})")
-    add("--padding", type=int, help=f"pixels of zero padding before the random crop ({_defaults('padding')})")
-    add("--subset", type=int, help="train on a class-balanced subset of this many images (default: all)")
-    add("--test-subset", type=int, help="evaluate on this many test images, for smoke tests (default: all)")
+    add(
+        "--norm-bias-decay",
+        action=flag,
+        help=f"weight decay on BN parameters and biases too ({_defaults('norm_bias_decay')})",
+    )
+    add(
+        "--label-smoothing",
+        type=float,
+        help=f"label smoothing of the training loss ({_defaults('label_smoothing')})",
+    )
+    add(
+        "--augment",
+        action=flag,
+        help=f"pad-and-crop and horizontal-flip augmentation ({_defaults('augment')})",
+    )
+    add(
+        "--eval-flip",
+        action=flag,
+        help=f"also report the flip-averaged test accuracy ({_defaults('eval_flip')})",
+    )
+    add(
+        "--padding",
+        type=int,
+        help=f"pixels of zero padding before the random crop ({_defaults('padding')})",
+    )
+    add(
+        "--subset",
+        type=int,
+        help="train on a class-balanced subset of this many images (default: all)",
+    )
+    add(
+        "--test-subset",
+        type=int,
+        help="evaluate on this many test images, for smoke tests (default: all)",
+    )
     _add_runtime_options(parser)
     return parser
 
@@ -328,20 +474,59 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """The options that say how a run is evaluated, saved and computed, and where."""
     flag = argparse.BooleanOptionalAction
     add = parser.add_argument
-    add("--eval-every", type=int, help=f"iterations between evaluations on the test split ({_defaults('eval_every')})")
-    add("--checkpoint-every", type=int, help=f"iterations between checkpoints ({_defaults('checkpoint_every')})")
-    add("--amp", action=flag, help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)")
-    add("--amp-dtype", choices=["bfloat16", "float16"],
+    add(
+        "--eval-every",
+        type=int,
+        help=f"iterations between evaluations on the test split ({_defaults('eval_every')})",
+    )
+    add(
+        "--checkpoint-every",
+        type=int,
+        help=f"iterations between checkpoints ({_defaults('checkpoint_every')})",
+    )
+    add(
+        "--amp",
+        action=flag,
+        help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)",
+    )
+    add(
+        "--amp-dtype",
+        choices=["bfloat16", "float16"],
         help="mixed-precision type (default: bfloat16 where the device has it natively, else float16 with a "
-             "gradient scaler)")
-    add("--deterministic", action=flag, help="on CUDA: deterministic algorithms and no cuDNN autotuning, so that a "
-                                             "run repeats bit for bit on the same GPU, more slowly (default: off)")
+        "gradient scaler)",
+    )
+    add(
+        "--deterministic",
+        action=flag,
+        help="on CUDA: deterministic algorithms and no cuDNN autotuning, so that a "
+        "run repeats bit for bit on the same GPU, more slowly (default: off)",
+    )
     add("--channels-last", action=flag, help="channels_last memory format (default: on for CUDA)")
-    add("--compile", action=flag, help="torch.compile the model (default: on for CUDA GPUs of compute capability 7.0+)")
-    add("--compile-simam", action=flag, help="torch.compile only SimAM's formula (default: on the CPU for runs of "
-                                             f"{COMPILE_SIMAM_FROM:,} iterations or more, where a C++ compiler is found)")
-    add("--threads", type=int, help="torch CPU threads (default: torch's choice; on a small or busy machine "
-                                    "1 thread can be several times faster, as on the 2-core machine the quick recipe was timed on)")
-    add("--progress", action=flag, help="progress bar (default: when stderr is a terminal and CI is not set)")
-    add("--sync-bn", action=flag, help="under torchrun: batch norm with the statistics of the global batch, "
-                                       f"not of each process's share (CUDA only; {_defaults('sync_bn')})")
+    add(
+        "--compile",
+        action=flag,
+        help="torch.compile the model (default: on for CUDA GPUs of compute capability 7.0+)",
+    )
+    add(
+        "--compile-simam",
+        action=flag,
+        help="torch.compile only SimAM's formula (default: on the CPU for runs of "
+        f"{COMPILE_SIMAM_FROM:,} iterations or more, where a C++ compiler is found)",
+    )
+    add(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's choice; on a small or busy machine "
+        "1 thread can be several times faster, as on the 2-core machine the quick recipe was timed on)",
+    )
+    add(
+        "--progress",
+        action=flag,
+        help="progress bar (default: when stderr is a terminal and CI is not set)",
+    )
+    add(
+        "--sync-bn",
+        action=flag,
+        help="under torchrun: batch norm with the statistics of the global batch, "
+        f"not of each process's share (CUDA only; {_defaults('sync_bn')})",
+    )

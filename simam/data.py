@@ -77,7 +77,8 @@ class CifarSpec:
     label_names_key: str
     label_key: str
     num_classes: int
-    other_labels: dict[str, int] = field(default_factory=dict)  # further label lists: key -> classes
+    # further label lists: key -> classes
+    other_labels: dict[str, int] = field(default_factory=dict)
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
     test_images: int = 10_000  # both CIFARs' test splits
@@ -148,10 +149,13 @@ class _ArrayUnpickler(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # NumPy 1.x wrote it (the official files)
+        # NumPy 1.x wrote it (the official files)
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
             module = "numpy._core." + module.removeprefix("numpy.core.")
         if (module.replace("numpy.core.", "numpy._core."), name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to build {module}.{name}: a CIFAR file holds only arrays")
+            raise pickle.UnpicklingError(
+                f"refusing to build {module}.{name}: a CIFAR file holds only arrays"
+            )
         return super().find_class(module, name)
 
 
@@ -171,9 +175,13 @@ def _labels(batch: dict, key: str, count: int, num_classes: int, path: Path) -> 
     """The label list ``batch[key]`` as int64, checked against the image count and the class range."""
     labels = np.asarray(batch[key])
     if labels.ndim != 1 or not (labels.size == 0 or np.issubdtype(labels.dtype, np.integer)):
-        raise CifarFormatError(f"{path}: {key!r} must be a list of integers, got an array of shape {labels.shape} and dtype {labels.dtype}")
+        raise CifarFormatError(
+            f"{path}: {key!r} must be a list of integers, got an array of shape {labels.shape} and dtype {labels.dtype}"
+        )
     if len(labels) != count:
-        raise CifarFormatError(f"{path}: {count} images but {len(labels)} {key!r}; the file is mislabelled or cut short")
+        raise CifarFormatError(
+            f"{path}: {count} images but {len(labels)} {key!r}; the file is mislabelled or cut short"
+        )
     if count and (labels.min() < 0 or labels.max() >= num_classes):
         raise CifarFormatError(
             f"{path}: {key!r} range over {labels.min()}..{labels.max()}, outside 0..{num_classes - 1}; "
@@ -197,9 +205,20 @@ def read_batch_file(path: str | Path, spec: CifarSpec) -> tuple[np.ndarray, np.n
         )
     data = batch["data"]
     row = math.prod(IMAGE_SHAPE)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row:
-        described = f"shape {data.shape}, dtype {data.dtype}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise CifarFormatError(f"{path}: 'data' must be a uint8 array of shape (N, {row}), got {described}")
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != row
+    ):
+        described = (
+            f"shape {data.shape}, dtype {data.dtype}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
+        raise CifarFormatError(
+            f"{path}: 'data' must be a uint8 array of shape (N, {row}), got {described}"
+        )
     labels = _labels(batch, spec.label_key, len(data), spec.num_classes, path)
     for key, classes in spec.other_labels.items():
         _labels(batch, key, len(data), classes, path)
@@ -216,11 +235,16 @@ def download_cifar(root: str | Path, name: str = "cifar10") -> Path:
     Returns the data set's folder. Uses torchvision's downloader, which skips the download when an
     archive with the right checksum is already in ``root``.
     """
-    from torchvision.datasets.utils import download_and_extract_archive  # imported here: slow to import
+    # imported here: slow to import
+    from torchvision.datasets.utils import (
+        download_and_extract_archive,
+    )
 
     spec = dataset_spec(name)
     root = Path(root).expanduser()
-    download_and_extract_archive(spec.url, download_root=str(root), filename=spec.archive, md5=spec.md5)
+    download_and_extract_archive(
+        spec.url, download_root=str(root), filename=spec.archive, md5=spec.md5
+    )
     return root / spec.folder
 
 
@@ -242,7 +266,9 @@ def load_cifar(
         download_cifar(root, name)
         missing = _missing_files(folder, files)
         if missing:
-            raise FileNotFoundError(f"{spec.archive} was downloaded and unpacked into {root}, but {folder} still lacks {', '.join(missing)}")
+            raise FileNotFoundError(
+                f"{spec.archive} was downloaded and unpacked into {root}, but {folder} still lacks {', '.join(missing)}"
+            )
     if missing:
         raise FileNotFoundError(
             f"{spec.title} {'training' if train else 'test'} files not found: {folder} lacks {', '.join(missing)}. "
@@ -260,11 +286,15 @@ def load_class_names(root: str | Path, name: str = "cifar10") -> list[str]:
     spec = dataset_spec(name)
     path = Path(root).expanduser() / spec.folder / spec.meta_file
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: unpack the official archive {spec.url} into {Path(root).expanduser()}")
+        raise FileNotFoundError(
+            f"{path} is missing: unpack the official archive {spec.url} into {Path(root).expanduser()}"
+        )
     meta = _unpickle(path)
     names = meta.get(spec.label_names_key) if isinstance(meta, dict) else None
     if not isinstance(names, list) or len(names) != spec.num_classes:
-        raise CifarFormatError(f"{path}: expected {spec.num_classes} names under {spec.label_names_key!r}")
+        raise CifarFormatError(
+            f"{path}: expected {spec.num_classes} names under {spec.label_names_key!r}"
+        )
     return [str(name) for name in names]
 
 
@@ -302,7 +332,9 @@ def balanced_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Ten
     for label, count in zip(classes, per_class.tolist()):
         members = torch.nonzero(labels == label).flatten()
         if count > len(members):
-            raise ValueError(f"class {label} has {len(members)} images, fewer than the {count} a balanced subset of {size} needs")
+            raise ValueError(
+                f"class {label} has {len(members)} images, fewer than the {count} a balanced subset of {size} needs"
+            )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
     return torch.cat(chosen).sort().values
 
@@ -311,7 +343,9 @@ def balanced_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Ten
 # Augmenting whole batches
 
 
-def crop_and_flip(batch: torch.Tensor, corners: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:
+def crop_and_flip(
+    batch: torch.Tensor, corners: torch.Tensor, flips: torch.Tensor, padding: int
+) -> torch.Tensor:
     """Crop and mirror a whole batch at once, given each image's window and flip: what torchvision's
     ``RandomCrop(size, padding)`` followed by ``RandomHorizontalFlip`` do to one image at a time.
 
@@ -351,14 +385,20 @@ def rank_share(size: int, rank: int, world_size: int) -> slice:
     return slice(rank * size // world_size, (rank + 1) * size // world_size)
 
 
-def _check_loader_arguments(images: torch.Tensor, labels: torch.Tensor, batch_size: int, rank: int, world_size: int) -> None:
+def _check_loader_arguments(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, rank: int, world_size: int
+) -> None:
     """Raise a clear error for arguments no :class:`CifarLoader` can use."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"expected uint8 images (N, C, H, W) and N labels, got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected uint8 images (N, C, H, W) and N labels, got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of world_size {world_size}")
+        raise ValueError(
+            f"rank must be in 0..world_size-1, got rank {rank} of world_size {world_size}"
+        )
 
 
 class CifarLoader:
@@ -429,11 +469,17 @@ class CifarLoader:
         self.rank = rank
         self.world_size = world_size
         if len(self) == 0:
-            raise ValueError(f"drop_last with batch_size {batch_size} leaves no batch of the {self.num_images} images")
+            raise ValueError(
+                f"drop_last with batch_size {batch_size} leaves no batch of the {self.num_images} images"
+            )
         # normalised = (pixel / 255 - mean) / std = pixel * scale + bias, with pixel in 0..255
         std_255 = torch.tensor(std, dtype=torch.float32) * 255
         self.scale = (1 / std_255).view(1, -1, 1, 1).to(self.device)
-        self.bias = (-torch.tensor(mean, dtype=torch.float32) * 255 / std_255).view(1, -1, 1, 1).to(self.device)
+        self.bias = (
+            (-torch.tensor(mean, dtype=torch.float32) * 255 / std_255)
+            .view(1, -1, 1, 1)
+            .to(self.device)
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0  # the epoch under way, or the next one if none is
         self.position = 0  # batches of that epoch handed out so far
@@ -456,7 +502,13 @@ class CifarLoader:
         """
         spec = dataset_spec(name)
         images, labels = load_cifar(data_root() if root is None else root, name, train, download)
-        options = {"shuffle": train, "augment": train, "mean": spec.mean, "std": spec.std, **options}
+        options = {
+            "shuffle": train,
+            "augment": train,
+            "mean": spec.mean,
+            "std": spec.std,
+            **options,
+        }
         return cls(images, labels, **options)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -478,21 +530,31 @@ class CifarLoader:
         """Draw the order, crop corners and flips of the epoch from the generator (and advance it)."""
         n = self.num_images
         self._plan_state = self.generator.get_state()
-        plan = {"order": torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)}
+        plan = {
+            "order": torch.randperm(n, generator=self.generator)
+            if self.shuffle
+            else torch.arange(n)
+        }
         if self.augment:
-            plan["corners"] = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=self.generator)
+            plan["corners"] = torch.randint(
+                0, 2 * self.padding + 1, (n, 2), generator=self.generator
+            )
             plan["flips"] = torch.rand(n, generator=self.generator) < 0.5
         self._plan = {key: self._to_device(value) for key, value in plan.items()}
 
     def _batch(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of batch ``number`` of the current epoch."""
         start = number * self.batch_size
-        share = rank_share(min(self.batch_size, self.num_images - start), self.rank, self.world_size)
+        share = rank_share(
+            min(self.batch_size, self.num_images - start), self.rank, self.world_size
+        )
         window = slice(start + share.start, start + share.stop)
         index = self._plan["order"][window]
         images = self.images.index_select(0, index)
         if self.augment:
-            images = crop_and_flip(images, self._plan["corners"][window], self._plan["flips"][window], self.padding)
+            images = crop_and_flip(
+                images, self._plan["corners"][window], self._plan["flips"][window], self.padding
+            )
         if self.dtype != torch.uint8:
             images = torch.addcmul(self.bias, images.float(), self.scale).to(self.dtype)
         if self.channels_last:
@@ -522,7 +584,9 @@ class CifarLoader:
         return {
             "epoch": self.epoch,
             "position": self.position,
-            "generator": (self._plan_state if self._plan is not None else self.generator.get_state()).clone(),
+            "generator": (
+                self._plan_state if self._plan is not None else self.generator.get_state()
+            ).clone(),
             "num_images": self.num_images,
             "batches_per_epoch": len(self),
         }

@@ -61,12 +61,16 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     ``"cuda"`` then mean that process's own GPU, ``cuda:LOCAL_RANK``.
     """
     if local_rank is not None and name.startswith("cuda:"):
-        raise ConfigError(f"device {name!r} under torchrun: each process takes the GPU of its LOCAL_RANK; "
-                          "pass --device cuda (or auto)")
+        raise ConfigError(
+            f"device {name!r} under torchrun: each process takes the GPU of its LOCAL_RANK; "
+            "pass --device cuda (or auto)"
+        )
     if local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
         if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-                              "start at most that many processes per node")
+            raise ConfigError(
+                f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
+                "start at most that many processes per node"
+            )
         return torch.device("cuda", local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -77,9 +81,13 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if device is None or device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU")
+        raise ConfigError(
+            f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU"
+        )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        raise ConfigError(
+            f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        )
     return device
 
 
@@ -110,10 +118,14 @@ def triton_blocker(gpu: str, capability: tuple[int, int], triton_found: bool) ->
     """Why torch.compile cannot generate kernels for the GPU named ``gpu`` of compute ``capability``
     (major, minor), or None where it can. A P100 (6.0) or a K80 (3.7) fails at the first step."""
     if not triton_found:
-        return f"Triton, which torch.compile generates GPU kernels with, is not installed (GPU {gpu})"
+        return (
+            f"Triton, which torch.compile generates GPU kernels with, is not installed (GPU {gpu})"
+        )
     if tuple(capability) < TRITON_MIN_CAPABILITY:
-        return (f"{gpu} has compute capability {capability[0]}.{capability[1]}; Triton, which torch.compile "
-                f"generates GPU kernels with, needs {TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or higher")
+        return (
+            f"{gpu} has compute capability {capability[0]}.{capability[1]}; Triton, which torch.compile "
+            f"generates GPU kernels with, needs {TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or higher"
+        )
     return None
 
 
@@ -122,12 +134,17 @@ def compile_blocker(device: torch.device) -> str | None:
     the trainer compiles only SimAM's formula by default)."""
     if device.type != "cuda":
         return None
-    return triton_blocker(torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device),
-                          importlib.util.find_spec("triton") is not None)
+    return triton_blocker(
+        torch.cuda.get_device_name(device),
+        torch.cuda.get_device_capability(device),
+        importlib.util.find_spec("triton") is not None,
+    )
 
 
-SYNC_BN_COMPILE_BLOCKER = ("SyncBatchNorm under DDP: torch.compile breaks the graph at every SyncBatchNorm and "
-                           "fails on its collectives (pytorch/pytorch#107372)")
+SYNC_BN_COMPILE_BLOCKER = (
+    "SyncBatchNorm under DDP: torch.compile breaks the graph at every SyncBatchNorm and "
+    "fails on its collectives (pytorch/pytorch#107372)"
+)
 
 
 def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config:
@@ -150,8 +167,13 @@ def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config
         compile_model = False
     compile_simam = config.compile_simam
     if compile_simam is None:  # what compiling the whole model already covers, or not worth it
-        compile_simam = (not compile_model and not cuda and config.iterations >= COMPILE_SIMAM_FROM
-                         and attention_kind(config.attention).compiles and cpp_compiler_found())
+        compile_simam = (
+            not compile_model
+            and not cuda
+            and config.iterations >= COMPILE_SIMAM_FROM
+            and attention_kind(config.attention).compiles
+            and cpp_compiler_found()
+        )
     return dataclasses.replace(
         config,
         device=str(device),
@@ -161,15 +183,23 @@ def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config
         compile=compile_model,
         compile_simam=compile_simam,
         threads=torch.get_num_threads(),
-        progress=(sys.stderr.isatty() and not in_ci()) if config.progress is None else config.progress,
-        data_root=str(data_root() if config.data_root is None else Path(config.data_root).expanduser()),
+        progress=(sys.stderr.isatty() and not in_ci())
+        if config.progress is None
+        else config.progress,
+        data_root=str(
+            data_root() if config.data_root is None else Path(config.data_root).expanduser()
+        ),
     )
 
 
 def why_not_compiled(device: torch.device, compiled: bool, sync_bn_ddp: bool = False) -> str:
     """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be, or because
     it trains with SyncBatchNorm under DDP (``sync_bn_ddp``)."""
-    blocker = None if compiled else compile_blocker(device) or (SYNC_BN_COMPILE_BLOCKER if sync_bn_ddp else None)
+    blocker = (
+        None
+        if compiled
+        else compile_blocker(device) or (SYNC_BN_COMPILE_BLOCKER if sync_bn_ddp else None)
+    )
     return f" ({blocker})" if blocker else ""
 
 
@@ -183,8 +213,12 @@ def cuda_settings(deterministic: bool) -> Iterator[None]:
     operation without a deterministic kernel warns rather than stops the run. cuBLAS also needs
     ``CUBLAS_WORKSPACE_CONFIG``, which :func:`deterministic_cublas` sets before CUDA is first used.
     """
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
@@ -196,7 +230,9 @@ def cuda_settings(deterministic: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
-CUBLAS_DETERMINISTIC = ":4096:8"  # a cuBLAS workspace setting under which its results repeat (CUDA 10.2+)
+CUBLAS_DETERMINISTIC = (
+    ":4096:8"  # a cuBLAS workspace setting under which its results repeat (CUDA 10.2+)
+)
 
 
 def deterministic_cublas() -> None:
@@ -206,10 +242,14 @@ def deterministic_cublas() -> None:
     if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
         return
     if torch.cuda.is_initialized():
-        warnings.warn(f"--deterministic: CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG was "
-                      f"set, so cuBLAS may have read it unset and matrix products may not repeat bit for bit. "
-                      f"Set it before Python starts (export CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC}) or "
-                      f"before the first use of CUDA in the notebook.", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"--deterministic: CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG was "
+            f"set, so cuBLAS may have read it unset and matrix products may not repeat bit for bit. "
+            f"Set it before Python starts (export CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC}) or "
+            f"before the first use of CUDA in the notebook.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC
 
 

@@ -54,15 +54,23 @@ def launch() -> Launch:
     """This process's rank, local rank and world size: from the process group when one exists,
     else from ``torchrun``'s environment variables. Raises ``ValueError`` for inconsistent ones."""
     if dist.is_available() and dist.is_initialized():
-        return Launch(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
+        return Launch(
+            dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size()
+        )
     names = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
     try:
-        rank, local_rank, world_size = (int(os.environ.get(name, "1" if name == "WORLD_SIZE" else "0")) for name in names)
+        rank, local_rank, world_size = (
+            int(os.environ.get(name, "1" if name == "WORLD_SIZE" else "0")) for name in names
+        )
     except ValueError:
-        raise ValueError("RANK, LOCAL_RANK and WORLD_SIZE must be integers: "
-                         + ", ".join(f"{name}={os.environ.get(name)!r}" for name in names)) from None
+        raise ValueError(
+            "RANK, LOCAL_RANK and WORLD_SIZE must be integers: "
+            + ", ".join(f"{name}={os.environ.get(name)!r}" for name in names)
+        ) from None
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
-        raise ValueError(f"inconsistent launch: RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size}")
+        raise ValueError(
+            f"inconsistent launch: RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size}"
+        )
     return Launch(rank, local_rank, world_size)
 
 
@@ -158,8 +166,14 @@ def fail_together(shared: tuple[type[Exception], ...] = ()) -> Iterator[None]:
         if failure is not None:
             raise failure
         return
-    kind = None if failure is None else next((i for i, kind in enumerate(shared) if isinstance(failure, kind)), None)
-    reports = all_gather_object(None if failure is None else (kind, type(failure).__name__, str(failure)))
+    kind = (
+        None
+        if failure is None
+        else next((i for i, kind in enumerate(shared) if isinstance(failure, kind)), None)
+    )
+    reports = all_gather_object(
+        None if failure is None else (kind, type(failure).__name__, str(failure))
+    )
     if failure is not None:
         raise failure
     for rank, report in enumerate(reports):

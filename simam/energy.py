@@ -92,7 +92,9 @@ def leave_one_out_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     check_feature_map(x)
     m = neurons_per_channel(x)
     if m < 2:
-        raise ValueError(f"leave-one-out statistics need at least 2 neurons per channel, got M = {m}")
+        raise ValueError(
+            f"leave-one-out statistics need at least 2 neurons per channel, got M = {m}"
+        )
     dims = spatial_dims(x)
     shift, y = _shifted(x)
     mean_y = y.mean(dim=dims, keepdim=True)
@@ -120,7 +122,9 @@ def energy(
     return others + target + lambda_ * w * w
 
 
-def closed_form_minimiser(x: torch.Tensor, lambda_: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+def closed_form_minimiser(
+    x: torch.Tensor, lambda_: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact minimiser (w_t, b_t) of equation (2) for every neuron (derived in notebook 01).
 
         w_t = 2 (t - mu_t) / ((t - mu_t)^2 + 2 sigma_t^2 + 2 lambda)
@@ -138,7 +142,9 @@ def closed_form_minimiser(x: torch.Tensor, lambda_: float = 1e-4) -> tuple[torch
     return w, -0.5 * (x + loo_mean) * w
 
 
-def minimal_energy(x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistics = "exact") -> torch.Tensor:
+def minimal_energy(
+    x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistics = "exact"
+) -> torch.Tensor:
     """e_t*, the minimum of equation (2) over (w, b), for every neuron (equation 5's form).
 
         e_t* = 4 (sigma^2 + lambda) / ((t - mu)^2 + 2 sigma^2 + 2 lambda)
@@ -154,7 +160,9 @@ def minimal_energy(x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistic
     return torch.where(denominator > 0, 4 * spread / denominator.where(denominator > 0, 1.0), 2.0)
 
 
-def importance(x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistics = "reference") -> torch.Tensor:
+def importance(
+    x: torch.Tensor, lambda_: float = 1e-4, statistics: Statistics = "reference"
+) -> torch.Tensor:
     """1/e_t*, the importance of every neuron: (t - mu)^2 / (4 (sigma^2 + lambda)) + 1/2.
 
     Always >= 1/2, so sigmoid(importance) lies in [sigmoid(1/2), 1] ~ [0.622, 1]. With lambda = 0
@@ -204,7 +212,9 @@ class NumericMinimum:
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
 
 
-def _optimiser(method: str, parameters: list[torch.Tensor], lr: float | None, dtype: torch.dtype) -> torch.optim.Optimizer:
+def _optimiser(
+    method: str, parameters: list[torch.Tensor], lr: float | None, dtype: torch.dtype
+) -> torch.optim.Optimizer:
     """The ``torch.optim`` optimiser of :func:`numeric_minimiser` for ``method``, at ``lr`` (None: its default)."""
     if not isinstance(method, str) or method not in _DEFAULT_LR:
         raise ValueError(f"method must be 'lbfgs', 'adam' or 'sgd', got {method!r}")

@@ -19,7 +19,9 @@ def run_label(run: Path) -> str:
     return f"{config['model']} + {config['attention']} ({config['recipe']}, seed {config['seed']})"
 
 
-def plot_training_curves(runs: str | Path | Sequence[str | Path], labels: Sequence[str] | None = None):
+def plot_training_curves(
+    runs: str | Path | Sequence[str | Path], labels: Sequence[str] | None = None
+):
     """Test accuracy, losses and learning rate against iterations for one run folder or several.
 
     Each run is a folder written by ``python -m simam.train`` (its ``metrics.jsonl``); a run still
@@ -33,19 +35,42 @@ def plot_training_curves(runs: str | Path | Sequence[str | Path], labels: Sequen
     labels = list(labels) if labels is not None else [run_label(run) for run in runs]
     if len(labels) != len(runs):
         raise ValueError(f"{len(runs)} runs but {len(labels)} labels")
-    figure, (accuracy_axis, loss_axis, lr_axis) = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
-    for run, label, color in zip(runs, labels, cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])):
+    figure, (accuracy_axis, loss_axis, lr_axis) = plt.subplots(
+        1, 3, figsize=(15, 4), layout="constrained"
+    )
+    for run, label, color in zip(
+        runs, labels, cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    ):
         rows = read_metrics(run)
         if not rows:
             raise FileNotFoundError(f"{run / 'metrics.jsonl'} holds no evaluations")
         iterations = [row["iteration"] for row in rows]
-        accuracy_axis.plot(iterations, [100 * row["test_accuracy"] for row in rows], color=color, marker="o", markersize=3, label=label)
-        loss_axis.plot(iterations, [row["test_loss"] for row in rows], color=color, label=f"{label}, test")
-        loss_axis.plot(iterations, [row["train_loss"] for row in rows], color=color, linestyle="--", label=f"{label}, train")
+        accuracy_axis.plot(
+            iterations,
+            [100 * row["test_accuracy"] for row in rows],
+            color=color,
+            marker="o",
+            markersize=3,
+            label=label,
+        )
+        loss_axis.plot(
+            iterations, [row["test_loss"] for row in rows], color=color, label=f"{label}, test"
+        )
+        loss_axis.plot(
+            iterations,
+            [row["train_loss"] for row in rows],
+            color=color,
+            linestyle="--",
+            label=f"{label}, train",
+        )
         lr_axis.plot(iterations, [row["lr"] for row in rows], color=color, label=label)
     accuracy_axis.set(xlabel="iteration", ylabel="test accuracy (%)", title="Test accuracy (top-1)")
-    loss_axis.set(xlabel="iteration", ylabel="cross-entropy", title="Loss: training (dashed), test (solid)")
-    lr_axis.set(xlabel="iteration", ylabel="learning rate", title="Learning rate (at each evaluation)")
+    loss_axis.set(
+        xlabel="iteration", ylabel="cross-entropy", title="Loss: training (dashed), test (solid)"
+    )
+    lr_axis.set(
+        xlabel="iteration", ylabel="learning rate", title="Learning rate (at each evaluation)"
+    )
     for axis in (accuracy_axis, loss_axis, lr_axis):
         axis.grid(alpha=0.3)
     accuracy_axis.legend(fontsize="small")

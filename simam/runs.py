@@ -26,8 +26,15 @@ CHECKPOINT = "checkpoint.pt"
 FINAL = "final.json"
 
 
-def run_id(dataset: str, model: str, attention: str, recipe: str, seed: int, lambda_: float | None = None,
-           place: str | None = None) -> str:
+def run_id(
+    dataset: str,
+    model: str,
+    attention: str,
+    recipe: str,
+    seed: int,
+    lambda_: float | None = None,
+    place: str | None = None,
+) -> str:
     """The name of a run of the course's grids, e.g. ``cifar10-resnet20-simam-quick-seed0``;
     ``lambda_`` only where it is not the attention's default (``...-simam-lambda1e-05-quick-seed0``),
     ``place`` only where it is not the paper's (``...-simam-end_of_branch-quick-seed0``)."""
@@ -85,13 +92,16 @@ def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module
     on ``device``: for attention maps, evaluation or fine-tuning of a trained run."""
     path = Path(run) / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet")
+        raise FileNotFoundError(
+            f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet"
+        )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return rebuild_network(checkpoint["config"], checkpoint["model"], device)
 
 
-def rebuild_network(config: dict[str, Any], state_dict: dict[str, torch.Tensor],
-                    device: str | torch.device = "cpu") -> nn.Module:
+def rebuild_network(
+    config: dict[str, Any], state_dict: dict[str, torch.Tensor], device: str | torch.device = "cpu"
+) -> nn.Module:
     """The network that a stored configuration describes (a run's, or only the fields that build the
     network), with ``state_dict`` loaded, uncompiled, in eval mode on ``device``."""
     model = build_model(dataclasses.replace(config_from_dict(config), compile_simam=False))

@@ -45,7 +45,9 @@ def _flag(name: str) -> bool | None:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {sorted(_TRUE | _FALSE)}, or unset")
+    raise ValueError(
+        f"{name}={os.environ[name]!r}: expected one of {sorted(_TRUE | _FALSE)}, or unset"
+    )
 
 
 def quick_mode() -> bool:
@@ -69,10 +71,17 @@ def smoke_overrides() -> dict[str, int]:
     if not value:
         return {}
     if not value.isdigit() or int(value) < 2:
-        raise ValueError(f"SIMAM_SMOKE_ITERATIONS={value!r}: expected a whole number of iterations >= 2, or unset")
+        raise ValueError(
+            f"SIMAM_SMOKE_ITERATIONS={value!r}: expected a whole number of iterations >= 2, or unset"
+        )
     iterations = int(value)
-    return {"iterations": iterations, "warmup": 1, "eval_every": iterations, "checkpoint_every": iterations,
-            "test_subset": 1_000}
+    return {
+        "iterations": iterations,
+        "warmup": 1,
+        "eval_every": iterations,
+        "checkpoint_every": iterations,
+        "test_subset": 1_000,
+    }
 
 
 def runs_root() -> Path:

@@ -39,4 +39,3 @@ def train_step(
     scaler.step(optimizer)
     scaler.update()
     return loss.detach()
-

@@ -56,7 +56,6 @@ the GPU of its ``LOCAL_RANK`` and joins an NCCL group (gloo on the CPU). What st
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) no process group is made and nothing changes.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -78,10 +77,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from simam import distributed
-from simam.config import Config, ConfigError, build_model, changed_settings, check_config, config_from_args
+from simam.config import (
+    Config,
+    ConfigError,
+    build_model,
+    changed_settings,
+    check_config,
+    config_from_args,
+)
 from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
-from simam.device import (autocast, cuda_settings, describe, deterministic_cublas, resolve, resolve_device, versions,
-                          why_not_compiled)
+from simam.device import (
+    autocast,
+    cuda_settings,
+    describe,
+    deterministic_cublas,
+    resolve,
+    resolve_device,
+    versions,
+    why_not_compiled,
+)
 from simam.distributed import Launch
 from simam.models import count_parameters
 from simam.runs import CHECKPOINT, FINAL, METRICS, atomic_write, read_metrics
@@ -92,7 +106,9 @@ EVAL_BATCH = 1000
 
 SYNC_EVERY = 50  # iterations between looks at the loss: each look waits for the GPU
 
-STEADY_AFTER = 50  # first steps of a session left out of steady_images_per_second: compilation and warm-up
+STEADY_AFTER = (
+    50  # first steps of a session left out of steady_images_per_second: compilation and warm-up
+)
 
 
 class Diverged(RuntimeError):
@@ -120,8 +136,13 @@ def learning_rate(config: Config, iteration: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(forward: nn.Module, model: nn.Module, loader: CifarLoader, amp_dtype: str | None,
-             flip: bool = False) -> dict[str, float]:
+def evaluate(
+    forward: nn.Module,
+    model: nn.Module,
+    loader: CifarLoader,
+    amp_dtype: str | None,
+    flip: bool = False,
+) -> dict[str, float]:
     """Mean cross-entropy (without label smoothing) and top-1 accuracy over ``loader``'s split:
     ``{"test_loss", "test_accuracy"}``, and with ``flip`` also ``"test_accuracy_flip"``, the
     accuracy of the mean of the logits of each image and its mirror image (test-time augmentation
@@ -144,7 +165,10 @@ def evaluate(forward: nn.Module, model: nn.Module, loader: CifarLoader, amp_dtyp
     distributed.all_reduce_sum_(loss)
     distributed.all_reduce_sum_(correct)
     model.train()
-    result = {"test_loss": loss.item() / loader.num_images, "test_accuracy": correct[0].item() / loader.num_images}
+    result = {
+        "test_loss": loss.item() / loader.num_images,
+        "test_accuracy": correct[0].item() / loader.num_images,
+    }
     if flip:
         result["test_accuracy_flip"] = correct[1].item() / loader.num_images
     return result
@@ -170,7 +194,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+    if (
+        states["cuda"]
+        and torch.cuda.is_available()
+        and len(states["cuda"]) == torch.cuda.device_count()
+    ):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
@@ -195,15 +223,19 @@ def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
     if saved or not scaler.is_enabled():
         scaler.load_state_dict(saved)
     else:
-        print(f"{_name()}: the checkpoint was saved without a float16 gradient scaler; starting a fresh one",
-              file=sys.stderr)
+        print(
+            f"{_name()}: the checkpoint was saved without a float16 gradient scaler; starting a fresh one",
+            file=sys.stderr,
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # The run
 
 
-def load_data(config: Config, rank: int = 0, world_size: int = 1) -> tuple[CifarLoader, CifarLoader]:
+def load_data(
+    config: Config, rank: int = 0, world_size: int = 1
+) -> tuple[CifarLoader, CifarLoader]:
     """The training loader (shuffled, augmented, whole batches only) and the test loader, each
     yielding share ``rank`` of ``world_size`` of every batch."""
     spec = dataset_spec(config.dataset)
@@ -211,18 +243,37 @@ def load_data(config: Config, rank: int = 0, world_size: int = 1) -> tuple[Cifar
     folder = root / spec.folder
     missing = [f for f in (*spec.train_files, *spec.test_files) if not (folder / f).is_file()]
     if missing and not config.download:
-        raise ConfigError(f"{spec.title} not found: {folder} lacks {', '.join(missing)}; point --data-root "
-                          f"(or SIMAM_DATA) at the folder that holds {spec.folder}/, or pass --download")
+        raise ConfigError(
+            f"{spec.title} not found: {folder} lacks {', '.join(missing)}; point --data-root "
+            f"(or SIMAM_DATA) at the folder that holds {spec.folder}/, or pass --download"
+        )
     try:
         train_split = load_cifar(root, config.dataset, train=True, download=config.download)
         test_split = load_cifar(root, config.dataset, train=False, download=config.download)
     except (OSError, CifarFormatError) as error:  # a failed download, a damaged file
         raise ConfigError(" ".join(str(error).split())) from None
-    options = {"mean": spec.mean, "std": spec.std, "device": config.device, "channels_last": config.channels_last,
-               "seed": config.seed, "rank": rank, "world_size": world_size}
-    train_loader = CifarLoader(*train_split, batch_size=config.batch_size, shuffle=True, augment=config.augment,
-                               padding=config.padding, drop_last=True, subset=config.subset, **options)
-    test_loader = CifarLoader(*test_split, batch_size=EVAL_BATCH, subset=config.test_subset, **options)
+    options = {
+        "mean": spec.mean,
+        "std": spec.std,
+        "device": config.device,
+        "channels_last": config.channels_last,
+        "seed": config.seed,
+        "rank": rank,
+        "world_size": world_size,
+    }
+    train_loader = CifarLoader(
+        *train_split,
+        batch_size=config.batch_size,
+        shuffle=True,
+        augment=config.augment,
+        padding=config.padding,
+        drop_last=True,
+        subset=config.subset,
+        **options,
+    )
+    test_loader = CifarLoader(
+        *test_split, batch_size=EVAL_BATCH, subset=config.test_subset, **options
+    )
     return train_loader, test_loader
 
 
@@ -240,7 +291,8 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
     except ValueError as error:
         raise ConfigError(str(error)) from None
     check_config(config, world.world_size)
-    threads = torch.get_num_threads()  # given back at the end: a notebook goes on with its own setting
+    # given back at the end: a notebook goes on with its own setting
+    threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
@@ -249,26 +301,39 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
             deterministic_cublas()  # before resolve(), whose probes of the GPU initialise CUDA
         config = resolve(config, device, world.world_size)
         if config.sync_bn and world.distributed and device.type != "cuda":
-            raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; train on the CPU without it")
-        with distributed.process_group(device) as backend, cuda_settings(config.deterministic and device.type == "cuda"):
+            raise ConfigError(
+                "--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; train on the CPU without it"
+            )
+        with (
+            distributed.process_group(device) as backend,
+            cuda_settings(config.deterministic and device.type == "cuda"),
+        ):
             return _train(config, device, Path(out), resume, world, backend)
     finally:
         torch.set_num_threads(threads)
 
 
-def _open_run(config: Config, out: Path, resume: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _open_run(
+    config: Config, out: Path, resume: bool
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The checkpoint to continue from (None: start afresh) and the metrics rows up to it, once
     ``out`` is found usable: a run already there needs ``resume``, with the same settings."""
     checkpoint_path, metrics_path = out / CHECKPOINT, out / METRICS
     checkpoint = None
     if resume and checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        changed = [f"{key}={value!r} (the run has {ran!r})"
-                   for key, value, ran in changed_settings(config, checkpoint["config"])]
+        changed = [
+            f"{key}={value!r} (the run has {ran!r})"
+            for key, value, ran in changed_settings(config, checkpoint["config"])
+        ]
         if changed:
-            raise ConfigError(f"--resume with other settings than the run in {out}: {'; '.join(changed)}")
+            raise ConfigError(
+                f"--resume with other settings than the run in {out}: {'; '.join(changed)}"
+            )
     elif not resume and (checkpoint_path.exists() or metrics_path.exists()):
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        raise ConfigError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+        )
     # Rows of iterations after the checkpoint describe work that is about to be redone.
     return checkpoint, read_metrics(out, up_to=0 if checkpoint is None else checkpoint["iteration"])
 
@@ -288,12 +353,18 @@ class _Run:
     criterion: nn.Module
     train_loader: CifarLoader
     test_loader: CifarLoader
-    forward: nn.Module | None = None  # the model as it trains: wrapped by DDP, compiled, as configured
-    eval_forward: nn.Module | None = None  # the model as it evaluates (never DDP: no collective per batch)
+    forward: nn.Module | None = (
+        None  # the model as it trains: wrapped by DDP, compiled, as configured
+    )
+    eval_forward: nn.Module | None = (
+        None  # the model as it evaluates (never DDP: no collective per batch)
+    )
     iteration: int = 0
     elapsed_before: float = 0.0  # seconds spent in earlier sessions, before a resume
     train_seconds: float = 0.0  # time in training steps only, between evaluations and saves
-    steady_seconds: float = 0.0  # the part of train_seconds after each session's first steps (steady_from)
+    steady_seconds: float = (
+        0.0  # the part of train_seconds after each session's first steps (steady_from)
+    )
     steady_steps: int = 0  # the steps timed in steady_seconds
     saved: int | None = None  # iteration of the last checkpoint
     loss_sum: torch.Tensor | None = None  # training loss since the last evaluation, on the device
@@ -304,30 +375,52 @@ class _Run:
         return self.elapsed_before + time.perf_counter() - self.session_start
 
 
-def _train(config: Config, device: torch.device, out: Path, resume: bool, world: Launch, backend: str | None) -> dict[str, Any]:
+def _train(
+    config: Config,
+    device: torch.device,
+    out: Path,
+    resume: bool,
+    world: Launch,
+    backend: str | None,
+) -> dict[str, Any]:
     """:func:`train` once the device is chosen and this process is in its process group (if any)."""
     checkpoint, rows = _open_on_every_rank(config, out, resume, world)
-    with distributed.fail_together(shared=(ConfigError,)):  # a rank that cannot start stops them all
+    # a rank that cannot start stops them all
+    with distributed.fail_together(shared=(ConfigError,)):
         run = _build(config, device, out, world, rows)
         if checkpoint is not None:
             _restore(run, checkpoint)
         if world.main:
             _prepare_folder(run)
     _wrap(run, backend)
-    bar = tqdm(total=config.iterations, initial=run.iteration, disable=not (config.progress and world.main),
-               unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.iterations,
+        initial=run.iteration,
+        disable=not (config.progress and world.main),
+        unit="it",
+        dynamic_ncols=True,
+    )
     run.session_start = segment_start = time.perf_counter()
     segment_first = run.iteration  # the iteration the timed segment started at
     # Steady speed: the steps after this session's compilation and warm-up, which a look at the loss starts.
-    steady_from = run.iteration + max(1, min(STEADY_AFTER, (config.iterations - run.iteration) // 4))
+    steady_from = run.iteration + max(
+        1, min(STEADY_AFTER, (config.iterations - run.iteration) // 4)
+    )
     run.model.train()
     while run.iteration < config.iterations:
         for images, labels in run.train_loader:
             lr = learning_rate(config, run.iteration)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            run.loss_sum += train_step(run.forward, images, labels, run.criterion, run.optimizer, run.scaler,
-                                       config.amp_dtype)
+            run.loss_sum += train_step(
+                run.forward,
+                images,
+                labels,
+                run.criterion,
+                run.optimizer,
+                run.scaler,
+                config.amp_dtype,
+            )
             run.loss_count += 1
             run.iteration += 1
             bar.update()
@@ -335,7 +428,12 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
             last = run.iteration == config.iterations
             evaluate_now = run.iteration % config.eval_every == 0 or last
             save_now = run.iteration % config.checkpoint_every == 0 or last
-            if not (evaluate_now or save_now or run.iteration % SYNC_EVERY == 0 or run.iteration == steady_from):
+            if not (
+                evaluate_now
+                or save_now
+                or run.iteration % SYNC_EVERY == 0
+                or run.iteration == steady_from
+            ):
                 continue
             train_loss = _training_loss(run, lr, bar)
             seconds = time.perf_counter() - segment_start
@@ -354,7 +452,9 @@ def _train(config: Config, device: torch.device, out: Path, resume: bool, world:
     return _finish(run, backend)
 
 
-def _open_on_every_rank(config: Config, out: Path, resume: bool, world: Launch) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _open_on_every_rank(
+    config: Config, out: Path, resume: bool, world: Launch
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """:func:`_open_run` on rank 0 (the output folder need exist only on its node); the other ranks
     get what it found, or its error, so that every rank stops or carries on together."""
     opened = None
@@ -364,7 +464,9 @@ def _open_on_every_rank(config: Config, out: Path, resume: bool, world: Launch) 
     return distributed.broadcast_object(opened)
 
 
-def _build(config: Config, device: torch.device, out: Path, world: Launch, rows: list[dict[str, Any]]) -> _Run:
+def _build(
+    config: Config, device: torch.device, out: Path, world: Launch, rows: list[dict[str, Any]]
+) -> _Run:
     """The network, its optimiser, gradient scaler and loss, and the data, freshly initialised."""
     seed_everything(config.seed)
     model = build_model(config).to(device)  # the same initial weights on every rank
@@ -373,12 +475,23 @@ def _build(config: Config, device: torch.device, out: Path, world: Launch, rows:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and world.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same parameters and state_dict keys
+        # the same parameters and state_dict keys
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_loader, test_loader = load_data(config, world.rank, world.world_size)
-    return _Run(config, out, world, device, rows, model, make_optimizer(model, config),
-                torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"),
-                nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), train_loader, test_loader,
-                loss_sum=torch.zeros((), device=device))
+    return _Run(
+        config,
+        out,
+        world,
+        device,
+        rows,
+        model,
+        make_optimizer(model, config),
+        torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"),
+        nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        train_loader,
+        test_loader,
+        loss_sum=torch.zeros((), device=device),
+    )
 
 
 def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
@@ -392,7 +505,10 @@ def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
     run.iteration = run.saved = checkpoint["iteration"]
     run.elapsed_before, run.train_seconds = checkpoint["elapsed"], checkpoint["train_seconds"]
     # absent from checkpoints of older versions: the steady speed is then this session's
-    run.steady_seconds, run.steady_steps = checkpoint.get("steady_seconds", 0.0), checkpoint.get("steady_steps", 0)
+    run.steady_seconds, run.steady_steps = (
+        checkpoint.get("steady_seconds", 0.0),
+        checkpoint.get("steady_steps", 0),
+    )
     run.loss_sum.copy_(checkpoint["loss_sum"])
     run.loss_count = checkpoint["loss_count"]
 
@@ -402,27 +518,40 @@ def _prepare_folder(run: _Run) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
     for leftover in run.out.glob(".*.tmp"):  # left by a run killed while saving; never read
         leftover.unlink()
-    atomic_write(run.out / METRICS, lambda f: f.write("".join(json.dumps(row) + "\n" for row in run.rows).encode()))
+    atomic_write(
+        run.out / METRICS,
+        lambda f: f.write("".join(json.dumps(row) + "\n" for row in run.rows).encode()),
+    )
 
 
 def _wrap(run: _Run, backend: str | None) -> None:
     """DDP and torch.compile around the model, as configured; then the line that starts the run."""
     config, world, model = run.config, run.world, run.model
     if world.distributed:
-        wrapped = DistributedDataParallel(model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+        wrapped = DistributedDataParallel(
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None
+        )
         run.forward = torch.compile(wrapped) if config.compile else wrapped
         run.eval_forward = torch.compile(model) if config.compile else model
     else:
         run.forward = run.eval_forward = torch.compile(model) if config.compile else model
-    processes = (f"{world.world_size} processes ({backend}, per-rank batch {config.batch_size // world.world_size}, "
-                 f"SyncBN {'on' if config.sync_bn else 'off'}), ") if world.distributed else ""
+    processes = (
+        (
+            f"{world.world_size} processes ({backend}, per-rank batch {config.batch_size // world.world_size}, "
+            f"SyncBN {'on' if config.sync_bn else 'off'}), "
+        )
+        if world.distributed
+        else ""
+    )
     if world.main:
-        print(f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
-              f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
-              f"channels_last {config.channels_last}, compile {config.compile}"
-              f"{why_not_compiled(run.device, config.compile, config.sync_bn and world.distributed)}, "
-              f"SimAM compiled {config.compile_simam}; "
-              f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}")
+        print(
+            f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
+            f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
+            f"channels_last {config.channels_last}, compile {config.compile}"
+            f"{why_not_compiled(run.device, config.compile, config.sync_bn and world.distributed)}, "
+            f"SimAM compiled {config.compile_simam}; "
+            f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}"
+        )
 
 
 def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
@@ -432,9 +561,15 @@ def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
     train_loss = run.loss_sum.item() / run.loss_count  # waits for the device
     if not math.isfinite(train_loss):
         bar.close()
-        kept = "no checkpoint was written" if run.saved is None else f"{run.out / CHECKPOINT} holds iteration {run.saved}"
-        raise Diverged(f"the training loss became {train_loss} by iteration {run.iteration} (learning rate {lr:g}); "
-                       f"stopped, {kept}. Lower the learning rate, or check the data and model.")
+        kept = (
+            "no checkpoint was written"
+            if run.saved is None
+            else f"{run.out / CHECKPOINT} holds iteration {run.saved}"
+        )
+        raise Diverged(
+            f"the training loss became {train_loss} by iteration {run.iteration} (learning rate {lr:g}); "
+            f"stopped, {kept}. Lower the learning rate, or check the data and model."
+        )
     bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.4g}", refresh=False)
     return train_loss
 
@@ -442,21 +577,37 @@ def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
 def _evaluate_and_log(run: _Run, lr: float, train_loss: float, bar: tqdm) -> None:
     """One evaluation on the test split, appended to ``metrics.jsonl`` (rank 0) and printed."""
     config = run.config
-    distributed.broadcast_buffers_(run.model)  # every rank evaluates rank 0's running statistics, the saved ones
-    scores = evaluate(run.eval_forward, run.model, run.test_loader, config.amp_dtype, config.eval_flip)
+    # every rank evaluates rank 0's running statistics, the saved ones
+    distributed.broadcast_buffers_(run.model)
+    scores = evaluate(
+        run.eval_forward, run.model, run.test_loader, config.amp_dtype, config.eval_flip
+    )
     elapsed = run.elapsed()
-    row = {"iteration": run.iteration, "epoch": round(run.iteration / len(run.train_loader), 4), "lr": lr,
-           "train_loss": train_loss, **scores, "elapsed_seconds": round(elapsed, 3)}
+    row = {
+        "iteration": run.iteration,
+        "epoch": round(run.iteration / len(run.train_loader), 4),
+        "lr": lr,
+        "train_loss": train_loss,
+        **scores,
+        "elapsed_seconds": round(elapsed, 3),
+    }
     run.rows.append(row)
     if run.world.main:
         with open(run.out / METRICS, "a") as file:
             file.write(json.dumps(row) + "\n")
             file.flush()
             os.fsync(file.fileno())
-        flipped = f" (flip-averaged {100 * scores['test_accuracy_flip']:.2f}%)" if config.eval_flip else ""
-        bar.write(f"iteration {run.iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
-                  f"test loss {scores['test_loss']:.4f}  test accuracy {100 * scores['test_accuracy']:.2f}%"
-                  f"{flipped}  {elapsed:.0f}s", file=sys.stdout)
+        flipped = (
+            f" (flip-averaged {100 * scores['test_accuracy_flip']:.2f}%)"
+            if config.eval_flip
+            else ""
+        )
+        bar.write(
+            f"iteration {run.iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
+            f"test loss {scores['test_loss']:.4f}  test accuracy {100 * scores['test_accuracy']:.2f}%"
+            f"{flipped}  {elapsed:.0f}s",
+            file=sys.stdout,
+        )
     run.loss_sum.zero_()
     run.loss_count = 0
 
@@ -492,8 +643,10 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
     """``final.json`` (rank 0) and its summary line; every rank returns the same results."""
     config, rows = run.config, run.rows
     if not rows:  # a finished run resumed after its metrics file was lost
-        raise ConfigError(f"{run.out / METRICS} holds no evaluations, but {run.out / CHECKPOINT} is at the last "
-                          "iteration: restore the metrics file, or train afresh in another --out")
+        raise ConfigError(
+            f"{run.out / METRICS} holds no evaluations, but {run.out / CHECKPOINT} is at the last "
+            "iteration: restore the metrics file, or train afresh in another --out"
+        )
     best = max(rows, key=lambda row: row["test_accuracy"])
     final = {
         "config": dataclasses.asdict(config),
@@ -501,32 +654,51 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
         "epochs": rows[-1]["epoch"],
         "final_test_accuracy": rows[-1]["test_accuracy"],
         "final_test_loss": rows[-1]["test_loss"],
-        **({"final_test_accuracy_flip": rows[-1]["test_accuracy_flip"]} if config.eval_flip else {}),
+        **(
+            {"final_test_accuracy_flip": rows[-1]["test_accuracy_flip"]} if config.eval_flip else {}
+        ),
         "best_test_accuracy_selected_on_test_set": best["test_accuracy"],
         "best_iteration_selected_on_test_set": best["iteration"],
         "note": "final_test_accuracy is the result to report. The best one is the highest of all evaluations, "
-                "picked by looking at the test set: an optimistic figure, not an estimate for new data.",
+        "picked by looking at the test set: an optimistic figure, not an estimate for new data.",
         "wall_seconds": round(run.elapsed(), 3),
         "train_seconds": round(run.train_seconds, 3),
         "train_images_per_second": round(run.iteration * config.batch_size / run.train_seconds, 1),
-        "steady_images_per_second": (round(run.steady_steps * config.batch_size / run.steady_seconds, 1)
-                                     if run.steady_steps else None),
+        "steady_images_per_second": (
+            round(run.steady_steps * config.batch_size / run.steady_seconds, 1)
+            if run.steady_steps
+            else None
+        ),
         "parameters": count_parameters(run.model),
         "device": describe(run.device),
         "versions": versions(),
     }
     if run.world.distributed:
-        final["distributed"] = {"world_size": run.world.world_size,
-                                "per_rank_batch": config.batch_size // run.world.world_size,
-                                "backend": backend, "sync_bn": config.sync_bn}
+        final["distributed"] = {
+            "world_size": run.world.world_size,
+            "per_rank_batch": config.batch_size // run.world.world_size,
+            "backend": backend,
+            "sync_bn": config.sync_bn,
+        }
     if run.world.main:
-        atomic_write(run.out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode()))
-        flipped = f" (flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%)" if config.eval_flip else ""
-        print(f"final test accuracy {100 * final['final_test_accuracy']:.2f}%{flipped} "
-              f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
-              f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s"
-              + ("" if final["steady_images_per_second"] is None
-                 else f" ({final['steady_images_per_second']:.0f} after compilation and warm-up)"))
+        atomic_write(
+            run.out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode())
+        )
+        flipped = (
+            f" (flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%)"
+            if config.eval_flip
+            else ""
+        )
+        print(
+            f"final test accuracy {100 * final['final_test_accuracy']:.2f}%{flipped} "
+            f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
+            f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s"
+            + (
+                ""
+                if final["steady_images_per_second"] is None
+                else f" ({final['steady_images_per_second']:.0f} after compilation and warm-up)"
+            )
+        )
     return final
 
 
@@ -549,7 +721,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         config, options = config_from_args(sys.argv[1:] if argv is None else argv)
-        out = options.get("out") or f"runs/{config.model}-{config.attention}-{config.recipe}-seed{config.seed}"
+        out = (
+            options.get("out")
+            or f"runs/{config.model}-{config.attention}-{config.recipe}-seed{config.seed}"
+        )
         train(config, out, resume=options.get("resume", False))
     except SystemExit as exit_:  # --help
         return exit_.code or 0
@@ -560,7 +735,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_name()}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{_name()}: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
+        print(
+            f"{_name()}: interrupted; continue with --resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

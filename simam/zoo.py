@@ -64,7 +64,12 @@ def read_sums(results: str | Path) -> dict[str, str]:
     path = Path(results) / WEIGHTS / SHA256SUMS
     if not path.is_file():
         return {}
-    return {name.strip(): digest for digest, name in (line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())}
+    return {
+        name.strip(): digest
+        for digest, name in (
+            line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()
+        )
+    }
 
 
 def write_sums(results: str | Path, sums: dict[str, str]) -> None:
@@ -73,16 +78,25 @@ def write_sums(results: str | Path, sums: dict[str, str]) -> None:
     atomic_write(Path(results) / WEIGHTS / SHA256SUMS, lambda file: file.write(text.encode()))
 
 
-def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], network: dict[str, Any],
-                 trained: dict[str, Any] | None = None) -> str:
+def save_weights(
+    path: str | Path,
+    state_dict: dict[str, torch.Tensor],
+    network: dict[str, Any],
+    trained: dict[str, Any] | None = None,
+) -> str:
     """Write a weights file (whole or not at all) and return its SHA-256. ``network``: the fields of
     :data:`NETWORK_FIELDS` (a run's configuration may be given whole; the rest is dropped)."""
     missing = [field for field in NETWORK_FIELDS if field not in network]
     if missing:
-        raise ValueError(f"the network description lacks {', '.join(missing)}; it needs {', '.join(NETWORK_FIELDS)}")
-    payload = {"format": FORMAT, "network": {field: network[field] for field in NETWORK_FIELDS},
-               "trained": dict(trained or {}),
-               "state_dict": {name: value.detach().cpu().clone() for name, value in state_dict.items()}}
+        raise ValueError(
+            f"the network description lacks {', '.join(missing)}; it needs {', '.join(NETWORK_FIELDS)}"
+        )
+    payload = {
+        "format": FORMAT,
+        "network": {field: network[field] for field in NETWORK_FIELDS},
+        "trained": dict(trained or {}),
+        "state_dict": {name: value.detach().cpu().clone() for name, value in state_dict.items()},
+    }
     path = Path(path)
     atomic_write(path, lambda file: torch.save(payload, file))
     return sha256(path)
@@ -92,17 +106,23 @@ def read_weights(path: str | Path) -> dict[str, Any]:
     """The contents of a weights file, checked to be one."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated file, a pickle of something else, not a torch file at all
+    except (
+        Exception
+    ) as error:  # a truncated file, a pickle of something else, not a torch file at all
         raise ValueError(f"{path} is not a readable weights file: {error}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path} is not a simam weights file ({FORMAT!r}; it holds {found!r}): "
-                         "write one with simam.zoo.save_weights, or load a plain state dict into "
-                         "simam.create_model(...) yourself")
+        raise ValueError(
+            f"{path} is not a simam weights file ({FORMAT!r}; it holds {found!r}): "
+            "write one with simam.zoo.save_weights, or load a plain state dict into "
+            "simam.create_model(...) yourself"
+        )
     return payload
 
 
-def load_weights(source: str | Path, sha256: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load_weights(
+    source: str | Path, sha256: str | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
     """The network of a weights file, a path or an http(s) URL, in eval mode on ``device``.
 
     ``sha256``: the file's expected SHA-256, required for a URL (the download is checked against it
@@ -128,9 +148,13 @@ def _download(url: str, expected: str | None) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # writes to a temporary file and moves it into place: a killed download leaves nothing
-        torch.hub.download_url_to_file(url, os.fspath(path), hash_prefix=expected.lower(), progress=False)
+        torch.hub.download_url_to_file(
+            url, os.fspath(path), hash_prefix=expected.lower(), progress=False
+        )
     except RuntimeError as error:  # torch's words for a hash that does not match
-        raise ValueError(f"{url}: {error}; the file changed on the server, or the hash given is wrong") from None
+        raise ValueError(
+            f"{url}: {error}; the file changed on the server, or the hash given is wrong"
+        ) from None
     except OSError as error:  # no network, a refused connection, an HTTP error
         raise OSError(f"could not download {url}: {error}") from None
     return path
@@ -141,22 +165,40 @@ def _check_hash(path: Path, expected: str | None, where: str) -> None:
         return
     actual = sha256(path)
     if actual != expected.lower():
-        raise ValueError(f"{path.name} has SHA-256 {actual}, but {where} is {expected}: "
-                         "the file is damaged or was replaced")
+        raise ValueError(
+            f"{path.name} has SHA-256 {actual}, but {where} is {expected}: "
+            "the file is damaged or was replaced"
+        )
 
 
-def committed_seeds(model: str = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
-                    results: str | Path | None = None) -> list[int]:
+def committed_seeds(
+    model: str = "resnet20",
+    attention: str = "simam",
+    dataset: str = "cifar10",
+    recipe: str = "quick",
+    results: str | Path | None = None,
+) -> list[int]:
     """The seeds of this grid cell whose weights are recorded in ``results/weights/SHA256SUMS``, sorted."""
     prefix = run_id(dataset, model, attention, recipe, 0).removesuffix("0")
     names = read_sums(DEFAULT_RESULTS if results is None else results)
-    seeds = (name[len(prefix):-len(".pt")] for name in names if name.startswith(prefix) and name.endswith(".pt"))
+    seeds = (
+        name[len(prefix) : -len(".pt")]
+        for name in names
+        if name.startswith(prefix) and name.endswith(".pt")
+    )
     return sorted(int(seed) for seed in seeds if seed.isdigit())
 
 
-def pretrained(model: str | Path = "resnet20", attention: str = "simam", dataset: str = "cifar10", recipe: str = "quick",
-               seed: int | None = None, results: str | Path | None = None, device: str | torch.device = "cpu",
-               sha256: str | None = None) -> nn.Module:
+def pretrained(
+    model: str | Path = "resnet20",
+    attention: str = "simam",
+    dataset: str = "cifar10",
+    recipe: str = "quick",
+    seed: int | None = None,
+    results: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    sha256: str | None = None,
+) -> nn.Module:
     """A trained network in eval mode on ``device``: one of the course's, by name, or any weights file.
 
     By name: the run of the grid cell (``model``, ``attention``, ``dataset``, ``recipe``) with
@@ -174,25 +216,41 @@ def pretrained(model: str | Path = "resnet20", attention: str = "simam", dataset
     name = f"{run_id(dataset, model, attention, recipe, seed)}.pt"
     expected = read_sums(folder).get(name)
     if expected is None:
-        raise FileNotFoundError(_missing(name, model, attention, dataset, recipe, seed, folder, results is None))
+        raise FileNotFoundError(
+            _missing(name, model, attention, dataset, recipe, seed, folder, results is None)
+        )
     path = folder / WEIGHTS / name
     if not path.is_file():
-        raise FileNotFoundError(f"{name} is recorded in {SHA256SUMS} but its file is missing from "
-                                f"{'the installed course results' if results is None else folder / WEIGHTS}")
+        raise FileNotFoundError(
+            f"{name} is recorded in {SHA256SUMS} but its file is missing from "
+            f"{'the installed course results' if results is None else folder / WEIGHTS}"
+        )
     _check_hash(path, expected, f"{SHA256SUMS} records")
     payload = read_weights(path)
     return rebuild_network(payload["network"], payload["state_dict"], device)
 
 
-def _missing(name: str, model: str, attention: str, dataset: str, recipe: str, seed: int, folder: Path,
-             course: bool) -> str:
+def _missing(
+    name: str,
+    model: str,
+    attention: str,
+    dataset: str,
+    recipe: str,
+    seed: int,
+    folder: Path,
+    course: bool,
+) -> str:
     have = sorted(read_sums(folder))
     where = "the course's committed networks" if course else str(folder / WEIGHTS)
     listing = f"; there are: {', '.join(n.removesuffix('.pt') for n in have)}" if have else ""
     if course and not have:
-        listing = "; this installation carries none (reinstall simam from its repository to get them)"
-    return (f"no trained weights for {name.removesuffix('.pt')} in {where}{listing}. Train it into a folder of "
-            f"your own: python -m simam.experiments run --models {model} --attentions {attention} "
-            f"--datasets {dataset} --recipe {recipe} --seeds {seed}, --out my-grid, then "
-            f"python -m simam.experiments weights my-grid --seeds {seed}, and load it with "
-            f"simam.pretrained(..., results='my-grid')")
+        listing = (
+            "; this installation carries none (reinstall simam from its repository to get them)"
+        )
+    return (
+        f"no trained weights for {name.removesuffix('.pt')} in {where}{listing}. Train it into a folder of "
+        f"your own: python -m simam.experiments run --models {model} --attentions {attention} "
+        f"--datasets {dataset} --recipe {recipe} --seeds {seed}, --out my-grid, then "
+        f"python -m simam.experiments weights my-grid --seeds {seed}, and load it with "
+        f"simam.pretrained(..., results='my-grid')"
+    )

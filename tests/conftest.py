@@ -15,7 +15,9 @@ def has_cifar10() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "cifar10: reads the real CIFAR-10 under SIMAM_DATA; skipped without it")
+    config.addinivalue_line(
+        "markers", "cifar10: reads the real CIFAR-10 under SIMAM_DATA; skipped without it"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

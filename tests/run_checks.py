@@ -20,4 +20,6 @@ def assert_same_weights_and_momentum(run: Path, other: Path) -> None:
     for name, tensor in theirs["model"].items():
         assert torch.equal(ours["model"][name], tensor), name
     for index, state in theirs["optimizer"]["state"].items():
-        assert torch.equal(ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"]), index
+        assert torch.equal(
+            ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"]
+        ), index

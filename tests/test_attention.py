@@ -51,6 +51,7 @@ def perturb_last_conv(module: GlobalContext) -> GlobalContext:
 
 # --- parameter formulas, from the architectures as the papers describe them -----------------------
 
+
 def hidden_width(channels: int, reduction: int = 16) -> int:
     return max(1, channels // reduction)
 
@@ -87,8 +88,12 @@ def test_parameter_counts_match_their_formulas(channels: int) -> None:
     assert count_parameters(SimAM(channels)) == 0
     assert count_parameters(SimAM(channels, exact=True)) == 0
     assert count_parameters(SqueezeExcite(channels)) == se_parameters(channels, bias=False)
-    assert count_parameters(SqueezeExcite(channels, bias=True)) == se_parameters(channels, bias=True)
-    assert count_parameters(SqueezeExcite(channels, reduction=4)) == se_parameters(channels, False, 4)
+    assert count_parameters(SqueezeExcite(channels, bias=True)) == se_parameters(
+        channels, bias=True
+    )
+    assert count_parameters(SqueezeExcite(channels, reduction=4)) == se_parameters(
+        channels, False, 4
+    )
     assert count_parameters(CBAM(channels)) == cbam_parameters(channels)
     assert count_parameters(CBAM(channels, bias=False)) == cbam_parameters(channels, bias=False)
     assert count_parameters(CBAM(channels, kernel_size=3)) == cbam_parameters(channels, kernel=3)
@@ -126,8 +131,19 @@ def test_resnet50_totals_reproduce_simam_table_3() -> None:
 
 @pytest.mark.parametrize(
     "channels, expected",
-    [(1, 1), (2, 1), (16, 3), (64, 3), (100, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (2048, 7),
-     (4096, 7)],
+    [
+        (1, 1),
+        (2, 1),
+        (16, 3),
+        (64, 3),
+        (100, 3),
+        (128, 5),
+        (256, 5),
+        (512, 5),
+        (1024, 5),
+        (2048, 7),
+        (4096, 7),
+    ],
 )
 def test_eca_kernel_size(channels: int, expected: int) -> None:
     assert eca_kernel_size(channels) == expected
@@ -149,6 +165,7 @@ def test_eca_kernel_size_options() -> None:
 
 
 # --- shapes and behaviour ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("channels", [1, 16, 64, 256])
@@ -176,7 +193,12 @@ def test_channel_attention_takes_any_number_of_spatial_dims(build, shape: tuple[
 def test_se_matches_direct_computation() -> None:
     module = SqueezeExcite(32, reduction=4, bias=True)
     x = torch.randn(3, 32, 5, 6)
-    w1, b1, w2, b2 = module.reduce.weight, module.reduce.bias, module.expand.weight, module.expand.bias
+    w1, b1, w2, b2 = (
+        module.reduce.weight,
+        module.reduce.bias,
+        module.expand.weight,
+        module.expand.bias,
+    )
     mean = x.mean(dim=(2, 3))
     gate = torch.sigmoid(torch.relu(mean @ w1.T + b1) @ w2.T + b2)
     torch.testing.assert_close(module(x), x * gate[:, :, None, None])
@@ -187,7 +209,8 @@ def test_eca_matches_direct_computation() -> None:
     module = ECA(channels, kernel_size=k)
     x = torch.randn(3, channels, 4, 4)
     w = module.conv.weight.view(k)
-    mean = F.pad(x.mean(dim=(2, 3)), (k // 2, k // 2))  # zero padding at both ends of the channel axis
+    # zero padding at both ends of the channel axis
+    mean = F.pad(x.mean(dim=(2, 3)), (k // 2, k // 2))
     logits = sum(w[j] * mean[:, j : j + channels] for j in range(k))
     torch.testing.assert_close(module(x), x * torch.sigmoid(logits)[:, :, None, None])
 
@@ -205,7 +228,9 @@ def test_cbam_matches_direct_computation() -> None:
     def mlp(v: torch.Tensor) -> torch.Tensor:
         return torch.relu(v @ first.weight.T + first.bias) @ second.weight.T + second.bias
 
-    after_channel = x * torch.sigmoid(mlp(x.mean(dim=(2, 3))) + mlp(x.amax(dim=(2, 3))))[:, :, None, None]
+    after_channel = (
+        x * torch.sigmoid(mlp(x.mean(dim=(2, 3))) + mlp(x.amax(dim=(2, 3))))[:, :, None, None]
+    )
     maps = torch.stack([after_channel.amax(dim=1), after_channel.mean(dim=1)], dim=1)
     conv = F.conv2d(maps, module.spatial_gate.conv.weight, padding=3)
     norm = (conv - 0.3) / math.sqrt(2.0 + module.spatial_gate.norm.eps) * 1.5 - 0.2
@@ -282,6 +307,7 @@ def test_simam_passes_gradients_to_its_input(name: str) -> None:
 
 # --- memory formats and modes --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_channels_last_gives_the_same_output(name: str) -> None:
     module = create_attention(name, 32)
@@ -316,14 +342,22 @@ def test_training_and_evaluation_modes_both_work(name: str) -> None:
 
 # --- factory -------------------------------------------------------------------------------------
 
+
 def test_list_attentions() -> None:
     assert list_attentions() == NAMES
 
 
 @pytest.mark.parametrize(
     "name, expected_type",
-    [("none", nn.Identity), ("simam", SimAM), ("simam-exact", SimAM), ("se", SqueezeExcite),
-     ("cbam", CBAM), ("eca", ECA), ("gc", GlobalContext)],
+    [
+        ("none", nn.Identity),
+        ("simam", SimAM),
+        ("simam-exact", SimAM),
+        ("se", SqueezeExcite),
+        ("cbam", CBAM),
+        ("eca", ECA),
+        ("gc", GlobalContext),
+    ],
 )
 def test_create_attention_builds_every_name(name: str, expected_type: type) -> None:
     assert type(create_attention(name, 64)) is expected_type
@@ -337,9 +371,13 @@ def test_create_attention_passes_keyword_arguments_through() -> None:
     assert create_attention("eca", 64, kernel_size=7).kernel_size == 7
     assert create_attention("gc", 64, reduction=4).transform[0].out_channels == 16
     x = torch.randn(2, 8, 5, 5)
-    torch.testing.assert_close(create_attention("simam", None, lambda_=0.1)(x), SimAM(lambda_=0.1)(x))
+    torch.testing.assert_close(
+        create_attention("simam", None, lambda_=0.1)(x), SimAM(lambda_=0.1)(x)
+    )
     torch.testing.assert_close(create_attention("simam-exact", 8)(x), SimAM(8, exact=True)(x))
-    assert not torch.allclose(create_attention("simam", 8)(x), create_attention("simam-exact", 8)(x))
+    assert not torch.allclose(
+        create_attention("simam", 8)(x), create_attention("simam-exact", 8)(x)
+    )
     with pytest.raises(TypeError):
         create_attention("none", 8, reduction=16)
 
@@ -355,6 +393,7 @@ def test_create_attention_takes_a_class_or_a_partial() -> None:
 
 
 # --- PyTorch's and timm's module conventions ------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_factory_arguments_place_and_type_every_parameter(name: str) -> None:
@@ -383,7 +422,9 @@ def test_rd_ratio_and_act_layer_shape_the_bottleneck() -> None:
     assert se.reduce.out_features == 8 and isinstance(se.act, nn.SiLU)
     assert SqueezeExcite(40, rd_ratio=1 / 6).reduce.out_features == 7  # round(6.67)
     cbam = CBAM(32, rd_ratio=0.5, act_layer=nn.GELU)
-    assert cbam.channel_gate.mlp[0].out_features == 16 and isinstance(cbam.channel_gate.mlp[1], nn.GELU)
+    assert cbam.channel_gate.mlp[0].out_features == 16 and isinstance(
+        cbam.channel_gate.mlp[1], nn.GELU
+    )
     gc = GlobalContext(32, rd_ratio=0.125, act_layer=nn.SiLU)
     assert gc.transform[0].out_channels == 4 and isinstance(gc.transform[2], nn.SiLU)
     for ratio in (0, -0.5, 1.5, "1/4", True):
@@ -401,6 +442,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
 
 
 # --- bad input -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("build", BUILDERS)
 def test_bad_input_gives_clear_errors(build) -> None:
@@ -437,7 +479,11 @@ def test_cbam_spatial_batch_norm_moves_its_running_statistics_with_the_reference
     assert norm.momentum == 0.01
     x = torch.randn(4, 32, 8, 8) + 1.0
     captured = {}
-    norm.register_forward_hook(lambda _, inputs, __: captured.setdefault("input", inputs[0].detach()))
+    norm.register_forward_hook(
+        lambda _, inputs, __: captured.setdefault("input", inputs[0].detach())
+    )
     module.train()(x)
     batch_mean = captured["input"].mean()
-    torch.testing.assert_close(norm.running_mean, (0.01 * batch_mean).reshape(1), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        norm.running_mean, (0.01 * batch_mean).reshape(1), rtol=1e-5, atol=1e-7
+    )

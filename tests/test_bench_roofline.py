@@ -11,12 +11,20 @@ from simam.bench.train import TrainerStep
 from simam.config import Config
 
 
-@pytest.mark.parametrize("name, group", [
-    ("aten::mkldnn_convolution", "convolutions"), ("aten::convolution_backward", "convolutions"),
-    ("aten::native_batch_norm", "batch norm"), ("SimAMFunction", "SimAM"),
-    ("Torch-Compiled Region: 0/0", "SimAM"), ("Optimizer.step#SGD.step", "optimizer"),
-    ("aten::_foreach_add_", "optimizer"), ("aten::log_softmax", "loss"), ("aten::relu_", "the rest"),
-])
+@pytest.mark.parametrize(
+    "name, group",
+    [
+        ("aten::mkldnn_convolution", "convolutions"),
+        ("aten::convolution_backward", "convolutions"),
+        ("aten::native_batch_norm", "batch norm"),
+        ("SimAMFunction", "SimAM"),
+        ("Torch-Compiled Region: 0/0", "SimAM"),
+        ("Optimizer.step#SGD.step", "optimizer"),
+        ("aten::_foreach_add_", "optimizer"),
+        ("aten::log_softmax", "loss"),
+        ("aten::relu_", "the rest"),
+    ],
+)
 def test_each_operator_falls_in_one_group(name, group):
     assert roofline.category(name) == group
 
@@ -30,8 +38,19 @@ def test_the_profile_shares_sum_to_one_and_name_the_convolutions():
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (64,))
-    config = Config(model="resnet20", attention="simam", batch_size=16, device="cpu", amp=False,
-                    amp_dtype=None, channels_last=False, compile=False, compile_simam=False)
+    config = Config(
+        model="resnet20",
+        attention="simam",
+        batch_size=16,
+        device="cpu",
+        amp=False,
+        amp_dtype=None,
+        channels_last=False,
+        compile=False,
+        compile_simam=False,
+    )
     shares = roofline.profile_shares(TrainerStep.build(config, images, labels), 2)
     assert sum(shares.values()) == pytest.approx(1.0) and shares["convolutions"] > 0.2
-    assert roofline.loader_seconds_per_batch(TrainerStep.build(config, images, labels).loader, 2) > 0
+    assert (
+        roofline.loader_seconds_per_batch(TrainerStep.build(config, images, labels).loader, 2) > 0
+    )

@@ -52,17 +52,47 @@ def make_cifar10(root: Path, per_file: int = 20, seed: int = 0) -> dict[str, np.
     written = {"train_rows": [], "train_labels": []}
     for i in range(1, 6):
         rows, labels = random_rows(per_file, rng), [(i + k) % 10 for k in range(per_file)]
-        write_pickle(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5", "labels": labels, "data": rows})
+        write_pickle(
+            folder / f"data_batch_{i}",
+            {"batch_label": f"training batch {i} of 5", "labels": labels, "data": rows},
+        )
         written["train_rows"].append(rows)
         written["train_labels"] += labels
     test_rows = random_rows(per_file, rng)
-    write_pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": [k % 10 for k in range(per_file)], "data": test_rows})
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": per_file, "num_vis": 3072})
-    return {"train_rows": np.concatenate(written["train_rows"]), "train_labels": np.array(written["train_labels"]), "test_rows": test_rows}
+    write_pickle(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": [k % 10 for k in range(per_file)],
+            "data": test_rows,
+        },
+    )
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    write_pickle(
+        folder / "batches.meta",
+        {"label_names": names, "num_cases_per_batch": per_file, "num_vis": 3072},
+    )
+    return {
+        "train_rows": np.concatenate(written["train_rows"]),
+        "train_labels": np.array(written["train_labels"]),
+        "test_rows": test_rows,
+    }
 
 
-def make_cifar100(root: Path, train: int = 200, test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+def make_cifar100(
+    root: Path, train: int = 200, test: int = 100, seed: int = 0
+) -> dict[str, np.ndarray]:
     """``train`` and ``test`` files with fine and coarse labels, and the meta file."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
@@ -70,10 +100,24 @@ def make_cifar100(root: Path, train: int = 200, test: int = 100, seed: int = 0) 
     for split, count in (("train", train), ("test", test)):
         rows = random_rows(count, rng)
         fine = [k % 100 for k in range(count)]
-        write_pickle(folder / split, {"filenames": [f"{k}.png" for k in range(count)], "batch_label": split,
-                                      "fine_labels": fine, "coarse_labels": [k // 5 for k in fine], "data": rows})
+        write_pickle(
+            folder / split,
+            {
+                "filenames": [f"{k}.png" for k in range(count)],
+                "batch_label": split,
+                "fine_labels": fine,
+                "coarse_labels": [k // 5 for k in fine],
+                "data": rows,
+            },
+        )
         written[split] = rows
-    write_pickle(folder / "meta", {"fine_label_names": [f"fine_{k}" for k in range(100)], "coarse_label_names": [f"coarse_{k}" for k in range(20)]})
+    write_pickle(
+        folder / "meta",
+        {
+            "fine_label_names": [f"fine_{k}" for k in range(100)],
+            "coarse_label_names": [f"coarse_{k}" for k in range(20)],
+        },
+    )
     return written
 
 
@@ -142,7 +186,12 @@ def test_download_fetches_checks_and_unpacks(tmp_path, monkeypatch):
     monkeypatch.setattr(tv_utils, "download_url", fake_download_url)
     root = tmp_path / "data"
     images, labels = load_cifar(root, "cifar100", train=True, download=True)
-    assert fetched == [("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85")]
+    assert fetched == [
+        (
+            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            "eb9058c3a382ffc7106e4002c42a8d85",
+        )
+    ]
     assert torch.equal(images.reshape(50, -1), torch.from_numpy(written["train"]))
     assert (root / "cifar-100-python.tar.gz").is_file()
     load_cifar(root, "cifar100", train=False, download=True)  # files present now: no second fetch
@@ -174,8 +223,14 @@ class _RunsCode:
 
 CORRUPTIONS = {
     "truncated": (_truncate, "truncated or corrupt"),
-    "not a pickle": (lambda path: path.write_bytes(b"this is not a pickle at all"), "truncated or corrupt"),
-    "code in the pickle": (lambda path: write_pickle(path, {"data": _RunsCode()}), "refusing to build"),
+    "not a pickle": (
+        lambda path: path.write_bytes(b"this is not a pickle at all"),
+        "truncated or corrupt",
+    ),
+    "code in the pickle": (
+        lambda path: write_pickle(path, {"data": _RunsCode()}),
+        "refusing to build",
+    ),
     "not a dict": (lambda path: write_pickle(path, [1, 2, 3]), "expected a pickled dict"),
     "missing labels": (_replace(labels=None), "missing key"),
     "wrong data shape": (_replace(data=lambda b: b["data"][:, :3000]), r"shape \(N, 3072\)"),
@@ -183,7 +238,10 @@ CORRUPTIONS = {
     "labels out of range": (_replace(labels=lambda b: [10] + b["labels"][1:]), "outside 0..9"),
     "negative label": (_replace(labels=lambda b: [-1] + b["labels"][1:]), "outside 0..9"),
     "count mismatch": (_replace(labels=lambda b: b["labels"][:-1]), "20 images but 19"),
-    "labels not integers": (_replace(labels=lambda b: [str(x) for x in b["labels"]]), "list of integers"),
+    "labels not integers": (
+        _replace(labels=lambda b: [str(x) for x in b["labels"]]),
+        "list of integers",
+    ),
 }
 
 
@@ -207,7 +265,10 @@ def test_cifar100_coarse_labels_are_checked(tmp_path):
 
 def test_cifar10_files_in_the_cifar100_folder_are_rejected(tmp_path):
     make_cifar100(tmp_path)
-    write_pickle(tmp_path / "cifar-100-python" / "train", {"data": random_rows(5, np.random.default_rng(0)), "labels": [0] * 5})
+    write_pickle(
+        tmp_path / "cifar-100-python" / "train",
+        {"data": random_rows(5, np.random.default_rng(0)), "labels": [0] * 5},
+    )
     with pytest.raises(CifarFormatError, match="missing key"):
         load_cifar(tmp_path, "cifar100", train=True)
 
@@ -243,7 +304,9 @@ def test_balanced_subset_is_balanced_seeded_and_a_subset():
 # Augmentation
 
 
-def reference_crop_flip(image: torch.Tensor, top: int, left: int, flip: bool, padding: int) -> torch.Tensor:
+def reference_crop_flip(
+    image: torch.Tensor, top: int, left: int, flip: bool, padding: int
+) -> torch.Tensor:
     """One image, the obvious way: pad with zeros, cut the window, mirror."""
     padded = F.pad(image, (padding, padding, padding, padding))
     window = padded[:, top : top + image.shape[1], left : left + image.shape[2]]
@@ -257,19 +320,24 @@ def test_crop_and_flip_equals_the_per_image_version():
     corners[:4] = torch.tensor([[0, 0], [8, 8], [0, 8], [8, 0]])  # the four extreme windows
     flips = torch.rand(200, generator=generator) < 0.5
     out = crop_and_flip(batch, corners, flips, padding=4)
-    expected = torch.stack([reference_crop_flip(batch[i], *corners[i].tolist(), bool(flips[i]), 4) for i in range(200)])
+    expected = torch.stack(
+        [reference_crop_flip(batch[i], *corners[i].tolist(), bool(flips[i]), 4) for i in range(200)]
+    )
     assert out.dtype == torch.uint8 and torch.equal(out, expected)
 
 
 def all_crops_and_flips(image: torch.Tensor, padding: int) -> torch.Tensor:
     """Every window of the zero-padded image and of its mirror: (2, 2p+1, 2p+1, C, H, W)."""
     padded = F.pad(image, (padding, padding, padding, padding))
-    windows = padded.unfold(1, image.shape[1], 1).unfold(2, image.shape[2], 1).permute(1, 2, 0, 3, 4)
+    windows = (
+        padded.unfold(1, image.shape[1], 1).unfold(2, image.shape[2], 1).permute(1, 2, 0, 3, 4)
+    )
     return torch.stack([windows, windows.flip(-1)])
 
 
 def test_loader_batches_are_crops_and_flips_of_their_images():
-    images = torch.randint(1, 256, (40, 3, 32, 32), dtype=torch.uint8)  # no zero pixels: padding is recognisable
+    # no zero pixels: padding is recognisable
+    images = torch.randint(1, 256, (40, 3, 32, 32), dtype=torch.uint8)
     labels = torch.arange(40) % 10
     loader = CifarLoader(images, labels, batch_size=16, augment=True, dtype=torch.uint8, seed=1)
     out = torch.cat([batch for batch, _ in loader])
@@ -286,23 +354,37 @@ def test_normalisation_matches_totensor_then_normalize():
     labels = torch.arange(40) % 10
     options = dict(batch_size=16, shuffle=True, augment=True, seed=5)
     raw = [batch for batch, _ in CifarLoader(images, labels, dtype=torch.uint8, **options)]
-    normalised = [batch for batch, _ in CifarLoader(images, labels, std=CIFAR10_REFERENCE_STD, **options)]
-    mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_REFERENCE_STD).view(1, 3, 1, 1)
+    normalised = [
+        batch for batch, _ in CifarLoader(images, labels, std=CIFAR10_REFERENCE_STD, **options)
+    ]
+    mean, std = (
+        torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1),
+        torch.tensor(CIFAR10_REFERENCE_STD).view(1, 3, 1, 1),
+    )
     for r, n in zip(raw, normalised):
         assert n.dtype == torch.float32
         torch.testing.assert_close(n, (r.float() / 255 - mean) / std, atol=1e-5, rtol=1e-5)
     # a padded pixel is a raw 0 (black), as with torchvision's RandomCrop(32, padding=4)
     black = torch.cat(raw) == 0
     assert black.any()
-    assert torch.allclose(torch.cat(normalised)[black], (-mean / std).expand(len(black), 3, 32, 32)[black], atol=1e-5)
+    assert torch.allclose(
+        torch.cat(normalised)[black], (-mean / std).expand(len(black), 3, 32, 32)[black], atol=1e-5
+    )
 
 
 def test_output_dtype_and_channels_last():
-    images, labels = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8), torch.arange(20) % 10
+    images, labels = (
+        torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8),
+        torch.arange(20) % 10,
+    )
     plain = next(iter(CifarLoader(images, labels, batch_size=8, augment=True)))[0]
-    last = next(iter(CifarLoader(images, labels, batch_size=8, augment=True, channels_last=True)))[0]
+    last = next(iter(CifarLoader(images, labels, batch_size=8, augment=True, channels_last=True)))[
+        0
+    ]
     assert last.is_contiguous(memory_format=torch.channels_last) and torch.equal(plain, last)
-    half = next(iter(CifarLoader(images, labels, batch_size=8, augment=True, dtype=torch.bfloat16)))[0]
+    half = next(
+        iter(CifarLoader(images, labels, batch_size=8, augment=True, dtype=torch.bfloat16))
+    )[0]
     assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), plain, atol=0.02)
 
 
@@ -324,8 +406,13 @@ def test_an_epoch_covers_every_image_once():
     assert sorted(seen.tolist()) == list(range(50)) and seen.tolist() != list(range(50))
     for batch_images, batch_labels in batches:
         assert batch_labels.dtype == torch.int64
-        mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-        torch.testing.assert_close(batch_images, (images[batch_labels].float() / 255 - mean) / std, atol=1e-5, rtol=1e-5)
+        mean, std = (
+            torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1),
+            torch.tensor(CIFAR10_STD).view(1, 3, 1, 1),
+        )
+        torch.testing.assert_close(
+            batch_images, (images[batch_labels].float() / 255 - mean) / std, atol=1e-5, rtol=1e-5
+        )
     dropped = CifarLoader(images, labels, batch_size=16, shuffle=True, drop_last=True)
     assert len(dropped) == 3 and [len(b) for _, b in dropped] == [16, 16, 16]
     with pytest.raises(ValueError, match="leaves no batch"):
@@ -333,17 +420,22 @@ def test_an_epoch_covers_every_image_once():
 
 
 def test_same_seed_same_batches_other_seed_other_batches():
-    images, labels = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8), torch.arange(30) % 10
+    images, labels = (
+        torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8),
+        torch.arange(30) % 10,
+    )
     options = dict(batch_size=8, shuffle=True, augment=True)
     first = epochs(CifarLoader(images, labels, seed=7, **options), 2)
     second = epochs(CifarLoader(images, labels, seed=7, **options), 2)
     other = epochs(CifarLoader(images, labels, seed=8, **options), 2)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, second))
     assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))
-    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first[:4], first[4:]))  # each epoch reshuffles
+    # each epoch reshuffles
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first[:4], first[4:]))
 
 
-@pytest.mark.parametrize("stop", [0, 3, 4, 6, 11])  # start, mid-epoch, end of epoch, mid second and third epoch
+# start, mid-epoch, end of epoch, mid second and third epoch
+@pytest.mark.parametrize("stop", [0, 3, 4, 6, 11])
 def test_state_dict_resumes_the_identical_sequence(stop):
     images, labels = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8), torch.arange(30)
     options = dict(batch_size=8, shuffle=True, augment=True, seed=11)
@@ -372,7 +464,10 @@ def test_state_of_another_loader_is_refused():
 
 
 def test_subset_option_keeps_a_balanced_seeded_subset():
-    images, labels = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8), torch.arange(200) % 10
+    images, labels = (
+        torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8),
+        torch.arange(200) % 10,
+    )
     loader = CifarLoader(images, labels, batch_size=64, subset=50, seed=2)
     assert loader.num_images == 50 and len(loader) == 1
     assert torch.bincount(loader.labels, minlength=10).tolist() == [5] * 10
@@ -387,14 +482,22 @@ def test_from_root_reads_simam_data_and_picks_the_right_statistics(tmp_path, mon
     test = CifarLoader.from_root(name="cifar100", train=False, batch_size=64)
     assert (train.shuffle, train.augment, test.shuffle, test.augment) == (True, True, False, False)
     assert train.num_images == 200 and test.num_images == 100
-    assert torch.allclose(train.bias.flatten(), -torch.tensor(CIFAR100_MEAN) / torch.tensor(CIFAR100_STD))
+    assert torch.allclose(
+        train.bias.flatten(), -torch.tensor(CIFAR100_MEAN) / torch.tensor(CIFAR100_STD)
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batches_equal_cpu_batches():
-    images, labels = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.arange(64) % 10
+    images, labels = (
+        torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8),
+        torch.arange(64) % 10,
+    )
     options = dict(batch_size=16, shuffle=True, augment=True, seed=3)
-    for (a, la), (b, lb) in zip(CifarLoader(images, labels, **options), CifarLoader(images, labels, device="cuda", **options)):
+    for (a, la), (b, lb) in zip(
+        CifarLoader(images, labels, **options),
+        CifarLoader(images, labels, device="cuda", **options),
+    ):
         assert b.is_cuda and lb.is_cuda
         assert torch.equal(la, lb.cpu()) and torch.allclose(a, b.cpu(), atol=1e-5)
 
@@ -411,7 +514,8 @@ def real_cifar10_root() -> Path | None:
 
 
 needs_real_cifar10 = pytest.mark.skipif(
-    real_cifar10_root() is None, reason="real CIFAR-10 not found: set SIMAM_DATA to a folder that holds cifar-10-batches-py/"
+    real_cifar10_root() is None,
+    reason="real CIFAR-10 not found: set SIMAM_DATA to a folder that holds cifar-10-batches-py/",
 )
 
 
@@ -430,7 +534,8 @@ def test_real_cifar10_counts_and_pixel_statistics(real_train):
     mean, std = channel_stats(images)
     assert np.allclose(mean, CIFAR10_MEAN, atol=5e-5), mean
     assert np.allclose(std, CIFAR10_STD, atol=5e-5), std
-    assert not np.allclose(std, CIFAR10_REFERENCE_STD, atol=1e-2)  # the reference code's std is not CIFAR-10's
+    # the reference code's std is not CIFAR-10's
+    assert not np.allclose(std, CIFAR10_REFERENCE_STD, atol=1e-2)
     assert len(load_class_names(real_cifar10_root())) == 10
 
 

@@ -138,7 +138,9 @@ def test_leave_one_out_statistics_property(a):
     ref_mean, ref_var = brute_leave_one_out(a)
     spread = np.ptp(a, axis=-1, keepdims=True)
     assert_within(mean.numpy(), ref_mean, 1e-13 * (1 + np.abs(a).max()), "mean")
-    assert_within(var.numpy(), ref_var, 1e-9 * np.abs(ref_var) + 1e-13 * (1e-6 + spread**2), "variance")
+    assert_within(
+        var.numpy(), ref_var, 1e-9 * np.abs(ref_var) + 1e-13 * (1e-6 + spread**2), "variance"
+    )
     assert (var >= 0).all()
 
 
@@ -150,7 +152,9 @@ def test_channel_statistics_match_numpy(shape, correction):
     assert mean.shape == var.shape == x.shape[:2] + (1,) * (x.dim() - 2)
     a = flat(x)
     np.testing.assert_allclose(mean.reshape(a.shape[:2]).numpy(), a.mean(-1), rtol=1e-13)
-    np.testing.assert_allclose(var.reshape(a.shape[:2]).numpy(), a.var(-1, ddof=correction), rtol=1e-12)
+    np.testing.assert_allclose(
+        var.reshape(a.shape[:2]).numpy(), a.var(-1, ddof=correction), rtol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,7 +238,9 @@ def assert_minimal_energy_is_attained(x, lambda_):
     attained = energy(x, w, b, lambda_)
     formula = minimal_energy(x, lambda_, statistics="exact")
     tolerance = 1e-12 * energy_scale(x, w, b)
-    assert ((attained - formula).abs() <= tolerance).all(), ((attained - formula).abs() / tolerance).max()
+    assert ((attained - formula).abs() <= tolerance).all(), (
+        (attained - formula).abs() / tolerance
+    ).max()
     assert (formula >= 0).all() and (formula <= 2).all()
 
 
@@ -393,7 +399,9 @@ def test_shared_statistics_follow_equation_5_and_the_reference_code(shape, lambd
         d = (a - mu) ** 2
         v = d.sum(-1, keepdims=True) / (a.shape[-1] - ddof)
         reference_code = d / (4 * (v + lambda_)) + 0.5
-        np.testing.assert_allclose(flat(importance(x, lambda_, statistics)), reference_code, rtol=1e-12)
+        np.testing.assert_allclose(
+            flat(importance(x, lambda_, statistics)), reference_code, rtol=1e-12
+        )
 
 
 def test_exact_and_shared_forms_converge_as_m_grows():
@@ -462,7 +470,9 @@ def test_samples_and_channels_are_independent():
         for c in range(4):
             alone = all_outputs(x[n : n + 1, c : c + 1])
             for name, value in alone.items():
-                torch.testing.assert_close(batched[name][n : n + 1, c : c + 1], value, rtol=1e-13, atol=1e-13)
+                torch.testing.assert_close(
+                    batched[name][n : n + 1, c : c + 1], value, rtol=1e-13, atol=1e-13
+                )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -518,7 +528,8 @@ def test_one_neuron_apart_from_equal_others_with_lambda_zero():
     assert imp[0, 0, 3] == math.inf
     torch.testing.assert_close(imp, 1 / e)
     w, b = closed_form_minimiser(x, 0.0)
-    torch.testing.assert_close(w[0, 0, 3], torch.tensor(2.0, dtype=torch.float64))  # w = 2 / (t - mu_t)
+    # w = 2 / (t - mu_t)
+    torch.testing.assert_close(w[0, 0, 3], torch.tensor(2.0, dtype=torch.float64))
     torch.testing.assert_close(energy(x, w, b, 0.0), e, rtol=0, atol=1e-14)
     # with any lambda > 0 everything is finite again
     assert torch.isfinite(importance(x, 1e-4, "exact")).all()
@@ -553,13 +564,29 @@ BAD_MAPS = [
     (np.zeros((1, 1, 3)), TypeError, r"must be a torch\.Tensor, got ndarray"),
     (2.0, TypeError, r"must be a torch\.Tensor, got float"),
     (torch.arange(6).reshape(1, 2, 3), TypeError, r"floating-point tensor, got dtype torch\.int64"),
-    (torch.ones(1, 2, 3, dtype=torch.uint8), TypeError, r"floating-point tensor, got dtype torch\.uint8"),
-    (torch.ones(1, 2, 3, dtype=torch.bool), TypeError, r"floating-point tensor, got dtype torch\.bool"),
-    (torch.ones(1, 2, 3, dtype=torch.cfloat), TypeError, r"floating-point tensor, got dtype torch\.complex64"),
+    (
+        torch.ones(1, 2, 3, dtype=torch.uint8),
+        TypeError,
+        r"floating-point tensor, got dtype torch\.uint8",
+    ),
+    (
+        torch.ones(1, 2, 3, dtype=torch.bool),
+        TypeError,
+        r"floating-point tensor, got dtype torch\.bool",
+    ),
+    (
+        torch.ones(1, 2, 3, dtype=torch.cfloat),
+        TypeError,
+        r"floating-point tensor, got dtype torch\.complex64",
+    ),
     (torch.ones(4, 5), ValueError, r"shape \(N, C, \*spatial\).*got shape \(4, 5\)"),
     (torch.ones(5), ValueError, r"shape \(N, C, \*spatial\).*got shape \(5,\)"),
     (torch.ones(2, 3, 0), ValueError, r"at least one neuron per channel.*got shape \(2, 3, 0\)"),
-    (torch.ones(2, 3, 4, 0), ValueError, r"at least one neuron per channel.*got shape \(2, 3, 4, 0\)"),
+    (
+        torch.ones(2, 3, 4, 0),
+        ValueError,
+        r"at least one neuron per channel.*got shape \(2, 3, 4, 0\)",
+    ),
 ]
 ENTRY_POINTS = {
     "check_feature_map": lambda x: check_feature_map(x),
@@ -586,7 +613,9 @@ def test_error_message_names_the_argument():
         check_feature_map([1.0], name="features")
 
 
-@pytest.mark.parametrize("bad", [-1e-4, -1, float("nan"), float("inf"), -float("inf"), np.float64("nan")])
+@pytest.mark.parametrize(
+    "bad", [-1e-4, -1, float("nan"), float("inf"), -float("inf"), np.float64("nan")]
+)
 def test_bad_lambda_values_are_refused(bad):
     for call in [
         lambda: check_lambda(bad),
@@ -618,8 +647,13 @@ def test_lambda_accepts_python_and_numpy_reals():
 
 def test_unknown_statistics_are_refused():
     x = random_map((1, 1, 4), seed=46)
-    for call in [lambda: minimal_energy(x, statistics="mean"), lambda: importance(x, statistics="Exact")]:
-        with pytest.raises(ValueError, match=r"statistics must be one of \('exact', 'paper', 'reference'\)"):
+    for call in [
+        lambda: minimal_energy(x, statistics="mean"),
+        lambda: importance(x, statistics="Exact"),
+    ]:
+        with pytest.raises(
+            ValueError, match=r"statistics must be one of \('exact', 'paper', 'reference'\)"
+        ):
             call()
 
 

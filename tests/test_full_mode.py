@@ -30,10 +30,18 @@ def test_full_mode_runs_to_the_end_with_a_tiny_budget(name, tmp_path, monkeypatc
     monkeypatch.setenv("SIMAM_SMOKE_ITERATIONS", "4")
     monkeypatch.setenv("SIMAM_RUNS", str(tmp_path / "my-runs"))
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any failure
-    printed = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+    printed = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
     assert "quick mode: False" in printed
     if name in TRAINING:
-        assert (tmp_path / "my-runs").is_dir()  # the runs went where SIMAM_RUNS says, not into the repository
+        assert (
+            tmp_path / "my-runs"
+        ).is_dir()  # the runs went where SIMAM_RUNS says, not into the repository

@@ -21,7 +21,9 @@ def seed() -> None:
     torch.manual_seed(0)
 
 
-def by_hand_basic(block: BasicBlock, x: torch.Tensor, after_conv: nn.Module | None, end: nn.Module | None) -> torch.Tensor:
+def by_hand_basic(
+    block: BasicBlock, x: torch.Tensor, after_conv: nn.Module | None, end: nn.Module | None
+) -> torch.Tensor:
     conv2 = block.conv2[0] if after_conv is not None else block.conv2
     bn2 = block.bn2[0] if end is not None else block.bn2
     out = torch.relu(block.bn1(block.conv1(x)))
@@ -89,8 +91,10 @@ def test_resnet50_with_each_module_adds_its_blocks_parameters() -> None:
         with torch.device("meta"):
             model = torchvision.models.resnet50()
         insert_attention(model, attention)
-        per_block = sum(count_parameters(create_attention(attention, b.conv3.out_channels, device="meta"))
-                        for _, b, _ in residual_blocks(model))
+        per_block = sum(
+            count_parameters(create_attention(attention, b.conv3.out_channels, device="meta"))
+            for _, b, _ in residual_blocks(model)
+        )
         assert count_parameters(model) - base == per_block
     assert per_block == 0  # SimAM, the last one
 
@@ -119,7 +123,11 @@ def test_keyword_arguments_reach_every_module() -> None:
     model = insert_attention(torchvision.models.resnet18(), "simam", lambda_=0.1)
     assert {m.lambda_ for m in model.modules() if isinstance(m, SimAM)} == {0.1}
     model = insert_attention(torchvision.models.resnet18(), GlobalContext, reduction=4)
-    assert {m.transform[0].out_channels * 4 == m.channels for m in model.modules() if isinstance(m, GlobalContext)} == {True}
+    assert {
+        m.transform[0].out_channels * 4 == m.channels
+        for m in model.modules()
+        if isinstance(m, GlobalContext)
+    } == {True}
 
 
 class Gate(nn.Module):
@@ -133,9 +141,16 @@ class Gate(nn.Module):
         return x * torch.sigmoid(self.weight)
 
 
-@pytest.mark.parametrize("attention", [Gate, partial(Gate, scale=2.0), partial(SimAM, lambda_=0.1), SqueezeExcite],
-                         ids=["plain class", "partial of a plain class", "partial with factory arguments",
-                              "class with factory arguments"])
+@pytest.mark.parametrize(
+    "attention",
+    [Gate, partial(Gate, scale=2.0), partial(SimAM, lambda_=0.1), SqueezeExcite],
+    ids=[
+        "plain class",
+        "partial of a plain class",
+        "partial with factory arguments",
+        "class with factory arguments",
+    ],
+)
 def test_any_module_class_or_partial_goes_in_on_the_blocks_device_and_dtype(attention) -> None:
     model = torchvision.models.resnet18(num_classes=10).double()
     insert_attention(model, attention)
@@ -145,4 +160,6 @@ def test_any_module_class_or_partial_goes_in_on_the_blocks_device_and_dtype(atte
     assert {p.dtype for m in modules for p in m.parameters()} <= {torch.float64}
     assert model(torch.randn(2, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
     if built is Gate:  # at the end of the branch, sized to the block's channels
-        assert [m.weight.shape[0] for m in modules] == [b.bn2[0].num_features for _, b, _ in residual_blocks(model)]
+        assert [m.weight.shape[0] for m in modules] == [
+            b.bn2[0].num_features for _, b, _ in residual_blocks(model)
+        ]

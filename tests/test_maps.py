@@ -66,7 +66,9 @@ class SideBranch(PoolAndLinear):
         return super().forward(x)
 
 
-def class_activation_map(model: PoolAndLinear, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def class_activation_map(
+    model: PoolAndLinear, features: torch.Tensor, classes: torch.Tensor
+) -> torch.Tensor:
     """ReLU(sum_k w_ck A^k), (N, 1, h, w)."""
     weights = model.classifier.weight[classes]  # (N, K)
     return F.relu(torch.einsum("nk,nkhw->nhw", weights, features))[:, None]
@@ -106,7 +108,9 @@ def test_grad_cam_upsamples_after_the_relu() -> None:
     classes = torch.tensor([0, 1, 1, 0])
     result = grad_cam(model, x, target_class=classes, target_layer="features")
     coarse = class_activation_map(model, F.avg_pool2d(x, 2), classes).detach()
-    expected = normalised(F.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False))[:, 0]
+    expected = normalised(F.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False))[
+        :, 0
+    ]
     torch.testing.assert_close(result.maps, expected, atol=1e-6, rtol=1e-5)
     assert torch.equal(result.classes, classes)
 
@@ -122,7 +126,9 @@ def test_grad_cam_target_class_changes_the_map() -> None:
         torch.testing.assert_close(maps, expected, atol=1e-6, rtol=1e-5)
     network = create_model("resnet20", attention="simam").eval()
     images = torch.randn(2, 3, 32, 32)
-    assert (grad_cam(network, images, 0).maps - grad_cam(network, images, 5).maps).abs().max() > 0.01
+    assert (
+        grad_cam(network, images, 0).maps - grad_cam(network, images, 5).maps
+    ).abs().max() > 0.01
 
 
 def test_grad_cam_without_positive_evidence_is_zero() -> None:
@@ -151,7 +157,10 @@ def test_grad_cam_on_every_attention(attention: str) -> None:
     assert torch.equal(result.classes, logits.argmax(dim=1))
 
 
-@pytest.mark.parametrize(("name", "layer"), [("preresnet20", "stages.2"), ("wrn16_8", "stages.2"), ("mobilenetv2", "blocks.16")])
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [("preresnet20", "stages.2"), ("wrn16_8", "stages.2"), ("mobilenetv2", "blocks.16")],
+)
 def test_default_layer_of_every_family(name: str, layer: str) -> None:
     model = create_model(name, attention="simam")
     images = torch.randn(1, 3, 32, 32)
@@ -195,7 +204,9 @@ def test_grad_cam_works_on_frozen_models_and_channels_last() -> None:
     model = create_model("resnet20", attention="simam").requires_grad_(False)
     images = torch.randn(2, 3, 32, 32)
     plain = grad_cam(model, images)
-    fast = grad_cam(model.to(memory_format=torch.channels_last), images.to(memory_format=torch.channels_last))
+    fast = grad_cam(
+        model.to(memory_format=torch.channels_last), images.to(memory_format=torch.channels_last)
+    )
     torch.testing.assert_close(fast.maps, plain.maps, atol=1e-5, rtol=1e-4)
 
 
@@ -237,11 +248,15 @@ def test_grad_cam_runs_on_the_model_device() -> None:
 # SimAM's weights
 
 
-def inputs_and_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def inputs_and_outputs(
+    model: nn.Module, images: torch.Tensor
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Each SimAM module's input and output in one eval-mode forward pass, read independently."""
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     handles = [
-        module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, (i[0].clone(), o.clone())))
+        module.register_forward_hook(
+            lambda m, i, o, name=name: seen.__setitem__(name, (i[0].clone(), o.clone()))
+        )
         for name, module in model.named_modules()
         if isinstance(module, SimAM)
     ]
@@ -265,8 +280,14 @@ def test_simam_weights_are_what_each_module_multiplies_by() -> None:
         away_from_zero = x.abs() > 1e-3
         torch.testing.assert_close(w[away_from_zero], (y / x)[away_from_zero], atol=1e-5, rtol=1e-5)
         reference = simam_reference(x.double()) / x.double()
-        torch.testing.assert_close(w[away_from_zero].double(), reference[away_from_zero], atol=1e-5, rtol=1e-5)
-    assert {tuple(w.shape[1:]) for w in weights.values()} == {(16, 32, 32), (32, 16, 16), (64, 8, 8)}
+        torch.testing.assert_close(
+            w[away_from_zero].double(), reference[away_from_zero], atol=1e-5, rtol=1e-5
+        )
+    assert {tuple(w.shape[1:]) for w in weights.values()} == {
+        (16, 32, 32),
+        (32, 16, 16),
+        (64, 8, 8),
+    }
 
 
 def test_simam_weights_follow_the_module_statistics_and_lambda() -> None:
@@ -276,15 +297,21 @@ def test_simam_weights_follow_the_module_statistics_and_lambda() -> None:
     for name, (x, _) in inputs_and_outputs(exact_model, images).items():
         torch.testing.assert_close(exact[name], torch.sigmoid(importance(x, 1e-4, "exact")))
         away_from_zero = x.abs() > 1e-3
-        torch.testing.assert_close(exact[name][away_from_zero], (simam_exact(x) / x)[away_from_zero], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            exact[name][away_from_zero], (simam_exact(x) / x)[away_from_zero], atol=1e-5, rtol=1e-5
+        )
         shared = torch.sigmoid(importance(x, 1e-4, "reference"))
-        assert (exact[name] - shared).abs().max() > 1e-4  # the statistics differ, and so do the weights
+        assert (
+            exact[name] - shared
+        ).abs().max() > 1e-4  # the statistics differ, and so do the weights
 
     model = create_model("resnet20", attention="simam", lambda_=0.5)
     weights = simam_weights(model, images)
     for name, (x, y) in inputs_and_outputs(model, images).items():
         away_from_zero = x.abs() > 1e-3
-        torch.testing.assert_close(weights[name][away_from_zero], (y / x)[away_from_zero], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            weights[name][away_from_zero], (y / x)[away_from_zero], atol=1e-5, rtol=1e-5
+        )
         assert (weights[name] - torch.sigmoid(importance(x, 1e-4))).abs().max() > 1e-3
 
 
@@ -304,7 +331,9 @@ def test_reductions_of_the_weights() -> None:
     maps, channels = widest_channel_map(weights)
     assert channels.tolist() == [1, 2]
     assert torch.equal(maps[0], weights[0, 1]) and torch.equal(maps[1], weights[1, 2])
-    assert torch.isfinite(widest_channel_map(torch.rand(2, 3, 1, 1))[0]).all()  # 1x1 maps: no NaN spread
+    assert torch.isfinite(
+        widest_channel_map(torch.rand(2, 3, 1, 1))[0]
+    ).all()  # 1x1 maps: no NaN spread
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,9 +346,18 @@ def test_plot_attention_maps_grid() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = {"plain": create_model("resnet20"), "SimAM": create_model("resnet20", attention="simam")}
+    models = {
+        "plain": create_model("resnet20"),
+        "SimAM": create_model("resnet20", attention="simam"),
+    }
     blocks = ["stages.0.2.attention", "stages.2.2.attention"]
-    figure = plot_attention_maps(torch.randn(2, 3, 32, 32), models, labels=[3, 5], simam_blocks=blocks, simam_reduction="widest")
+    figure = plot_attention_maps(
+        torch.randn(2, 3, 32, 32),
+        models,
+        labels=[3, 5],
+        simam_blocks=blocks,
+        simam_reduction="widest",
+    )
     assert figure.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 1 + 2 + 2)
     assert "channel" in figure.axes[-1].get_xlabel()
     plt.close(figure)
@@ -335,7 +373,8 @@ def test_maps_of_real_cifar10_test_images() -> None:
     import matplotlib.pyplot as plt
 
     images, labels = load_cifar(data_root(), train=False)
-    chosen = torch.stack([torch.nonzero(labels == cls)[0, 0] for cls in (0, 3, 5, 8)])  # plane, cat, dog, ship
+    # plane, cat, dog, ship
+    chosen = torch.stack([torch.nonzero(labels == cls)[0, 0] for cls in (0, 3, 5, 8)])
     batch, batch_labels = next(iter(CifarLoader(images[chosen], labels[chosen], batch_size=4)))
     models = {name: create_model("resnet20", attention=name) for name in ("none", "simam")}
     for model in models.values():
@@ -345,7 +384,11 @@ def test_maps_of_real_cifar10_test_images() -> None:
     weights = simam_weights(models["simam"], batch)
     assert all(w.min() >= SIGMOID_HALF - 1e-6 and w.max() <= 1 for w in weights.values())
     figure = plot_attention_maps(
-        batch, models, batch_labels, load_class_names(data_root()), simam_blocks=["stages.2.2.attention"]
+        batch,
+        models,
+        batch_labels,
+        load_class_names(data_root()),
+        simam_blocks=["stages.2.2.attention"],
     )
     assert len(figure.axes) == 4 * (1 + 2 + 1)
     assert figure.axes[0].get_title().endswith("airplane")
@@ -357,11 +400,20 @@ def test_maps_of_real_cifar10_test_images() -> None:
 
 
 def test_a_cifar_sized_picture_is_only_normalised(tmp_path):
-    pixels = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    expected = (pixels.float() / 255 - torch.tensor(CIFAR10_MEAN).view(3, 1, 1)) / torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    pixels = torch.randint(
+        0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    expected = (pixels.float() / 255 - torch.tensor(CIFAR10_MEAN).view(3, 1, 1)) / torch.tensor(
+        CIFAR10_STD
+    ).view(3, 1, 1)
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(tmp_path / "picture.png")
-    for source in (tmp_path / "picture.png", str(tmp_path / "picture.png"), pixels, pixels.permute(1, 2, 0).numpy(),
-                   pixels.float() / 255):
+    for source in (
+        tmp_path / "picture.png",
+        str(tmp_path / "picture.png"),
+        pixels,
+        pixels.permute(1, 2, 0).numpy(),
+        pixels.float() / 255,
+    ):
         image = load_image(source)
         assert image.shape == (1, 3, 32, 32) and image.dtype == torch.float32
         assert torch.allclose(image[0], expected, atol=1e-5)
@@ -374,15 +426,20 @@ def test_a_larger_picture_is_cropped_to_its_centre_square_and_resized():
     white = (1 - torch.tensor(CIFAR10_MEAN)) / torch.tensor(CIFAR10_STD)
     assert torch.allclose(image[0], white.view(3, 1, 1).expand(3, 32, 32), atol=1e-5)
     grey = load_image(np.full((64, 64), 0.5, dtype=np.float32))
-    assert torch.allclose(grey[0, :, 5, 5], (0.5 - torch.tensor(CIFAR10_MEAN)) / torch.tensor(CIFAR10_STD), atol=1e-5)
+    assert torch.allclose(
+        grey[0, :, 5, 5], (0.5 - torch.tensor(CIFAR10_MEAN)) / torch.tensor(CIFAR10_STD), atol=1e-5
+    )
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    (torch.zeros(4, 5, 6, 7), "expected pixels of shape"),
-    (torch.full((8, 8, 3), float("nan")), "NaN or infinite"),
-    (torch.full((8, 8, 3), 2.0), "must lie in"),
-    (np.zeros((0, 5, 3), dtype=np.uint8), "empty"),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (torch.zeros(4, 5, 6, 7), "expected pixels of shape"),
+        (torch.full((8, 8, 3), float("nan")), "NaN or infinite"),
+        (torch.full((8, 8, 3), 2.0), "must lie in"),
+        (np.zeros((0, 5, 3), dtype=np.uint8), "empty"),
+    ],
+)
 def test_load_image_refuses_what_is_not_a_picture(source, message):
     with pytest.raises(ValueError, match=message):
         load_image(source)

@@ -43,7 +43,9 @@ def bn(channels: int) -> int:
     return 2 * channels
 
 
-def resnet_count(depth: int, bottleneck: bool, classes: int, preact: bool) -> tuple[int, list[tuple[int, int]]]:
+def resnet_count(
+    depth: int, bottleneck: bool, classes: int, preact: bool
+) -> tuple[int, list[tuple[int, int]]]:
     """He et al. 2016 (a/b): 3x3 stem conv (16), three stages (16, 32, 64 planes), BN after every conv
     (post-activation) or before it (pre-activation, with one more BN at the end); projection
     shortcuts: 1x1 conv + BN (post-activation) or 1x1 conv (pre-activation)."""
@@ -58,7 +60,12 @@ def resnet_count(depth: int, bottleneck: bool, classes: int, preact: bool) -> tu
                 total += conv(cin, planes, 1) + conv(planes, planes, 3) + conv(planes, out, 1)
                 total += bn(cin if preact else out) + 2 * bn(planes)
             else:
-                total += conv(cin, planes, 3) + conv(planes, planes, 3) + bn(cin if preact else planes) + bn(planes)
+                total += (
+                    conv(cin, planes, 3)
+                    + conv(planes, planes, 3)
+                    + bn(cin if preact else planes)
+                    + bn(planes)
+                )
             if (stage > 0 and block == 0) or cin != out:
                 total += conv(cin, out, 1) + (0 if preact else bn(out))
             sites.append((planes, out))
@@ -81,7 +88,15 @@ def wrn_count(depth: int, k: int, classes: int) -> tuple[int, list[tuple[int, in
     return total + bn(cin) + cin * classes + classes, sites
 
 
-MOBILENETV2_TABLE = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENETV2_TABLE = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def mobilenetv2_count(classes: int) -> tuple[int, list[tuple[int, int]], int]:
@@ -92,7 +107,12 @@ def mobilenetv2_count(classes: int) -> tuple[int, list[tuple[int, int]], int]:
     for t, c, n, s in MOBILENETV2_TABLE:
         for block in range(n):
             hidden = cin * t
-            total += conv(cin, hidden, 1) + bn(hidden) + conv(hidden, hidden, 3, groups=hidden) + bn(hidden)
+            total += (
+                conv(cin, hidden, 1)
+                + bn(hidden)
+                + conv(hidden, hidden, 3, groups=hidden)
+                + bn(hidden)
+            )
             total += conv(hidden, c, 1) + bn(c)
             if (s if block == 0 else 1) == 1 and cin != c:
                 shortcuts += conv(cin, c, 1) + bn(c)
@@ -115,7 +135,7 @@ def expected(name: str, classes: int = 10) -> tuple[int, list[tuple[int, int]]]:
     return mobilenetv2_count(classes)[:2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built_count(name: str, attention: str = "none", classes: int = 10, **kwargs) -> int:
     # The wide networks are built on the meta device, which skips drawing their millions of
     # initial weights; the thin deep ones build faster on the CPU.
@@ -123,7 +143,7 @@ def built_count(name: str, attention: str = "none", classes: int = 10, **kwargs)
         return count_parameters(create_model(name, attention, classes, **kwargs))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def attention_count(attention: str, channels: int) -> int:
     return count_parameters(create_attention(attention, channels))
 
@@ -133,8 +153,19 @@ def attention_count(attention: str, channels: int) -> int:
 
 def test_list_models_and_unknown_names():
     assert list_models() == [
-        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet164",
-        "preresnet20", "preresnet56", "preresnet110", "preresnet164", "wrn16_8", "wrn28_10", "mobilenetv2",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+        "resnet164",
+        "preresnet20",
+        "preresnet56",
+        "preresnet110",
+        "preresnet164",
+        "wrn16_8",
+        "wrn28_10",
+        "mobilenetv2",
     ]
     with pytest.raises(ValueError, match="unknown model 'resnet18'; known: resnet20, resnet32"):
         create_model("resnet18")
@@ -151,10 +182,15 @@ def test_list_models_and_unknown_names():
 def test_parameter_counts_match_the_architecture_tables(name):
     count, sites = expected(name)
     assert built_count(name) == count
-    assert built_count(name, "simam") == built_count(name, "simam-exact") == count  # SimAM adds nothing
-    for attention in ATTENTIONS if name not in BIG else []:  # the big ones share their blocks with smaller ones
+    # SimAM adds nothing
+    assert built_count(name, "simam") == built_count(name, "simam-exact") == count
+    # the big ones share their blocks with smaller ones
+    for attention in ATTENTIONS if name not in BIG else []:
         at_conv = attention.startswith("simam")
-        added = sum(attention_count(attention, simam_site if at_conv else end_site) for simam_site, end_site in sites)
+        added = sum(
+            attention_count(attention, simam_site if at_conv else end_site)
+            for simam_site, end_site in sites
+        )
         assert built_count(name, attention) == count + added, attention
 
 
@@ -168,8 +204,14 @@ def test_parameter_counts_for_100_classes(name):
 # (WRN-16-8, WRN-28-10), Sandler et al. 2018 (MobileNetV2: 3.4M with the 1000-class classifier,
 # 2.2M with a 10-class one, and without projection shortcuts; see below).
 PUBLISHED = {
-    "resnet20": 0.27e6, "resnet56": 0.85e6, "resnet110": 1.7e6, "resnet164": 1.7e6, "preresnet164": 1.7e6,
-    "wrn16_8": 11.0e6, "wrn28_10": 36.5e6, "mobilenetv2": 2.2e6,
+    "resnet20": 0.27e6,
+    "resnet56": 0.85e6,
+    "resnet110": 1.7e6,
+    "resnet164": 1.7e6,
+    "preresnet164": 1.7e6,
+    "wrn16_8": 11.0e6,
+    "wrn28_10": 36.5e6,
+    "mobilenetv2": 2.2e6,
 }
 
 
@@ -187,7 +229,11 @@ def test_parameter_counts_are_within_2_percent_of_the_published_sizes(name):
 
 def small_models() -> list[tuple[str, str]]:
     cases = [(name, attention) for name in list_models() for attention in ATTENTIONS]
-    return [(name, attention) for name, attention in cases if name not in BIG or attention in ("none", "simam")]
+    return [
+        (name, attention)
+        for name, attention in cases
+        if name not in BIG or attention in ("none", "simam")
+    ]
 
 
 def build(name: str, attention: str, **kwargs) -> nn.Module:
@@ -202,7 +248,8 @@ def build(name: str, attention: str, **kwargs) -> nn.Module:
 
 @pytest.mark.parametrize(
     "name, attention",
-    small_models() + [(name, attention) for name in ("resnet11b", "preresnet11b") for attention in ATTENTIONS],
+    small_models()
+    + [(name, attention) for name in ("resnet11b", "preresnet11b") for attention in ATTENTIONS],
 )
 def test_forward_backward_reaches_every_parameter(name, attention):
     # With the default reduction 16, the SE, CBAM and GC modules of 16-channel blocks have a single
@@ -216,7 +263,8 @@ def test_forward_backward_reaches_every_parameter(name, attention):
         for p in model.parameters():  # everything before them; give them values to check the wiring
             if not p.any():
                 p.normal_(0, 0.1)
-    size = 16 if name == "mobilenetv2" else 8  # MobileNetV2 downsamples 8 times: keep 2x2 maps for GC's softmax
+    # MobileNetV2 downsamples 8 times: keep 2x2 maps for GC's softmax
+    size = 16 if name == "mobilenetv2" else 8
     out = model(torch.randn(2, 3, size, size))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     F.cross_entropy(out, torch.tensor([1, 7])).backward()
@@ -234,9 +282,17 @@ def test_attention_kwargs_reach_every_module():
 def captured(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """Outputs of the named submodules and the input of ``attention`` in one forward pass."""
     seen = {}
-    handles = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: seen.setdefault(n, o.clone())) for n in names]
-    handles.append(model.get_submodule(names[0].rsplit(".", 1)[0] + ".attention").register_forward_hook(
-        lambda m, i, o: seen.setdefault("attention", i[0].clone())))
+    handles = [
+        model.get_submodule(n).register_forward_hook(
+            lambda m, i, o, n=n: seen.setdefault(n, o.clone())
+        )
+        for n in names
+    ]
+    handles.append(
+        model.get_submodule(names[0].rsplit(".", 1)[0] + ".attention").register_forward_hook(
+            lambda m, i, o: seen.setdefault("attention", i[0].clone())
+        )
+    )
     model(x)
     for handle in handles:
         handle.remove()
@@ -246,9 +302,19 @@ def captured(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, t
 # (model, first block, where SimAM goes, where the other modules go): the reference code's places
 PLACES = [
     (lambda a, **kw: ResNet(20, attention=a, **kw), "stages.1.0", "conv2", "bn2"),
-    (lambda a, **kw: ResNet(11, attention=a, block="bottleneck", **kw), "stages.1.0", "conv2", "bn3"),
+    (
+        lambda a, **kw: ResNet(11, attention=a, block="bottleneck", **kw),
+        "stages.1.0",
+        "conv2",
+        "bn3",
+    ),
     (lambda a, **kw: PreActResNet(20, attention=a, **kw), "stages.1.0", "conv2", "conv2"),
-    (lambda a, **kw: PreActResNet(11, attention=a, block="bottleneck", **kw), "stages.1.0", "conv2", "conv3"),
+    (
+        lambda a, **kw: PreActResNet(11, attention=a, block="bottleneck", **kw),
+        "stages.1.0",
+        "conv2",
+        "conv3",
+    ),
     (lambda a, **kw: WideResNet(10, 1, attention=a, **kw), "stages.1.0", "conv2", "conv2"),
     (lambda a, **kw: MobileNetV2(attention=a, **kw), "blocks.3", "depthwise", "bn3"),
 ]
@@ -256,7 +322,9 @@ PLACES = [
 
 @pytest.mark.parametrize("make, block, simam_place, other_place", PLACES)
 @pytest.mark.parametrize("attention", ["simam", "se", "gc"])
-def test_attention_sits_where_the_reference_code_puts_it(make, block, simam_place, other_place, attention):
+def test_attention_sits_where_the_reference_code_puts_it(
+    make, block, simam_place, other_place, attention
+):
     torch.manual_seed(0)
     model = make(attention).eval()
     place = f"{block}.{simam_place if attention == 'simam' else other_place}"
@@ -264,7 +332,9 @@ def test_attention_sits_where_the_reference_code_puts_it(make, block, simam_plac
     assert torch.equal(seen["attention"], seen[place])
 
 
-@pytest.mark.parametrize("name, attention", [("resnet20", "simam"), ("mobilenetv2", "cbam"), ("preresnet20", "eca")])
+@pytest.mark.parametrize(
+    "name, attention", [("resnet20", "simam"), ("mobilenetv2", "cbam"), ("preresnet20", "eca")]
+)
 def test_channels_last_gives_the_same_output(name, attention):
     torch.manual_seed(0)
     model = create_model(name, attention).eval()
@@ -285,11 +355,12 @@ def test_a_model_runs_under_torch_compile():
         torch.testing.assert_close(torch.compile(model)(x), model(x), atol=1e-4, rtol=1e-4)
 
 
-
 @pytest.mark.parametrize("make, block, conv_place, end_place", PLACES)
 @pytest.mark.parametrize("attention", ["simam", "se"])
 @pytest.mark.parametrize("place", ["after_conv", "end_of_branch"])
-def test_place_puts_any_module_at_either_place(make, block, conv_place, end_place, attention, place):
+def test_place_puts_any_module_at_either_place(
+    make, block, conv_place, end_place, attention, place
+):
     torch.manual_seed(0)
     model = make(attention, place=place).eval()
     layer = f"{block}.{conv_place if place == 'after_conv' else end_place}"
@@ -313,7 +384,11 @@ def test_a_moved_module_changes_the_block_and_keeps_the_state_dict_keys(attentio
 def test_every_network_takes_a_module_class_or_a_partial(name):
     from simam.attention import SimAM, SqueezeExcite
 
-    simams = [m for m in create_model(name, functools.partial(SimAM, lambda_=0.1)).modules() if isinstance(m, SimAM)]
+    simams = [
+        m
+        for m in create_model(name, functools.partial(SimAM, lambda_=0.1)).modules()
+        if isinstance(m, SimAM)
+    ]
     assert simams and all(m.lambda_ == 0.1 for m in simams)
     assert any(isinstance(m, SqueezeExcite) for m in create_model(name, SqueezeExcite).modules())
     with pytest.raises(ValueError, match="place must be one of"):
@@ -321,6 +396,8 @@ def test_every_network_takes_a_module_class_or_a_partial(name):
 
 
 def test_an_option_no_part_of_the_network_takes_is_one_clear_error():
-    with pytest.raises(TypeError, match="attention 'none' takes no option 'dropout' .*its options: rd_ratio"):
+    with pytest.raises(
+        TypeError, match="attention 'none' takes no option 'dropout' .*its options: rd_ratio"
+    ):
         create_model("resnet20", dropout=0.3)  # WRN's option, given to a ResNet
     assert create_model("wrn16_8", dropout=0.1).stages[0][0].dropout.p == 0.1

@@ -12,14 +12,91 @@ INDICES_AND_SHAPES = set("ijkncCHW")
 # Commands whose argument is words or a set, not a symbol, and commands that are operators or layout.
 WORD_ARGUMENTS = r"\\(?:text|mathrm|operatorname|mathbb|label|tag)\s*\{[^{}]*\}"
 NOT_SYMBOLS = {
-    "frac", "tfrac", "dfrac", "sqrt", "sum", "prod", "max", "min", "log", "exp", "det", "le", "ge",
-    "leq", "geq", "ne", "neq", "approx", "top", "in", "times", "cdot", "cdots", "dots", "ldots",
-    "partial", "nabla", "infty", "to", "pm", "mid", "sim", "propto", "equiv", "odot", "ll", "gg",
-    "left", "right", "bigl", "bigr", "Bigl", "Bigr", "big", "Big", "begin", "end", "pmatrix",
-    "qquad", "quad", "hat", "tilde", "bar", "boldsymbol", "mathbf", "mathcal", "langle", "rangle",
-    "lfloor", "rfloor", "lceil", "rceil", "lvert", "rvert", "lVert", "rVert", "displaystyle",
-    "underbrace", "overbrace", "limits", "lim", "sup", "inf", "mathrm", "text", "operatorname",
-    "mathbb", "cup", "cap", "setminus", "forall", "exists", "cdotp", "quad", "ell", "overline",
+    "frac",
+    "tfrac",
+    "dfrac",
+    "sqrt",
+    "sum",
+    "prod",
+    "max",
+    "min",
+    "log",
+    "exp",
+    "det",
+    "le",
+    "ge",
+    "leq",
+    "geq",
+    "ne",
+    "neq",
+    "approx",
+    "top",
+    "in",
+    "times",
+    "cdot",
+    "cdots",
+    "dots",
+    "ldots",
+    "partial",
+    "nabla",
+    "infty",
+    "to",
+    "pm",
+    "mid",
+    "sim",
+    "propto",
+    "equiv",
+    "odot",
+    "ll",
+    "gg",
+    "left",
+    "right",
+    "bigl",
+    "bigr",
+    "Bigl",
+    "Bigr",
+    "big",
+    "Big",
+    "begin",
+    "end",
+    "pmatrix",
+    "qquad",
+    "quad",
+    "hat",
+    "tilde",
+    "bar",
+    "boldsymbol",
+    "mathbf",
+    "mathcal",
+    "langle",
+    "rangle",
+    "lfloor",
+    "rfloor",
+    "lceil",
+    "rceil",
+    "lvert",
+    "rvert",
+    "lVert",
+    "rVert",
+    "displaystyle",
+    "underbrace",
+    "overbrace",
+    "limits",
+    "lim",
+    "sup",
+    "inf",
+    "mathrm",
+    "text",
+    "operatorname",
+    "mathbb",
+    "cup",
+    "cap",
+    "setminus",
+    "forall",
+    "exists",
+    "cdotp",
+    "ell",
+    "overline",
 }
 
 
@@ -38,7 +115,9 @@ def symbols_in(math: str) -> set[str]:
     """Latin letters standing alone and Greek letters (``\\ell`` included) in one formula."""
     math = re.sub(WORD_ARGUMENTS, " ", math)
     commands = set(re.findall(r"\\([A-Za-z]+)", math))
-    letters = set(re.findall(r"(?<![A-Za-z\\])([A-Za-z])(?![A-Za-z])", re.sub(r"\\[A-Za-z]+", " ", math)))
+    letters = set(
+        re.findall(r"(?<![A-Za-z\\])([A-Za-z])(?![A-Za-z])", re.sub(r"\\[A-Za-z]+", " ", math))
+    )
     return letters | {name for name in commands if name not in NOT_SYMBOLS} | ({"ell"} & commands)
 
 
@@ -59,7 +138,21 @@ def glossary() -> tuple[str, set[str]]:
 def test_the_glossary_has_a_row_per_symbol_group():
     section, defined = glossary()
     assert section.count("\n| $") >= 30
-    assert {"lambda", "mu", "sigma", "S", "s", "v", "d", "z", "a", "M", "e", "Q", "kappa"} <= defined
+    assert {
+        "lambda",
+        "mu",
+        "sigma",
+        "S",
+        "s",
+        "v",
+        "d",
+        "z",
+        "a",
+        "M",
+        "e",
+        "Q",
+        "kappa",
+    } <= defined
 
 
 def test_every_symbol_of_the_prose_is_in_the_glossary():
@@ -70,7 +163,9 @@ def test_every_symbol_of_the_prose_is_in_the_glossary():
         for formula in formulas(markdown):
             for symbol in symbols_in(formula) - defined - INDICES_AND_SHAPES:
                 missing.setdefault(symbol, set()).add(script.stem[:2])
-    assert not missing, f"symbols without a row in chapter 1's notation table (symbol: chapters): {missing}"
+    assert not missing, (
+        f"symbols without a row in chapter 1's notation table (symbol: chapters): {missing}"
+    )
 
 
 def test_the_check_catches_an_undefined_symbol():

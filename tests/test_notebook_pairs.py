@@ -43,14 +43,18 @@ def per_notebook(test):
     names = notebook_names()
     if names:
         return pytest.mark.parametrize("name", names)(test)
-    none = pytest.param(None, marks=pytest.mark.skip(reason="no notebooks/*.ipynb in the repository yet"))
+    none = pytest.param(
+        None, marks=pytest.mark.skip(reason="no notebooks/*.ipynb in the repository yet")
+    )
     return pytest.mark.parametrize("name", [none])(test)
 
 
 def read_notebook(name: str) -> nbformat.NotebookNode:
     path = NOTEBOOKS / f"{name}.ipynb"
     if not path.is_file():
-        pytest.fail(f"notebooks/{name}.py is a paired script without its notebook notebooks/{name}.ipynb")
+        pytest.fail(
+            f"notebooks/{name}.py is a paired script without its notebook notebooks/{name}.ipynb"
+        )
     return nbformat.read(path, as_version=4)
 
 
@@ -86,7 +90,9 @@ def _is_colab_test(node: ast.expr) -> bool:
 def _installs(node: ast.AST) -> bool:
     """A call with the word ``install`` in one of its string constants (pip, a magic, a shell)."""
     return isinstance(node, ast.Call) and any(
-        isinstance(const, ast.Constant) and isinstance(const.value, str) and _INSTALL.search(const.value)
+        isinstance(const, ast.Constant)
+        and isinstance(const.value, str)
+        and _INSTALL.search(const.value)
         for const in ast.walk(node)
     )
 
@@ -110,7 +116,9 @@ def colab_install_problem(source: str) -> str | None:
         node
         for node in ast.walk(tree)
         if isinstance(node, ast.If)
-        and (_is_colab_test(node.test) or (isinstance(node.test, ast.Name) and node.test.id in flags))
+        and (
+            _is_colab_test(node.test) or (isinstance(node.test, ast.Name) and node.test.id in flags)
+        )
     ]
     if not guards:
         return 'no `if "google.colab" in sys.modules:` guard'
@@ -120,11 +128,15 @@ def colab_install_problem(source: str) -> str | None:
     )
     if not imports_sys:
         return "the cell uses sys.modules without `import sys`"
-    guarded = {id(inner) for guard in guards for statement in guard.body for inner in ast.walk(statement)}
+    guarded = {
+        id(inner) for guard in guards for statement in guard.body for inner in ast.walk(statement)
+    }
     installs = [node for node in ast.walk(tree) if _installs(node)]
     outside = [node for node in installs if id(node) not in guarded]
     if outside:
-        return f"installs outside the Colab guard, line {outside[0].lineno}: {ast.unparse(outside[0])}"
+        return (
+            f"installs outside the Colab guard, line {outside[0].lineno}: {ast.unparse(outside[0])}"
+        )
     if not installs:
         return "nothing is installed under the Colab guard"
     return None
@@ -140,11 +152,20 @@ GOOD_CELLS = [
 ]
 BAD_CELLS = [
     ("import sys\n%pip install simam", "no `if"),
-    ('import sys\nif "google.colab" in sys.modules:\n    pass\n%pip install simam', "installs outside"),
+    (
+        'import sys\nif "google.colab" in sys.modules:\n    pass\n%pip install simam',
+        "installs outside",
+    ),
     ('import sys\nif "google.colab" not in sys.modules:\n    %pip install simam', "no `if"),
-    ('import sys\nif "google.colab" in sys.modules:\n    print("on Colab")', "nothing is installed"),
+    (
+        'import sys\nif "google.colab" in sys.modules:\n    print("on Colab")',
+        "nothing is installed",
+    ),
     ('if "google.colab" in sys.modules:\n    %pip install simam', "without `import sys`"),
-    ('import sys\nif "google.colab" in sys.modules:\n    pass\nelse:\n    %pip install x', "installs outside"),
+    (
+        'import sys\nif "google.colab" in sys.modules:\n    pass\nelse:\n    %pip install x',
+        "installs outside",
+    ),
     ("import torch", "no `if"),
 ]
 
@@ -181,7 +202,9 @@ def test_paired_script_text_matches_the_jupytext_command_line(tmp_path):
     }
     notebook.metadata["language_info"] = {"name": "python", "version": "3.11.0"}
     notebook.cells = [
-        nbformat.v4.new_markdown_cell("# A title\n\nText with $e_t^*$ and a [link](https://example.org)."),
+        nbformat.v4.new_markdown_cell(
+            "# A title\n\nText with $e_t^*$ and a [link](https://example.org)."
+        ),
         nbformat.v4.new_code_cell(GOOD_CELLS[0]),
         nbformat.v4.new_code_cell("x = 1 + 1\nx\n\n\ndef f():\n    return x"),
         nbformat.v4.new_raw_cell("raw text"),
@@ -225,9 +248,13 @@ def test_notebook_and_script_are_in_sync(name):
     ipynb = NOTEBOOKS / f"{name}.ipynb"
     script = NOTEBOOKS / f"{name}.py"
     if not ipynb.is_file():
-        pytest.fail(f"notebooks/{name}.py is a paired script without its notebook notebooks/{name}.ipynb")
+        pytest.fail(
+            f"notebooks/{name}.py is a paired script without its notebook notebooks/{name}.ipynb"
+        )
     if not script.is_file():
-        pytest.fail(f"notebooks/{name}.ipynb has no paired script notebooks/{name}.py: run `make refresh`")
+        pytest.fail(
+            f"notebooks/{name}.ipynb has no paired script notebooks/{name}.py: run `make refresh`"
+        )
     expected = paired_script_text(ipynb)
     actual = script.read_text(encoding="utf-8")
     if actual != expected:
@@ -238,7 +265,9 @@ def test_notebook_and_script_are_in_sync(name):
             tofile=f"jupytext --to {SCRIPT_FORMAT} notebooks/{name}.ipynb",
         )
         shown = "".join(list(diff)[:80])
-        pytest.fail(f"notebooks/{name}.py is out of sync with its notebook (run `make refresh`):\n{shown}")
+        pytest.fail(
+            f"notebooks/{name}.py is out of sync with its notebook (run `make refresh`):\n{shown}"
+        )
 
 
 @per_notebook
@@ -267,8 +296,8 @@ def test_first_code_cell_installs_only_on_colab(name):
     assert problem is None, f"notebooks/{name}.ipynb, first code cell: {problem}\n{code[0].source}"
 
 
-
 @pytest.mark.parametrize("name", notebook_names())
 def test_no_notebook_keeps_widget_state(name):
-    assert "widgets" not in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).metadata, \
+    assert "widgets" not in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).metadata, (
         f"run python scripts/drop_widget_state.py notebooks/{name}.ipynb"
+    )

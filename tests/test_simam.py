@@ -14,14 +14,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simam.attention.simam as simam_module
-from simam.attention.simam import SIGMOID_HALF, SimAM, simam, simam_compiled, simam_exact, simam_reference
+from simam.attention.simam import (
+    SIGMOID_HALF,
+    SimAM,
+    simam,
+    simam_compiled,
+    simam_exact,
+    simam_reference,
+)
 from simam.bench.modules import saved_bytes
 from simam.energy import importance
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # 1-D, 2-D and 3-D spatial; N = 1 and C = 1; odd sizes; M = 2 (the smallest with a variance).
-SHAPES = [(2, 3, 7), (2, 3, 5, 6), (1, 2, 3, 4, 5), (1, 1, 9, 9), (3, 1, 2, 3), (2, 4, 1, 7), (2, 2, 2)]
+SHAPES = [
+    (2, 3, 7),
+    (2, 3, 5, 6),
+    (1, 2, 3, 4, 5),
+    (1, 1, 9, 9),
+    (3, 1, 2, 3),
+    (2, 4, 1, 7),
+    (2, 2, 2),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +65,9 @@ def input_grad(fn, x: torch.Tensor, g: torch.Tensor, **kwargs) -> torch.Tensor:
 def test_matches_reference_formula_in_float64(device: str, shape, lambda_: float) -> None:
     x = feature_map(shape, device=device, offset=3.0)
     torch.testing.assert_close(simam(x, lambda_), simam_reference(x, lambda_), rtol=0, atol=1e-12)
-    torch.testing.assert_close(SimAM(lambda_=lambda_)(x), simam_reference(x, lambda_), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        SimAM(lambda_=lambda_)(x), simam_reference(x, lambda_), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -61,12 +78,16 @@ def test_matches_reference_formula_in_float32(device: str) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    shape=st.lists(st.integers(1, 5), min_size=3, max_size=5).filter(lambda s: math.prod(s[2:]) >= 2),
+    shape=st.lists(st.integers(1, 5), min_size=3, max_size=5).filter(
+        lambda s: math.prod(s[2:]) >= 2
+    ),
     log_scale=st.integers(-6, 6),
     offset=st.floats(0, 100),
     lambda_=st.sampled_from([0.0, 1e-4, 0.1]),
 )
-def test_matches_reference_formula_on_random_inputs(shape, log_scale: int, offset: float, lambda_: float) -> None:
+def test_matches_reference_formula_on_random_inputs(
+    shape, log_scale: int, offset: float, lambda_: float
+) -> None:
     x = feature_map(tuple(shape), offset=offset, scale=10.0**log_scale)
     expected = simam_reference(x, lambda_)
     y = simam(x, lambda_)
@@ -99,6 +120,7 @@ def test_module_options_and_repr() -> None:
 
 # --- the analytic gradient -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(2, 3, 5), (1, 2, 3, 4), (1, 1, 2, 2, 3), (2, 2, 2)])
 @pytest.mark.parametrize("lambda_", [1e-4, 0.5, 0.0])
 def test_gradcheck(shape, lambda_: float) -> None:
@@ -120,17 +142,22 @@ def test_gradient_equals_autograd_through_the_reference(device: str, shape, lamb
     x = feature_map(shape, device=device, offset=3.0)
     g = torch.randn_like(x)
     expected = input_grad(simam_reference, x, g, lambda_=lambda_)
-    torch.testing.assert_close(input_grad(simam, x, g, lambda_=lambda_), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        input_grad(simam, x, g, lambda_=lambda_), expected, rtol=0, atol=1e-12
+    )
 
 
 def test_gradient_in_float32_is_close_to_float64() -> None:
     x = feature_map((4, 8, 9, 9), offset=2.0)
     g = torch.randn_like(x)
     expected = input_grad(simam, x, g)
-    torch.testing.assert_close(input_grad(simam, x.float(), g.float()).double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        input_grad(simam, x.float(), g.float()).double(), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 # --- the exact leave-one-out energy --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("lambda_", [1e-4, 0.1, 0.0])
@@ -158,6 +185,7 @@ def test_exact_with_lambda_zero_gives_an_outlier_among_equals_weight_one() -> No
 
 # --- edge cases where the reference formula fails ------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(4, 3, 1, 1), (2, 5, 1), (2, 3, 1, 1, 1)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
 def test_a_single_position_gets_weight_sigmoid_half(shape, dtype: torch.dtype) -> None:
@@ -172,7 +200,9 @@ def test_a_single_position_gets_weight_sigmoid_half(shape, dtype: torch.dtype) -
 @pytest.mark.parametrize("lambda_", [1e-4, 0.0])
 @pytest.mark.parametrize("value", [0.0, 0.1, -3.7, 1e4, 1e30])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_constant_channels_get_weight_sigmoid_half(lambda_: float, value: float, dtype: torch.dtype) -> None:
+def test_constant_channels_get_weight_sigmoid_half(
+    lambda_: float, value: float, dtype: torch.dtype
+) -> None:
     x = feature_map((3, 4, 5, 7), dtype=dtype)
     x[:, 1] = value
     x[2, 3] = value
@@ -181,7 +211,9 @@ def test_constant_channels_get_weight_sigmoid_half(lambda_: float, value: float,
     for n, c in [(0, 1), (1, 1), (2, 1), (2, 3)]:
         torch.testing.assert_close(y[n, c], x[n, c] * SIGMOID_HALF, rtol=1e-15, atol=0)
         torch.testing.assert_close(grad[n, c], g[n, c] * SIGMOID_HALF, rtol=1e-15, atol=0)
-    torch.testing.assert_close(simam_exact(x, lambda_)[:, 1], x[:, 1] * SIGMOID_HALF, rtol=1e-15, atol=0)
+    torch.testing.assert_close(
+        simam_exact(x, lambda_)[:, 1], x[:, 1] * SIGMOID_HALF, rtol=1e-15, atol=0
+    )
     # The other channels are untouched by their neighbours.
     torch.testing.assert_close(y[0, 0], simam(x[:1, :1], lambda_)[0, 0], rtol=0, atol=0)
     assert torch.isfinite(grad).all()
@@ -200,7 +232,9 @@ def test_16_bit_inputs_match_float32(device: str, dtype: torch.dtype, tolerance:
     g = torch.randn_like(x)
     grad = input_grad(simam, x, g)
     assert grad.dtype == dtype
-    torch.testing.assert_close(grad.float(), input_grad(simam, x.float(), g.float()), rtol=4 * tolerance, atol=1e-3)
+    torch.testing.assert_close(
+        grad.float(), input_grad(simam, x.float(), g.float()), rtol=4 * tolerance, atol=1e-3
+    )
     if dtype == torch.float16:
         # 256 squared deviations of about 60^2 sum to far more than float16's 65504: the reference's
         # variance is inf and every weight collapses to sigmoid(1/2).
@@ -242,7 +276,12 @@ def test_extreme_magnitudes_do_not_overflow(scale: float) -> None:
     grad = input_grad(simam, big, g, lambda_=0.0)
     assert torch.isfinite(grad).all()
     if scale > 1e-37:
-        torch.testing.assert_close(grad.double(), input_grad(simam, big.double(), g.double(), lambda_=0.0), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            grad.double(),
+            input_grad(simam, big.double(), g.double(), lambda_=0.0),
+            rtol=1e-4,
+            atol=1e-4,
+        )
     assert torch.isfinite(simam_exact(big, 0.0)).all()
 
 
@@ -287,6 +326,7 @@ def test_empty_batches_and_inference_mode() -> None:
 
 # --- bad input -----------------------------------------------------------------------------------
 
+
 def test_bad_input_raises_a_clear_error() -> None:
     module = SimAM(8)
     with pytest.raises(TypeError, match="floating-point"):
@@ -317,6 +357,7 @@ def test_bad_input_raises_a_clear_error() -> None:
 
 # --- memory formats, export, compile -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "shape, memory_format",
     [((2, 8, 9, 7), torch.channels_last), ((2, 8, 3, 5, 4), torch.channels_last_3d)],
@@ -330,7 +371,9 @@ def test_channels_last_in_channels_last_out(shape, memory_format, exact: bool) -
     assert y.is_contiguous(memory_format=memory_format)
     torch.testing.assert_close(y, module(x), rtol=1e-6, atol=1e-6)
     g = torch.randn_like(x)
-    torch.testing.assert_close(input_grad(module, xl, g), input_grad(module, x, g), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        input_grad(module, xl, g), input_grad(module, x, g), rtol=1e-5, atol=1e-6
+    )
     y16 = module(xl.half())
     assert y16.dtype == torch.float16 and y16.is_contiguous(memory_format=memory_format)
 
@@ -341,7 +384,9 @@ def test_non_contiguous_input() -> None:
     assert not view.is_contiguous()
     torch.testing.assert_close(simam(view), simam_reference(view), rtol=0, atol=1e-12)
     g = torch.randn_like(view)
-    torch.testing.assert_close(input_grad(simam, view, g), input_grad(simam_reference, view, g), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        input_grad(simam, view, g), input_grad(simam_reference, view, g), rtol=0, atol=1e-12
+    )
 
 
 def _round_trip(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -362,7 +407,9 @@ def test_torchscript_export_reproduces_the_output() -> None:
         torch.testing.assert_close(exported(x), module(x), rtol=0, atol=1e-12)
     other = feature_map((3, 8, 5), offset=1.0)  # scripting keeps shapes and dims free
     torch.testing.assert_close(scripted(other), module(other), rtol=0, atol=1e-12)
-    torch.testing.assert_close(scripted(other[:, :, :1]), other[:, :, :1] * SIGMOID_HALF, rtol=0, atol=0)
+    torch.testing.assert_close(
+        scripted(other[:, :, :1]), other[:, :, :1] * SIGMOID_HALF, rtol=0, atol=0
+    )
     half = other.half()
     assert scripted(half).dtype == torch.float16
     torch.testing.assert_close(scripted(half), module(half), rtol=2**-10, atol=1e-3)
@@ -373,7 +420,9 @@ def test_torchscript_export_reproduces_the_output() -> None:
             scripted(bad)
     exact = SimAM(8, exact=True)
     # Traced, the shape arithmetic of the leave-one-out statistics runs on tensors, M / (M - 1) in float32.
-    torch.testing.assert_close(_round_trip(torch.jit.trace(exact, x))(x), exact(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        _round_trip(torch.jit.trace(exact, x))(x), exact(x), rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(Exception, match="exact=True"):
         torch.jit.script(exact)(x)
 
@@ -392,7 +441,9 @@ def test_torch_compile_matches_eager() -> None:
     x = feature_map((2, 8, 5, 6), dtype=torch.float32, offset=1.0)
     g = torch.randn_like(x)
     torch.testing.assert_close(compiled(x), module(x), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(input_grad(compiled, x, g), input_grad(module, x, g), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        input_grad(compiled, x, g), input_grad(module, x, g), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_compiled_module_matches_the_eager_function_and_its_gradient() -> None:
@@ -401,7 +452,9 @@ def test_compiled_module_matches_the_eager_function_and_its_gradient() -> None:
     x = feature_map((2, 8, 5, 6), dtype=torch.float32, offset=1.0)
     g = torch.randn_like(x)
     torch.testing.assert_close(module(x), simam(x), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(input_grad(module, x, g), input_grad(SimAM(8), x, g), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        input_grad(module, x, g), input_grad(SimAM(8), x, g), rtol=1e-5, atol=1e-6
+    )
     assert "compiled" not in repr(SimAM(8)) and SimAM(8).compiled is False
 
 
@@ -424,7 +477,10 @@ def test_more_simam_shapes_than_the_recompile_limit_stay_compiled(fresh_compiled
     from torch._dynamo.utils import counters
 
     limit = torch._dynamo.config.recompile_limit
-    shapes = [(2, c, s, s) for c, s in zip((3, 4, 6, 8, 12, 16, 24, 32, 48, 64), (5, 8, 6, 7, 4, 5, 3, 4, 2, 3))]
+    shapes = [
+        (2, c, s, s)
+        for c, s in zip((3, 4, 6, 8, 12, 16, 24, 32, 48, 64), (5, 8, 6, 7, 4, 5, 3, 4, 2, 3))
+    ]
     assert len(shapes) > limit
     graphs_before = counters["stats"]["unique_graphs"]
     with warnings.catch_warnings():
@@ -432,23 +488,30 @@ def test_more_simam_shapes_than_the_recompile_limit_stay_compiled(fresh_compiled
         for shape in shapes:
             x = feature_map(shape, dtype=torch.float32, offset=1.0)
             g = torch.randn_like(x)
-            torch.testing.assert_close(input_grad(simam_compiled, x, g), input_grad(simam, x, g), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                input_grad(simam_compiled, x, g), input_grad(simam, x, g), rtol=1e-5, atol=1e-6
+            )
             with torch.no_grad():
                 torch.testing.assert_close(simam_compiled(x), simam(x), rtol=1e-6, atol=1e-6)
     graphs = counters["stats"]["unique_graphs"] - graphs_before
     assert 2 <= graphs < limit  # under the limit: every signature ran compiled
 
     x = feature_map((2, 3, 5, 5), dtype=torch.float64, offset=1.0)
-    compiled_before = feature_map(shapes[0], dtype=torch.float32, offset=1.0)  # a signature with its graph
+    # a signature with its graph
+    compiled_before = feature_map(shapes[0], dtype=torch.float32, offset=1.0)
     met_it, other = SimAM(compiled=True), SimAM(compiled=True)
     with torch._dynamo.config.patch(recompile_limit=graphs):
-        with pytest.warns(RuntimeWarning, match="recompile limit .* this SimAM runs uncompiled from now on"):
+        with pytest.warns(
+            RuntimeWarning, match="recompile limit .* this SimAM runs uncompiled from now on"
+        ):
             torch.testing.assert_close(met_it(x), simam(x), rtol=0, atol=0)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # said once, and by this module alone
             torch.testing.assert_close(met_it(x), simam(x), rtol=0, atol=0)
             with torch.no_grad():
-                torch.testing.assert_close(other(compiled_before), simam(compiled_before), rtol=1e-6, atol=1e-6)
+                torch.testing.assert_close(
+                    other(compiled_before), simam(compiled_before), rtol=1e-6, atol=1e-6
+                )
         assert met_it._compiled_form.gave_up is not None and other._compiled_form.gave_up is None
         for caller in (other, simam_compiled):  # each meets the limit on its own
             with pytest.warns(RuntimeWarning, match="recompile limit"):
@@ -462,6 +525,7 @@ def test_exact_energy_has_no_compiled_form() -> None:
 
 # --- memory --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "shape, dtype, memory_format",
     [
@@ -471,10 +535,14 @@ def test_exact_energy_has_no_compiled_form() -> None:
         ((2, 16, 4, 8, 8), torch.float64, torch.contiguous_format),
     ],
 )
-def test_saved_for_backward_is_the_input_and_three_numbers_per_channel(shape, dtype, memory_format) -> None:
+def test_saved_for_backward_is_the_input_and_three_numbers_per_channel(
+    shape, dtype, memory_format
+) -> None:
     x = feature_map(shape, dtype=dtype).contiguous(memory_format=memory_format)
     input_bytes = x.numel() * x.element_size()
-    per_channel = 3 * shape[0] * shape[1] * torch.finfo(simam_module._compute_dtype(dtype)).bits // 8
+    per_channel = (
+        3 * shape[0] * shape[1] * torch.finfo(simam_module._compute_dtype(dtype)).bits // 8
+    )
     assert saved_bytes(simam, x) == input_bytes + per_channel
     assert saved_bytes(simam, x) <= 1.25 * input_bytes
     assert saved_bytes(simam_reference, x) >= 2 * input_bytes  # for comparison

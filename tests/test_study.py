@@ -56,8 +56,12 @@ minus = ["simam_end", "eca_conv"]
 kind = "primary"
 """
 
-ACCURACIES = {"simam": [87.0, 87.2, 87.4], "simam_end": [86.5, 86.6, 86.9], "eca": [86.9, 87.0, 87.3],
-              "eca_conv": [86.8, 87.1, 87.0]}
+ACCURACIES = {
+    "simam": [87.0, 87.2, 87.4],
+    "simam_end": [86.5, 86.6, 86.9],
+    "eca": [86.9, 87.0, 87.3],
+    "eca_conv": [86.8, 87.1, 87.0],
+}
 
 
 def write_plan(folder: Path, text: str = PLAN, name: str = "where") -> Path:
@@ -68,32 +72,52 @@ def write_plan(folder: Path, text: str = PLAN, name: str = "where") -> Path:
 
 
 def lines_for(study, cpus=("CPU: A, 2 logical cores",) * 3) -> list[dict]:
-    return [{"run_id": run, "final_test_accuracy": ACCURACIES[name][seed] / 100,
-             "final_test_accuracy_flip": (ACCURACIES[name][seed] + 0.5) / 100, "device": cpus[seed]}
-            for name in study.cells for seed, run in enumerate(study.run_ids(name))]
+    return [
+        {
+            "run_id": run,
+            "final_test_accuracy": ACCURACIES[name][seed] / 100,
+            "final_test_accuracy_flip": (ACCURACIES[name][seed] + 0.5) / 100,
+            "device": cpus[seed],
+        }
+        for name in study.cells
+        for seed, run in enumerate(study.run_ids(name))
+    ]
 
 
 def test_a_plan_names_its_runs_and_the_grid_runs_exactly_them(tmp_path, capsys):
     study = read_study(write_plan(tmp_path))
-    assert [spec.run_id for spec in study.specs()][3::3] == ["cifar10-resnet20-simam-end_of_branch-quick-seed0",
-                                                              "cifar10-resnet20-eca-quick-seed0",
-                                                              "cifar10-resnet20-eca-after_conv-quick-seed0"]
-    assert main(["commands", "--plan", str(tmp_path / "plans" / "where.toml"), "--out", str(tmp_path)]) == 0
+    assert [spec.run_id for spec in study.specs()][3::3] == [
+        "cifar10-resnet20-simam-end_of_branch-quick-seed0",
+        "cifar10-resnet20-eca-quick-seed0",
+        "cifar10-resnet20-eca-after_conv-quick-seed0",
+    ]
+    assert (
+        main(["commands", "--plan", str(tmp_path / "plans" / "where.toml"), "--out", str(tmp_path)])
+        == 0
+    )
     commands = capsys.readouterr().out.splitlines()
     assert len(commands) == 12 and sum("--place end_of_branch" in c for c in commands) == 3
-    assert main(["run", "--plan", str(tmp_path / "plans" / "where.toml"), "--attentions", "se"]) == 2
+    assert (
+        main(["run", "--plan", str(tmp_path / "plans" / "where.toml"), "--attentions", "se"]) == 2
+    )
     assert "--plan sets the cells itself; drop --attentions" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("change, message", [
-    (("seeds = 3\n[[comparisons]]", "seeds = 3\n[[comparisons]]"), None),
-    (('minus = ["simam_end"]', 'minus = ["simam_ending"]'), "names no cell 'simam_ending'"),
-    (('kind = "primary"', 'kind = "main"'), "kind must be one of primary, secondary, exploratory"),
-    (('written = "before the runs"', 'written = "soon"'), "written must be"),
-    (('place = "end_of_branch"', 'place = "nowhere"'), "unknown place 'nowhere'"),
-    (('question = "Where should the module sit?"\n', ''), "missing 'question'"),
-    (('recipe = "quick"', 'recipe = "quick'), "plan "),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("seeds = 3\n[[comparisons]]", "seeds = 3\n[[comparisons]]"), None),
+        (('minus = ["simam_end"]', 'minus = ["simam_ending"]'), "names no cell 'simam_ending'"),
+        (
+            ('kind = "primary"', 'kind = "main"'),
+            "kind must be one of primary, secondary, exploratory",
+        ),
+        (('written = "before the runs"', 'written = "soon"'), "written must be"),
+        (('place = "end_of_branch"', 'place = "nowhere"'), "unknown place 'nowhere'"),
+        (('question = "Where should the module sit?"\n', ""), "missing 'question'"),
+        (('recipe = "quick"', 'recipe = "quick'), "plan "),
+    ],
+)
 def test_a_bad_plan_is_one_clear_error(tmp_path, change, message):
     path = write_plan(tmp_path, PLAN.replace(*change, 1))
     if message is None:
@@ -109,15 +133,25 @@ def test_the_verdict_computes_each_contrast_as_by_hand(tmp_path):
     before, interaction = verdict.rows
     a, b = ACCURACIES["simam"], ACCURACIES["simam_end"]
     assert before.estimate == pytest.approx(statistics.mean(a) - statistics.mean(b))
-    assert (before.low, before.high, before.p_welch) == pytest.approx(stats.welch(a, b)[1:3] + stats.welch(a, b)[4:])
-    assert before.p_permutation == stats.permutation_p(a, b)[0] and before.p_within_cpu is None  # one CPU model
+    assert (before.low, before.high, before.p_welch) == pytest.approx(
+        stats.welch(a, b)[1:3] + stats.welch(a, b)[4:]
+    )
+    # one CPU model
+    assert before.p_permutation == stats.permutation_p(a, b)[0] and before.p_within_cpu is None
     means = {name: statistics.mean(values) for name, values in ACCURACIES.items()}
-    assert interaction.estimate == pytest.approx(means["simam"] + means["eca"] - means["simam_end"] - means["eca_conv"])
+    assert interaction.estimate == pytest.approx(
+        means["simam"] + means["eca"] - means["simam_end"] - means["eca_conv"]
+    )
     error = sum(statistics.variance(v) / 3 for v in ACCURACIES.values()) ** 0.5
-    assert interaction.high - interaction.estimate == pytest.approx(stats.t_quantile(0.975, interaction.df) * error)
+    assert interaction.high - interaction.estimate == pytest.approx(
+        stats.t_quantile(0.975, interaction.df) * error
+    )
     assert interaction.p_permutation is None and interaction.holm_permutation is None
-    assert before.holm_welch == max(stats.holm([before.p_welch, interaction.p_welch])[0], before.p_welch)
-    assert before.holm_permutation == min(1.0, 2 * before.p_permutation)  # the interaction counts as p = 1
+    assert before.holm_welch == max(
+        stats.holm([before.p_welch, interaction.p_welch])[0], before.p_welch
+    )
+    # the interaction counts as p = 1
+    assert before.holm_permutation == min(1.0, 2 * before.p_permutation)
     section = study_section(verdict)
     assert "committed before its first run" in section and "| interaction | primary |" in section
     assert "12 of 12 planned runs finished" in section
@@ -138,12 +172,17 @@ def test_runs_are_exchanged_only_within_their_cpu_model():
     # a's runs and b's runs come from two CPU models that differ by a point, in unequal shares
     a, b = [87.0, 87.1, 87.2, 86.0], [86.0, 86.1, 86.2, 87.1]
     p_pooled = stats.permutation_p(a, b)[0]
-    p_within, exact = stats.stratified_permutation_p(a, b, ["x", "x", "x", "y"], ["y", "y", "y", "x"])
+    p_within, exact = stats.stratified_permutation_p(
+        a, b, ["x", "x", "x", "y"], ["y", "y", "y", "x"]
+    )
     assert exact and p_within > p_pooled  # the CPU models' difference no longer passes for a's gain
 
 
 def test_the_interim_look_uses_the_first_seeds(tmp_path):
-    path = write_plan(tmp_path, PLAN.replace('primary_metric = "final"', 'primary_metric = "final"\ninterim_seeds = 2'))
+    path = write_plan(
+        tmp_path,
+        PLAN.replace('primary_metric = "final"', 'primary_metric = "final"\ninterim_seeds = 2'),
+    )
     study = read_study(path)
     verdict = judge_study(study, lines_for(study))
     a, b = ACCURACIES["simam"][:2], ACCURACIES["simam_end"][:2]
@@ -155,22 +194,30 @@ def test_the_committed_plans_read_and_come_in_the_course_order():
     studies = read_studies(REPO / "results")
     assert [s.name for s in studies] == ["grid", "placement", "budget"]
     assert [s.written for s in studies] == ["after the runs", "before the runs", "before the runs"]
-    reused = {s.name: sorted(name for name, cell in s.cells.items() if cell.reused_from) for s in studies}
+    reused = {
+        s.name: sorted(name for name, cell in s.cells.items() if cell.reused_from) for s in studies
+    }
     assert reused == {"grid": [], "placement": ["eca", "simam"], "budget": ["none", "simam"]}
     assert len(studies[1].specs()) == 40 and len(studies[2].specs()) == 30
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
-@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="no git history here")
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (REPO / ".git").exists(), reason="no git history here"
+)
 def test_each_plan_written_before_its_runs_was_committed_before_their_results():
     if _git("rev-parse", "--is-shallow-repository") == "true":
         pytest.skip("a shallow clone holds no history to check the order in")
     checked = 0
     for study in read_studies(REPO / "results"):
-        added = _git("log", "--diff-filter=A", "--format=%H", "--", f"results/plans/{study.name}.toml").splitlines()
+        added = _git(
+            "log", "--diff-filter=A", "--format=%H", "--", f"results/plans/{study.name}.toml"
+        ).splitlines()
         if study.written != "before the runs" or not added:
             continue
         plan_commit = added[-1]
@@ -178,20 +225,32 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
             if cell.reused_from:  # another study's runs, trained before this plan
                 continue
             for run in study.run_ids(name):
-                results = _git("log", "--diff-filter=A", "--format=%H", "--", f"results/runs/{run}/final.json").splitlines()
+                results = _git(
+                    "log", "--diff-filter=A", "--format=%H", "--", f"results/runs/{run}/final.json"
+                ).splitlines()
                 if results:
                     first = results[-1]
-                    ancestor = subprocess.run(["git", "-C", str(REPO), "merge-base", "--is-ancestor", plan_commit, first])
-                    assert first != plan_commit and ancestor.returncode == 0, f"{run} came before {study.name}'s plan"
+                    ancestor = subprocess.run(
+                        ["git", "-C", str(REPO), "merge-base", "--is-ancestor", plan_commit, first]
+                    )
+                    assert first != plan_commit and ancestor.returncode == 0, (
+                        f"{run} came before {study.name}'s plan"
+                    )
                     checked += 1
-    assert checked == len([line for line in _git("ls-files", "results/runs").splitlines()
-                           if line.endswith("final.json") and any(f"-{p}-" in line for p in ("end_of_branch", "after_conv",
-                                                                                               "quick-4x"))])
+    assert checked == len(
+        [
+            line
+            for line in _git("ls-files", "results/runs").splitlines()
+            if line.endswith("final.json")
+            and any(f"-{p}-" in line for p in ("end_of_branch", "after_conv", "quick-4x"))
+        ]
+    )
 
 
 def test_a_primary_comparison_not_yet_computable_still_counts_in_holms_family(tmp_path):
     study = read_study(write_plan(tmp_path))
-    lines = [line for line in lines_for(study) if "after_conv" not in line["run_id"]]  # no ECA before the BN
+    # no ECA before the BN
+    lines = [line for line in lines_for(study) if "after_conv" not in line["run_id"]]
     verdict = judge_study(study, lines)
     (before,) = verdict.rows  # the interaction needs the missing cell
     assert before.holm_welch == min(1.0, 2 * before.p_welch)  # corrected for the family of two

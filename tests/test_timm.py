@@ -31,7 +31,9 @@ SE_SLOT = {**MODULES, "se": partial(SqueezeExcite, bias=True)}
 
 def small_resnet(attn_layer=None, block=BasicBlock) -> nn.Module:
     """A timm ResNet with one block per stage: every code path of the full one, compiles quickly."""
-    return ResNet(block=block, layers=[1, 1, 1, 1], num_classes=10, block_args=dict(attn_layer=attn_layer))
+    return ResNet(
+        block=block, layers=[1, 1, 1, 1], num_classes=10, block_args=dict(attn_layer=attn_layer)
+    )
 
 
 def lowers_the_loss(model: nn.Module, steps: int = 6) -> tuple[float, float]:
@@ -81,7 +83,9 @@ def test_timm_passes_its_block_activation_and_ratio_to_the_squeeze_excite_slot()
 
 
 def test_timm_builds_the_modules_in_the_asked_dtype() -> None:
-    model = timm.create_model("resnet26", block_args=dict(attn_layer=GlobalContext), dtype=torch.float64)
+    model = timm.create_model(
+        "resnet26", block_args=dict(attn_layer=GlobalContext), dtype=torch.float64
+    )
     assert {p.dtype for p in model.parameters()} == {torch.float64}
 
 

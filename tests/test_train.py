@@ -25,34 +25,100 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_checks import assert_same_weights_and_momentum, rows_without_time
 
 import simam.device
 import simam.train
 from simam.attention import SimAM
-from simam.data import CifarLoader
-from simam.config import (COMPILE_SIMAM_FROM, CONFIG_FIELDS, PAPER, QUICK, RECIPES, Config, ConfigError, build_model,
-                          build_parser, check_config, config_from_args, option_name)
+from simam.config import (
+    COMPILE_SIMAM_FROM,
+    CONFIG_FIELDS,
+    PAPER,
+    QUICK,
+    RECIPES,
+    Config,
+    ConfigError,
+    build_model,
+    build_parser,
+    check_config,
+    config_from_args,
+    option_name,
+)
 from simam.course import GPU_COMPILE_SECONDS, T4_ACHIEVED_FLOPS, estimated_gpu_minutes
-from simam.device import (CUBLAS_DETERMINISTIC, SYNC_BN_COMPILE_BLOCKER, cuda_settings, deterministic_cublas, resolve,
-                          why_not_compiled)
+from simam.data import CifarLoader
+from simam.device import (
+    CUBLAS_DETERMINISTIC,
+    SYNC_BN_COMPILE_BLOCKER,
+    cuda_settings,
+    deterministic_cublas,
+    resolve,
+    why_not_compiled,
+)
 from simam.models import training_flops_per_image
 from simam.runs import atomic_write, load_model, read_metrics
 from simam.train import evaluate, learning_rate, main, restore_scaler
 
-from run_checks import assert_same_weights_and_momentum, rows_without_time
-
 REPO = Path(__file__).resolve().parents[1]
 
 # 12 steps of 16 over 48 images (4 epochs), evaluations every 3 steps, checkpoints every 4.
-RUN = ["--model", "resnet20", "--attention", "simam", "--recipe", "quick", "--subset", "48", "--batch-size", "16",
-       "--iterations", "12", "--warmup", "3", "--lr", "0.05", "--eval-every", "3", "--checkpoint-every", "4",
-       "--test-subset", "100", "--threads", "1", "--device", "cpu", "--no-progress"]
+RUN = [
+    "--model",
+    "resnet20",
+    "--attention",
+    "simam",
+    "--recipe",
+    "quick",
+    "--subset",
+    "48",
+    "--batch-size",
+    "16",
+    "--iterations",
+    "12",
+    "--warmup",
+    "3",
+    "--lr",
+    "0.05",
+    "--eval-every",
+    "3",
+    "--checkpoint-every",
+    "4",
+    "--test-subset",
+    "100",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 # The quick recipe reports the flip-averaged accuracy beside the plain one.
-ROW_KEYS = {"iteration", "epoch", "lr", "train_loss", "test_loss", "test_accuracy", "test_accuracy_flip", "elapsed_seconds"}
-FINAL_KEYS = {"config", "iterations", "epochs", "final_test_accuracy", "final_test_loss", "final_test_accuracy_flip",
-              "best_test_accuracy_selected_on_test_set", "best_iteration_selected_on_test_set", "note",
-              "wall_seconds", "train_seconds", "train_images_per_second", "steady_images_per_second", "parameters",
-              "device", "versions"}
+ROW_KEYS = {
+    "iteration",
+    "epoch",
+    "lr",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "test_accuracy_flip",
+    "elapsed_seconds",
+}
+FINAL_KEYS = {
+    "config",
+    "iterations",
+    "epochs",
+    "final_test_accuracy",
+    "final_test_loss",
+    "final_test_accuracy_flip",
+    "best_test_accuracy_selected_on_test_set",
+    "best_iteration_selected_on_test_set",
+    "note",
+    "wall_seconds",
+    "train_seconds",
+    "train_images_per_second",
+    "steady_images_per_second",
+    "parameters",
+    "device",
+    "versions",
+}
 
 # Runs the command line in a child that sends itself SIGKILL when its KILL_AT_STEP-th step begins.
 KILLED_CHILD = """
@@ -71,8 +137,6 @@ def step_then_die(*args, **kwargs):
 simam.train.train_step = step_then_die
 sys.exit(simam.train.main(sys.argv[1:]))
 """
-
-
 
 
 pytestmark = pytest.mark.usefixtures("keep_thread_count")
@@ -103,9 +167,18 @@ def test_short_real_run_writes_documented_files_and_the_loss_falls(finished_run)
     final = json.loads((finished_run / "final.json").read_text())
     assert set(final) == FINAL_KEYS
     assert final["final_test_accuracy"] == rows[-1]["test_accuracy"]
-    assert final["best_test_accuracy_selected_on_test_set"] == max(row["test_accuracy"] for row in rows)
-    assert final["config"]["recipe"] == "quick" and final["config"]["subset"] == 48 and final["config"]["device"] == "cpu"
-    assert final["parameters"] == 272_474 and final["steady_images_per_second"] > 0 < final["train_images_per_second"]
+    assert final["best_test_accuracy_selected_on_test_set"] == max(
+        row["test_accuracy"] for row in rows
+    )
+    assert (
+        final["config"]["recipe"] == "quick"
+        and final["config"]["subset"] == 48
+        and final["config"]["device"] == "cpu"
+    )
+    assert (
+        final["parameters"] == 272_474
+        and final["steady_images_per_second"] > 0 < final["train_images_per_second"]
+    )
     assert set(final["versions"]) >= {"python", "torch", "torchvision", "numpy", "simam"}
     assert torch.load(finished_run / "checkpoint.pt", weights_only=True)["iteration"] == 12
 
@@ -130,34 +203,59 @@ def test_steady_images_per_second_leaves_out_the_first_steps(tmp_path, monkeypat
     assert final["steady_images_per_second"] == round(9 * 16 / saved["steady_seconds"], 1)
     assert final["steady_images_per_second"] > final["train_images_per_second"]
 
-    assert main([*RUN, "--iterations", "1", "--warmup", "0", "--out", str(tmp_path / "one-step")]) == 0
-    assert json.loads((tmp_path / "one-step" / "final.json").read_text())["steady_images_per_second"] is None
+    assert (
+        main([*RUN, "--iterations", "1", "--warmup", "0", "--out", str(tmp_path / "one-step")]) == 0
+    )
+    assert (
+        json.loads((tmp_path / "one-step" / "final.json").read_text())["steady_images_per_second"]
+        is None
+    )
 
 
 @pytest.mark.cifar10
-def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(finished_run, tmp_path, capsys):
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
+    finished_run, tmp_path, capsys
+):
     out = tmp_path / "killed"
-    killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, *RUN, "--out", str(out)], cwd=REPO,
-                            env={**os.environ, "KILL_AT_STEP": "10"}, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, *RUN, "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, "KILL_AT_STEP": "10"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 8  # mid-epoch: 3 batches per epoch
-    assert [row["iteration"] for row in read_metrics(out)] == [3, 6, 9]  # row 9 is past the checkpoint
-    (out / ".checkpoint.pt.999.tmp").write_bytes(b"half a checkpoint")  # as a kill during a save leaves it
+    # mid-epoch: 3 batches per epoch
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 8
+    # row 9 is past the checkpoint
+    assert [row["iteration"] for row in read_metrics(out)] == [
+        3,
+        6,
+        9,
+    ]
+    # as a kill during a save leaves it
+    (out / ".checkpoint.pt.999.tmp").write_bytes(b"half a checkpoint")
 
     capsys.readouterr()
     assert main([*RUN, "--out", str(out), "--resume"]) == 0
     assert "resuming at iteration 8" in capsys.readouterr().out
     assert not list(out.glob(".*.tmp"))
 
-    assert rows_without_time(out) == rows_without_time(finished_run)  # no duplicate rows, same values
+    # no duplicate rows, same values
+    assert rows_without_time(out) == rows_without_time(finished_run)
     assert_same_weights_and_momentum(out, finished_run)
     ours = torch.load(out / "checkpoint.pt", weights_only=True)
     theirs = torch.load(finished_run / "checkpoint.pt", weights_only=True)
-    assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(ours["loader"]["generator"], theirs["loader"]["generator"])
+    assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(
+        ours["loader"]["generator"], theirs["loader"]["generator"]
+    )
 
 
 @pytest.mark.cifar10
-def test_a_run_saved_with_a_float16_scaler_resumes_in_another_precision(finished_run, tmp_path, capsys):
+def test_a_run_saved_with_a_float16_scaler_resumes_in_another_precision(
+    finished_run, tmp_path, capsys
+):
     """A checkpoint of a float16 run on a GPU holds the gradient scaler's state; resumed on the CPU
     (float32 or bfloat16, no scaler) the run goes on and the state is not needed."""
     out = tmp_path / "resumed"
@@ -193,22 +291,36 @@ def test_restore_scaler_across_precisions(capsys):
 
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_cuda_settings_hold_for_the_run_and_give_the_process_its_own_back(deterministic):
-    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    before = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+    )
     with cuda_settings(deterministic):
         assert torch.backends.cudnn.benchmark is (not deterministic)
         assert torch.backends.cudnn.deterministic is deterministic
         assert torch.are_deterministic_algorithms_enabled() is deterministic
-    after = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    after = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+    )
     assert after == before
 
 
 @pytest.mark.cifar10
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "diverged"
-    code = main([*RUN, "--lr", "1e30", "--iterations", "8", "--checkpoint-every", "1", "--out", str(out)])
+    code = main(
+        [*RUN, "--lr", "1e30", "--iterations", "8", "--checkpoint-every", "1", "--out", str(out)]
+    )
     assert code == 1
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "training loss became" in error and "Traceback" not in error
+    assert (
+        len(error.splitlines()) == 1
+        and "training loss became" in error
+        and "Traceback" not in error
+    )
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert f"holds iteration {saved['iteration']}" in error and saved["iteration"] < 8
     assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
@@ -221,7 +333,12 @@ def test_training_curves_plot_from_run_folders(finished_run):
 
     figure = plot_training_curves([finished_run, str(finished_run)])
     accuracy_axis = figure.axes[0]
-    assert len(accuracy_axis.lines) == 2 and list(accuracy_axis.lines[0].get_xdata()) == [3, 6, 9, 12]
+    assert len(accuracy_axis.lines) == 2 and list(accuracy_axis.lines[0].get_xdata()) == [
+        3,
+        6,
+        9,
+        12,
+    ]
     assert accuracy_axis.get_legend_handles_labels()[1][0] == "resnet20 + simam (quick, seed 0)"
 
 
@@ -258,7 +375,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 def test_read_metrics_drops_a_row_cut_short_and_rows_past_a_checkpoint(tmp_path):
     rows = [{"iteration": i, "test_accuracy": 0.5} for i in (4, 8, 12)]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"iteration": 16, "te')
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"iteration": 16, "te'
+    )
     assert read_metrics(tmp_path) == rows
     assert read_metrics(tmp_path, up_to=10) == rows[:2]
     assert read_metrics(tmp_path / "missing") == []
@@ -289,7 +408,19 @@ def test_bad_options_give_one_line_and_exit_code_2(args, message, tmp_path, caps
 
 
 def test_missing_data_without_download_gives_one_line_and_exit_code_2(tmp_path, capsys):
-    assert main(["--data-root", str(tmp_path / "empty"), "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "--data-root",
+                str(tmp_path / "empty"),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "CIFAR-10 not found" in error and "--download" in error
 
@@ -302,7 +433,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.filterwarnings("ignore:'simam.train' found in sys.modules")
 def test_python_m_simam_train_exits_2_without_a_traceback(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["simam.train", "--model", "resnet21", "--out", str(tmp_path / "run")])
+    monkeypatch.setattr(
+        sys, "argv", ["simam.train", "--model", "resnet21", "--out", str(tmp_path / "run")]
+    )
     with pytest.raises(SystemExit) as exit_:
         runpy.run_module("simam.train", run_name="__main__")
     assert exit_.value.code == 2
@@ -319,7 +452,9 @@ def test_an_existing_run_needs_resume_and_resume_needs_the_same_settings(finishe
 
 
 @pytest.mark.cifar10
-def test_resuming_a_finished_run_whose_metrics_were_lost_is_a_clear_error(finished_run, tmp_path, capsys):
+def test_resuming_a_finished_run_whose_metrics_were_lost_is_a_clear_error(
+    finished_run, tmp_path, capsys
+):
     copy = tmp_path / "run"
     copy.mkdir()
     (copy / "checkpoint.pt").write_bytes((finished_run / "checkpoint.pt").read_bytes())
@@ -331,19 +466,59 @@ def test_resuming_a_finished_run_whose_metrics_were_lost_is_a_clear_error(finish
 def test_help_lists_every_option_and_exits_0(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for option in ["--model", "--attention", "--dataset", "--recipe", "--data-root", "--out", "--seed", "--device",
-                   "--resume", "--iterations", "--eval-every", "--checkpoint-every", "--subset", "--lambda", "--download",
-                   "--amp", "--amp-dtype", "--deterministic"]:
+    for option in [
+        "--model",
+        "--attention",
+        "--dataset",
+        "--recipe",
+        "--data-root",
+        "--out",
+        "--seed",
+        "--device",
+        "--resume",
+        "--iterations",
+        "--eval-every",
+        "--checkpoint-every",
+        "--subset",
+        "--lambda",
+        "--download",
+        "--amp",
+        "--amp-dtype",
+        "--deterministic",
+    ]:
         assert option in text
 
 
 def test_options_read_as_their_recipe_with_the_fields_they_give_over_it():
     """config_from_args, which the trainer, a grid's runs and the benchmarks all read options with."""
-    config, given = config_from_args(["--recipe", "quick", "--lr", "0.3", "--no-nesterov", "--lambda", "0.01",
-                                      "--milestones", "5,9", "--out", "there", "--resume"])
-    assert config == dataclasses.replace(QUICK, lr=0.3, nesterov=False, lambda_=0.01, milestones=(5, 9))
-    assert given == {"recipe": "quick", "lr": 0.3, "nesterov": False, "lambda_": 0.01, "milestones": (5, 9),
-                     "out": "there", "resume": True}
+    config, given = config_from_args(
+        [
+            "--recipe",
+            "quick",
+            "--lr",
+            "0.3",
+            "--no-nesterov",
+            "--lambda",
+            "0.01",
+            "--milestones",
+            "5,9",
+            "--out",
+            "there",
+            "--resume",
+        ]
+    )
+    assert config == dataclasses.replace(
+        QUICK, lr=0.3, nesterov=False, lambda_=0.01, milestones=(5, 9)
+    )
+    assert given == {
+        "recipe": "quick",
+        "lr": 0.3,
+        "nesterov": False,
+        "lambda_": 0.01,
+        "milestones": (5, 9),
+        "out": "there",
+        "resume": True,
+    }
     assert config_from_args([]) == (PAPER, {})
     with pytest.raises(ConfigError, match="batch_size 128 does not divide by the 3 processes"):
         config_from_args([], world_size=3)
@@ -363,9 +538,27 @@ def test_each_option_is_named_after_what_it_sets():
 
 
 def test_paper_recipe_is_the_papers_and_its_schedule_steps_at_32k_and_48k():
-    assert (PAPER.iterations, PAPER.batch_size, PAPER.momentum, PAPER.weight_decay) == (64_000, 128, 0.9, 5e-4)
-    assert (PAPER.augment, PAPER.padding, PAPER.nesterov, PAPER.label_smoothing, PAPER.norm_bias_decay) == (True, 4, False, 0.0, True)
-    for iteration, expected in [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01), (48_000, 0.001), (63_999, 0.001)]:
+    assert (PAPER.iterations, PAPER.batch_size, PAPER.momentum, PAPER.weight_decay) == (
+        64_000,
+        128,
+        0.9,
+        5e-4,
+    )
+    assert (
+        PAPER.augment,
+        PAPER.padding,
+        PAPER.nesterov,
+        PAPER.label_smoothing,
+        PAPER.norm_bias_decay,
+    ) == (True, 4, False, 0.0, True)
+    for iteration, expected in [
+        (0, 0.1),
+        (31_999, 0.1),
+        (32_000, 0.01),
+        (47_999, 0.01),
+        (48_000, 0.001),
+        (63_999, 0.001),
+    ]:
         assert learning_rate(PAPER, iteration) == pytest.approx(expected, rel=1e-12), iteration
 
 
@@ -373,8 +566,8 @@ def test_quick_recipe_warms_up_then_decays_to_zero():
     rates = [learning_rate(QUICK, i) for i in range(QUICK.iterations)]
     peak = rates.index(max(rates))
     assert peak == QUICK.warmup - 1 and rates[peak] == QUICK.lr
-    assert all(a < b for a, b in zip(rates[:peak], rates[1:peak + 1]))
-    assert all(a > b for a, b in zip(rates[peak:], rates[peak + 1:]))
+    assert all(a < b for a, b in zip(rates[:peak], rates[1 : peak + 1]))
+    assert all(a > b for a, b in zip(rates[peak:], rates[peak + 1 :]))
     assert 0 < rates[-1] == QUICK.lr / (QUICK.iterations - QUICK.warmup + 1)
 
 
@@ -408,7 +601,8 @@ def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeyp
     assert resolve(Config(iterations=COMPILE_SIMAM_FROM - 1), cpu).compile_simam is False
     assert resolve(Config(attention="se"), cpu).compile_simam is False
     assert resolve(Config(attention="simam-exact"), cpu).compile_simam is False
-    assert resolve(Config(compile=True), cpu).compile_simam is False  # the whole model is compiled already
+    # the whole model is compiled already
+    assert resolve(Config(compile=True), cpu).compile_simam is False
     assert resolve(Config(iterations=10, compile_simam=True), cpu).compile_simam is True
     monkeypatch.setattr(simam.device, "cpp_compiler_found", lambda: False)
     assert resolve(Config(), cpu).compile_simam is False
@@ -419,7 +613,11 @@ def test_simam_is_compiled_on_the_cpu_for_runs_long_enough_to_pay_for_it(monkeyp
 @pytest.mark.parametrize(
     ("capability", "triton_found", "reason"),
     [
-        ((6, 0), True, r"Tesla P100-PCIE-16GB has compute capability 6\.0; Triton, .* needs 7\.0 or higher"),
+        (
+            (6, 0),
+            True,
+            r"Tesla P100-PCIE-16GB has compute capability 6\.0; Triton, .* needs 7\.0 or higher",
+        ),
         ((3, 7), True, r"compute capability 3\.7"),
         ((7, 0), True, None),  # V100
         ((7, 5), True, None),  # T4
@@ -437,9 +635,13 @@ def test_a_gpu_triton_cannot_compile_for_trains_eagerly_and_says_why(monkeypatch
     cuda = torch.device("cuda", 0)
     why = "Tesla P100-PCIE-16GB has compute capability 6.0; Triton needs 7.0 or higher"
     monkeypatch.setattr(simam.device, "native_bfloat16", lambda device: False)
-    monkeypatch.setattr(simam.device, "compile_blocker", lambda device: why if device.type == "cuda" else None)
+    monkeypatch.setattr(
+        simam.device, "compile_blocker", lambda device: why if device.type == "cuda" else None
+    )
     config = resolve(Config(), cuda)
-    assert config.compile is False and config.amp_dtype == "float16" and config.channels_last is True
+    assert (
+        config.compile is False and config.amp_dtype == "float16" and config.channels_last is True
+    )
     assert why_not_compiled(cuda, config.compile) == f" ({why})"
     with pytest.raises(ConfigError, match="--compile: Tesla P100.*6.0"):
         resolve(Config(compile=True), cuda)
@@ -455,14 +657,17 @@ def test_sync_bn_under_ddp_trains_uncompiled_and_says_why(monkeypatch):
     monkeypatch.setattr(simam.device, "compile_blocker", lambda device: None)
     for asked in (None, True):
         assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=2).compile is False
-        assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=1).compile is True  # no DDP, no SyncBN
+        # no DDP, no SyncBN
+        assert resolve(Config(sync_bn=True, compile=asked), cuda, world_size=1).compile is True
         assert resolve(Config(sync_bn=False, compile=asked), cuda, world_size=2).compile is True
     assert why_not_compiled(cuda, False, sync_bn_ddp=True) == f" ({SYNC_BN_COMPILE_BLOCKER})"
     assert why_not_compiled(cuda, False) == ""  # turned off by hand: nothing to explain
 
 
 @pytest.mark.parametrize("initialised", [False, True])
-def test_deterministic_mode_sets_the_cublas_workspace_and_warns_when_too_late(initialised, monkeypatch):
+def test_deterministic_mode_sets_the_cublas_workspace_and_warns_when_too_late(
+    initialised, monkeypatch
+):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialised)
     with warnings.catch_warnings(record=True) as caught:
@@ -471,9 +676,13 @@ def test_deterministic_mode_sets_the_cublas_workspace_and_warns_when_too_late(in
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_DETERMINISTIC
     messages = [str(warning.message) for warning in caught if warning.category is RuntimeWarning]
     assert len(messages) == initialised
-    assert all("CUDA was initialised" in m and "export CUBLAS_WORKSPACE_CONFIG=:4096:8" in m for m in messages)
+    assert all(
+        "CUDA was initialised" in m and "export CUBLAS_WORKSPACE_CONFIG=:4096:8" in m
+        for m in messages
+    )
 
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own setting, in time or not: kept, no warning
+    # the user's own setting, in time or not: kept, no warning
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         deterministic_cublas()
@@ -496,21 +705,28 @@ def test_flip_averaged_accuracy_is_that_of_the_summed_logits_of_each_image_and_i
         plain, summed = model(batch), model(batch) + model(batch.flip(3))
     assert scores["test_accuracy"] == (plain.argmax(1) == labels).sum().item() / len(labels)
     assert scores["test_accuracy_flip"] == (summed.argmax(1) == labels).sum().item() / len(labels)
-    assert scores["test_accuracy_flip"] != scores["test_accuracy"]  # this model is not mirror-symmetric
+    # this model is not mirror-symmetric
+    assert scores["test_accuracy_flip"] != scores["test_accuracy"]
     assert set(evaluate(model, model, loader, None)) == {"test_loss", "test_accuracy"}
 
 
 def test_the_gpu_estimate_counts_training_images_evaluations_and_a_range_of_compile_time():
-    config = dataclasses.replace(QUICK, attention="simam", iterations=100, eval_every=50, eval_flip=True)
+    config = dataclasses.replace(
+        QUICK, attention="simam", iterations=100, eval_every=50, eval_flip=True
+    )
     flops = training_flops_per_image(build_model(dataclasses.replace(config, compile_simam=False)))
-    images = 100 * config.batch_size + 10_000 * 4 / 3  # two evaluations, each with its flipped copies
+    # two evaluations, each with its flipped copies
+    images = 100 * config.batch_size + 10_000 * 4 / 3
     computing = images * flops / T4_ACHIEVED_FLOPS / 60
     low, high = estimated_gpu_minutes(config)  # compile None: compiled on a GPU
-    assert (low, high) == pytest.approx((computing + GPU_COMPILE_SECONDS[0] / 60, computing + GPU_COMPILE_SECONDS[1] / 60))
+    assert (low, high) == pytest.approx(
+        (computing + GPU_COMPILE_SECONDS[0] / 60, computing + GPU_COMPILE_SECONDS[1] / 60)
+    )
     eager = dataclasses.replace(config, compile=False)
     assert estimated_gpu_minutes(eager) == pytest.approx((computing, computing))
-    assert estimated_gpu_minutes(eager, runs=3, achieved_flops=1e12) == pytest.approx((6 * computing, 6 * computing))
+    assert estimated_gpu_minutes(eager, runs=3, achieved_flops=1e12) == pytest.approx(
+        (6 * computing, 6 * computing)
+    )
     assert estimated_gpu_minutes(config, runs=2, compile_seconds=(60, 120)) == pytest.approx(
-        (2 * computing + 2, 2 * computing + 4))
-
-
+        (2 * computing + 2, 2 * computing + 4)
+    )

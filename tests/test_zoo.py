@@ -19,8 +19,17 @@ from simam.experiments import RUNS, RunSpec, results_path
 from simam.experiments.weights import export
 from simam.runs import CHECKPOINT, FINAL
 from simam.train import evaluate, load_data
-from simam.zoo import (DEFAULT_RESULTS, WEIGHTS, committed_seeds, load_weights, pretrained, read_sums,
-                       read_weights, save_weights, sha256)
+from simam.zoo import (
+    DEFAULT_RESULTS,
+    WEIGHTS,
+    committed_seeds,
+    load_weights,
+    pretrained,
+    read_sums,
+    read_weights,
+    save_weights,
+    sha256,
+)
 
 
 def fake_grid_run(results, attention: str, seed: int) -> dict[str, torch.Tensor]:
@@ -33,7 +42,10 @@ def fake_grid_run(results, attention: str, seed: int) -> dict[str, torch.Tensor]
     run.mkdir(parents=True)
     torch.save({"model": state, "iteration": 1}, run / CHECKPOINT)
     with open(results_path(results), "a") as file:
-        file.write(json.dumps({"run_id": spec.run_id, "seed": seed, "config": dataclasses.asdict(config)}) + "\n")
+        file.write(
+            json.dumps({"run_id": spec.run_id, "seed": seed, "config": dataclasses.asdict(config)})
+            + "\n"
+        )
     return state
 
 
@@ -47,7 +59,9 @@ def test_export_writes_the_seed_0_weights_with_their_hashes_and_pretrained_loads
     model = pretrained("resnet20", "simam", results=tmp_path)
     assert not model.training
     loaded = model.state_dict()
-    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert loaded.keys() == expected.keys() and all(
+        torch.equal(loaded[k], expected[k]) for k in expected
+    )
 
 
 def test_without_a_seed_pretrained_loads_the_lowest_committed_one(tmp_path):
@@ -74,8 +88,11 @@ def test_export_writes_only_the_attentions_asked_for(tmp_path):
 def test_pretrained_refuses_a_damaged_file_and_names_what_is_there(tmp_path):
     fake_grid_run(tmp_path, "none", 0)
     [path] = export(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no trained weights for cifar10-resnet20-simam-quick-seed0.*there are: "
-                                                "cifar10-resnet20-none-quick-seed0"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="no trained weights for cifar10-resnet20-simam-quick-seed0.*there are: "
+        "cifar10-resnet20-none-quick-seed0",
+    ):
         pretrained("resnet20", "simam", results=tmp_path)
     damaged = bytearray(path.read_bytes())
     damaged[-1] ^= 1  # one bit of the last byte
@@ -91,10 +108,16 @@ def test_a_weights_file_alone_rebuilds_its_network(tmp_path):
     moved.parent.mkdir()
     path.rename(moved)
     payload = read_weights(moved)
-    assert payload["network"] == {"model": "resnet20", "attention": "eca", "lambda_": QUICK.lambda_, "dataset": "cifar10"}
+    assert payload["network"] == {
+        "model": "resnet20",
+        "attention": "eca",
+        "lambda_": QUICK.lambda_,
+        "dataset": "cifar10",
+    }
     assert payload["trained"]["seed"] == 0
     model = pretrained(moved, sha256=sha256(moved))
-    assert sum(isinstance(m, torch.nn.Conv1d) for m in model.modules()) == 9  # ECA's 1-D convolution, one per block
+    # ECA's 1-D convolution, one per block
+    assert sum(isinstance(m, torch.nn.Conv1d) for m in model.modules()) == 9
     with pytest.raises(ValueError, match="SHA-256"):
         load_weights(moved, sha256="0" * 64)
 
@@ -125,7 +148,9 @@ def http_folder(tmp_path):
     server.server_close()
 
 
-def test_pretrained_downloads_a_url_checks_its_hash_and_caches_it(tmp_path, http_folder, monkeypatch):
+def test_pretrained_downloads_a_url_checks_its_hash_and_caches_it(
+    tmp_path, http_folder, monkeypatch
+):
     served, base = http_folder
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     expected = fake_grid_run(tmp_path / "grid", "simam", 0)
@@ -139,7 +164,8 @@ def test_pretrained_downloads_a_url_checks_its_hash_and_caches_it(tmp_path, http
     (served / "other.pt").write_bytes(path.read_bytes()[:-1] + b"x")
     with pytest.raises(ValueError, match="hash"):
         load_weights(f"{base}/other.pt", sha256=digest)
-    assert not list((tmp_path / "hub" / "checkpoints" / "simam").glob("*other*"))  # nothing damaged is kept
+    # nothing damaged is kept
+    assert not list((tmp_path / "hub" / "checkpoints" / "simam").glob("*other*"))
     with pytest.raises(ValueError, match="needs its SHA-256"):
         load_weights(f"{base}/net.pt")
     with pytest.raises(OSError, match="could not download"):
@@ -167,11 +193,15 @@ def test_each_committed_network_has_its_hash_and_the_accuracy_of_its_run(path):
     assert sha256(path) == read_sums(DEFAULT_RESULTS)[path.name]
     final = json.loads((DEFAULT_RESULTS / RUNS / path.stem / FINAL).read_text())
     spec = final["config"]
-    model = pretrained(spec["model"], spec["attention"], spec["dataset"], spec["recipe"], spec["seed"])
+    model = pretrained(
+        spec["model"], spec["attention"], spec["dataset"], spec["recipe"], spec["seed"]
+    )
     # The precision of the run where this CPU has it natively, float32 elsewhere: a few images of the
     # 10,000 may change their class between the two, no more.
-    config = resolve(dataclasses.replace(config_from_dict(spec), device="cpu", amp=None, amp_dtype=None),
-                     torch.device("cpu"))
+    config = resolve(
+        dataclasses.replace(config_from_dict(spec), device="cpu", amp=None, amp_dtype=None),
+        torch.device("cpu"),
+    )
     test_loader = load_data(config)[1]
     accuracy = evaluate(model, model, test_loader, config.amp_dtype)["test_accuracy"]
     assert accuracy == pytest.approx(final["final_test_accuracy"], abs=0.003)

@@ -5,12 +5,17 @@ Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention Module", ECCV 201
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from simam.attention.common import activation, check_attention_input, check_odd_kernel_size, reduced_channels
+from simam.attention.common import (
+    activation,
+    check_attention_input,
+    check_odd_kernel_size,
+    reduced_channels,
+)
 
 
 class ChannelGate(nn.Module):
@@ -53,12 +58,18 @@ class SpatialGate(nn.Module):
     two give different outputs in evaluation mode."""
 
     def __init__(
-        self, kernel_size: int = 7, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        kernel_size: int = 7,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_odd_kernel_size(kernel_size)
         # No conv bias: the BatchNorm right after subtracts the mean and would cancel it.
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype)
+        self.conv = nn.Conv2d(
+            2, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype
+        )
         self.norm = nn.BatchNorm2d(1, momentum=0.01, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +112,9 @@ class CBAM(nn.Module):
         super().__init__()
         self.channels = channels
         factory = {"device": device, "dtype": dtype}
-        self.channel_gate = ChannelGate(channels, reduction, bias, rd_ratio=rd_ratio, act_layer=act_layer, **factory)
+        self.channel_gate = ChannelGate(
+            channels, reduction, bias, rd_ratio=rd_ratio, act_layer=act_layer, **factory
+        )
         self.spatial_gate = SpatialGate(kernel_size, **factory)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ modules share."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,7 +37,11 @@ def reduced_channels(channels: int, reduction: int, rd_ratio: float | None = Non
     """
     check_channel_count(channels)
     if rd_ratio is not None:
-        if isinstance(rd_ratio, bool) or not isinstance(rd_ratio, (int, float)) or not 0 < rd_ratio <= 1:
+        if (
+            isinstance(rd_ratio, bool)
+            or not isinstance(rd_ratio, (int, float))
+            or not 0 < rd_ratio <= 1
+        ):
             raise ValueError(f"rd_ratio must be a number in (0, 1], got {rd_ratio!r}")
         return max(1, round(channels * rd_ratio))
     check_channel_count(reduction, "reduction")
@@ -51,15 +55,21 @@ def activation(act_layer: Callable[[], nn.Module] | None) -> nn.Module:
     if act_layer is None:
         return nn.ReLU()
     if not callable(act_layer):
-        raise TypeError(f"act_layer must be a module class or a callable returning a module, got {act_layer!r}")
+        raise TypeError(
+            f"act_layer must be a module class or a callable returning a module, got {act_layer!r}"
+        )
     return act_layer()
 
 
-def check_attention_input(x: torch.Tensor, channels: int, module: str, require_2d: bool = False) -> None:
+def check_attention_input(
+    x: torch.Tensor, channels: int, module: str, require_2d: bool = False
+) -> None:
     """Raise a clear error unless ``x`` is a floating (N, C, *spatial) tensor with C == ``channels``;
     with ``require_2d`` (modules built from 2-D convs), exactly (N, C, H, W)."""
     if require_2d and isinstance(x, torch.Tensor) and x.dim() != 4:
-        raise ValueError(f"{module} expects input of shape (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{module} expects input of shape (N, C, H, W), got shape {tuple(x.shape)}"
+        )
     check_feature_map(x)
     if x.shape[1] != channels:
         raise ValueError(

@@ -7,7 +7,7 @@ Networks", CVPR 2020.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -74,7 +74,9 @@ class ECA(nn.Module):
         check_odd_kernel_size(kernel_size)
         self.channels = channels
         self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype)
+        self.conv = nn.Conv1d(
+            1, 1, kernel_size, padding=kernel_size // 2, bias=False, device=device, dtype=dtype
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_attention_input(x, self.channels, type(self).__name__)

@@ -5,9 +5,10 @@ timm's ``create_attn``: ``create_attention(partial(SimAM, lambda_=0.1), 256)``."
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -95,7 +96,9 @@ def create_attention(
     """
     if not isinstance(name, str):
         if not callable(name):
-            raise TypeError(f"name must be a string, a module class or a partial, got {type(name).__name__}")
+            raise TypeError(
+                f"name must be a string, a module class or a partial, got {type(name).__name__}"
+            )
         module = name(channels, **kwargs)
         if not isinstance(module, nn.Module):
             raise TypeError(f"{name!r} built a {type(module).__name__}, not an nn.Module")
@@ -128,7 +131,9 @@ class ResolvedAttention:
 
 
 def resolve_attention(
-    attention: str | type[nn.Module] | Callable[..., nn.Module], place: str | None = None, **kwargs: Any
+    attention: str | type[nn.Module] | Callable[..., nn.Module],
+    place: str | None = None,
+    **kwargs: Any,
 ) -> ResolvedAttention:
     """The one place where an attention setting becomes a builder and a place in the block.
 
@@ -138,17 +143,23 @@ def resolve_attention(
     partial that builds a :class:`~simam.attention.SimAM`), ``"end_of_branch"`` for every other module.
     """
     if place is not None and place not in PLACES:
-        raise ValueError(f"place must be one of {', '.join(PLACES)} or None (the paper's), got {place!r}")
+        raise ValueError(
+            f"place must be one of {', '.join(PLACES)} or None (the paper's), got {place!r}"
+        )
     if isinstance(attention, str):
         attention_kind(attention)  # an unknown name fails here, before any block is built
     elif not callable(attention):
-        raise TypeError(f"attention must be a name, a module class or a partial, got {type(attention).__name__}")
+        raise TypeError(
+            f"attention must be a name, a module class or a partial, got {type(attention).__name__}"
+        )
     _check_options(attention, kwargs)
 
     def build(channels: int | None, **factory: Any) -> nn.Module:
         return create_attention(attention, channels, **factory, **kwargs)
 
-    after_conv = place == PLACES[0] if place is not None else _paper_place_is_after_conv(attention, build)
+    after_conv = (
+        place == PLACES[0] if place is not None else _paper_place_is_after_conv(attention, build)
+    )
     return ResolvedAttention(build, after_conv)
 
 
@@ -164,13 +175,21 @@ def _check_options(attention: str | Callable[..., nn.Module], options: dict[str,
         return
     unknown = sorted(set(options) - set(parameters))
     if unknown:
-        name = attention if isinstance(attention, str) else getattr(attention, "__name__", repr(attention))
+        name = (
+            attention
+            if isinstance(attention, str)
+            else getattr(attention, "__name__", repr(attention))
+        )
         known = [p for p in parameters if p not in ("channels", "device", "dtype")]
-        raise TypeError(f"attention {name!r} takes no option {unknown[0]!r} (neither does the network); "
-                        f"its options: {', '.join(known) or 'none'}")
+        raise TypeError(
+            f"attention {name!r} takes no option {unknown[0]!r} (neither does the network); "
+            f"its options: {', '.join(known) or 'none'}"
+        )
 
 
-def _paper_place_is_after_conv(attention: str | Callable[..., nn.Module], build: Callable[..., nn.Module]) -> bool:
+def _paper_place_is_after_conv(
+    attention: str | Callable[..., nn.Module], build: Callable[..., nn.Module]
+) -> bool:
     """Whether the paper puts ``attention`` right after the 3x3 convolution: the registry says so for a
     name; a class or partial is asked what it builds (on the meta device, so nothing is allocated)."""
     if isinstance(attention, str):

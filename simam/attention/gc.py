@@ -6,7 +6,7 @@ ICCV Workshops 2019; extended as "Global Context Networks", IEEE TPAMI 2020.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

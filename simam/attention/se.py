@@ -5,12 +5,17 @@ Hu, Shen and Sun, "Squeeze-and-Excitation Networks", CVPR 2018.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from simam.attention.common import activation, broadcast_over_space, check_attention_input, reduced_channels
+from simam.attention.common import (
+    activation,
+    broadcast_over_space,
+    check_attention_input,
+    reduced_channels,
+)
 
 
 class SqueezeExcite(nn.Module):

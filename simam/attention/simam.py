@@ -66,7 +66,7 @@ speed against eager; ``python -m simam.bench train`` SimAM's share of a ResNet-2
 
 import math
 import warnings
-from typing import Callable, List, Optional, Tuple, Union
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -104,7 +104,7 @@ def _tiny(dtype: torch.dtype) -> float:
     return 2.0**-126 if dtype == torch.float32 else 2.0**-1022
 
 
-def _rescale(x: torch.Tensor, dims: List[int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rescale(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per channel a power of two ``p`` with ``|x p| < 1``: ``x p`` in the compute dtype, ``p``, and
     whether the channel is constant. What every form but the reference's starts from.
 
@@ -138,11 +138,14 @@ def _simam_ops(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """:func:`simam` in plain differentiable ops: what TorchScript, ``torch.compile`` and double
     backward need, none of which can go through a Python autograd function."""
     if _single_position(x):
-        return x * (1.0 / (1.0 + math.exp(-0.5)))  # SIGMOID_HALF; TorchScript reads no float globals
+        # SIGMOID_HALF; TorchScript reads no float globals
+        return x * (1.0 / (1.0 + math.exp(-0.5)))
     dims = list(range(2, x.dim()))
     scaled, p, constant = _rescale(x, dims)
     deviation = scaled - scaled.mean(dims, keepdim=True)
-    k = _half_inverse_spread(deviation.square().sum(dims, keepdim=True), p, neurons_per_channel(x), lambda_, constant)
+    k = _half_inverse_spread(
+        deviation.square().sum(dims, keepdim=True), p, neurons_per_channel(x), lambda_, constant
+    )
     u = deviation * k
     return (x * torch.sigmoid(u * u + 0.5)).to(x.dtype)
 
@@ -172,7 +175,8 @@ class _SimAMFunction(torch.autograd.Function):
         shift = t.mean(dims, keepdim=True)
         t.sub_(shift)
         k = torch.linalg.vector_norm(t, 2, dims, keepdim=True).square_().div_(m - 1)
-        if lambda_ > 0:  # inf for tiny channels (or a lambda beyond the dtype): k = 0, the right limit
+        # inf for tiny channels (or a lambda beyond the dtype): k = 0, the right limit
+        if lambda_ > 0:
             k.addcmul_(p, p, value=lambda_ if lambda_ <= torch.finfo(k.dtype).max else math.inf)
         # The spread is 0 only on constant channels: a non-constant one has a deviation >= 1 ulp.
         k.rsqrt_().mul_(0.5).masked_fill_(constant, 0.0)
@@ -184,7 +188,7 @@ class _SimAMFunction(torch.autograd.Function):
         return torch.mul(t, x, out=t if t.dtype == x.dtype else torch.empty_like(x))
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
         x, p, shift, k = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
             with torch.enable_grad():
@@ -226,7 +230,9 @@ def _simam(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     return _SimAMFunction.apply(x, float(lambda_))
 
 
-_compiled_simam_ops = None  # torch.compile of _simam_ops, made on first use: compiling is slow to set up
+_compiled_simam_ops = (
+    None  # torch.compile of _simam_ops, made on first use: compiling is slow to set up
+)
 
 
 class _CompiledSimAM:
@@ -236,13 +242,19 @@ class _CompiledSimAM:
     then on, while the others keep the code compiled for their inputs."""
 
     def __init__(self) -> None:
-        self.gave_up: Optional[str] = None  # why this caller runs uncompiled from now on, if it does
+        self.gave_up: str | None = None  # why this caller runs uncompiled from now on, if it does
 
     def __call__(self, x: torch.Tensor, lambda_: float) -> torch.Tensor:
         """SimAM of ``x``, an input already checked."""
         global _compiled_simam_ops
-        if _single_position(x) or torch.jit.is_tracing() or torch.compiler.is_compiling() or self.gave_up:
-            return _simam(x, lambda_)  # nothing to fuse, already inside a trace or a compiled graph, or given up
+        if (
+            _single_position(x)
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or self.gave_up
+        ):
+            # nothing to fuse, already inside a trace or a compiled graph, or given up
+            return _simam(x, lambda_)
         if _compiled_simam_ops is None:
             # Sizes as kernel arguments: one compilation serves every feature map of a network. fullgraph
             # makes torch raise at its recompile limit instead of quietly running the plain ops eagerly.
@@ -250,11 +262,17 @@ class _CompiledSimAM:
         try:
             return _compiled_simam_ops(x, float(lambda_))
         except _recompile_limit_errors() as error:
-            limit = torch._dynamo.config.recompile_limit if hasattr(torch._dynamo.config, "recompile_limit") else "its"
-            self.gave_up = (f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of shape "
-                            f"{tuple(x.shape)}, {x.dtype}, grad {'on' if torch.is_grad_enabled() else 'off'} "
-                            f"({type(error).__name__}); this SimAM runs uncompiled from now on. Raise "
-                            "torch._dynamo.config.recompile_limit to keep it compiled.")
+            limit = (
+                torch._dynamo.config.recompile_limit
+                if hasattr(torch._dynamo.config, "recompile_limit")
+                else "its"
+            )
+            self.gave_up = (
+                f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of shape "
+                f"{tuple(x.shape)}, {x.dtype}, grad {'on' if torch.is_grad_enabled() else 'off'} "
+                f"({type(error).__name__}); this SimAM runs uncompiled from now on. Raise "
+                "torch._dynamo.config.recompile_limit to keep it compiled."
+            )
             warnings.warn(self.gave_up, RuntimeWarning, stacklevel=3)
             return _simam(x, lambda_)
 
@@ -269,10 +287,12 @@ def simam_compiled(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
     return _function_compiled(x, lambda_)
 
 
-def _recompile_limit_errors() -> Tuple[type, ...]:
+def _recompile_limit_errors() -> tuple[type, ...]:
     """What ``torch.compile(fullgraph=True)`` raises at the recompile limit, in this torch's names."""
     names = ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
-    return tuple(getattr(torch._dynamo.exc, name) for name in names if hasattr(torch._dynamo.exc, name))
+    return tuple(
+        getattr(torch._dynamo.exc, name) for name in names if hasattr(torch._dynamo.exc, name)
+    )
 
 
 def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
@@ -291,11 +311,14 @@ def simam_exact(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
 def _simam_exact(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """:func:`simam_exact` on an input already checked."""
     if _single_position(x):
-        return _simam_ops(x, lambda_)  # one neuron: no others to leave out, the same weight sigmoid(1/2)
+        # one neuron: no others to leave out, the same weight sigmoid(1/2)
+        return _simam_ops(x, lambda_)
     scaled, p, constant = _rescale(x, list(range(2, x.dim())))
     loo_mean, loo_var = leave_one_out_statistics(scaled)
     # lambda p^2 is inf for tiny channels: importance 1/2, the limit
-    importance = importance_from_statistics(scaled, loo_mean, loo_var, lambda_ * p * p).masked_fill(constant, 0.5)
+    importance = importance_from_statistics(scaled, loo_mean, loo_var, lambda_ * p * p).masked_fill(
+        constant, 0.5
+    )
     return (x * torch.sigmoid(importance)).to(x.dtype)
 
 
@@ -337,22 +360,22 @@ class SimAM(nn.Module):
     (``torch.jit.trace``, and ``torch.jit.script`` for ``exact=False``).
     """
 
-    channels: Optional[int]
+    channels: int | None
     lambda_: float
     exact: bool
     compiled: bool
 
     def __init__(
         self,
-        channels: Optional[int] = None,
+        channels: int | None = None,
         lambda_: float = 1e-4,
         exact: bool = False,
         compiled: bool = False,
         *,
-        rd_ratio: Optional[float] = None,
-        act_layer: Optional[Callable[[], nn.Module]] = None,
-        device: Optional[Union[torch.device, str]] = None,
-        dtype: Optional[torch.dtype] = None,
+        rd_ratio: float | None = None,
+        act_layer: Callable[[], nn.Module] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if channels is not None:
@@ -369,12 +392,16 @@ class SimAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
             if self.exact:
-                raise RuntimeError("SimAM(exact=True) cannot be scripted; export it with torch.jit.trace")
+                raise RuntimeError(
+                    "SimAM(exact=True) cannot be scripted; export it with torch.jit.trace"
+                )
             if not x.is_floating_point() or x.dim() < 3:
                 raise ValueError("SimAM expects a floating-point tensor of shape (N, C, *spatial)")
             channels = self.channels
             if channels is not None and x.size(1) != channels:
-                raise ValueError("SimAM got an input whose channel count differs from the one it was built for")
+                raise ValueError(
+                    "SimAM got an input whose channel count differs from the one it was built for"
+                )
             return _simam_ops(x, self.lambda_)
         if self.channels is None:
             check_feature_map(x)

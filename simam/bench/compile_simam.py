@@ -55,13 +55,19 @@ def timed(step: TrainerStep, iterations: int) -> float:
     return seconds
 
 
-def compare(config: Config, args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+def compare(
+    config: Config, args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float]:
     """Compilations, fallbacks, warm-up seconds and images per second of SimAM eager and compiled."""
     from torch._dynamo.utils import counters  # torch's count of the graphs it compiled
 
     torch._dynamo.reset()  # no graphs from an earlier model
-    sides = {compiled: TrainerStep.build(dataclasses.replace(config, compile_simam=compiled), images, labels)
-             for compiled in (False, True)}
+    sides = {
+        compiled: TrainerStep.build(
+            dataclasses.replace(config, compile_simam=compiled), images, labels
+        )
+        for compiled in (False, True)
+    }
     graphs = counters["stats"]["unique_graphs"]
     result = {}
     with warnings.catch_warnings(record=True) as caught:
@@ -77,19 +83,35 @@ def compare(config: Config, args: argparse.Namespace, images: torch.Tensor, labe
     result["compiles"] = counters["stats"]["unique_graphs"] - graphs
     result["fallbacks"] = sum("recompile limit" in str(warning.message) for warning in caught)
     for compiled in sides:
-        result[f"rate_{compiled}"] = args.rounds * args.iterations * args.batch_size / seconds[compiled]
+        result[f"rate_{compiled}"] = (
+            args.rounds * args.iterations * args.batch_size / seconds[compiled]
+        )
     return result
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m simam.bench compile_simam", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated models (default {','.join(MODELS)})")
-    parser.add_argument("--iterations", type=int, default=5, help="timed steps per side and round (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps before timing (default 2)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds, each timing both sides once (default 1)")
+    parser = argparse.ArgumentParser(
+        prog="python -m simam.bench compile_simam", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"comma-separated models (default {','.join(MODELS)})",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=5, help="timed steps per side and round (default 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed training steps before timing (default 2)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds, each timing both sides once (default 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     args = parser.parse_args(argv)
     if min(args.iterations, args.rounds, args.batch_size, args.warmup) < 1:
         parser.error("--iterations, --rounds, --batch-size and --warmup must be positive")
@@ -104,19 +126,34 @@ def main(argv: list[str] | None = None) -> int:
     *data, device = inputs
     rows = []
     for model_name in args.models.split(","):
-        config = resolve(Config(model=model_name, attention="simam", batch_size=args.batch_size, device=str(device),
-                                compile=False, compile_simam=False), device)
+        config = resolve(
+            Config(
+                model=model_name,
+                attention="simam",
+                batch_size=args.batch_size,
+                device=str(device),
+                compile=False,
+                compile_simam=False,
+            ),
+            device,
+        )
         r = compare(config, args, *data)
-        rows.append(f"| {model_name} | {r['compiles']} | {max(r['compiles'] - 1, 0)} | {r['fallbacks']} | "
-                    f"{r['warmup_True']:.0f} s | {r['rate_False']:,.1f} | {r['rate_True']:,.1f} | "
-                    f"{r['rate_True'] / r['rate_False']:.2f}x |")
+        rows.append(
+            f"| {model_name} | {r['compiles']} | {max(r['compiles'] - 1, 0)} | {r['fallbacks']} | "
+            f"{r['warmup_True']:.0f} s | {r['rate_False']:,.1f} | {r['rate_True']:,.1f} | "
+            f"{r['rate_True'] / r['rate_False']:.2f}x |"
+        )
         print(rows[-1], file=sys.stderr, flush=True)
-    print(f"SimAM compiled against eager in the training step, CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) "
-          f"of {args.iterations} timed steps after {args.warmup} warm-up steps and one evaluation forward, "
-          f"{config.amp_dtype or 'float32'}, channels_last {config.channels_last}, on {describe(device)}. "
-          "Printed by `python -m simam.bench compile_simam`.\n")
-    print("| model | compilations | recompilations | fallbacks to eager | compiled warm-up | "
-          "eager (images/s) | compiled (images/s) | compiled / eager |")
+    print(
+        f"SimAM compiled against eager in the training step, CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) "
+        f"of {args.iterations} timed steps after {args.warmup} warm-up steps and one evaluation forward, "
+        f"{config.amp_dtype or 'float32'}, channels_last {config.channels_last}, on {describe(device)}. "
+        "Printed by `python -m simam.bench compile_simam`.\n"
+    )
+    print(
+        "| model | compilations | recompilations | fallbacks to eager | compiled warm-up | "
+        "eager (images/s) | compiled (images/s) | compiled / eager |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     return 0

@@ -49,21 +49,29 @@ def _unchecked_cifar10() -> type:
     return UncheckedCIFAR10
 
 
-def torchvision_loader(root: str, batch_size: int, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+def torchvision_loader(
+    root: str, batch_size: int, workers: int, pin_memory: bool
+) -> torch.utils.data.DataLoader:
     """The reference code's training pipeline: torchvision dataset, per-image transforms, DataLoader."""
     from torchvision import transforms
 
-    augment = transforms.Compose([
-        transforms.RandomCrop(32, padding=4),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-    ])
+    augment = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
     dataset = _unchecked_cifar10()(root, train=True, transform=augment)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin_memory)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin_memory
+    )
 
 
-def consume(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> tuple[int, float]:
+def consume(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[int, float]:
     """Touch every batch on ``device`` (sum it); return the image count and the seconds it took."""
     start = time.perf_counter()
     count, total = 0, torch.zeros((), device=device)
@@ -82,18 +90,42 @@ def timed(make: Callable[[], object]) -> tuple[object, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simam.bench data", description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per loader, interleaved (default 1)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for torchvision (default 2)")
-    parser.add_argument("--device", default="cpu", help="where batches are delivered (default cpu; cuda on a GPU machine)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process, where CifarLoader works (default 1)")
+    parser = argparse.ArgumentParser(
+        prog="python -m simam.bench data", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="epochs per loader, interleaved (default 1)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="images per batch (default 128)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="DataLoader worker processes for torchvision (default 2)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where batches are delivered (default cpu; cuda on a GPU machine)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the main process, where CifarLoader works (default 1)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     root = data_root()
     spec = DATASETS["cifar10"]
-    missing = [file for file in (*spec.train_files, spec.meta_file) if not (root / spec.folder / file).is_file()]
+    missing = [
+        file
+        for file in (*spec.train_files, spec.meta_file)
+        if not (root / spec.folder / file).is_file()
+    ]
     if missing:
         print(
             f"CIFAR-10 not found: {root / spec.folder} lacks {', '.join(missing)}. Set SIMAM_DATA to the folder "
@@ -103,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device(args.device)
 
-    tv_loader, tv_setup = timed(lambda: torchvision_loader(str(root), args.batch_size, args.workers, device.type == "cuda"))
+    tv_loader, tv_setup = timed(
+        lambda: torchvision_loader(str(root), args.batch_size, args.workers, device.type == "cuda")
+    )
 
     def make_ours() -> CifarLoader:
         images, labels = load_cifar(root, "cifar10", train=True)
-        return CifarLoader(images, labels, batch_size=args.batch_size, shuffle=True, augment=True, device=device)
+        return CifarLoader(
+            images, labels, batch_size=args.batch_size, shuffle=True, augment=True, device=device
+        )
 
     our_loader, our_setup = timed(make_ours)
     if device.type == "cuda":
@@ -117,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(loaders: dict[str, Iterable[tuple[torch.Tensor, torch.Tensor]]], epochs: int,
-            device: torch.device) -> tuple[dict[str, float], dict[str, int]]:
+def measure(
+    loaders: dict[str, Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    epochs: int,
+    device: torch.device,
+) -> tuple[dict[str, float], dict[str, int]]:
     """Seconds and images per loader over ``epochs`` epochs, the loaders taking turns epoch by epoch."""
     seconds = {name: 0.0 for name in loaders}
     images = {name: 0 for name in loaders}
@@ -130,8 +169,13 @@ def measure(loaders: dict[str, Iterable[tuple[torch.Tensor, torch.Tensor]]], epo
     return seconds, images
 
 
-def print_report(seconds: dict[str, float], images: dict[str, int], setup: dict[str, float], args: argparse.Namespace,
-                 device: torch.device) -> None:
+def print_report(
+    seconds: dict[str, float],
+    images: dict[str, int],
+    setup: dict[str, float],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> None:
     rate = {name: images[name] / seconds[name] for name in seconds}
     print(
         f"CIFAR-10 training split, {args.epochs} epoch(s) of {images['simam'] // args.epochs:,} images per loader, "
@@ -145,9 +189,13 @@ def print_report(seconds: dict[str, float], images: dict[str, int], setup: dict[
         f"| torchvision CIFAR10 + DataLoader ({args.workers} workers) | {setup['torchvision']:.2f} | "
         f"{seconds['torchvision'] / args.epochs:.2f} | {rate['torchvision']:,.0f} |"
     )
-    print(f"| simam.data.CifarLoader | {setup['simam']:.2f} | {seconds['simam'] / args.epochs:.2f} | {rate['simam']:,.0f} |")
+    print(
+        f"| simam.data.CifarLoader | {setup['simam']:.2f} | {seconds['simam'] / args.epochs:.2f} | {rate['simam']:,.0f} |"
+    )
     print()
-    print(f"CifarLoader delivers {rate['simam'] / rate['torchvision']:.1f}x the images per second of torchvision's pipeline.")
+    print(
+        f"CifarLoader delivers {rate['simam'] / rate['torchvision']:.1f}x the images per second of torchvision's pipeline."
+    )
 
 
 if __name__ == "__main__":

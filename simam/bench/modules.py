@@ -45,7 +45,9 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
     for item in text.split(","):
         shape = tuple(int(size) for size in item.strip().lower().split("x"))
         if len(shape) < 3 or min(shape) < 1:
-            raise argparse.ArgumentTypeError(f"a shape is N x C x spatial sizes, all >= 1; got {item!r}")
+            raise argparse.ArgumentTypeError(
+                f"a shape is N x C x spatial sizes, all >= 1; got {item!r}"
+            )
         shapes.append(shape)
     return shapes
 
@@ -99,17 +101,37 @@ def parallel_op_overhead_ms(threads: int) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m simam.bench modules", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed steps per variant and shape (default 15)")
-    parser.add_argument("--shapes", type=parse_shapes, default=parse_shapes(DEFAULT_SHAPES),
-                        help=f"comma-separated N x C x spatial shapes (default {DEFAULT_SHAPES})")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time both under torch.compile (default on)")
+    parser = argparse.ArgumentParser(
+        prog="python -m simam.bench modules", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="timed steps per variant and shape (default 15)"
+    )
+    parser.add_argument(
+        "--shapes",
+        type=parse_shapes,
+        default=parse_shapes(DEFAULT_SHAPES),
+        help=f"comma-separated N x C x spatial shapes (default {DEFAULT_SHAPES})",
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time both under torch.compile (default on)",
+    )
     parser.add_argument("--device", default="cpu", help="device to run on (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"],
-                        help="dtype of the feature maps (default float32)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="torch threads (default: the CPUs this process may use)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16", "float64"],
+        help="dtype of the feature maps (default float32)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads (default: the CPUs this process may use)",
+    )
     return parser
 
 
@@ -121,9 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
-    variants, notes = variants_to_time(args.compile, torch.randn(args.shapes[0], device=device, dtype=dtype))
-    rows = [row for shape in args.shapes
-            for row in measure(variants, torch.randn(shape, device=device, dtype=dtype), args.repeats)]
+    variants, notes = variants_to_time(
+        args.compile, torch.randn(args.shapes[0], device=device, dtype=dtype)
+    )
+    rows = [
+        row
+        for shape in args.shapes
+        for row in measure(variants, torch.randn(shape, device=device, dtype=dtype), args.repeats)
+    ]
     print_report(rows, args.dtype, args.repeats, args.threads, device)
     for note in notes:
         print(note)
@@ -144,14 +171,18 @@ def variants_to_time(compile_them: bool, x: torch.Tensor) -> tuple[dict[str, Ste
         try:
             train_step(compiled, x, torch.randn_like(x))
         except Exception as error:  # a missing compiler, an unsupported device, ...
-            notes.append(f"torch.compile of {name} failed and is skipped: {type(error).__name__}: {error}")
+            notes.append(
+                f"torch.compile of {name} failed and is skipped: {type(error).__name__}: {error}"
+            )
             continue
         variants[f"{name}, compiled"] = compiled
         notes.append(f"torch.compile of {name}: {time.perf_counter() - start:.0f} s to compile.")
     return variants, notes
 
 
-def measure(variants: dict[str, Step], x: torch.Tensor, repeats: int) -> list[tuple[tuple[int, ...], str, float, float, str]]:
+def measure(
+    variants: dict[str, Step], x: torch.Tensor, repeats: int
+) -> list[tuple[tuple[int, ...], str, float, float, str]]:
     """One row per variant for the feature map ``x``: ``(shape, variant, median seconds, speed-up
     over the eager reference, saved bytes over the input's)``. The variants alternate within every
     repeat, in a rotating order."""
@@ -177,8 +208,13 @@ def measure(variants: dict[str, Step], x: torch.Tensor, repeats: int) -> list[tu
     return rows
 
 
-def print_report(rows: list[tuple[tuple[int, ...], str, float, float, str]], dtype: str, repeats: int, threads: int,
-                 device: torch.device) -> None:
+def print_report(
+    rows: list[tuple[tuple[int, ...], str, float, float, str]],
+    dtype: str,
+    repeats: int,
+    threads: int,
+    device: torch.device,
+) -> None:
     """The table of :func:`measure`'s rows, notes on a busy machine, and the default against its targets."""
     shape_text = lambda shape: "x".join(map(str, shape))  # noqa: E731
     print(
@@ -188,7 +224,11 @@ def print_report(rows: list[tuple[tuple[int, ...], str, float, float, str]], dty
     cpus, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
     if device.type == "cpu" and load > cpus:
         print(f"Note: the machine was busy (load average {load:.1f} on {cpus} CPUs).")
-    if device.type == "cpu" and threads > 1 and (overhead := parallel_op_overhead_ms(threads)) > 0.5:
+    if (
+        device.type == "cpu"
+        and threads > 1
+        and (overhead := parallel_op_overhead_ms(threads)) > 0.5
+    ):
         print(
             f"Note: here each multi-threaded op waits about {overhead:.1f} ms for its threads, so eager timings "
             "count ops rather than work; `--threads 1` measures the work."

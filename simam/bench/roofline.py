@@ -60,7 +60,9 @@ def matmul_gflops(dtype: torch.dtype, size: int, repeats: int) -> float:
 
 def category(name: str) -> str:
     lowered = name.lower()
-    return next((label for label, words in CATEGORIES if any(word in lowered for word in words)), "the rest")
+    return next(
+        (label for label, words in CATEGORIES if any(word in lowered for word in words)), "the rest"
+    )
 
 
 def profile_shares(step: TrainerStep, steps: int) -> dict[str, float]:
@@ -75,7 +77,9 @@ def profile_shares(step: TrainerStep, steps: int) -> dict[str, float]:
     for event in profiler.key_averages():
         totals[category(event.key)] += event.self_cpu_time_total
     whole = sum(totals.values())
-    return {label: value / whole for label, value in sorted(totals.items(), key=lambda item: -item[1])}
+    return {
+        label: value / whole for label, value in sorted(totals.items(), key=lambda item: -item[1])
+    }
 
 
 def loader_seconds_per_batch(loader: CifarLoader, batches: int) -> float:
@@ -89,18 +93,35 @@ def loader_seconds_per_batch(loader: CifarLoader, batches: int) -> float:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m simam.bench roofline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m simam.bench roofline", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", default="resnet20", help="network (default resnet20)")
     parser.add_argument("--attention", default="simam", help="attention module (default simam)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
-    parser.add_argument("--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each timed block (default 5)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, the pipelines' order alternating (default 2)")
-    parser.add_argument("--matrix", type=int, default=4096, help="size of the square matrix products (default 4096)")
-    parser.add_argument("--profile-steps", type=int, default=5, help="steps under the profiler (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed steps before each timed block (default 5)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds, the pipelines' order alternating (default 2)"
+    )
+    parser.add_argument(
+        "--matrix", type=int, default=4096, help="size of the square matrix products (default 4096)"
+    )
+    parser.add_argument(
+        "--profile-steps", type=int, default=5, help="steps under the profiler (default 5)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     args = parser.parse_args(argv)
-    if min(args.batch_size, args.iterations, args.rounds, args.matrix, args.profile_steps) < 1 or args.warmup < 0:
+    if (
+        min(args.batch_size, args.iterations, args.rounds, args.matrix, args.profile_steps) < 1
+        or args.warmup < 0
+    ):
         parser.error("sizes and counts must be positive, --warmup non-negative")
     return args
 
@@ -110,43 +131,71 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    images = torch.randint(0, 256, (16 * args.batch_size, 3, 32, 32), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0,
+        256,
+        (16 * args.batch_size, 3, 32, 32),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(0),
+    )
     labels = torch.randint(0, 10, (len(images),), generator=torch.Generator().manual_seed(1))
-    base = Config(model=args.model, attention=args.attention, batch_size=args.batch_size, device="cpu", recipe="quick")
+    base = Config(
+        model=args.model,
+        attention=args.attention,
+        batch_size=args.batch_size,
+        device="cpu",
+        recipe="quick",
+    )
     trainer = resolve(base, device)
     plain = resolve(dataclasses.replace(base, amp=False, compile_simam=False), device)
-    steps = {"trainer": TrainerStep.build(trainer, images, labels),
-             "float32, SimAM eager": TrainerStep.build(plain, images, labels)}
+    steps = {
+        "trainer": TrainerStep.build(trainer, images, labels),
+        "float32, SimAM eager": TrainerStep.build(plain, images, labels),
+    }
     flops = training_flops_per_image(steps["float32, SimAM eager"].model)
-    roofs = {dtype: matmul_gflops(getattr(torch, dtype), args.matrix, 3) for dtype in ("float32", "bfloat16")}
+    roofs = {
+        dtype: matmul_gflops(getattr(torch, dtype), args.matrix, 3)
+        for dtype in ("float32", "bfloat16")
+    }
     seconds = dict.fromkeys(steps, 0.0)
     for round_ in range(args.rounds):
         for name in list(steps) if round_ % 2 == 0 else list(reversed(steps)):
             seconds[name] += timed_pass(steps[name].steps, args.warmup, args.iterations)
-    rates = {name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in steps}
+    rates = {
+        name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in steps
+    }
 
-    print(f"{args.model} + {args.attention}, batch {args.batch_size}, {torch.get_num_threads()} torch thread(s); "
-          f"trainer: {trainer.amp_dtype or 'float32'}, SimAM compiled {trainer.compile_simam}. "
-          f"Printed by `python -m simam.bench roofline`.\n")
-    print(f"work of one training image: {flops / 1e6:,.0f} MFLOP (convolutions and matrix products)")
+    print(
+        f"{args.model} + {args.attention}, batch {args.batch_size}, {torch.get_num_threads()} torch thread(s); "
+        f"trainer: {trainer.amp_dtype or 'float32'}, SimAM compiled {trainer.compile_simam}. "
+        f"Printed by `python -m simam.bench roofline`.\n"
+    )
+    print(
+        f"work of one training image: {flops / 1e6:,.0f} MFLOP (convolutions and matrix products)"
+    )
     for dtype, rate in roofs.items():
         print(f"{args.matrix} x {args.matrix} matrix product, {dtype}: {rate:,.0f} GFLOP/s")
     print("\n| pipeline | images/s | GFLOP/s | of the float32 product | of the bfloat16 product |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, rate in rates.items():
         achieved = rate * flops / 1e9
-        print(f"| {name} | {rate:,.0f} | {achieved:,.0f} | {achieved / roofs['float32']:.2f} "
-              f"| {achieved / roofs['bfloat16']:.2f} |")
-    print(f"\ntrainer / the same step in float32 with SimAM eager: {rates['trainer'] / rates['float32, SimAM eager']:.2f}x")
+        print(
+            f"| {name} | {rate:,.0f} | {achieved:,.0f} | {achieved / roofs['float32']:.2f} "
+            f"| {achieved / roofs['bfloat16']:.2f} |"
+        )
+    print(
+        f"\ntrainer / the same step in float32 with SimAM eager: {rates['trainer'] / rates['float32, SimAM eager']:.2f}x"
+    )
     shares = profile_shares(steps["trainer"], args.profile_steps)
     loader = loader_seconds_per_batch(steps["trainer"].loader, args.profile_steps)
     step_seconds = args.batch_size / rates["trainer"]
     print("\nwhere the trainer's step goes (operators' own CPU time under torch.profiler):")
     for label, share in shares.items():
         print(f"  {label:<13} {100 * share:5.1f}%")
-    print(f"  the loader makes a batch in {1e3 * loader:.1f} ms, {100 * loader / step_seconds:.1f}% of a step "
-          f"({1e3 * step_seconds:.0f} ms)")
+    print(
+        f"  the loader makes a batch in {1e3 * loader:.1f} ms, {100 * loader / step_seconds:.1f}% of a step "
+        f"({1e3 * step_seconds:.0f} ms)"
+    )
     return 0
 
 

@@ -39,14 +39,27 @@ import torch
 import torch.nn.functional as F
 
 from simam.bench.data import torchvision_loader
-from simam.config import CONFIG_FIELDS, Config, ConfigError, build_model, config_from_args, option_name
+from simam.config import (
+    CONFIG_FIELDS,
+    Config,
+    ConfigError,
+    build_model,
+    config_from_args,
+    option_name,
+)
 from simam.data import DATASETS, CifarLoader, load_cifar
 from simam.device import resolve, resolve_device
 from simam.settings import data_root
 from simam.step import make_optimizer, train_step
 
 CASES = [("resnet20", "none"), ("resnet20", "simam")]
-BENCH_FIELDS = {"model", "attention", "batch_size", "device"}  # set by --cases, --batch-size and --device, not --config
+# set by --cases, --batch-size and --device, not --config
+BENCH_FIELDS = {
+    "model",
+    "attention",
+    "batch_size",
+    "device",
+}
 
 
 @dataclass
@@ -67,17 +80,39 @@ class TrainerStep:
         torch.manual_seed(0)
         layout = torch.channels_last if config.channels_last else torch.preserve_format
         model = build_model(config).to(device, memory_format=layout)
-        loader = CifarLoader(images, labels, batch_size=config.batch_size, shuffle=True, augment=True, drop_last=True,
-                             device=device, channels_last=config.channels_last)
-        return cls(config, model, torch.compile(model) if config.compile else model, make_optimizer(model, config),
-                   torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"), loader)
+        loader = CifarLoader(
+            images,
+            labels,
+            batch_size=config.batch_size,
+            shuffle=True,
+            augment=True,
+            drop_last=True,
+            device=device,
+            channels_last=config.channels_last,
+        )
+        return cls(
+            config,
+            model,
+            torch.compile(model) if config.compile else model,
+            make_optimizer(model, config),
+            torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"),
+            loader,
+        )
 
     def steps(self) -> Iterator[torch.Tensor]:
         """Training steps without end, each giving its loss (left on the device)."""
         criterion = torch.nn.CrossEntropyLoss()
         while True:
             for batch, targets in self.loader:
-                yield train_step(self.forward, batch, targets, criterion, self.optimizer, self.scaler, self.config.amp_dtype)
+                yield train_step(
+                    self.forward,
+                    batch,
+                    targets,
+                    criterion,
+                    self.optimizer,
+                    self.scaler,
+                    self.config.amp_dtype,
+                )
 
 
 def plain(config: Config, workers: int) -> Callable[[], Iterator[torch.Tensor]]:
@@ -85,13 +120,20 @@ def plain(config: Config, workers: int) -> Callable[[], Iterator[torch.Tensor]]:
     device = torch.device(config.device)
     torch.manual_seed(0)
     model = build_model(config).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    loader = torchvision_loader(config.data_root, config.batch_size, workers, pin_memory=device.type == "cuda")
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    loader = torchvision_loader(
+        config.data_root, config.batch_size, workers, pin_memory=device.type == "cuda"
+    )
 
     def steps() -> Iterator[torch.Tensor]:
         while True:
             for batch, targets in loader:
-                batch, targets = batch.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                batch, targets = (
+                    batch.to(device, non_blocking=True),
+                    targets.to(device, non_blocking=True),
+                )
                 loss = F.cross_entropy(model(batch), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -124,62 +166,118 @@ def trainer_options(pairs: list[str]) -> list[str]:
     for pair in pairs:
         field, equals, value = pair.partition("=")
         if not equals or field not in fields:
-            raise ConfigError(f"--config {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+            raise ConfigError(
+                f"--config {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}"
+            )
         option = option_name(field)
-        options += {"true": [option], "false": ["--no-" + option.removeprefix("--")]}.get(value, [option, value])
+        options += {"true": [option], "false": ["--no-" + option.removeprefix("--")]}.get(
+            value, [option, value]
+        )
     return options
 
 
-def benchmark_inputs(prog: str, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.device] | None:
+def benchmark_inputs(
+    prog: str, args: argparse.Namespace
+) -> tuple[torch.Tensor, torch.Tensor, torch.device] | None:
     """What a benchmark of training steps starts from, once ``args.threads`` is applied: the CIFAR-10
     training images and labels under ``$SIMAM_DATA`` and the device of ``args.device``; None after
     saying that the images are missing."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     root, spec = data_root(), DATASETS["cifar10"]
-    if not all((root / spec.folder / file).is_file() for file in (*spec.train_files, spec.meta_file)):
+    if not all(
+        (root / spec.folder / file).is_file() for file in (*spec.train_files, spec.meta_file)
+    ):
         print(f"{prog}: error: CIFAR-10 not found under {root}; set SIMAM_DATA", file=sys.stderr)
         return None
     return (*load_cifar(root, "cifar10", train=True), resolve_device(args.device))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m simam.bench train", description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed block (default 3)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, each timing every pipeline once (default 2)")
+    parser = argparse.ArgumentParser(
+        prog="python -m simam.bench train", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps before each timed block (default 3)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds, each timing every pipeline once (default 2)"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the plain loop (default 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="DataLoader worker processes of the plain loop (default 2)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of the main process (default: torch's choice)")
-    parser.add_argument("--cases", default=",".join(f"{m}:{a}" for m, a in CASES),
-                        help="comma-separated MODEL:ATTENTION pairs (default: ResNet-20, none and simam)")
-    parser.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a field of the trainer's Config before its defaults are chosen (repeatable)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the main process (default: torch's choice)",
+    )
+    parser.add_argument(
+        "--cases",
+        default=",".join(f"{m}:{a}" for m, a in CASES),
+        help="comma-separated MODEL:ATTENTION pairs (default: ResNet-20, none and simam)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a field of the trainer's Config before its defaults are chosen (repeatable)",
+    )
     args = parser.parse_args(argv)
     if min(args.iterations, args.rounds, args.batch_size) < 1 or min(args.warmup, args.workers) < 0:
-        parser.error("--iterations, --rounds, --batch-size must be positive, --warmup and --workers non-negative")
+        parser.error(
+            "--iterations, --rounds, --batch-size must be positive, --warmup and --workers non-negative"
+        )
     try:  # each case's configuration, before its defaults for the device are chosen
         options = trainer_options(args.config)
-        args.configs = [config_from_args(["--model", model_name, "--attention", attention,
-                                          "--batch-size", str(args.batch_size), *options])[0]
-                        for model_name, attention in (case.split(":") for case in args.cases.split(","))]
+        args.configs = [
+            config_from_args(
+                [
+                    "--model",
+                    model_name,
+                    "--attention",
+                    attention,
+                    "--batch-size",
+                    str(args.batch_size),
+                    *options,
+                ]
+            )[0]
+            for model_name, attention in (case.split(":") for case in args.cases.split(","))
+        ]
     except ConfigError as error:
         parser.error(str(error))
     return args
 
 
-def measure(config: Config, args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+def measure(
+    config: Config, args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float]:
     """Images per second of both pipelines, rounds alternating their order."""
-    pipelines = {"simam.train": TrainerStep.build(config, images, labels).steps, "plain loop": plain(config, args.workers)}
+    pipelines = {
+        "simam.train": TrainerStep.build(config, images, labels).steps,
+        "plain loop": plain(config, args.workers),
+    }
     seconds = dict.fromkeys(pipelines, 0.0)
     for round_ in range(args.rounds):
         for name in list(pipelines) if round_ % 2 == 0 else list(reversed(pipelines)):
             seconds[name] += timed_pass(pipelines[name], args.warmup, args.iterations)
-    return {name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in pipelines}
+    return {
+        name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in pipelines
+    }
 
 
-def print_tables(results: list[tuple[str, str, float, float]], args: argparse.Namespace, config: Config) -> None:
+def print_tables(
+    results: list[tuple[str, str, float, float]], args: argparse.Namespace, config: Config
+) -> None:
     print(
         f"Training steps on CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) of {args.iterations} timed steps "
         f"per pipeline after {args.warmup} warm-up steps, on {config.device} with {torch.get_num_threads()} torch thread(s); "
@@ -190,14 +288,26 @@ def print_tables(results: list[tuple[str, str, float, float]], args: argparse.Na
     print("\n| model | attention | plain loop (images/s) | simam.train (images/s) | speed-up |")
     print("| --- | --- | ---: | ---: | ---: |")
     for model_name, attention, plain_rate, our_rate in results:
-        print(f"| {model_name} | {attention} | {plain_rate:,.0f} | {our_rate:,.0f} | {our_rate / plain_rate:.2f}x |")
-    baselines = {model_name: (plain_rate, our_rate) for model_name, attention, plain_rate, our_rate in results if attention == "none"}
-    shares = [(m, a, 1 - p / baselines[m][0], 1 - o / baselines[m][1]) for m, a, p, o in results if a != "none" and m in baselines]
+        print(
+            f"| {model_name} | {attention} | {plain_rate:,.0f} | {our_rate:,.0f} | {our_rate / plain_rate:.2f}x |"
+        )
+    baselines = {
+        model_name: (plain_rate, our_rate)
+        for model_name, attention, plain_rate, our_rate in results
+        if attention == "none"
+    }
+    shares = [
+        (m, a, 1 - p / baselines[m][0], 1 - o / baselines[m][1])
+        for m, a, p, o in results
+        if a != "none" and m in baselines
+    ]
     if shares:
         print("\n| model | attention | its share of the step: plain loop | simam.train |")
         print("| --- | --- | ---: | ---: |")
         for model_name, attention, plain_share, our_share in shares:
-            print(f"| {model_name} | {attention} | {100 * plain_share:.0f}% | {100 * our_share:.0f}% |")
+            print(
+                f"| {model_name} | {attention} | {100 * plain_share:.0f}% | {100 * our_share:.0f}% |"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,8 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve(config, device)
         rates = measure(config, args, *data)
         results.append((config.model, config.attention, rates["plain loop"], rates["simam.train"]))
-        print(f"{config.model} + {config.attention}: plain loop {rates['plain loop']:,.0f} images/s, "
-              f"simam.train {rates['simam.train']:,.0f} images/s", file=sys.stderr, flush=True)
+        print(
+            f"{config.model} + {config.attention}: plain loop {rates['plain loop']:,.0f} images/s, "
+            f"simam.train {rates['simam.train']:,.0f} images/s",
+            file=sys.stderr,
+            flush=True,
+        )
     print_tables(results, args, config)
     return 0
 

@@ -24,7 +24,9 @@ def course_cifar10(train: bool = False) -> tuple[torch.Tensor, torch.Tensor, lis
     root = data_root()
     try:
         images, labels = load_cifar(root, "cifar10", train=train, download=True)
-    except OSError as error:  # the download failed (URLError is an OSError), or left the files missing
+    except (
+        OSError
+    ) as error:  # the download failed (URLError is an OSError), or left the files missing
         spec = DATASETS["cifar10"]
         raise FileNotFoundError(
             f"CIFAR-10 is not under {root / spec.folder} and could not be downloaded ({error}). Download "
@@ -53,8 +55,12 @@ Colab's, since Triton compiles its kernels on the CPU. An assumed range, not a m
 device check (``make device-check``) measures the first steps of a run, compilation included."""
 
 
-def estimated_gpu_minutes(config: Config, runs: int = 1, achieved_flops: float = T4_ACHIEVED_FLOPS,
-                          compile_seconds: tuple[float, float] = GPU_COMPILE_SECONDS) -> tuple[float, float]:
+def estimated_gpu_minutes(
+    config: Config,
+    runs: int = 1,
+    achieved_flops: float = T4_ACHIEVED_FLOPS,
+    compile_seconds: tuple[float, float] = GPU_COMPILE_SECONDS,
+) -> tuple[float, float]:
     """The minutes that ``runs`` runs of ``config`` take at ``achieved_flops``, as a range (low,
     high): its training images and its evaluations (a forward pass, counted as a third of a training
     step; flipped copies twice), times the training FLOPs per image that ``FlopCounterMode`` counts
@@ -66,5 +72,9 @@ def estimated_gpu_minutes(config: Config, runs: int = 1, achieved_flops: float =
     test_images = config.test_subset or dataset_spec(config.dataset).test_images
     images = config.iterations * config.batch_size + test_images * evaluations / 3
     computing = runs * images * flops / achieved_flops / 60
-    low, high = (runs * seconds / 60 for seconds in compile_seconds) if config.compile is not False else (0.0, 0.0)
+    low, high = (
+        (runs * seconds / 60 for seconds in compile_seconds)
+        if config.compile is not False
+        else (0.0, 0.0)
+    )
     return computing + low, computing + high

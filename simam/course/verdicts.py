@@ -32,14 +32,20 @@ def _p_is(value: float) -> str:
 
 def comparison_table(rows: Sequence[ComparisonResult]) -> str:
     """The computed comparisons as a Markdown table, one row each."""
-    lines = ["| comparison | kind | metric | seeds | difference, points [95% CI] | p: Welch, permutation "
-             "| p: permutation within CPU models | Holm-adjusted p: Welch, permutation |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| comparison | kind | metric | seeds | difference, points [95% CI] | p: Welch, permutation "
+        "| p: permutation within CPU models | Holm-adjusted p: Welch, permutation |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
-        holm = "—" if row.holm_welch is None else f"{_p(row.holm_welch)}, {_p(row.holm_permutation)}"
-        lines.append(f"| {row.planned.name} | {row.planned.kind} | {METRICS[row.planned.metric]} "
-                     f"| {', '.join(map(str, row.seeds))} | {row.estimate:+.2f} [{row.low:+.2f}, {row.high:+.2f}] "
-                     f"| {_p(row.p_welch)}, {_p(row.p_permutation)} | {_p(row.p_within_cpu)} | {holm} |")
+        holm = (
+            "—" if row.holm_welch is None else f"{_p(row.holm_welch)}, {_p(row.holm_permutation)}"
+        )
+        lines.append(
+            f"| {row.planned.name} | {row.planned.kind} | {METRICS[row.planned.metric]} "
+            f"| {', '.join(map(str, row.seeds))} | {row.estimate:+.2f} [{row.low:+.2f}, {row.high:+.2f}] "
+            f"| {_p(row.p_welch)}, {_p(row.p_permutation)} | {_p(row.p_within_cpu)} | {holm} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -58,10 +64,18 @@ def cpu_table(verdict: StudyVerdict) -> str:
 
 def _claim(row: ComparisonResult) -> str:
     permutation = "" if row.p_permutation is None else f", permutation p {_p_is(row.p_permutation)}"
-    holm = "" if row.holm_welch is None else (
-        f"; Holm-adjusted {_p(row.holm_welch)}" + ("" if row.holm_permutation is None else f" and {_p(row.holm_permutation)}"))
-    return (f"{row.planned.name} = {row.estimate:+.2f} points (95% CI [{row.low:+.2f}, {row.high:+.2f}]; "
-            f"Welch p {_p_is(row.p_welch)}{permutation}{holm})")
+    holm = (
+        ""
+        if row.holm_welch is None
+        else (
+            f"; Holm-adjusted {_p(row.holm_welch)}"
+            + ("" if row.holm_permutation is None else f" and {_p(row.holm_permutation)}")
+        )
+    )
+    return (
+        f"{row.planned.name} = {row.estimate:+.2f} points (95% CI [{row.low:+.2f}, {row.high:+.2f}]; "
+        f"Welch p {_p_is(row.p_welch)}{permutation}{holm})"
+    )
 
 
 def _outcome(row: ComparisonResult, nominal: bool = False) -> str:
@@ -81,44 +95,70 @@ def verdict_text(verdict: StudyVerdict) -> str:
     finished, planned = verdict.finished
     family = sum(c.kind == "primary" for c in study.comparisons)
     nominal = study.written == "after the runs"
-    parts = [f"**Verdict of the {study.name} study** ({finished} of {planned} planned runs finished; plan "
-             f"{study.provenance}). "
-             f"A difference is established when every p-value that applies (Welch's, and the permutation "
-             f"test's for two cells) is below {LEVEL:g}"
-             + (f", after Holm's correction over the {family} primary comparisons." if family > 1 else ".")]
+    parts = [
+        f"**Verdict of the {study.name} study** ({finished} of {planned} planned runs finished; plan "
+        f"{study.provenance}). "
+        f"A difference is established when every p-value that applies (Welch's, and the permutation "
+        f"test's for two cells) is below {LEVEL:g}"
+        + (
+            f", after Holm's correction over the {family} primary comparisons."
+            if family > 1
+            else "."
+        )
+    ]
     if nominal:
-        parts.append("Its plan was written after its runs, and decisions made after seeing results shaped them "
-                     "(the plan's notes say which): its p-values are nominal, since their error rates hold only "
-                     "for a design fixed in advance.")
+        parts.append(
+            "Its plan was written after its runs, and decisions made after seeing results shaped them "
+            "(the plan's notes say which): its p-values are nominal, since their error rates hold only "
+            "for a design fixed in advance."
+        )
     if primary:
-        parts.append(f"Primary ({METRICS[study.primary_metric]}): "
-                     + "; ".join(f"{_claim(row)}: {_outcome(row, nominal)}" for row in primary) + ".")
+        parts.append(
+            f"Primary ({METRICS[study.primary_metric]}): "
+            + "; ".join(f"{_claim(row)}: {_outcome(row, nominal)}" for row in primary)
+            + "."
+        )
         if len(primary) < family:
-            parts.append(f"{family - len(primary)} of the {family} primary comparisons cannot be computed yet "
-                         f"(each cell needs two finished runs); Holm's correction counts them as p = 1.")
+            parts.append(
+                f"{family - len(primary)} of the {family} primary comparisons cannot be computed yet "
+                f"(each cell needs two finished runs); Holm's correction counts them as p = 1."
+            )
     else:
-        parts.append("No primary comparison can be computed yet: each of its cells needs two finished runs.")
+        parts.append(
+            "No primary comparison can be computed yet: each of its cells needs two finished runs."
+        )
     for kind in ("secondary", "exploratory"):
         rows = [row for row in verdict.rows if row.planned.kind == kind]
         if rows:
-            parts.append(f"{kind.capitalize()}, not part of the verdict: "
-                         + "; ".join(f"on the {METRICS[row.planned.metric]}, {_claim(row)}" for row in rows) + ".")
+            parts.append(
+                f"{kind.capitalize()}, not part of the verdict: "
+                + "; ".join(f"on the {METRICS[row.planned.metric]}, {_claim(row)}" for row in rows)
+                + "."
+            )
     within = [row for row in primary if row.p_within_cpu is not None]
     if within:
-        parts.append("The runs come from " + str(len({c for cell in verdict.cells.values() for c in cell.cpus}))
-                     + " CPU models; exchanging runs only within a CPU model gives "
-                     + "; ".join(f"p {_p_is(row.p_within_cpu)} for {row.planned.name}" for row in within)
-                     + " (unadjusted, beside the verdict: it does not decide).")
+        parts.append(
+            "The runs come from "
+            + str(len({c for cell in verdict.cells.values() for c in cell.cpus}))
+            + " CPU models; exchanging runs only within a CPU model gives "
+            + "; ".join(f"p {_p_is(row.p_within_cpu)} for {row.planned.name}" for row in within)
+            + " (unadjusted, beside the verdict: it does not decide)."
+        )
     for row in primary:
         if row.p_permutation is not None:
             floor = family * stats.smallest_permutation_p(*row.seeds)
             if floor >= LEVEL:
-                parts.append(f"With {row.seeds[0]} and {row.seeds[1]} seeds, {row.planned.name}'s permutation p "
-                             f"cannot fall below {floor / family:.3f}, nor below {floor:.3f} after Holm's correction "
-                             f"over {family}: no difference of that size of sample can be established by both tests.")
+                parts.append(
+                    f"With {row.seeds[0]} and {row.seeds[1]} seeds, {row.planned.name}'s permutation p "
+                    f"cannot fall below {floor / family:.3f}, nor below {floor:.3f} after Holm's correction "
+                    f"over {family}: no difference of that size of sample can be established by both tests."
+                )
     if verdict.interim:
-        parts.append(f"At the interim look, {study.interim_seeds} seeds per cell: "
-                     + "; ".join(f"{_claim(row)}, {_outcome(row)}" for row in verdict.interim) + ".")
+        parts.append(
+            f"At the interim look, {study.interim_seeds} seeds per cell: "
+            + "; ".join(f"{_claim(row)}, {_outcome(row)}" for row in verdict.interim)
+            + "."
+        )
     return " ".join(parts) + "\n"
 
 
@@ -126,14 +166,20 @@ def study_section(verdict: StudyVerdict, figure: str | None = None) -> str:
     """A study as Markdown: the question, the plan's notes, the table, the CPU models and the verdict."""
     study = verdict.study
     finished, planned = verdict.finished
-    command = f"python -m simam.experiments run --plan results/plans/{study.name}.toml --out results/"
-    text = (f"**Question.** {' '.join(study.question.split())}\n\n**Plan** (`results/plans/{study.name}.toml`, "
-            f"{study.provenance}). {' '.join(study.notes.split())}\n\n")
+    command = (
+        f"python -m simam.experiments run --plan results/plans/{study.name}.toml --out results/"
+    )
+    text = (
+        f"**Question.** {' '.join(study.question.split())}\n\n**Plan** (`results/plans/{study.name}.toml`, "
+        f"{study.provenance}). {' '.join(study.notes.split())}\n\n"
+    )
     if finished < planned:
         text += f"{finished} of its {planned} runs are finished. To run or continue it:\n\n```sh\n{command}\n```\n\n"
     text += (comparison_table(verdict.rows) + "\n" if verdict.rows else "") + verdict_text(verdict)
     if len({cpu for cell in verdict.cells.values() for cpu in cell.cpus}) > 1:
-        text += "\nFinished runs and mean final test accuracy (%) per CPU model:\n\n" + cpu_table(verdict)
+        text += "\nFinished runs and mean final test accuracy (%) per CPU model:\n\n" + cpu_table(
+            verdict
+        )
     return text + (f"\n![{study.name} study]({figure})\n" if figure else "")
 
 
@@ -147,11 +193,15 @@ def lambda_points(cells: Sequence[Cell], model: str) -> str:
         rows += [f"| {c.lambda_:g} | {c.n} | {c.mean:.2f} |" for c in group]
         return "\n".join(rows) + "\n\nOne seed per λ: no spread, so no interval.\n"
     intervals, pooled, df = stats.pooled_intervals([c.accuracies for c in group])
-    rows = [f"| λ | seeds | final test accuracy %: mean | 95% CI of the mean (pooled spread, {df} degrees of freedom) |",
-            "| --- | --- | --- | --- |"]
+    rows = [
+        f"| λ | seeds | final test accuracy %: mean | 95% CI of the mean (pooled spread, {df} degrees of freedom) |",
+        "| --- | --- | --- | --- |",
+    ]
     for cell, (low, high) in zip(group, intervals):
         grid = " (the grid's)" if cell.lambda_ == PAPER_LAMBDA else ""
-        rows.append(f"| {cell.lambda_:g}{grid} | {cell.n} | {cell.mean:.2f} | [{low:.2f}, {high:.2f}] |")
+        rows.append(
+            f"| {cell.lambda_:g}{grid} | {cell.n} | {cell.mean:.2f} | [{low:.2f}, {high:.2f}] |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -170,18 +220,31 @@ def lambda_omnibus(cells: Sequence[Cell], model: str) -> str:
     anova, kruskal = scipy_stats.f_oneway(*samples), scipy_stats.kruskal(*samples)
     _, pooled, df = stats.pooled_intervals(samples)
     fewest = min(c.n for c in group)
-    smallest = (stats.t_quantile(1 - LEVEL / 2, df) + stats.t_quantile(0.8, df)) * pooled * (2 / fewest) ** 0.5
+    smallest = (
+        (stats.t_quantile(1 - LEVEL / 2, df) + stats.t_quantile(0.8, df))
+        * pooled
+        * (2 / fewest) ** 0.5
+    )
     below = [p < LEVEL for p in (anova.pvalue, kruskal.pvalue)]
-    verdict = ("both tests find" if all(below) else "the two tests disagree on whether" if any(below)
-               else "nothing shows")
+    verdict = (
+        "both tests find"
+        if all(below)
+        else "the two tests disagree on whether"
+        if any(below)
+        else "nothing shows"
+    )
     largest = max(c.n for c in group)
-    text = (f"Across the {len(group)} values of λ, a one-way ANOVA gives F({len(group) - 1}, {df}) = "
-            f"{anova.statistic:.2f}, p = {anova.pvalue:.2f}, and a Kruskal-Wallis test H = {kruskal.statistic:.2f}, "
-            f"p = {kruskal.pvalue:.2f}: {verdict} that λ changes the final test accuracy at this budget. Assuming "
-            f"the seeds of every λ scatter alike, they spread by {pooled:.2f} points within a λ (pooled; {largest - 1} "
-            f"of the {df} degrees of freedom come from the cell of {largest} seeds); with {fewest} seeds per λ, two "
-            f"values of λ would have to differ by about {smallest:.2f} points for a 5% test to find it with 80% power.")
+    text = (
+        f"Across the {len(group)} values of λ, a one-way ANOVA gives F({len(group) - 1}, {df}) = "
+        f"{anova.statistic:.2f}, p = {anova.pvalue:.2f}, and a Kruskal-Wallis test H = {kruskal.statistic:.2f}, "
+        f"p = {kruskal.pvalue:.2f}: {verdict} that λ changes the final test accuracy at this budget. Assuming "
+        f"the seeds of every λ scatter alike, they spread by {pooled:.2f} points within a λ (pooled; {largest - 1} "
+        f"of the {df} degrees of freedom come from the cell of {largest} seeds); with {fewest} seeds per λ, two "
+        f"values of λ would have to differ by about {smallest:.2f} points for a 5% test to find it with 80% power."
+    )
     if smallest > FIGURE4_SPREAD:
-        text += (f" Differences of the size the paper's Figure 4 draws (every λ within about {FIGURE4_SPREAD:g} "
-                 f"points of the others, ResNet-20 on CIFAR-100) are beyond this study.")
+        text += (
+            f" Differences of the size the paper's Figure 4 draws (every λ within about {FIGURE4_SPREAD:g} "
+            f"points of the others, ResNet-20 on CIFAR-100) are beyond this study."
+        )
     return text + "\n"

@@ -52,7 +52,6 @@ lambda from 1e-1 down to 1e-6 plus the baseline without attention, on CIFAR-100 
 figure is (``--datasets`` changes it).
 """
 
-
 from simam.experiments.grid import (
     LOG,
     RunOutcome,
@@ -99,11 +98,42 @@ from simam.experiments.summary import (
 from simam.experiments.verdict import grid_seeds_needed, judge
 
 __all__ = [
-    "DEFAULT_ATTENTIONS", "LOG", "RESULTS", "RUNS", "Cell", "GridError", "RunOutcome",
-    "RunSpec", "Study", "StudyVerdict", "append_result", "check_extra_args",
-    "grid_seeds_needed", "judge", "judge_study", "launch_command", "overrides",
-    "pending", "plan", "plan_lambda_ablation", "plot_lambda_ablation", "plot_seeds", "plot_study", "plot_summary",
-    "read_results", "read_studies", "read_study", "result_line", "results_path", "run_grid",
-    "run_one", "shell_commands", "summarise", "summary_csv", "summary_markdown",
-    "visible_gpus", "worker_slots", "write_summary",
+    "DEFAULT_ATTENTIONS",
+    "LOG",
+    "RESULTS",
+    "RUNS",
+    "Cell",
+    "GridError",
+    "RunOutcome",
+    "RunSpec",
+    "Study",
+    "StudyVerdict",
+    "append_result",
+    "check_extra_args",
+    "grid_seeds_needed",
+    "judge",
+    "judge_study",
+    "launch_command",
+    "overrides",
+    "pending",
+    "plan",
+    "plan_lambda_ablation",
+    "plot_lambda_ablation",
+    "plot_seeds",
+    "plot_study",
+    "plot_summary",
+    "read_results",
+    "read_studies",
+    "read_study",
+    "result_line",
+    "results_path",
+    "run_grid",
+    "run_one",
+    "shell_commands",
+    "summarise",
+    "summary_csv",
+    "summary_markdown",
+    "visible_gpus",
+    "worker_slots",
+    "write_summary",
 ]

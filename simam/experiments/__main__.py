@@ -45,7 +45,9 @@ def _seeds(text: str) -> list[int]:
     except ValueError:
         values = []
     if not values:
-        raise argparse.ArgumentTypeError(f"expected a count such as 5 or seeds such as 0,1,2, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a count such as 5 or seeds such as 0,1,2, got {text!r}"
+        )
     return list(range(values[0])) if len(values) == 1 and "," not in text else values
 
 
@@ -53,34 +55,81 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(part) for part in _names(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers such as 1e-4,1e-5, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers such as 1e-4,1e-5, got {text!r}"
+        ) from None
 
 
 def _add_grid_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--models", type=_names, help="comma-separated networks (default resnet20)")
-    add("--attentions", type=_names, help=f"comma-separated attentions (default {','.join(DEFAULT_ATTENTIONS)})")
-    add("--datasets", type=_names, help=f"comma-separated data sets (default cifar10; {FIGURE4_DATASET} with --lambda-ablation)")
-    add("--seeds", type=_seeds, default=list(range(5)), help="a count (seeds 0..N-1) or comma-separated seeds (default 5)")
-    add("--recipe", type=_names, default=["paper"], help="recipe, or comma-separated recipes (default paper)")
-    add("--lambdas", type=_floats, help="comma-separated lambdas for the SimAM attentions (default: the trainer's, 1e-4)")
-    add("--plan", help="a study's plan (results/plans/*.toml): run exactly its cells; no other grid option")
-    add("--place", help="where each block puts the attention: after_conv or end_of_branch (default: the paper's place)")
-    add("--lambda-ablation", action="store_true",
-        help="the paper's Figure 4 grid: resnet20 without attention and with simam at lambda 1e-1..1e-6")
+    add(
+        "--attentions",
+        type=_names,
+        help=f"comma-separated attentions (default {','.join(DEFAULT_ATTENTIONS)})",
+    )
+    add(
+        "--datasets",
+        type=_names,
+        help=f"comma-separated data sets (default cifar10; {FIGURE4_DATASET} with --lambda-ablation)",
+    )
+    add(
+        "--seeds",
+        type=_seeds,
+        default=list(range(5)),
+        help="a count (seeds 0..N-1) or comma-separated seeds (default 5)",
+    )
+    add(
+        "--recipe",
+        type=_names,
+        default=["paper"],
+        help="recipe, or comma-separated recipes (default paper)",
+    )
+    add(
+        "--lambdas",
+        type=_floats,
+        help="comma-separated lambdas for the SimAM attentions (default: the trainer's, 1e-4)",
+    )
+    add(
+        "--plan",
+        help="a study's plan (results/plans/*.toml): run exactly its cells; no other grid option",
+    )
+    add(
+        "--place",
+        help="where each block puts the attention: after_conv or end_of_branch (default: the paper's place)",
+    )
+    add(
+        "--lambda-ablation",
+        action="store_true",
+        help="the paper's Figure 4 grid: resnet20 without attention and with simam at lambda 1e-1..1e-6",
+    )
     add("--out", default="results", help="results folder (default results)")
-    add("--gpus-per-run", type=int, default=1, help="GPUs per run; above 1 the run is launched by torchrun (default 1)")
+    add(
+        "--gpus-per-run",
+        type=int,
+        default=1,
+        help="GPUs per run; above 1 the run is launched by torchrun (default 1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="simam-experiments", description="Grids of simam.train runs, their results and summary. "
-                     "Trainer options for every run follow a lone --, e.g. -- --iterations 60 --subset 512.")
+    parser = _Parser(
+        prog="simam-experiments",
+        description="Grids of simam.train runs, their results and summary. "
+        "Trainer options for every run follow a lone --, e.g. -- --iterations 60 --subset 512.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run a grid (resuming what is unfinished)")
     _add_grid_options(run)
-    run.add_argument("--workers", type=int, help="runs at once (default: one per GPU group, else 1)")
-    _add_grid_options(commands.add_parser("commands", help="print one shell command per pending run"))
-    one = commands.add_parser("run-one", help="train one run and append its line (what `commands` prints)")
+    run.add_argument(
+        "--workers", type=int, help="runs at once (default: one per GPU group, else 1)"
+    )
+    _add_grid_options(
+        commands.add_parser("commands", help="print one shell command per pending run")
+    )
+    one = commands.add_parser(
+        "run-one", help="train one run and append its line (what `commands` prints)"
+    )
     for option in ("dataset", "model", "attention"):
         one.add_argument(f"--{option}", required=True)
     one.add_argument("--recipe", default="paper")
@@ -90,39 +139,74 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--seeds-asked", type=int, default=1)
     one.add_argument("--gpus-per-run", type=int, default=1)
     one.add_argument("--out", default="results")
-    summary = commands.add_parser("summary", help="mean ± std per cell beside the paper's Table 2: Markdown, CSV, plots")
+    summary = commands.add_parser(
+        "summary", help="mean ± std per cell beside the paper's Table 2: Markdown, CSV, plots"
+    )
     summary.add_argument("out", help="results folder")
-    summary.add_argument("--seeds", type=int, help="seeds asked per cell (default: what the grid asked)")
+    summary.add_argument(
+        "--seeds", type=int, help="seeds asked per cell (default: what the grid asked)"
+    )
     summary.add_argument("--to", help="folder for the files (default: the results folder)")
-    weights = commands.add_parser("weights", help="write the trained weights of finished runs for simam.pretrained")
+    weights = commands.add_parser(
+        "weights", help="write the trained weights of finished runs for simam.pretrained"
+    )
     weights.add_argument("out", help="results folder")
-    weights.add_argument("--seeds", type=_seeds, default=[0], help="seeds whose weights to write, a count or comma-separated as for run (default: seed 0)")
-    weights.add_argument("--attentions", type=_names, help="comma-separated attentions whose weights to write (default: all)")
+    weights.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=[0],
+        help="seeds whose weights to write, a count or comma-separated as for run (default: seed 0)",
+    )
+    weights.add_argument(
+        "--attentions",
+        type=_names,
+        help="comma-separated attentions whose weights to write (default: all)",
+    )
     return parser
 
 
 def _grid(args: argparse.Namespace) -> list[RunSpec]:
     if args.plan:
-        given = [option for option in ("models", "attentions", "datasets", "lambdas", "place")
-                 if getattr(args, option) is not None] + (["lambda-ablation"] if args.lambda_ablation else [])
+        given = [
+            option
+            for option in ("models", "attentions", "datasets", "lambdas", "place")
+            if getattr(args, option) is not None
+        ] + (["lambda-ablation"] if args.lambda_ablation else [])
         if given:
             raise GridError(f"--plan sets the cells itself; drop --{given[0]}")
         return read_study(args.plan).specs()
     if args.lambda_ablation:
-        given = [option for option in ("models", "attentions", "lambdas") if getattr(args, option) is not None]
+        given = [
+            option
+            for option in ("models", "attentions", "lambdas")
+            if getattr(args, option) is not None
+        ]
         if given:
-            raise GridError(f"--lambda-ablation sets the models, attentions and lambdas itself; drop --{given[0]}")
-        return [spec for dataset in (args.datasets or [FIGURE4_DATASET]) for recipe in args.recipe
-                for spec in plan_lambda_ablation(args.seeds, recipe, dataset)]
-    return plan(args.models or ["resnet20"], args.attentions or DEFAULT_ATTENTIONS, args.datasets or ["cifar10"],
-                args.seeds, args.recipe, args.lambdas, args.place)
+            raise GridError(
+                f"--lambda-ablation sets the models, attentions and lambdas itself; drop --{given[0]}"
+            )
+        return [
+            spec
+            for dataset in (args.datasets or [FIGURE4_DATASET])
+            for recipe in args.recipe
+            for spec in plan_lambda_ablation(args.seeds, recipe, dataset)
+        ]
+    return plan(
+        args.models or ["resnet20"],
+        args.attentions or DEFAULT_ATTENTIONS,
+        args.datasets or ["cifar10"],
+        args.seeds,
+        args.recipe,
+        args.lambdas,
+        args.place,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """The ``simam-experiments`` command; returns the exit status (2: bad options, 1: a run failed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    argv, extra_args = argv[:split], argv[split + 1:]
+    argv, extra_args = argv[:split], argv[split + 1 :]
     try:
         args = build_parser().parse_args(argv)
         if extra_args and args.command in ("summary", "weights"):
@@ -134,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simam-experiments: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("simam-experiments: interrupted; run the same command again to resume", file=sys.stderr)
+        print(
+            "simam-experiments: interrupted; run the same command again to resume", file=sys.stderr
+        )
         return 130
 
 
@@ -163,8 +249,15 @@ def _commands(args: argparse.Namespace, extra_args: list[str]) -> int:
 
 def _run_one(args: argparse.Namespace, extra_args: list[str]) -> int:
     check_extra_args(extra_args)
-    spec = plan([args.model], [args.attention], [args.dataset], [args.seed], [args.recipe],
-                None if args.lambda_ is None else [args.lambda_], args.place)[0]
+    spec = plan(
+        [args.model],
+        [args.attention],
+        [args.dataset],
+        [args.seed],
+        [args.recipe],
+        None if args.lambda_ is None else [args.lambda_],
+        args.place,
+    )[0]
     if args.gpus_per_run < 1 or args.seeds_asked < 1:
         raise GridError("--gpus-per-run and --seeds-asked must be at least 1")
     outcome = run_one(spec, args.out, extra_args, args.gpus_per_run, args.seeds_asked)
@@ -184,13 +277,20 @@ def _summary(args: argparse.Namespace, extra_args: list[str]) -> int:
 
 
 def _weights(args: argparse.Namespace, extra_args: list[str]) -> int:
-    for path in export(args.out, tuple(args.seeds), None if args.attentions is None else tuple(args.attentions)):
+    for path in export(
+        args.out, tuple(args.seeds), None if args.attentions is None else tuple(args.attentions)
+    ):
         print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
     return 0
 
 
-_COMMANDS = {"run": _run, "commands": _commands, "run-one": _run_one, "summary": _summary,
-             "weights": _weights}
+_COMMANDS = {
+    "run": _run,
+    "commands": _commands,
+    "run-one": _run_one,
+    "summary": _summary,
+    "weights": _weights,
+}
 
 
 if __name__ == "__main__":

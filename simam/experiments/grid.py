@@ -52,24 +52,52 @@ def check_extra_args(extra_args: Sequence[str]) -> dict[str, Any]:
         raise GridError(f"trainer options: {error}") from None
     owned = sorted(set(given) & GRID_OPTIONS)
     if owned:
-        raise GridError(f"trainer options may not set {', '.join(map(option_name, owned))}: "
-                        f"the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, --recipe, --out)")
+        raise GridError(
+            f"trainer options may not set {', '.join(map(option_name, owned))}: "
+            f"the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, --recipe, --out)"
+        )
     return given
 
 
-def launch_command(spec: RunSpec, run_dir: Path, extra_args: Sequence[str], gpus_per_run: int = 1,
-                   resume: bool = False) -> list[str]:
+def launch_command(
+    spec: RunSpec,
+    run_dir: Path,
+    extra_args: Sequence[str],
+    gpus_per_run: int = 1,
+    resume: bool = False,
+) -> list[str]:
     """The command that trains ``spec`` into ``run_dir``: the trainer, or torchrun for several GPUs."""
     launcher = [sys.executable, "-m", "simam.train"]
     if gpus_per_run > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus_per_run}",
-                    "-m", "simam.train"]
-    return [*launcher, *spec.train_args(), "--out", str(run_dir), "--no-progress", *extra_args,
-            *(["--resume"] if resume else [])]
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={gpus_per_run}",
+            "-m",
+            "simam.train",
+        ]
+    return [
+        *launcher,
+        *spec.train_args(),
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        *extra_args,
+        *(["--resume"] if resume else []),
+    ]
 
 
-def run_one(spec: RunSpec, out: str | Path, extra_args: Sequence[str] = (), gpus_per_run: int = 1,
-            seeds_asked: int = 1, cuda_devices: str | None = None, threads: int | None = None) -> RunOutcome:
+def run_one(
+    spec: RunSpec,
+    out: str | Path,
+    extra_args: Sequence[str] = (),
+    gpus_per_run: int = 1,
+    seeds_asked: int = 1,
+    cuda_devices: str | None = None,
+    threads: int | None = None,
+) -> RunOutcome:
     """Train ``spec`` in a child process into ``out/runs/<run-id>`` and append its results line.
 
     Skips a finished run, and a run that another process is training (it holds the run's lock,
@@ -77,25 +105,54 @@ def run_one(spec: RunSpec, out: str | Path, extra_args: Sequence[str] = (), gpus
     run killed before its first checkpoint). ``cuda_devices``: the child's ``CUDA_VISIBLE_DEVICES``
     (None: the parent's); ``threads``: its ``--threads`` unless ``extra_args`` set them.
     """
-    return _run_configured(spec, spec.config(extra_args, gpus_per_run), Path(out), extra_args, gpus_per_run,
-                           seeds_asked, cuda_devices, threads)
+    return _run_configured(
+        spec,
+        spec.config(extra_args, gpus_per_run),
+        Path(out),
+        extra_args,
+        gpus_per_run,
+        seeds_asked,
+        cuda_devices,
+        threads,
+    )
 
 
-def _run_configured(spec: RunSpec, config: Config, out: Path, extra_args: Sequence[str], gpus_per_run: int,
-                    seeds_asked: int, cuda_devices: str | None, threads: int | None) -> RunOutcome:
+def _run_configured(
+    spec: RunSpec,
+    config: Config,
+    out: Path,
+    extra_args: Sequence[str],
+    gpus_per_run: int,
+    seeds_asked: int,
+    cuda_devices: str | None,
+    threads: int | None,
+) -> RunOutcome:
     """:func:`run_one` once the run's configuration is known: ``config``, what the trainer makes of its options."""
     lock_path = out / RUNS / f"{spec.run_id}{LOCK_SUFFIX}"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock, locked(lock, wait=False) as owned:
         if not owned:
-            return RunOutcome(spec, "skipped", f"another process is training it (it holds {lock_path})")
-        if not unfinished({spec: config}, out):  # under the lock: a run another process just finished
+            return RunOutcome(
+                spec, "skipped", f"another process is training it (it holds {lock_path})"
+            )
+        # under the lock: a run another process just finished
+        if not unfinished({spec: config}, out):
             return RunOutcome(spec, "skipped", "already in the results file")
-        return _train_locked(spec, out, extra_args, gpus_per_run, seeds_asked, cuda_devices, threads, lock)
+        return _train_locked(
+            spec, out, extra_args, gpus_per_run, seeds_asked, cuda_devices, threads, lock
+        )
 
 
-def _train_locked(spec: RunSpec, out: Path, extra_args: Sequence[str], gpus_per_run: int, seeds_asked: int,
-                  cuda_devices: str | None, threads: int | None, lock: IO[str]) -> RunOutcome:
+def _train_locked(
+    spec: RunSpec,
+    out: Path,
+    extra_args: Sequence[str],
+    gpus_per_run: int,
+    seeds_asked: int,
+    cuda_devices: str | None,
+    threads: int | None,
+    lock: IO[str],
+) -> RunOutcome:
     """:func:`run_one` once this process holds the run's lock. The child inherits the lock, so that
     the run stays owned while the child lives, even if this process is killed."""
     run_dir = out / RUNS / spec.run_id
@@ -105,19 +162,34 @@ def _train_locked(spec: RunSpec, out: Path, extra_args: Sequence[str], gpus_per_
     run_dir.mkdir(parents=True, exist_ok=True)
     if threads is not None and not any(arg.startswith("--threads") for arg in extra_args):
         extra_args = [*extra_args, "--threads", str(threads)]
-    env = dict(os.environ) if cuda_devices is None else {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_devices}
+    env = (
+        dict(os.environ)
+        if cuda_devices is None
+        else {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_devices}
+    )
     command = launch_command(spec, run_dir, extra_args, gpus_per_run, resume)
     with open(run_dir / LOG, "a") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                              pass_fds=(lock.fileno(),) if os.name == "posix" else ()).returncode
+        code = subprocess.run(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            pass_fds=(lock.fileno(),) if os.name == "posix" else (),
+        ).returncode
     if code != 0 or not (run_dir / FINAL).exists():
-        return RunOutcome(spec, "failed", f"exit code {code}: {_last_line(run_dir / LOG)} (log: {run_dir / LOG})")
+        return RunOutcome(
+            spec, "failed", f"exit code {code}: {_last_line(run_dir / LOG)} (log: {run_dir / LOG})"
+        )
     final = read_final(run_dir)
     append_result(out, result_line(spec, final, extra_args, seeds_asked, gpus_per_run))
-    return RunOutcome(spec, "finished", f"final test accuracy {100 * final['final_test_accuracy']:.2f}%, "
-                                        f"{final['wall_seconds']:.0f} s")
+    return RunOutcome(
+        spec,
+        "finished",
+        f"final test accuracy {100 * final['final_test_accuracy']:.2f}%, "
+        f"{final['wall_seconds']:.0f} s",
+    )
 
 
 def _last_line(path: Path) -> str:
@@ -145,14 +217,25 @@ def worker_slots(gpus: Sequence[str], gpus_per_run: int, workers: int | None) ->
         if gpus_per_run > 1:
             raise GridError(f"--gpus-per-run {gpus_per_run} needs GPUs, and none is visible")
         return [None] * (workers or 1)
-    groups = [",".join(gpus[i:i + gpus_per_run]) for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+    groups = [
+        ",".join(gpus[i : i + gpus_per_run])
+        for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)
+    ]
     if not groups:
-        raise GridError(f"--gpus-per-run {gpus_per_run} asks for more GPUs than the {len(gpus)} visible")
+        raise GridError(
+            f"--gpus-per-run {gpus_per_run} asks for more GPUs than the {len(gpus)} visible"
+        )
     return [groups[i % len(groups)] for i in range(workers or len(groups))]
 
 
-def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = None, gpus_per_run: int = 1,
-             extra_args: Sequence[str] = (), gpus: Sequence[str] | None = None) -> list[RunOutcome]:
+def run_grid(
+    specs: Sequence[RunSpec],
+    out: str | Path,
+    workers: int | None = None,
+    gpus_per_run: int = 1,
+    extra_args: Sequence[str] = (),
+    gpus: Sequence[str] | None = None,
+) -> list[RunOutcome]:
     """Run every pending run of ``specs``, ``workers`` at a time, each appending its line to
     ``out/results.jsonl``; a failed run is reported in the outcomes and does not stop the others.
     The runs go seed by seed (every cell's seed 0, then every cell's seed 1, ...), so that a grid
@@ -166,12 +249,17 @@ def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = No
     if gpus is None:
         gpus = [] if options.get("device") == "cpu" else visible_gpus()
     slots = worker_slots(gpus, gpus_per_run, workers)
-    configs = {spec: spec.config(extra_args, gpus_per_run) for spec in specs}  # each run's options, parsed once
-    todo = sorted(unfinished(configs, out), key=lambda spec: spec.seed)  # stable: plan order within a seed
+    # each run's options, parsed once
+    configs = {spec: spec.config(extra_args, gpus_per_run) for spec in specs}
+    # stable: plan order within a seed
+    todo = sorted(unfinished(configs, out), key=lambda spec: spec.seed)
     threads = None if gpus else max(1, (os.cpu_count() or 1) // len(slots))
     seeds_asked = len({spec.seed for spec in specs})
-    print(f"{len(specs) - len(todo)} of {len(specs)} runs finished, {len(todo)} to run, {len(slots)} at a time "
-          f"({', '.join(f'GPU {slot}' for slot in slots) if gpus else f'CPU, {threads} threads each'}) -> {out}", flush=True)
+    print(
+        f"{len(specs) - len(todo)} of {len(specs)} runs finished, {len(todo)} to run, {len(slots)} at a time "
+        f"({', '.join(f'GPU {slot}' for slot in slots) if gpus else f'CPU, {threads} threads each'}) -> {out}",
+        flush=True,
+    )
 
     free: Queue[str | None] = Queue()
     for slot in slots:
@@ -181,15 +269,19 @@ def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = No
     def work(spec: RunSpec) -> RunOutcome:
         slot = free.get()
         try:
-            outcome = _run_configured(spec, configs[spec], Path(out), extra_args, gpus_per_run, seeds_asked, slot,
-                                      threads)
+            outcome = _run_configured(
+                spec, configs[spec], Path(out), extra_args, gpus_per_run, seeds_asked, slot, threads
+            )
         except Exception as error:  # reported with the others; the grid goes on
             outcome = RunOutcome(spec, "failed", f"{type(error).__name__}: {error}")
         finally:
             free.put(slot)
         with lock:
             done[0] += 1
-            print(f"[{done[0]}/{len(todo)}] {spec.run_id}: {outcome.status}, {outcome.message}", flush=True)
+            print(
+                f"[{done[0]}/{len(todo)}] {spec.run_id}: {outcome.status}, {outcome.message}",
+                flush=True,
+            )
         return outcome
 
     pool = ThreadPoolExecutor(max_workers=len(slots))
@@ -199,17 +291,37 @@ def run_grid(specs: Sequence[RunSpec], out: str | Path, workers: int | None = No
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def shell_commands(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (),
-                   gpus_per_run: int = 1) -> list[str]:
+def shell_commands(
+    specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (), gpus_per_run: int = 1
+) -> list[str]:
     """One shell command per pending run of ``specs``: each trains its run and appends its line."""
     check_extra_args(extra_args)
     seeds_asked = len({spec.seed for spec in specs})
     commands = []
     for spec in pending(specs, out, extra_args, gpus_per_run):
-        args = [sys.executable, "-m", "simam.experiments", "run-one", "--out", str(out), "--dataset", spec.dataset,
-                "--model", spec.model, "--attention", spec.attention, "--recipe", spec.recipe, "--seed", str(spec.seed),
-                *(["--lambda", repr(spec.lambda_)] if spec.lambda_ is not None else []),
-                *(["--place", spec.place] if spec.place is not None else []),
-                "--seeds-asked", str(seeds_asked), "--gpus-per-run", str(gpus_per_run)]
+        args = [
+            sys.executable,
+            "-m",
+            "simam.experiments",
+            "run-one",
+            "--out",
+            str(out),
+            "--dataset",
+            spec.dataset,
+            "--model",
+            spec.model,
+            "--attention",
+            spec.attention,
+            "--recipe",
+            spec.recipe,
+            "--seed",
+            str(spec.seed),
+            *(["--lambda", repr(spec.lambda_)] if spec.lambda_ is not None else []),
+            *(["--place", spec.place] if spec.place is not None else []),
+            "--seeds-asked",
+            str(seeds_asked),
+            "--gpus-per-run",
+            str(gpus_per_run),
+        ]
         commands.append(shlex.join([*args, *(["--", *extra_args] if extra_args else [])]))
     return commands

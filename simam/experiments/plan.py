@@ -21,7 +21,17 @@ from simam.runs import run_id
 
 DEFAULT_ATTENTIONS = ("none", "se", "cbam", "eca", "gc", "simam")
 # The trainer options that the grid sets itself, per run.
-GRID_OPTIONS = {"out", "resume", "recipe", "model", "attention", "dataset", "seed", "lambda_", "place"}
+GRID_OPTIONS = {
+    "out",
+    "resume",
+    "recipe",
+    "model",
+    "attention",
+    "dataset",
+    "seed",
+    "lambda_",
+    "place",
+}
 
 
 class GridError(ValueError):
@@ -43,12 +53,30 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return run_id(self.dataset, self.model, self.attention, self.recipe, self.seed, self.lambda_, self.place)
+        return run_id(
+            self.dataset,
+            self.model,
+            self.attention,
+            self.recipe,
+            self.seed,
+            self.lambda_,
+            self.place,
+        )
 
     def train_args(self) -> list[str]:
         """The trainer options that make this run (without ``--out``)."""
-        args = ["--dataset", self.dataset, "--model", self.model, "--attention", self.attention,
-                "--recipe", self.recipe, "--seed", str(self.seed)]
+        args = [
+            "--dataset",
+            self.dataset,
+            "--model",
+            self.model,
+            "--attention",
+            self.attention,
+            "--recipe",
+            self.recipe,
+            "--seed",
+            str(self.seed),
+        ]
         args += [] if self.lambda_ is None else ["--lambda", repr(self.lambda_)]
         return args if self.place is None else [*args, "--place", self.place]
 
@@ -61,9 +89,15 @@ class RunSpec:
             raise GridError(f"{self.run_id}: {error}") from None
 
 
-def plan(models: Iterable[str], attentions: Iterable[str], datasets: Iterable[str], seeds: int | Iterable[int],
-         recipes: Iterable[str] = ("paper",), lambdas: Iterable[float] | None = None,
-         place: str | None = None) -> list[RunSpec]:
+def plan(
+    models: Iterable[str],
+    attentions: Iterable[str],
+    datasets: Iterable[str],
+    seeds: int | Iterable[int],
+    recipes: Iterable[str] = ("paper",),
+    lambdas: Iterable[float] | None = None,
+    place: str | None = None,
+) -> list[RunSpec]:
     """Every combination, as run specs: datasets, then models, attentions, lambdas, recipes, seeds.
 
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves. ``lambdas`` apply to the SimAM
@@ -74,16 +108,26 @@ def plan(models: Iterable[str], attentions: Iterable[str], datasets: Iterable[st
     if place is not None and place not in PLACES:
         raise GridError(f"unknown place {place!r}; known: {', '.join(PLACES)}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    axes = {"model": (list(models), list_models()), "attention": (list(attentions), list_attentions()),
-            "dataset": (list(datasets), list(DATASETS)), "recipe": (list(recipes), list(RECIPES))}
+    axes = {
+        "model": (list(models), list_models()),
+        "attention": (list(attentions), list_attentions()),
+        "dataset": (list(datasets), list(DATASETS)),
+        "recipe": (list(recipes), list(RECIPES)),
+    }
     for axis, (asked, known) in axes.items():
         unknown = [name for name in asked if name not in known]
         if unknown or not asked:
-            raise GridError(f"unknown {axis} {unknown[0]!r}; known: {', '.join(known)}" if unknown else f"no {axis} given")
+            raise GridError(
+                f"unknown {axis} {unknown[0]!r}; known: {', '.join(known)}"
+                if unknown
+                else f"no {axis} given"
+            )
     if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) < len(seeds):
         raise GridError(f"seeds must be distinct non-negative integers, got {seeds}")
     lambdas = None if lambdas is None else list(lambdas)
-    if lambdas is not None and (not lambdas or any(not (value >= 0 and math.isfinite(value)) for value in lambdas)):
+    if lambdas is not None and (
+        not lambdas or any(not (value >= 0 and math.isfinite(value)) for value in lambdas)
+    ):
         raise GridError(f"lambdas must be non-negative numbers, got {lambdas}")
     specs = []
     for dataset in axes["dataset"][0]:
@@ -91,8 +135,18 @@ def plan(models: Iterable[str], attentions: Iterable[str], datasets: Iterable[st
             for attention in axes["attention"][0]:
                 for lambda_ in _lambdas_of(attention, lambdas):
                     for recipe in axes["recipe"][0]:
-                        specs += [RunSpec(dataset, model, attention, recipe, seed, lambda_, _place_of(attention, place))
-                                  for seed in seeds]
+                        specs += [
+                            RunSpec(
+                                dataset,
+                                model,
+                                attention,
+                                recipe,
+                                seed,
+                                lambda_,
+                                _place_of(attention, place),
+                            )
+                            for seed in seeds
+                        ]
     return specs
 
 
@@ -110,8 +164,12 @@ def _lambdas_of(attention: str, lambdas: list[float] | None) -> list[float | Non
     return [None if value == PAPER_LAMBDA else value for value in lambdas]
 
 
-def plan_lambda_ablation(seeds: int | Iterable[int] = 5, recipe: str = "paper", dataset: str = FIGURE4_DATASET,
-                         lambdas: Iterable[float] = FIGURE4_LAMBDAS) -> list[RunSpec]:
+def plan_lambda_ablation(
+    seeds: int | Iterable[int] = 5,
+    recipe: str = "paper",
+    dataset: str = FIGURE4_DATASET,
+    lambdas: Iterable[float] = FIGURE4_LAMBDAS,
+) -> list[RunSpec]:
     """The paper's Figure 4 grid: ResNet-20 without attention, and with SimAM at each lambda.
     The lambda = 1e-4 runs are the ordinary ResNet-20 + SimAM runs (same run ids)."""
     return plan([FIGURE4_MODEL], ["none", "simam"], [dataset], seeds, [recipe], lambdas)

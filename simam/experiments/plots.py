@@ -22,8 +22,13 @@ def plot_summary(cells: Sequence[Cell]):
 
     cells = [cell for cell in cells if cell.lambda_ in (None, PAPER_LAMBDA)]
     panels = sorted({(cell.dataset, cell.recipe_label) for cell in cells})
-    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4), layout="constrained",
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1,
+        max(1, len(panels)),
+        figsize=(6 * max(1, len(panels)), 4),
+        layout="constrained",
+        squeeze=False,
+    )
     for axis, (dataset, recipe) in zip(axes[0], panels):
         panel = [cell for cell in cells if (cell.dataset, cell.recipe_label) == (dataset, recipe)]
         models = list(dict.fromkeys(cell.model for cell in panel))
@@ -32,12 +37,28 @@ def plot_summary(cells: Sequence[Cell]):
         for a, attention in enumerate(attentions):
             for cell in (c for c in panel if c.attention == attention):
                 x = models.index(cell.model) + (a - (len(attentions) - 1) / 2) * width
-                axis.bar(x, cell.mean, width, yerr=cell.std or 0, capsize=2, color=f"C{a}",
-                         label=attention if cell.model == models[0] else None)
+                axis.bar(
+                    x,
+                    cell.mean,
+                    width,
+                    yerr=cell.std or 0,
+                    capsize=2,
+                    color=f"C{a}",
+                    label=attention if cell.model == models[0] else None,
+                )
                 if cell.paper_mean is not None:
-                    axis.errorbar(x, cell.paper_mean, yerr=cell.paper_std, fmt="o", color="black", markersize=3,
-                                  label="paper" if (a, cell.model) == (0, models[0]) else None)
-        means = [cell.mean for cell in panel] + [cell.paper_mean for cell in panel if cell.paper_mean is not None]
+                    axis.errorbar(
+                        x,
+                        cell.paper_mean,
+                        yerr=cell.paper_std,
+                        fmt="o",
+                        color="black",
+                        markersize=3,
+                        label="paper" if (a, cell.model) == (0, models[0]) else None,
+                    )
+        means = [cell.mean for cell in panel] + [
+            cell.paper_mean for cell in panel if cell.paper_mean is not None
+        ]
         axis.set_ylim(min(means) - 2, max(means) + 1)
         axis.set_xticks(range(len(models)), models)
         axis.set(ylabel="final test accuracy (%)", title=f"{dataset}, {recipe}")
@@ -46,10 +67,18 @@ def plot_summary(cells: Sequence[Cell]):
     return figure
 
 
-def _seed_dots(axis, x: float, values: Sequence[float], color: str, label: str | None = None) -> None:
+def _seed_dots(
+    axis, x: float, values: Sequence[float], color: str, label: str | None = None
+) -> None:
     """Every seed as a dot, spread sideways in seed order so that equal accuracies stay visible."""
-    offsets = [0.0] if len(values) == 1 else [-0.15 + 0.3 * i / (len(values) - 1) for i in range(len(values))]
-    axis.scatter([x + o for o in offsets], values, s=12, color=color, alpha=0.6, linewidths=0, label=label)
+    offsets = (
+        [0.0]
+        if len(values) == 1
+        else [-0.15 + 0.3 * i / (len(values) - 1) for i in range(len(values))]
+    )
+    axis.scatter(
+        [x + o for o in offsets], values, s=12, color=color, alpha=0.6, linewidths=0, label=label
+    )
 
 
 def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, Any]]):
@@ -70,26 +99,64 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
     for index, ((dataset, model, recipe), group) in enumerate(sorted(studies.items())):
         color = f"C{index}"
         samples = [c.accuracies for c in group]
-        pooled = sum(len(values) - 1 for values in samples) >= 1  # one seed per λ: no spread to draw
-        intervals = stats.pooled_intervals(samples)[0] if pooled else [(c.mean, c.mean) for c in group]
+        # one seed per λ: no spread to draw
+        pooled = sum(len(values) - 1 for values in samples) >= 1
+        intervals = (
+            stats.pooled_intervals(samples)[0] if pooled else [(c.mean, c.mean) for c in group]
+        )
         for k, (cell, (low, high)) in enumerate(zip(group, intervals)):
-            axis.scatter([cell.lambda_] * cell.n, cell.accuracies, s=12, color=color, alpha=0.5, linewidths=0)
-            axis.errorbar(cell.lambda_, cell.mean, yerr=[[cell.mean - low], [high - cell.mean]], fmt="o", color=color,
-                          capsize=4, linewidth=1.2, label=f"{model} + simam, {dataset}, {recipe}" if k == 0 else None)
-            axis.annotate(f"n={cell.n}", (cell.lambda_, high), textcoords="offset points", xytext=(0, 3),
-                          ha="center", fontsize="x-small", color=color)
+            axis.scatter(
+                [cell.lambda_] * cell.n, cell.accuracies, s=12, color=color, alpha=0.5, linewidths=0
+            )
+            axis.errorbar(
+                cell.lambda_,
+                cell.mean,
+                yerr=[[cell.mean - low], [high - cell.mean]],
+                fmt="o",
+                color=color,
+                capsize=4,
+                linewidth=1.2,
+                label=f"{model} + simam, {dataset}, {recipe}" if k == 0 else None,
+            )
+            axis.annotate(
+                f"n={cell.n}",
+                (cell.lambda_, high),
+                textcoords="offset points",
+                xytext=(0, 3),
+                ha="center",
+                fontsize="x-small",
+                color=color,
+            )
         for base in cells:
-            if (base.dataset, base.model, base.recipe_label, base.attention) == (dataset, model, recipe, "none"):
-                axis.axhline(base.mean, color="gray", linestyle="--", label=f"{model}, no attention ({base.n} seeds)")
+            if (base.dataset, base.model, base.recipe_label, base.attention) == (
+                dataset,
+                model,
+                recipe,
+                "none",
+            ):
+                axis.axhline(
+                    base.mean,
+                    color="gray",
+                    linestyle="--",
+                    label=f"{model}, no attention ({base.n} seeds)",
+                )
                 if base.n >= 2:
                     axis.axhspan(*stats.mean_interval(base.accuracies), color="gray", alpha=0.15)
     # dotted and behind, so that the interval drawn at the paper's lambda stays visible
-    axis.axvline(PAPER_LAMBDA, color="gray", linewidth=0.8, linestyle=":", zorder=0,
-                 label=f"paper's λ = {PAPER_LAMBDA:g}")
+    axis.axvline(
+        PAPER_LAMBDA,
+        color="gray",
+        linewidth=0.8,
+        linestyle=":",
+        zorder=0,
+        label=f"paper's λ = {PAPER_LAMBDA:g}",
+    )
     axis.set_xscale("log")
     axis.set(xlabel="λ", ylabel="final test accuracy (%)")
-    axis.set_title("SimAM's λ, as the paper's Figure 4\nbars: 95% CI from the pooled spread; band: 95% CI",
-                   fontsize="medium")
+    axis.set_title(
+        "SimAM's λ, as the paper's Figure 4\nbars: 95% CI from the pooled spread; band: 95% CI",
+        fontsize="medium",
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
     return figure
@@ -110,20 +177,52 @@ def plot_seeds(cells: Sequence[Cell], model: str):
         cell = found[attention]
         _seed_dots(left, x, cell.accuracies, f"C{x}")
         interval = stats.mean_interval(cell.accuracies) if cell.n >= 2 else (cell.mean, cell.mean)
-        left.errorbar(x, cell.mean, yerr=[[cell.mean - interval[0]], [interval[1] - cell.mean]], fmt="_",
-                      color="black", markersize=14, capsize=4)
+        left.errorbar(
+            x,
+            cell.mean,
+            yerr=[[cell.mean - interval[0]], [interval[1] - cell.mean]],
+            fmt="_",
+            color="black",
+            markersize=14,
+            capsize=4,
+        )
     left.set_xticks(range(len(attentions)), [f"{a}\n{found[a].n} seeds" for a in attentions])
-    left.set(ylabel="final test accuracy (%)", title=f"{model}, {found['none'].recipe_label}: every seed, mean, 95% CI")
+    left.set(
+        ylabel="final test accuracy (%)",
+        title=f"{model}, {found['none'].recipe_label}: every seed, mean, 95% CI",
+    )
     for x, attention in enumerate(attentions[1:], start=1):
         if found[attention].n >= 2 and found["none"].n >= 2:
-            difference, low, high, _, _ = stats.welch(found[attention].accuracies, found["none"].accuracies)
-            right.errorbar(x - 0.12, difference, yerr=[[difference - low], [high - difference]],
-                           fmt="o", color=f"C{x}", capsize=3, label="ours" if x == 1 else None)
-        paper, base = PAPER_TABLE2.get((found["none"].dataset, model, attention)), PAPER_TABLE2.get((found["none"].dataset, model, "none"))
+            difference, low, high, _, _ = stats.welch(
+                found[attention].accuracies, found["none"].accuracies
+            )
+            right.errorbar(
+                x - 0.12,
+                difference,
+                yerr=[[difference - low], [high - difference]],
+                fmt="o",
+                color=f"C{x}",
+                capsize=3,
+                label="ours" if x == 1 else None,
+            )
+        paper, base = (
+            PAPER_TABLE2.get((found["none"].dataset, model, attention)),
+            PAPER_TABLE2.get((found["none"].dataset, model, "none")),
+        )
         if paper and base:
-            difference, low, high, _, _ = stats.welch_from_summaries(paper[0], paper[1], 5, base[0], base[1], 5)
-            right.errorbar(x + 0.12, difference, yerr=[[difference - low], [high - difference]], fmt="s", color="black",
-                           markerfacecolor="white", capsize=3, label="paper, Table 2 (5 runs each)" if x == 1 else None)
+            difference, low, high, _, _ = stats.welch_from_summaries(
+                paper[0], paper[1], 5, base[0], base[1], 5
+            )
+            right.errorbar(
+                x + 0.12,
+                difference,
+                yerr=[[difference - low], [high - difference]],
+                fmt="s",
+                color="black",
+                markerfacecolor="white",
+                capsize=3,
+                label="paper, Table 2 (5 runs each)" if x == 1 else None,
+            )
     right.axhline(0, color="gray", linewidth=0.8)
     right.set_xticks(range(1, len(attentions)), attentions[1:])
     right.set(ylabel="difference (points)", title="module minus no attention, with Welch's 95% CI")
@@ -141,8 +240,14 @@ def plot_study(verdict: StudyVerdict):
 
     study = verdict.study
     modules = list(dict.fromkeys(cell.attention for cell in study.cells.values()))
-    figure, axes = plt.subplots(1, len(modules), figsize=(3.2 * len(modules) + 1, 3.6), layout="constrained",
-                                sharey=True, squeeze=False)
+    figure, axes = plt.subplots(
+        1,
+        len(modules),
+        figsize=(3.2 * len(modules) + 1, 3.6),
+        layout="constrained",
+        sharey=True,
+        squeeze=False,
+    )
     for index, (axis, module) in enumerate(zip(axes[0], modules)):
         names = [name for name, cell in study.cells.items() if cell.attention == module]
         means = []
@@ -152,13 +257,23 @@ def plot_study(verdict: StudyVerdict):
             if len(runs.final) >= 2:
                 low, high = stats.mean_interval(runs.final)
                 mean = sum(runs.final) / len(runs.final)
-                axis.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="_", color="black", markersize=14,
-                              capsize=4)
+                axis.errorbar(
+                    x,
+                    mean,
+                    yerr=[[mean - low], [high - mean]],
+                    fmt="_",
+                    color="black",
+                    markersize=14,
+                    capsize=4,
+                )
                 means.append((x, mean))
         if len(means) > 1:
             axis.plot(*zip(*means), color="black", linewidth=0.8)
-        labels = [_column_label(study.cells[name], study.recipe) + f"\n{len(verdict.cells[name].final)} seeds"
-                  for name in names]
+        labels = [
+            _column_label(study.cells[name], study.recipe)
+            + f"\n{len(verdict.cells[name].final)} seeds"
+            for name in names
+        ]
         axis.set_xticks(range(len(names)), labels, fontsize="small")
         axis.set_xlim(-0.5, len(names) - 0.5)
         axis.set_title(module)
@@ -170,7 +285,11 @@ def plot_study(verdict: StudyVerdict):
 
 def _column_label(cell, study_recipe: str) -> str:
     """What sets a study's cell apart from the others of its module: its place, recipe or λ."""
-    parts = [cell.place or "paper's place"] if cell.place is not None or cell.attention != "none" else []
+    parts = (
+        [cell.place or "paper's place"]
+        if cell.place is not None or cell.attention != "none"
+        else []
+    )
     if cell.recipe != study_recipe or not parts:
         parts.append(cell.recipe)
     if cell.lambda_ is not None:
@@ -196,5 +315,6 @@ def write_summary(cells: Sequence[Cell], folder: str | Path) -> list[Path]:
 def _save(figure, path: Path) -> None:
     import matplotlib.pyplot as plt  # imported here: slow to import, and only plotting needs it
 
-    figure.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: the same file from the same data
+    # no version stamp: the same file from the same data
+    figure.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(figure)

@@ -39,7 +39,9 @@ def locked(file: IO[Any], exclusive: bool = True, wait: bool = True) -> Iterator
         yield True
         return
     try:
-        fcntl.flock(file, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(
+            file, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        )
     except BlockingIOError:
         yield False
         return
@@ -77,33 +79,55 @@ def append_result(out: str | Path, line: dict[str, Any]) -> None:
     with open(path, "a+b") as file, locked(file):
         file.seek(0, os.SEEK_END)
         ends_cleanly = file.tell() == 0 or (file.seek(-1, os.SEEK_END), file.read(1))[1] == b"\n"
-        file.write(((b"" if ends_cleanly else b"\n") + json.dumps(line).encode() + b"\n"))
+        file.write((b"" if ends_cleanly else b"\n") + json.dumps(line).encode() + b"\n")
         file.flush()
         os.fsync(file.fileno())
 
 
-def result_line(spec: RunSpec, final: dict[str, Any], extra_args: Sequence[str], seeds_asked: int,
-                gpus_per_run: int) -> dict[str, Any]:
+def result_line(
+    spec: RunSpec,
+    final: dict[str, Any],
+    extra_args: Sequence[str],
+    seeds_asked: int,
+    gpus_per_run: int,
+) -> dict[str, Any]:
     """The results-file line of a finished run, from its ``final.json``."""
     config = final["config"]
     return {
-        "run_id": spec.run_id, "dataset": spec.dataset, "model": spec.model, "attention": spec.attention,
-        "lambda": config["lambda_"] if "lambda_" in attention_kind(spec.attention).options else None,
-        "place": spec.place, "recipe": spec.recipe, "seed": spec.seed, "seeds_asked": seeds_asked, "extra_args": list(extra_args),
-        "final_test_accuracy": final["final_test_accuracy"], "final_test_loss": final["final_test_loss"],
+        "run_id": spec.run_id,
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "attention": spec.attention,
+        "lambda": config["lambda_"]
+        if "lambda_" in attention_kind(spec.attention).options
+        else None,
+        "place": spec.place,
+        "recipe": spec.recipe,
+        "seed": spec.seed,
+        "seeds_asked": seeds_asked,
+        "extra_args": list(extra_args),
+        "final_test_accuracy": final["final_test_accuracy"],
+        "final_test_loss": final["final_test_loss"],
         "final_test_accuracy_flip": final.get("final_test_accuracy_flip"),
         "best_test_accuracy_selected_on_test_set": final["best_test_accuracy_selected_on_test_set"],
-        "iterations": final["iterations"], "epochs": final["epochs"], "wall_seconds": final["wall_seconds"],
+        "iterations": final["iterations"],
+        "epochs": final["epochs"],
+        "wall_seconds": final["wall_seconds"],
         "train_images_per_second": final["train_images_per_second"],
-        "steady_images_per_second": final.get("steady_images_per_second"), "parameters": final["parameters"],
-        "device": final["device"], "gpus_per_run": gpus_per_run, "distributed": final.get("distributed"),
-        "versions": final["versions"], "config": config,
+        "steady_images_per_second": final.get("steady_images_per_second"),
+        "parameters": final["parameters"],
+        "device": final["device"],
+        "gpus_per_run": gpus_per_run,
+        "distributed": final.get("distributed"),
+        "versions": final["versions"],
+        "config": config,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def pending(specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (),
-            gpus_per_run: int = 1) -> list[RunSpec]:
+def pending(
+    specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (), gpus_per_run: int = 1
+) -> list[RunSpec]:
     """The runs of ``specs`` without a line in ``out/results.jsonl``. Raises :class:`GridError` for a
     configuration no run can use, and when a finished run was trained with another configuration
     than ``extra_args`` now asks for."""
@@ -123,8 +147,13 @@ def unfinished(configs: Mapping[RunSpec, Config], out: str | Path) -> list[RunSp
         if line is None:
             todo.append(spec)
             continue
-        changed = [f"{key}={value!r} (it has {ran!r})" for key, value, ran in changed_settings(config, line["config"])]
+        changed = [
+            f"{key}={value!r} (it has {ran!r})"
+            for key, value, ran in changed_settings(config, line["config"])
+        ]
         if changed:
-            raise GridError(f"{results_path(out)} holds run {spec.run_id} with other settings: {'; '.join(changed)}; "
-                            f"use another --out")
+            raise GridError(
+                f"{results_path(out)} holds run {spec.run_id} with other settings: {'; '.join(changed)}; "
+                f"use another --out"
+            )
     return todo

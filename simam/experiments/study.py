@@ -61,7 +61,9 @@ class PlannedCell:
     recipe: str
     place: str | None = None
     lambda_: float | None = None
-    reused_from: str | None = None  # the study that trained this cell's runs before this plan (``from``)
+    reused_from: str | None = (
+        None  # the study that trained this cell's runs before this plan (``from``)
+    )
 
 
 @dataclass(frozen=True)
@@ -92,19 +94,31 @@ class Study:
     comparisons: tuple[PlannedComparison, ...]
     notes: str = ""
     interim_seeds: int | None = None
-    order: int | None = None  # the study's place in the course (plans without one come last)  # seeds at an interim look, where the plan records one
+    order: int | None = (
+        None  # the study's place in the course (plans without one come last)  # seeds at an interim look, where the plan records one
+    )
 
     @property
     def provenance(self) -> str:
         """When the plan was made, as the tables and sentences say it."""
-        return {"before the runs": "committed before its first run", "after the runs": "written after its runs",
-                "standard": "the standard comparisons of a grid, fixed before any result"}[self.written]
+        return {
+            "before the runs": "committed before its first run",
+            "after the runs": "written after its runs",
+            "standard": "the standard comparisons of a grid, fixed before any result",
+        }[self.written]
 
     def cell_specs(self, cell: str) -> list[RunSpec]:
         """The runs of the cell called ``cell``, in seed order."""
         c = self.cells[cell]
-        return plan([self.model], [c.attention], [self.dataset], c.seeds, [c.recipe],
-                    None if c.lambda_ is None else [c.lambda_], c.place)
+        return plan(
+            [self.model],
+            [c.attention],
+            [self.dataset],
+            c.seeds,
+            [c.recipe],
+            None if c.lambda_ is None else [c.lambda_],
+            c.place,
+        )
 
     def specs(self) -> list[RunSpec]:
         """Every run of the study, cell by cell (finished runs included: the grid skips them)."""
@@ -145,26 +159,54 @@ def _study(name: str, data: dict[str, Any]) -> Study:
     metric = data.get("primary_metric", "final")
     if metric not in METRICS:
         raise ValueError(f"primary_metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    cells = {key: PlannedCell(key, cell["attention"], tuple(range(int(cell["seeds"]))), cell.get("recipe", data["recipe"]),
-                              cell.get("place"), cell.get("lambda"), cell.get("from"))
-             for key, cell in data["cells"].items()}
+    cells = {
+        key: PlannedCell(
+            key,
+            cell["attention"],
+            tuple(range(int(cell["seeds"]))),
+            cell.get("recipe", data["recipe"]),
+            cell.get("place"),
+            cell.get("lambda"),
+            cell.get("from"),
+        )
+        for key, cell in data["cells"].items()
+    }
     comparisons = tuple(_comparison(entry, cells, metric) for entry in data.get("comparisons", []))
-    study = Study(name, data["question"], written, data["dataset"], data["model"],
-                  data["recipe"], metric, cells, comparisons, data.get("notes", "").strip(), data.get("interim_seeds"),
-                  data.get("order"))
+    study = Study(
+        name,
+        data["question"],
+        written,
+        data["dataset"],
+        data["model"],
+        data["recipe"],
+        metric,
+        cells,
+        comparisons,
+        data.get("notes", "").strip(),
+        data.get("interim_seeds"),
+        data.get("order"),
+    )
     study.specs()  # unknown names, places and seeds fail here, not halfway through a grid
     return study
 
 
-def _comparison(entry: dict[str, Any], cells: dict[str, PlannedCell], primary_metric: str) -> PlannedComparison:
+def _comparison(
+    entry: dict[str, Any], cells: dict[str, PlannedCell], primary_metric: str
+) -> PlannedComparison:
     plus, minus = tuple(entry["plus"]), tuple(entry.get("minus", ()))
     unknown = [name for name in plus + minus if name not in cells]
     if unknown:
-        raise ValueError(f"comparison {entry['name']!r} names no cell {unknown[0]!r}; cells: {', '.join(cells)}")
+        raise ValueError(
+            f"comparison {entry['name']!r} names no cell {unknown[0]!r}; cells: {', '.join(cells)}"
+        )
     kind = entry.get("kind", "primary" if entry.get("primary") else "secondary")
     if kind not in KINDS:
-        raise ValueError(f"comparison {entry['name']!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise ValueError(
+            f"comparison {entry['name']!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}"
+        )
     metric = entry.get("metric", primary_metric)
     if metric not in METRICS:
-        raise ValueError(f"comparison {entry['name']!r}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise ValueError(
+            f"comparison {entry['name']!r}: metric must be one of {', '.join(METRICS)}, got {metric!r}"
+        )
     return PlannedComparison(entry["name"], plus, minus, kind, metric)

@@ -71,7 +71,9 @@ class StudyVerdict:
     @property
     def finished(self) -> tuple[int, int]:
         """(finished runs, planned runs) over the study's cells."""
-        return sum(len(c.final) for c in self.cells.values()), sum(c.planned for c in self.cells.values())
+        return sum(len(c.final) for c in self.cells.values()), sum(
+            c.planned for c in self.cells.values()
+        )
 
 
 def cpu_model(device: str) -> str:
@@ -79,7 +81,9 @@ def cpu_model(device: str) -> str:
     return device.split(",")[0].removeprefix("CPU: ")
 
 
-def cell_runs(study: Study, results: Sequence[dict[str, Any]], seeds: int | None = None) -> dict[str, CellRuns]:
+def cell_runs(
+    study: Study, results: Sequence[dict[str, Any]], seeds: int | None = None
+) -> dict[str, CellRuns]:
     """The finished runs of every cell of ``study`` (of its first ``seeds`` seeds, if given)."""
     first: dict[str, dict[str, Any]] = {}
     for line in results:
@@ -89,9 +93,13 @@ def cell_runs(study: Study, results: Sequence[dict[str, Any]], seeds: int | None
         lines = [first[run] for run in study.run_ids(name)[:seeds] if run in first]
         planned = len(cell.seeds[:seeds])
         flips = [line.get("final_test_accuracy_flip") for line in lines]
-        cells[name] = CellRuns(name, planned, tuple(100 * line["final_test_accuracy"] for line in lines),
-                               None if None in flips else tuple(100 * flip for flip in flips),
-                               tuple(cpu_model(line["device"]) for line in lines))
+        cells[name] = CellRuns(
+            name,
+            planned,
+            tuple(100 * line["final_test_accuracy"] for line in lines),
+            None if None in flips else tuple(100 * flip for flip in flips),
+            tuple(cpu_model(line["device"]) for line in lines),
+        )
     return cells
 
 
@@ -109,8 +117,17 @@ def compute(planned: PlannedComparison, cells: dict[str, CellRuns]) -> Compariso
         plus, minus = cells[planned.plus[0]], cells[planned.minus[0]]
         if len(set(plus.cpus + minus.cpus)) > 1:
             p_within_cpu = stats.stratified_permutation_p(*groups, plus.cpus, minus.cpus)[0]
-    return ComparisonResult(planned, tuple(len(g) for g in groups), estimate, low, high, df, p_welch, p_permutation,
-                            p_within_cpu)
+    return ComparisonResult(
+        planned,
+        tuple(len(g) for g in groups),
+        estimate,
+        low,
+        high,
+        df,
+        p_welch,
+        p_permutation,
+        p_within_cpu,
+    )
 
 
 def _with_holm(rows: list[ComparisonResult], family: int) -> tuple[ComparisonResult, ...]:
@@ -120,12 +137,14 @@ def _with_holm(rows: list[ComparisonResult], family: int) -> tuple[ComparisonRes
     primary = [i for i, row in enumerate(rows) if row.planned.kind == "primary"]
     missing = [1.0] * (family - len(primary))
     welch = stats.holm([rows[i].p_welch for i in primary] + missing)
-    permutation = stats.holm([1.0 if rows[i].p_permutation is None else rows[i].p_permutation for i in primary]
-                             + missing)
+    permutation = stats.holm(
+        [1.0 if rows[i].p_permutation is None else rows[i].p_permutation for i in primary] + missing
+    )
     rows = list(rows)
     for i, w, p in zip(primary, welch, permutation):
-        rows[i] = dataclasses.replace(rows[i], holm_welch=w,
-                                      holm_permutation=None if rows[i].p_permutation is None else p)
+        rows[i] = dataclasses.replace(
+            rows[i], holm_welch=w, holm_permutation=None if rows[i].p_permutation is None else p
+        )
     return tuple(rows)
 
 
@@ -138,6 +157,12 @@ def judge_study(study: Study | str | Path, results: Sequence[dict[str, Any]]) ->
     interim: tuple[ComparisonResult, ...] = ()
     if study.interim_seeds:
         early = cell_runs(study, results, study.interim_seeds)
-        interim = _with_holm([row for row in (compute(c, early) for c in study.comparisons
-                                              if c.kind == "primary") if row is not None], family)
+        interim = _with_holm(
+            [
+                row
+                for row in (compute(c, early) for c in study.comparisons if c.kind == "primary")
+                if row is not None
+            ],
+            family,
+        )
     return StudyVerdict(study, cells, _with_holm(rows, family), interim)

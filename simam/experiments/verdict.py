@@ -28,8 +28,11 @@ NAMES = {"none": "none", "se": "SE", "cbam": "CBAM", "eca": "ECA", "gc": "GC", "
 
 def grid_cells(cells: Sequence[Cell], model: str) -> dict[str, Cell]:
     """The cells of ``model`` at the paper's lambda and place, by attention (cells of one table)."""
-    return {cell.attention: cell for cell in cells
-            if cell.model == model and cell.lambda_ in (None, PAPER_LAMBDA) and cell.place is None}
+    return {
+        cell.attention: cell
+        for cell in cells
+        if cell.model == model and cell.lambda_ in (None, PAPER_LAMBDA) and cell.place is None
+    }
 
 
 def standard_study(cells: Sequence[Cell], model: str) -> Study | None:
@@ -41,8 +44,10 @@ def standard_study(cells: Sequence[Cell], model: str) -> Study | None:
     modules = [a for a in ATTENTIONS if a != "none" and a in found and found[a].n >= 2]
     others = [a for a in modules if a != "simam"]
     some = found["none"]
-    planned = {a: PlannedCell(a, a, tuple(range(max(found[a].seeds_asked, found[a].n))), some.recipe)
-               for a in ["none", *modules]}
+    planned = {
+        a: PlannedCell(a, a, tuple(range(max(found[a].seeds_asked, found[a].n))), some.recipe)
+        for a in ["none", *modules]
+    }
 
     def versus(a: str, b: str, kind: str, metric: str) -> PlannedComparison:
         return PlannedComparison(f"{NAMES[a]} − {NAMES[b]}", (a,), (b,), kind, metric)
@@ -52,19 +57,35 @@ def standard_study(cells: Sequence[Cell], model: str) -> Study | None:
         comparisons += [versus(a, "none", "secondary", "flip") for a in modules]
     if others:
         best = max(others, key=lambda a: found[a].mean)
-        comparisons += [versus("simam", best, "exploratory", metric) for metric in ("final", "flip")
-                        if metric == "final" or found[best].flip_accuracies is not None]
-    return Study(model, f"Does any attention module raise {model}'s final test accuracy over no attention?",
-                 "standard", some.dataset, model, some.recipe, "final", planned, tuple(comparisons))
+        comparisons += [
+            versus("simam", best, "exploratory", metric)
+            for metric in ("final", "flip")
+            if metric == "final" or found[best].flip_accuracies is not None
+        ]
+    return Study(
+        model,
+        f"Does any attention module raise {model}'s final test accuracy over no attention?",
+        "standard",
+        some.dataset,
+        model,
+        some.recipe,
+        "final",
+        planned,
+        tuple(comparisons),
+    )
 
 
-def judge(cells: Sequence[Cell], results: Sequence[dict[str, Any]], model: str) -> StudyVerdict | None:
+def judge(
+    cells: Sequence[Cell], results: Sequence[dict[str, Any]], model: str
+) -> StudyVerdict | None:
     """The standard comparisons of ``model``'s cells on the result lines they summarise, computed."""
     study = standard_study(cells, model)
     return None if study is None else judge_study(study, results)
 
 
-def grid_seeds_needed(cells: Sequence[Cell], model: str, effect: float = EFFECT, alpha: float = LEVEL) -> int | None:
+def grid_seeds_needed(
+    cells: Sequence[Cell], model: str, effect: float = EFFECT, alpha: float = LEVEL
+) -> int | None:
     """Seeds per network for a two-sided test at ``alpha`` to find ``effect`` points with 80% power,
     from the measured standard deviations of ``model`` without attention and with SimAM (None without
     two seeds of each). Under Holm's correction over k comparisons the smallest p-value must pass
@@ -86,24 +107,35 @@ def lambda_studies(cells: Sequence[Cell]) -> dict[tuple[str, str, str], list[Cel
     for cell in cells:
         if cell.attention == "simam" and cell.place is None:
             studies[(cell.dataset, cell.model, cell.recipe_label)].append(cell)
-    return {key: sorted(group, key=lambda c: c.lambda_) for key, group in studies.items() if len(group) > 1}
+    return {
+        key: sorted(group, key=lambda c: c.lambda_)
+        for key, group in studies.items()
+        if len(group) > 1
+    }
 
 
 def lambda_study_runs(results: Sequence[dict], dataset: str, recipe: str) -> tuple[int, int]:
     """(finished, planned) runs of the course's lambda study off the grid's lambda: SimAM at each
     lambda of the paper's Figure 4 except 1e-4, ``LAMBDA_STUDY_SEEDS`` seeds each."""
-    specs = [spec for spec in plan_lambda_ablation(LAMBDA_STUDY_SEEDS, recipe, dataset)
-             if spec.attention == "simam" and spec.lambda_ not in (None, PAPER_LAMBDA)]
+    specs = [
+        spec
+        for spec in plan_lambda_ablation(LAMBDA_STUDY_SEEDS, recipe, dataset)
+        if spec.attention == "simam" and spec.lambda_ not in (None, PAPER_LAMBDA)
+    ]
     finished = {line["run_id"] for line in results}
     return sum(spec.run_id in finished for spec in specs), len(specs)
 
 
 def lambda_study_command(dataset: str, recipe: str, out: str = "results/") -> str:
     """The command that runs or continues the course's lambda study."""
-    return (f"python -m simam.experiments run --lambda-ablation --datasets {dataset} --seeds {LAMBDA_STUDY_SEEDS} "
-            f"--recipe {recipe} --out {out}")
+    return (
+        f"python -m simam.experiments run --lambda-ablation --datasets {dataset} --seeds {LAMBDA_STUDY_SEEDS} "
+        f"--recipe {recipe} --out {out}"
+    )
 
 
 def lambda_cells(cells: Sequence[Cell], model: str) -> list[Cell]:
-    return sorted((c for c in cells if c.model == model and c.attention == "simam" and c.place is None),
-                  key=lambda c: -c.lambda_)
+    return sorted(
+        (c for c in cells if c.model == model and c.attention == "simam" and c.place is None),
+        key=lambda c: -c.lambda_,
+    )

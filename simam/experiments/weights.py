@@ -11,10 +11,19 @@ from simam.experiments.results import RUNS, read_results
 from simam.runs import CHECKPOINT
 from simam.zoo import WEIGHTS, read_sums, save_weights, write_sums
 
-TRAINED_FIELDS = ("run_id", "recipe", "seed", "final_test_accuracy", "final_test_accuracy_flip", "iterations")
+TRAINED_FIELDS = (
+    "run_id",
+    "recipe",
+    "seed",
+    "final_test_accuracy",
+    "final_test_accuracy_flip",
+    "iterations",
+)
 
 
-def export(results: str | Path, seeds: tuple[int, ...] = (0,), attentions: tuple[str, ...] | None = None) -> list[Path]:
+def export(
+    results: str | Path, seeds: tuple[int, ...] = (0,), attentions: tuple[str, ...] | None = None
+) -> list[Path]:
     """Write the weights of every finished run of ``results`` with a seed in ``seeds`` (and an
     attention in ``attentions``, default any), from its checkpoint, to ``results/weights/<run-id>.pt``,
     and record their hashes in ``results/weights/SHA256SUMS``. Returns the new files."""
@@ -25,7 +34,9 @@ def export(results: str | Path, seeds: tuple[int, ...] = (0,), attentions: tuple
     for line in read_results(results):
         target = results / WEIGHTS / f"{line['run_id']}.pt"
         checkpoint = results / RUNS / line["run_id"] / CHECKPOINT
-        wanted = line["seed"] in seeds and (attentions is None or line["config"]["attention"] in attentions)
+        wanted = line["seed"] in seeds and (
+            attentions is None or line["config"]["attention"] in attentions
+        )
         if not wanted or target.name in sums or not checkpoint.is_file():
             continue
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]

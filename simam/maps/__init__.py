@@ -40,7 +40,13 @@ turns any picture (a file, an array) into the normalised 32 x 32 batch the netwo
 from simam.maps.gradcam import GradCam, grad_cam, last_stage
 from simam.maps.image import load_image
 from simam.maps.plot import denormalise, plot_attention_maps
-from simam.maps.simam_weights import channel_mean_map, simam_modules, simam_weight, simam_weights, widest_channel_map
+from simam.maps.simam_weights import (
+    channel_mean_map,
+    simam_modules,
+    simam_weight,
+    simam_weights,
+    widest_channel_map,
+)
 
 __all__ = [
     "GradCam",

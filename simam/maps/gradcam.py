@@ -73,11 +73,17 @@ def _resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> tu
         for name, module in modules.items():
             if module is target_layer:
                 return name, module
-        raise ValueError(f"target_layer {type(target_layer).__name__} is not a submodule of {type(model).__name__}")
-    raise TypeError(f"target_layer must be a module path, a module or None, got {type(target_layer).__name__}")
+        raise ValueError(
+            f"target_layer {type(target_layer).__name__} is not a submodule of {type(model).__name__}"
+        )
+    raise TypeError(
+        f"target_layer must be a module path, a module or None, got {type(target_layer).__name__}"
+    )
 
 
-def _target_classes(target_class: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+def _target_classes(
+    target_class: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor
+) -> torch.Tensor:
     """(N,) classes on the logits' device: the predicted ones, one for all images, or one per image."""
     n, num_classes = logits.shape
     if target_class is None:
@@ -88,7 +94,9 @@ def _target_classes(target_class: int | Sequence[int] | torch.Tensor | None, log
     if classes.dim() == 0:
         classes = classes.expand(n)
     if classes.shape != (n,):
-        raise ValueError(f"target_class must be one class or one per image ({n}), got shape {tuple(classes.shape)}")
+        raise ValueError(
+            f"target_class must be one class or one per image ({n}), got shape {tuple(classes.shape)}"
+        )
     if ((classes < 0) | (classes >= num_classes)).any():
         raise ValueError(f"target_class must lie in 0..{num_classes - 1}, got {classes.tolist()}")
     return classes.long()
@@ -119,19 +127,28 @@ def grad_cam(
     check_images(images)
     name, layer = _resolve_layer(model, target_layer)
     images = images.to(model_device(model))
-    activation, gradient, classes, logits = _activation_and_gradient(model, images, name, layer, target_class)
+    activation, gradient, classes, logits = _activation_and_gradient(
+        model, images, name, layer, target_class
+    )
     weights = gradient.float().mean(dim=(2, 3), keepdim=True)  # alpha_k, one per image and channel
     coarse = F.relu((weights * activation.float()).sum(dim=1, keepdim=True))
     if not torch.isfinite(coarse).all():
-        raise ValueError(f"Grad-CAM of layer {name!r} is not finite: check the images and the model for NaN or inf")
-    upsampled = F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        raise ValueError(
+            f"Grad-CAM of layer {name!r} is not finite: check the images and the model for NaN or inf"
+        )
+    upsampled = F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[
+        :, 0
+    ]
     # Bilinear weights are convex, so the map stays >= 0; an all-zero map stays zero (0 / tiny).
     peak = upsampled.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     return GradCam(upsampled / peak, classes.detach(), logits.detach().float(), name)
 
 
 def _activation_and_gradient(
-    model: nn.Module, images: torch.Tensor, name: str, layer: nn.Module,
+    model: nn.Module,
+    images: torch.Tensor,
+    name: str,
+    layer: nn.Module,
     target_class: int | Sequence[int] | torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The feature maps ``A`` of ``layer`` (detached), the gradient of the target classes' scores
@@ -141,7 +158,9 @@ def _activation_and_gradient(
 
     def keep_output(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(f"layer {name!r} must output feature maps (N, K, h, w), got {type(output).__name__}")
+            raise ValueError(
+                f"layer {name!r} must output feature maps (N, K, h, w), got {type(output).__name__}"
+            )
         activation = output.detach().requires_grad_(True)
         captured.append(activation)
         return activation.clone()  # later in-place ops (ReLU(inplace=True)) change the clone, not A
@@ -151,9 +170,17 @@ def _activation_and_gradient(
         with evaluation_mode(model), torch.enable_grad():
             logits = model(images)
             if len(captured) != 1:
-                raise ValueError(f"layer {name!r} ran {len(captured)} times in the forward pass; Grad-CAM needs exactly one")
-            if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != images.shape[0]:
-                raise ValueError(f"the model must return logits (N, num_classes), got {getattr(logits, 'shape', type(logits))}")
+                raise ValueError(
+                    f"layer {name!r} ran {len(captured)} times in the forward pass; Grad-CAM needs exactly one"
+                )
+            if (
+                not isinstance(logits, torch.Tensor)
+                or logits.dim() != 2
+                or logits.shape[0] != images.shape[0]
+            ):
+                raise ValueError(
+                    f"the model must return logits (N, num_classes), got {getattr(logits, 'shape', type(logits))}"
+                )
             classes = _target_classes(target_class, logits)
             # Images do not interact in eval mode, so the gradient of the summed scores gives each
             # image the gradient of its own score.

@@ -16,8 +16,12 @@ from simam.data import CIFAR10_MEAN, CIFAR10_STD
 CIFAR_SIZE = 32
 
 
-def load_image(source: str | Path | np.ndarray | torch.Tensor, size: int = CIFAR_SIZE,
-               mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> torch.Tensor:
+def load_image(
+    source: str | Path | np.ndarray | torch.Tensor,
+    size: int = CIFAR_SIZE,
+    mean: Sequence[float] = CIFAR10_MEAN,
+    std: Sequence[float] = CIFAR10_STD,
+) -> torch.Tensor:
     """One picture as a normalised batch of one, (1, 3, size, size) float32.
 
     ``source``: an image file (PNG, JPEG, ..., read by Pillow); or pixels as an array or tensor, (H, W, 3) or
@@ -29,9 +33,13 @@ def load_image(source: str | Path | np.ndarray | torch.Tensor, size: int = CIFAR
     height, width = pixels.shape[1:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = pixels[:, top:top + side, left:left + side][None]
-    resized = F.interpolate(square, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
-    normalised = (resized.clamp(0, 1) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    square = pixels[:, top : top + side, left : left + side][None]
+    resized = F.interpolate(
+        square, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
+    )
+    normalised = (resized.clamp(0, 1) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(
+        std
+    ).view(1, 3, 1, 1)
     return normalised.float()
 
 
@@ -42,13 +50,19 @@ def _read_file(path: Path) -> torch.Tensor:
         with Image.open(path) as picture:
             data = np.asarray(picture.convert("RGB"))
     except UnidentifiedImageError:
-        raise ValueError(f"{path} is not an image file Pillow can read (PNG, JPEG, GIF, WebP, ...)") from None
+        raise ValueError(
+            f"{path} is not an image file Pillow can read (PNG, JPEG, GIF, WebP, ...)"
+        ) from None
     return torch.from_numpy(data.copy()).permute(2, 0, 1).float() / 255
 
 
 def _pixels(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(3, H, W) float pixels in [0, 1] from an array of one of the layouts :func:`load_image` takes."""
-    pixels = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array).detach().cpu()
+    pixels = (
+        torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
+        .detach()
+        .cpu()
+    )
     if pixels.dim() == 2:
         pixels = pixels[None].expand(3, -1, -1)
     elif pixels.dim() == 3 and pixels.shape[-1] in (3, 4) and pixels.shape[0] not in (3, 4):
@@ -56,7 +70,9 @@ def _pixels(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     elif pixels.dim() == 3 and pixels.shape[0] in (3, 4):
         pixels = pixels[:3]
     else:
-        raise ValueError(f"expected pixels of shape (H, W), (H, W, 3) or (3, H, W), got {tuple(pixels.shape)}")
+        raise ValueError(
+            f"expected pixels of shape (H, W), (H, W, 3) or (3, H, W), got {tuple(pixels.shape)}"
+        )
     if pixels.shape[1] < 1 or pixels.shape[2] < 1:
         raise ValueError(f"the picture is empty: {tuple(pixels.shape)}")
     if pixels.dtype == torch.uint8:
@@ -65,6 +81,8 @@ def _pixels(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(pixels).all():
         raise ValueError("the picture has NaN or infinite values")
     if pixels.min() < 0 or pixels.max() > 1:
-        raise ValueError(f"float pixels must lie in [0, 1] (got {pixels.min().item():.3g} to {pixels.max().item():.3g}); "
-                         "pass integers 0-255 as uint8")
+        raise ValueError(
+            f"float pixels must lie in [0, 1] (got {pixels.min().item():.3g} to {pixels.max().item():.3g}); "
+            "pass integers 0-255 as uint8"
+        )
     return pixels

@@ -12,7 +12,12 @@ from torch import nn
 from simam.data import CIFAR10_MEAN, CIFAR10_STD
 from simam.maps.common import check_images
 from simam.maps.gradcam import GradCam, grad_cam
-from simam.maps.simam_weights import channel_mean_map, simam_modules, simam_weights, widest_channel_map
+from simam.maps.simam_weights import (
+    channel_mean_map,
+    simam_modules,
+    simam_weights,
+    widest_channel_map,
+)
 
 
 def denormalise(
@@ -21,7 +26,9 @@ def denormalise(
     """Normalised images (N, C, H, W) back to pixels in [0, 1], as (N, H, W, C) float32 on the CPU for ``imshow``."""
     check_images(images)
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
-        raise ValueError(f"mean and std need one value per channel ({images.shape[1]}), got {len(mean)} and {len(std)}")
+        raise ValueError(
+            f"mean and std need one value per channel ({images.shape[1]}), got {len(mean)} and {len(std)}"
+        )
     images = images.detach().float().cpu()
     pixels = images * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
     return pixels.clamp(0, 1).permute(0, 2, 3, 1).contiguous()
@@ -69,22 +76,39 @@ def plot_attention_maps(
     import matplotlib.pyplot as plt  # imported here: slow to import, and only plotting needs it
 
     labels = _checked_labels(images, models, labels, simam_reduction)
-    cams = {name: grad_cam(model, images, target_class, target_layer) for name, model in models.items()}
+    cams = {
+        name: grad_cam(model, images, target_class, target_layer) for name, model in models.items()
+    }
     simam_columns = _simam_columns(images, models, simam_blocks, simam_reduction)
     pixels = denormalise(images, mean, std)
     rows, columns = images.shape[0], 1 + len(cams) + len(simam_columns)
     figure, axes = plt.subplots(
-        rows, columns, figsize=(panel_size * columns, (panel_size + 0.45) * rows), squeeze=False, layout="constrained"
+        rows,
+        columns,
+        figsize=(panel_size * columns, (panel_size + 0.45) * rows),
+        squeeze=False,
+        layout="constrained",
     )
     for row in range(rows):
-        _draw_row(axes[row], row, pixels[row], cams, simam_columns, labels, class_names, target_class is not None,
-                  overlay_alpha)
+        _draw_row(
+            axes[row],
+            row,
+            pixels[row],
+            cams,
+            simam_columns,
+            labels,
+            class_names,
+            target_class is not None,
+            overlay_alpha,
+        )
     _titles(axes, cams, simam_columns, labels is not None, simam_reduction)
     return figure
 
 
 def _checked_labels(
-    images: torch.Tensor, models: Mapping[str, nn.Module], labels: Sequence[int] | torch.Tensor | None,
+    images: torch.Tensor,
+    models: Mapping[str, nn.Module],
+    labels: Sequence[int] | torch.Tensor | None,
     simam_reduction: str,
 ) -> torch.Tensor | None:
     """The labels as a CPU tensor, once the arguments of :func:`plot_attention_maps` are found usable."""
@@ -95,12 +119,23 @@ def _checked_labels(
         raise ValueError(f"simam_reduction must be 'mean' or 'widest', got {simam_reduction!r}")
     labels = None if labels is None else torch.as_tensor(labels).cpu()
     if labels is not None and labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must hold one class per image ({images.shape[0]}), got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must hold one class per image ({images.shape[0]}), got shape {tuple(labels.shape)}"
+        )
     return labels
 
 
-def _draw_row(axes, row: int, pixels: torch.Tensor, cams: Mapping[str, GradCam], simam_columns: Sequence[tuple],
-              labels: torch.Tensor | None, class_names: Sequence[str] | None, targeted: bool, overlay_alpha: float) -> None:
+def _draw_row(
+    axes,
+    row: int,
+    pixels: torch.Tensor,
+    cams: Mapping[str, GradCam],
+    simam_columns: Sequence[tuple],
+    labels: torch.Tensor | None,
+    class_names: Sequence[str] | None,
+    targeted: bool,
+    overlay_alpha: float,
+) -> None:
     """One image's row: the image (its label above), its Grad-CAM per model, its SimAM maps."""
     axes[0].imshow(pixels.numpy())
     if labels is not None:
@@ -112,7 +147,10 @@ def _draw_row(axes, row: int, pixels: torch.Tensor, cams: Mapping[str, GradCam],
 
 
 def _simam_columns(
-    images: torch.Tensor, models: Mapping[str, nn.Module], simam_blocks: Sequence[str], simam_reduction: str
+    images: torch.Tensor,
+    models: Mapping[str, nn.Module],
+    simam_blocks: Sequence[str],
+    simam_reduction: str,
 ) -> list[tuple[str, str, torch.Tensor, torch.Tensor | None]]:
     """One ``(model name, block, (N, h, w) maps, channel indices or None)`` per SimAM panel column."""
     columns = []
@@ -122,7 +160,9 @@ def _simam_columns(
         weights = simam_weights(model, images)
         for block in simam_blocks:
             if block not in weights:
-                raise ValueError(f"{name} has no SimAM module {block!r}; it has {', '.join(weights)}")
+                raise ValueError(
+                    f"{name} has no SimAM module {block!r}; it has {', '.join(weights)}"
+                )
             if simam_reduction == "mean":
                 columns.append((name, block, channel_mean_map(weights[block]).cpu(), None))
             else:
@@ -133,8 +173,16 @@ def _simam_columns(
     return columns
 
 
-def _draw_grad_cam(axis, pixels: torch.Tensor, cam: GradCam, row: int, labels: torch.Tensor | None,
-                   class_names: Sequence[str] | None, targeted: bool, overlay_alpha: float) -> None:
+def _draw_grad_cam(
+    axis,
+    pixels: torch.Tensor,
+    cam: GradCam,
+    row: int,
+    labels: torch.Tensor | None,
+    class_names: Sequence[str] | None,
+    targeted: bool,
+    overlay_alpha: float,
+) -> None:
     """Image ``row``'s Grad-CAM over its pixels, its prediction and probability underneath (green
     where it matches the label, red where not), and the class mapped where it was chosen."""
     axis.imshow(pixels.numpy())
@@ -152,10 +200,19 @@ def _draw_simam_map(axis, simam_map: torch.Tensor, channel: int | None) -> None:
     """One image's SimAM map in its own colour range, the range (and the channel) underneath."""
     axis.imshow(simam_map.numpy(), cmap="magma")
     low, high = simam_map.min().item(), simam_map.max().item()
-    axis.set_xlabel(f"{low:.3f}..{high:.3f}" + ("" if channel is None else f"\nchannel {channel}"), fontsize="x-small")
+    axis.set_xlabel(
+        f"{low:.3f}..{high:.3f}" + ("" if channel is None else f"\nchannel {channel}"),
+        fontsize="x-small",
+    )
 
 
-def _titles(axes, cams: Mapping[str, GradCam], simam_columns: Sequence[tuple], labelled: bool, simam_reduction: str) -> None:
+def _titles(
+    axes,
+    cams: Mapping[str, GradCam],
+    simam_columns: Sequence[tuple],
+    labelled: bool,
+    simam_reduction: str,
+) -> None:
     """The column titles over the first row, and no ticks on any panel."""
     axes[0, 0].set_title(
         "image" if not labelled else f"image\n{axes[0, 0].get_title()}", fontsize="small"
@@ -163,7 +220,10 @@ def _titles(axes, cams: Mapping[str, GradCam], simam_columns: Sequence[tuple], l
     for column, name in enumerate(cams, start=1):
         axes[0, column].set_title(f"{name}\nGrad-CAM {cams[name].layer}", fontsize="x-small")
     for column, (name, block, _, _) in enumerate(simam_columns, start=1 + len(cams)):
-        axes[0, column].set_title(f"{name}\nSimAM {block.removesuffix('.attention')}\n{simam_reduction}", fontsize="x-small")
+        axes[0, column].set_title(
+            f"{name}\nSimAM {block.removesuffix('.attention')}\n{simam_reduction}",
+            fontsize="x-small",
+        )
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])

@@ -46,13 +46,17 @@ def simam_weights(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
     check_images(images)
     modules = simam_modules(model)
     if not modules:
-        raise ValueError(f"{type(model).__name__} contains no SimAM module (build it with attention='simam')")
+        raise ValueError(
+            f"{type(model).__name__} contains no SimAM module (build it with attention='simam')"
+        )
     weights: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
         def keep_weights(module: SimAM, inputs: tuple) -> None:
             if name in weights:
-                raise ValueError(f"SimAM module {name!r} ran twice in one forward pass: its weights would be ambiguous")
+                raise ValueError(
+                    f"SimAM module {name!r} ran twice in one forward pass: its weights would be ambiguous"
+                )
             weights[name] = simam_weight(inputs[0].detach(), module)
 
         return keep_weights

@@ -7,7 +7,12 @@ ResNet-20/32/44/56/110/164 (He et al. 2016), pre-activation ResNet-20/56/110/164
 module into a torchvision or timm ResNet.
 """
 
-from simam.models.factory import count_parameters, create_model, list_models, training_flops_per_image
+from simam.models.factory import (
+    count_parameters,
+    create_model,
+    list_models,
+    training_flops_per_image,
+)
 from simam.models.insert import insert_attention, residual_blocks
 from simam.models.mobilenetv2 import InvertedResidual, MobileNetV2
 from simam.models.preresnet import PreActBasicBlock, PreActBottleneck, PreActResNet

@@ -20,14 +20,20 @@ def parameter_table(num_classes: int = 10) -> str:
         "| --- | " + " | ".join("---:" for _ in attentions) + " |",
     ]
     for name in list_models():
-        counts = [count_parameters(create_model(name, attention, num_classes)) for attention in attentions]
+        counts = [
+            count_parameters(create_model(name, attention, num_classes)) for attention in attentions
+        ]
         lines.append(f"| {name} | " + " | ".join(f"{count / 1e6:.3f}" for count in counts) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simam.models", description=__doc__.splitlines()[0])
-    parser.add_argument("--num-classes", type=int, default=10, help="outputs of the classifier (default 10)")
+    parser = argparse.ArgumentParser(
+        prog="python -m simam.models", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--num-classes", type=int, default=10, help="outputs of the classifier (default 10)"
+    )
     args = parser.parse_args(argv)
     print(parameter_table(args.num_classes))
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,7 +63,9 @@ def create_model(
     """
     if not isinstance(name, str) or _key(name) not in _BY_KEY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(_MODELS)}")
-    return _MODELS[_BY_KEY[_key(name)]](num_classes=num_classes, attention=attention, place=place, **attention_kwargs)
+    return _MODELS[_BY_KEY[_key(name)]](
+        num_classes=num_classes, attention=attention, place=place, **attention_kwargs
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,7 +12,8 @@ branch, after its last batch norm and before the addition, where their authors p
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,12 +33,16 @@ def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
     recognises as a residual block (``_BLOCK_LAYOUT``)."""
     found = []
     for name, block in model.named_modules():
-        if not hasattr(block, "downsample") or not all(hasattr(block, f) for f in ("conv1", "bn1", "conv2", "bn2")):
+        if not hasattr(block, "downsample") or not all(
+            hasattr(block, f) for f in ("conv1", "bn1", "conv2", "bn2")
+        ):
             continue
         bottleneck = hasattr(block, "conv3")
         if bottleneck and not hasattr(block, "bn3"):
             continue
-        convs = [_unwrap(block.conv1), _unwrap(block.conv2)] + ([_unwrap(block.conv3)] if bottleneck else [])
+        convs = [_unwrap(block.conv1), _unwrap(block.conv2)] + (
+            [_unwrap(block.conv3)] if bottleneck else []
+        )
         if not all(isinstance(conv, nn.Conv2d) for conv in convs) or convs[1].kernel_size != (3, 3):
             continue
         found.append((name, block, bottleneck))
@@ -51,7 +56,9 @@ def _unwrap(layer: nn.Module) -> nn.Module:
 
 def _already_attends(block: nn.Module) -> bool:
     """Whether a layer of ``block`` was wrapped by an earlier insertion, or timm filled its ``se`` slot."""
-    wrapped = any(isinstance(getattr(block, f, None), nn.Sequential) for f in ("conv2", "bn2", "bn3"))
+    wrapped = any(
+        isinstance(getattr(block, f, None), nn.Sequential) for f in ("conv2", "bn2", "bn3")
+    )
     se = getattr(block, "se", None)
     return wrapped or (se is not None and not isinstance(se, nn.Identity))
 
@@ -84,29 +91,44 @@ def insert_attention(
     already has attention (an earlier insertion, or timm's ``se`` slot filled).
     """
     if position != "paper" and position not in PLACES:
-        raise ValueError(f"position must be 'paper', 'after_conv' or 'end_of_branch', got {position!r}")
+        raise ValueError(
+            f"position must be 'paper', 'after_conv' or 'end_of_branch', got {position!r}"
+        )
     resolved = resolve_attention(attention, None if position == "paper" else position, **kwargs)
     blocks = residual_blocks(model)
     if not blocks:
-        raise ValueError(f"found no residual block in {type(model).__name__} to put attention into; expected {_BLOCK_LAYOUT}")
+        raise ValueError(
+            f"found no residual block in {type(model).__name__} to put attention into; expected {_BLOCK_LAYOUT}"
+        )
     attending = [name for name, block, _ in blocks if _already_attends(block)]
     if attending:
-        raise ValueError(f"{len(attending)} blocks already have attention (first: {attending[0]!r}); "
-                         "insert into a network built without it")
+        raise ValueError(
+            f"{len(attending)} blocks already have attention (first: {attending[0]!r}); "
+            "insert into a network built without it"
+        )
     for _, block, bottleneck in blocks:
         conv = block.conv3 if bottleneck else block.conv2
         if resolved.after_conv:
-            module = _build(resolved, attention, block.conv2.out_channels, conv.weight.device, conv.weight.dtype)
+            module = _build(
+                resolved, attention, block.conv2.out_channels, conv.weight.device, conv.weight.dtype
+            )
             block.conv2 = nn.Sequential(block.conv2, module)
         else:
             last_norm = "bn3" if bottleneck else "bn2"
-            module = _build(resolved, attention, conv.out_channels, conv.weight.device, conv.weight.dtype)
+            module = _build(
+                resolved, attention, conv.out_channels, conv.weight.device, conv.weight.dtype
+            )
             setattr(block, last_norm, nn.Sequential(getattr(block, last_norm), module))
     return model
 
 
-def _build(resolved: ResolvedAttention, attention: str | Callable[..., nn.Module], channels: int,
-           device: torch.device, dtype: torch.dtype) -> nn.Module:
+def _build(
+    resolved: ResolvedAttention,
+    attention: str | Callable[..., nn.Module],
+    channels: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> nn.Module:
     """The attention module for ``channels`` channels on ``device`` in ``dtype``: made there by a
     builder that takes ``device`` and ``dtype``, as the course's modules and timm's do, or moved
     there after a plain module class builds it."""
@@ -123,4 +145,6 @@ def _takes_factory_arguments(attention: str | Callable[..., nn.Module]) -> bool:
         parameters = inspect.signature(attention).parameters.values()
     except (TypeError, ValueError):  # no signature to read: build plainly, then move
         return False
-    return any(p.kind is p.VAR_KEYWORD for p in parameters) or {"device", "dtype"} <= {p.name for p in parameters}
+    return any(p.kind is p.VAR_KEYWORD for p in parameters) or {"device", "dtype"} <= {
+        p.name for p in parameters
+    }

@@ -13,7 +13,9 @@ from simam.attention import ResolvedAttention
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     """A 3x3 convolution, padding 1, no bias (a BN follows), He-initialised (see :func:`he_init`)."""
-    return he_init(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False))
+    return he_init(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False)
+    )
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -44,7 +46,10 @@ def count_blocks_per_stage(depth: int, convolutions_per_block: int, family: str)
 
 
 def make_stages(
-    block: Callable[[int, int, int], nn.Module], widths: Sequence[int], blocks_per_stage: int, expansion: int = 1,
+    block: Callable[[int, int, int], nn.Module],
+    widths: Sequence[int],
+    blocks_per_stage: int,
+    expansion: int = 1,
     in_channels: int = 16,
 ) -> tuple[nn.Sequential, int]:
     """The stages of a CIFAR network and the channel count they end with.
@@ -72,10 +77,14 @@ class AttentionAtPlace:
     attention: nn.Module
     attention_after_conv: bool
 
-    def add_attention(self, attention: ResolvedAttention, channels_after_conv: int, channels_at_end: int) -> None:
+    def add_attention(
+        self, attention: ResolvedAttention, channels_after_conv: int, channels_at_end: int
+    ) -> None:
         """Build the block's attention module for the channel count at its place."""
         self.attention_after_conv = attention.after_conv
-        self.attention = attention.build(channels_after_conv if attention.after_conv else channels_at_end)
+        self.attention = attention.build(
+            channels_after_conv if attention.after_conv else channels_at_end
+        )
 
     def after_conv(self, x: torch.Tensor) -> torch.Tensor:
         """Right after the block's 3x3 convolution, before the BN that follows it."""

@@ -18,7 +18,8 @@ classes, where the published 2.2M (3.4M for ImageNet, less the 1000-class classi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,15 @@ from simam.models.layers import AttentionAtPlace, conv1x1, conv3x3
 
 # (expansion factor t, output channels c, blocks n, stride s of the first block), Sandler et al.
 # Table 2, with s = 1 instead of 2 for the 24-channel stage (CIFAR variant)
-STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class InvertedResidual(AttentionAtPlace, nn.Module):
@@ -40,7 +49,12 @@ class InvertedResidual(AttentionAtPlace, nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, expansion: int, stride: int, attention: ResolvedAttention
+        self,
+        in_channels: int,
+        out_channels: int,
+        expansion: int,
+        stride: int,
+        attention: ResolvedAttention,
     ) -> None:
         super().__init__()
         hidden = in_channels * expansion
@@ -53,7 +67,9 @@ class InvertedResidual(AttentionAtPlace, nn.Module):
         self.add_attention(attention, hidden, out_channels)
         self.residual = stride == 1
         if self.residual and in_channels != out_channels:
-            self.shortcut = nn.Sequential(conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels)
+            )
         else:
             self.shortcut = nn.Identity()
 
@@ -75,8 +91,13 @@ class MobileNetV2(nn.Module):
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
     """
 
-    def __init__(self, num_classes: int = 10, attention: str | Callable[..., nn.Module] = "none",
-                 place: str | None = None, **attention_kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        attention: str | Callable[..., nn.Module] = "none",
+        place: str | None = None,
+        **attention_kwargs: Any,
+    ) -> None:
         super().__init__()
         resolved = resolve_attention(attention, place, **attention_kwargs)
         self.stem = nn.Sequential(conv3x3(3, 32), nn.BatchNorm2d(32), nn.ReLU(inplace=True))
@@ -87,7 +108,9 @@ class MobileNetV2(nn.Module):
                 blocks.append(InvertedResidual(channels, out_channels, expansion, stride, resolved))
                 channels = out_channels
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(conv1x1(channels, 1280), nn.BatchNorm2d(1280), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(
+            conv1x1(channels, 1280), nn.BatchNorm2d(1280), nn.ReLU(inplace=True)
+        )
         self.classifier = nn.Linear(1280, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,9 @@ class PreActBasicBlock(nn.Module):
     expansion = 1
     convolutions = 2
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention
+    ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, planes, stride)
@@ -66,7 +68,9 @@ class PreActBottleneck(AttentionAtPlace, nn.Module):
     expansion = 4
     convolutions = 3
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention
+    ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_channels)

@@ -15,14 +15,21 @@ networks here have a few more parameters than their published sizes (ResNet-20: 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from simam.attention import ResolvedAttention, resolve_attention
-from simam.models.layers import AttentionAtPlace, conv1x1, conv3x3, count_blocks_per_stage, make_stages
+from simam.models.layers import (
+    AttentionAtPlace,
+    conv1x1,
+    conv3x3,
+    count_blocks_per_stage,
+    make_stages,
+)
 
 
 def shortcut_with_bn(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -42,7 +49,9 @@ class BasicBlock(AttentionAtPlace, nn.Module):
     expansion = 1
     convolutions = 2
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -67,7 +76,9 @@ class Bottleneck(AttentionAtPlace, nn.Module):
     expansion = 4
     convolutions = 3
 
-    def __init__(self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, attention: ResolvedAttention
+    ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, planes)
@@ -118,13 +129,18 @@ class ResNet(nn.Module):
         if block not in self.blocks:
             raise ValueError(f"block must be one of {sorted(self.blocks)}, got {block!r}")
         Block = self.blocks[block]
-        blocks_per_stage = count_blocks_per_stage(depth, Block.convolutions, f"{self.family} with {block} blocks")
+        blocks_per_stage = count_blocks_per_stage(
+            depth, Block.convolutions, f"{self.family} with {block} blocks"
+        )
 
         resolved = resolve_attention(attention, place, **attention_kwargs)
         self.stem = self.make_stem()
         self.stages, channels = make_stages(
             lambda channels, planes, stride: Block(channels, planes, stride, resolved),
-            (16, 32, 64), blocks_per_stage, Block.expansion)
+            (16, 32, 64),
+            blocks_per_stage,
+            Block.expansion,
+        )
         self.add_head_norm(channels)
         self.classifier = nn.Linear(channels, num_classes)
 

@@ -14,7 +14,8 @@ convolution, at the end of the branch.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,12 @@ class WideBasicBlock(nn.Module):
     :data:`simam.attention.PLACES` are this one."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, dropout: float, attention: ResolvedAttention
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        dropout: float,
+        attention: ResolvedAttention,
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
@@ -41,7 +47,9 @@ class WideBasicBlock(nn.Module):
         self.conv2 = conv3x3(out_channels, out_channels)
         self.attention = attention.build(out_channels)
         self.keeps_shape = stride == 1 and in_channels == out_channels
-        self.shortcut = nn.Identity() if self.keeps_shape else conv1x1(in_channels, out_channels, stride)
+        self.shortcut = (
+            nn.Identity() if self.keeps_shape else conv1x1(in_channels, out_channels, stride)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = F.relu(self.bn1(x), inplace=True)
@@ -83,8 +91,12 @@ class WideResNet(nn.Module):
         resolved = resolve_attention(attention, place, **attention_kwargs)
         self.stem = conv3x3(3, 16)
         self.stages, channels = make_stages(
-            lambda channels, width, stride: WideBasicBlock(channels, width, stride, dropout, resolved),
-            (16 * widen_factor, 32 * widen_factor, 64 * widen_factor), blocks_per_stage)
+            lambda channels, width, stride: WideBasicBlock(
+                channels, width, stride, dropout, resolved
+            ),
+            (16 * widen_factor, 32 * widen_factor, 64 * widen_factor),
+            blocks_per_stage,
+        )
         self.bn = nn.BatchNorm2d(channels)
         self.classifier = nn.Linear(channels, num_classes)
 
