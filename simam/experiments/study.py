@@ -93,10 +93,10 @@ class Study:
     cells: dict[str, PlannedCell]
     comparisons: tuple[PlannedComparison, ...]
     notes: str = ""
+    # seeds at an interim look, where the plan records one
     interim_seeds: int | None = None
-    order: int | None = (
-        None  # the study's place in the course (plans without one come last)  # seeds at an interim look, where the plan records one
-    )
+    # the study's place in the course (plans without one come last)
+    order: int | None = None
 
     @property
     def provenance(self) -> str:
