@@ -11,12 +11,13 @@ paper counts it: SGD with momentum 0.9, batch 128, weight decay 5e-4, learning r
 gets ResNet-20 as far as it can in about a quarter of an hour on a 2-core CPU (see ``QUICK`` for
 each choice and its source). Every field of :class:`Config` can be overridden, on the command line.
 
-**The command line.** :func:`config_from_args` is the one road from text to a checked :class:`Config`:
-``python -m simam.train``, a grid's runs (:meth:`simam.experiments.RunSpec.config`) and the benchmarks'
-``--config FIELD=VALUE`` all take it. Its options are written by hand rather than generated from the
-fields, because their help gives each default per recipe or says what the device decides, and several
-take a form of their own (``--lambda``, comma-separated ``--milestones``, ``--no-FLAG``) that generated
-options would need as much per-field metadata to express.
+**The command line.** :func:`config_from_args` is the one road from text to a checked
+:class:`Config`: ``python -m simam.train``, a grid's runs (:meth:`simam.experiments.RunSpec.config`)
+and the benchmarks' ``--config FIELD=VALUE`` all take it. Its options are written by hand rather
+than generated from the fields, because their help gives each default per recipe or says what the
+device decides, and several take a form of their own (``--lambda``, comma-separated
+``--milestones``, ``--no-FLAG``) that generated options would need as much per-field metadata to
+express.
 """
 
 from __future__ import annotations
@@ -124,15 +125,16 @@ RUNTIME_FIELDS = {
 PAPER = Config()
 
 # The quick recipe: the standard tricks for short runs, none of which changes the network, sized to
-# finish within 15 minutes of a 2-core CPU, whole command included. Sized on a 2-core Intel Xeon with
-# AMX (bfloat16 autocast and SimAM compiled, the trainer's defaults there): 3,300 iterations of
-# ResNet-20 + SimAM fit in 15 minutes and ended at 87.63% final test accuracy (88.39% flip-averaged);
-# 3,200 leave a margin of about half a minute for a busier machine. Where the CPU lacks native
-# bfloat16 the same recipe trains in float32, more slowly.
+# finish within 15 minutes of a 2-core CPU, whole command included. Sized on a 2-core Intel Xeon
+# with AMX (bfloat16 autocast and SimAM compiled, the trainer's defaults there): 3,300 iterations of
+# ResNet-20 + SimAM fit in 15 minutes and ended at 87.63% final test accuracy (88.39%
+# flip-averaged); 3,200 leave a margin of about half a minute for a busier machine. Where the CPU
+# lacks native bfloat16 the same recipe trains in float32, more slowly.
 # QUICK_SIZED_AT is that sizing run's train_images_per_second (compilation included); chapter 5
 # prices the paper recipe with it. To measure it on another machine:
 #   python -m simam.train --recipe quick --iterations 3300 --out /tmp/quick-sizing
-#   python -c "import json; print(json.load(open('/tmp/quick-sizing/final.json'))['train_images_per_second'])"
+#   python -c "import json; print(json.load(open('/tmp/quick-sizing/final.json'))
+#       ['train_images_per_second'])"
 QUICK_SIZED_AT = 494
 
 QUICK = dataclasses.replace(
@@ -150,7 +152,8 @@ QUICK = dataclasses.replace(
     # at high learning rates.
     nesterov=True,
     # No weight decay on BN scales and shifts and on biases ("no bias decay", He et al., "Bag of
-    # Tricks", CVPR 2019, section 3.1): decay regularises the weights that can overfit; these are few.
+    # Tricks", CVPR 2019, section 3.1): decay regularises the weights that can overfit; these are
+    # few.
     norm_bias_decay=False,
     # Label smoothing 0.1 (Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016).
     label_smoothing=0.1,
@@ -188,15 +191,17 @@ class ConfigError(ValueError):
 
 
 def check_config(config: Config, world_size: int = 1) -> None:
-    """Raise :class:`ConfigError` naming the first value that no run on ``world_size`` processes can use."""
+    """Raise :class:`ConfigError` naming the first value that no run on ``world_size``
+    processes can use."""
     c = config
     rules = [
         (c.iterations >= 1, f"iterations must be at least 1, got {c.iterations}"),
         (c.batch_size >= 1, f"batch_size must be at least 1, got {c.batch_size}"),
         (
             c.batch_size % world_size == 0,
-            f"batch_size {c.batch_size} does not divide by the {world_size} processes: the batch is global and each "
-            f"process takes batch_size / {world_size} images of it; choose a multiple of {world_size}",
+            f"batch_size {c.batch_size} does not divide by the {world_size} processes: the batch "
+            f"is global and each process takes batch_size / {world_size} images of it; "
+            f"choose a multiple of {world_size}",
         ),
         (c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}"),
         (c.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {c.checkpoint_every}"),
@@ -249,7 +254,8 @@ def check_config(config: Config, world_size: int = 1) -> None:
 
 
 def as_config_value(value: Any) -> Any:
-    """A value read back from a checkpoint or a JSON file, as a Config holds it (lists were tuples)."""
+    """A value read back from a checkpoint or a JSON file, as a Config holds it
+    (lists were tuples)."""
     return tuple(value) if isinstance(value, list) else value
 
 
@@ -271,8 +277,9 @@ def changed_settings(config: Config, stored: dict[str, Any]) -> list[tuple[str, 
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """The :class:`Config` stored as ``values`` (a checkpoint's or ``final.json``'s); fields it lacks,
-    from runs of an older version, take their defaults, and ones this version lacks are dropped."""
+    """The :class:`Config` stored as ``values`` (a checkpoint's or ``final.json``'s); fields it
+    lacks, from runs of an older version, take their defaults, and ones this version lacks are
+    dropped."""
     return Config(
         **{key: as_config_value(value) for key, value in values.items() if key in CONFIG_FIELDS}
     )
@@ -312,11 +319,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def config_from_args(args: Sequence[str], world_size: int = 1) -> tuple[Config, dict[str, Any]]:
-    """The :class:`Config` that the trainer's options ``args`` ask for, checked for a run on ``world_size``
-    processes: their recipe (``--recipe``, else ``paper``) with the fields they give over it. Also returns
-    the options given, by name: those fields, ``recipe``, and ``out`` and ``resume``, which say where
-    a run goes rather than what it is. Raises :class:`ConfigError` with a one-line message for text
-    that does not parse and for a configuration no run can use (:func:`check_config`)."""
+    """The :class:`Config` that the trainer's options ``args`` ask for, checked for a run on
+    ``world_size`` processes: their recipe (``--recipe``, else ``paper``) with the fields they give
+    over it. Also returns the options given, by name: those fields, ``recipe``, and ``out`` and
+    ``resume``, which say where a run goes rather than what it is. Raises :class:`ConfigError` with
+    a one-line message for text that does not parse and for a configuration no run can use
+    (:func:`check_config`)."""
     given = vars(build_parser().parse_args(list(args)))
     fields = {key: value for key, value in given.items() if key in CONFIG_FIELDS}
     config = dataclasses.replace(RECIPES[given.get("recipe", PAPER.recipe)], **fields)
@@ -358,22 +366,25 @@ def _milestones(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="simam-train",
-        description="Train a CIFAR network with SimAM or another attention module. Options not given take "
-        "the value of the recipe (--recipe); see simam/config.py for what each recipe does and why.",
-        argument_default=argparse.SUPPRESS,  # only the options given appear: they override the recipe
+        description="Train a CIFAR network with SimAM or another attention module. Options not "
+        "given take the value of the recipe (--recipe); "
+        "see simam/config.py for what each recipe does and why.",
+        # only the options given appear: they override the recipe
+        argument_default=argparse.SUPPRESS,
     )
     flag = argparse.BooleanOptionalAction
     add = parser.add_argument
     add(
         "--recipe",
         choices=sorted(RECIPES),
-        help="paper: the SimAM paper's 64,000-iteration recipe; quick: about 15 minutes on a 2-core CPU; quick-4x: "
-        "the quick recipe at four times its iterations (default paper)",
+        help="paper: the SimAM paper's 64,000-iteration recipe; quick: about 15 minutes on a "
+        "2-core CPU; quick-4x: the quick recipe at four times its iterations (default paper)",
     )
     add("--model", help=f"network: {', '.join(list_models())} ({_defaults('model')})")
     add(
         "--attention",
-        help=f"attention module: none, se, cbam, eca, gc, simam, simam-exact ({_defaults('attention')})",
+        help="attention module: none, se, cbam, eca, gc, simam, simam-exact "
+        f"({_defaults('attention')})",
     )
     add(
         "--lambda",
@@ -386,13 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--place",
         choices=PLACES,
         help="where each block puts the attention: after_conv (right after the 3x3 "
-        "convolution, before its batch norm: SimAM's place) or end_of_branch (after the branch's last batch norm: "
-        "SE's place) (default: the paper's place for the module)",
+        "convolution, before its batch norm: SimAM's place) or end_of_branch (after the branch's "
+        "last batch norm: SE's place) (default: the paper's place for the module)",
     )
     add("--dataset", help=f"cifar10 or cifar100 ({_defaults('dataset')})")
     add(
         "--data-root",
-        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (default $SIMAM_DATA or ~/.cache/simam)",
+        help="folder holding cifar-10-batches-py/ or cifar-100-python/ "
+        "(default $SIMAM_DATA or ~/.cache/simam)",
     )
     add(
         "--download",
@@ -404,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--seed",
         type=int,
-        help=f"seeds the weights, the order of the batches and the augmentation ({_defaults('seed')})",
+        help="seeds the weights, the order of the batches and the augmentation "
+        f"({_defaults('seed')})",
     )
     add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
     add("--iterations", type=int, help=f"training steps ({_defaults('iterations')})")
@@ -422,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--milestones",
         type=_milestones,
-        help=f"step schedule: comma-separated iterations where the rate is multiplied by --gamma ({_defaults('milestones')})",
+        help="step schedule: comma-separated iterations where the rate is multiplied by --gamma "
+        f"({_defaults('milestones')})",
     )
     add("--gamma", type=float, help=f"step schedule factor ({_defaults('gamma')})")
     add(
@@ -492,8 +506,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--amp-dtype",
         choices=["bfloat16", "float16"],
-        help="mixed-precision type (default: bfloat16 where the device has it natively, else float16 with a "
-        "gradient scaler)",
+        help="mixed-precision type (default: bfloat16 where the device has it natively, else "
+        "float16 with a gradient scaler)",
     )
     add(
         "--deterministic",
@@ -517,7 +531,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         help="torch CPU threads (default: torch's choice; on a small or busy machine "
-        "1 thread can be several times faster, as on the 2-core machine the quick recipe was timed on)",
+        "1 thread can be several times faster, as on the 2-core machine the quick "
+        "recipe was timed on)",
     )
     add(
         "--progress",

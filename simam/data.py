@@ -1,4 +1,5 @@
-"""CIFAR-10 and CIFAR-100: the official files, read and checked, and a loader that lives on the device.
+"""CIFAR-10 and CIFAR-100: the official files, read and checked,
+and a loader that lives on the device.
 
 Two parts.
 
@@ -65,7 +66,8 @@ IMAGE_SHAPE = (3, 32, 32)
 
 @dataclass(frozen=True)
 class CifarSpec:
-    """Where a CIFAR data set lives, how its official archive is checked, and what its files hold."""
+    """Where a CIFAR data set lives, how its official archive is checked,
+    and what its files hold."""
 
     title: str
     folder: str
@@ -126,7 +128,8 @@ class CifarFormatError(ValueError):
 
 
 def dataset_spec(name: str) -> CifarSpec:
-    """The :class:`CifarSpec` of ``"cifar10"`` or ``"cifar100"``; a clear error for anything else."""
+    """The :class:`CifarSpec` of ``"cifar10"`` or ``"cifar100"``;
+    a clear error for anything else."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
@@ -160,7 +163,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path) -> Any:
-    """The object pickled in ``path`` (Python 2 strings decoded as latin-1, like the official files need)."""
+    """The object pickled in ``path`` (Python 2 strings decoded as latin-1,
+    like the official files need)."""
     try:
         with path.open("rb") as f:
             return _ArrayUnpickler(f, encoding="latin1").load()
@@ -172,20 +176,23 @@ def _unpickle(path: Path) -> Any:
 
 
 def _labels(batch: dict, key: str, count: int, num_classes: int, path: Path) -> np.ndarray:
-    """The label list ``batch[key]`` as int64, checked against the image count and the class range."""
+    """The label list ``batch[key]`` as int64, checked against the image count
+    and the class range."""
     labels = np.asarray(batch[key])
     if labels.ndim != 1 or not (labels.size == 0 or np.issubdtype(labels.dtype, np.integer)):
         raise CifarFormatError(
-            f"{path}: {key!r} must be a list of integers, got an array of shape {labels.shape} and dtype {labels.dtype}"
+            f"{path}: {key!r} must be a list of integers, got an array of shape {labels.shape} "
+            f"and dtype {labels.dtype}"
         )
     if len(labels) != count:
         raise CifarFormatError(
-            f"{path}: {count} images but {len(labels)} {key!r}; the file is mislabelled or cut short"
+            f"{path}: {count} images but {len(labels)} {key!r}; the file is mislabelled "
+            "or cut short"
         )
     if count and (labels.min() < 0 or labels.max() >= num_classes):
         raise CifarFormatError(
-            f"{path}: {key!r} range over {labels.min()}..{labels.max()}, outside 0..{num_classes - 1}; "
-            "is this a file of the other CIFAR data set?"
+            f"{path}: {key!r} range over {labels.min()}..{labels.max()}, outside "
+            f"0..{num_classes - 1}; is this a file of the other CIFAR data set?"
         )
     return labels.astype(np.int64)
 
@@ -253,9 +260,10 @@ def load_cifar(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images as a uint8 tensor (N, 3, 32, 32) and labels as int64 (N,), read from ``root``.
 
-    ``root`` holds the data set's official folder (``cifar-10-batches-py/`` or ``cifar-100-python/``).
-    When files of the split are missing, ``download=True`` fetches the official archive first;
-    otherwise a ``FileNotFoundError`` says which files to put where. CIFAR-100 gives its 100 fine labels.
+    ``root`` holds the data set's official folder (``cifar-10-batches-py/`` or
+    ``cifar-100-python/``). When files of the split are missing, ``download=True`` fetches the
+    official archive first; otherwise a ``FileNotFoundError`` says which files to put where.
+    CIFAR-100 gives its 100 fine labels.
     """
     spec = dataset_spec(name)
     root = Path(root).expanduser()
@@ -267,13 +275,14 @@ def load_cifar(
         missing = _missing_files(folder, files)
         if missing:
             raise FileNotFoundError(
-                f"{spec.archive} was downloaded and unpacked into {root}, but {folder} still lacks {', '.join(missing)}"
+                f"{spec.archive} was downloaded and unpacked into {root}, "
+                f"but {folder} still lacks {', '.join(missing)}"
             )
     if missing:
         raise FileNotFoundError(
-            f"{spec.title} {'training' if train else 'test'} files not found: {folder} lacks {', '.join(missing)}. "
-            f"Unpack the official archive {spec.url} into {root} (it creates {spec.folder}/), "
-            "or pass download=True."
+            f"{spec.title} {'training' if train else 'test'} files not found: {folder} lacks "
+            f"{', '.join(missing)}. Unpack the official archive {spec.url} into {root} (it creates "
+            f"{spec.folder}/), or pass download=True."
         )
     parts = [read_batch_file(folder / file, spec) for file in files]
     images = np.concatenate([images for images, _ in parts])
@@ -282,12 +291,14 @@ def load_cifar(
 
 
 def load_class_names(root: str | Path, name: str = "cifar10") -> list[str]:
-    """The class names of ``name`` from its meta file, in label order (CIFAR-100: the fine labels)."""
+    """The class names of ``name`` from its meta file, in label order
+    (CIFAR-100: the fine labels)."""
     spec = dataset_spec(name)
     path = Path(root).expanduser() / spec.folder / spec.meta_file
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} is missing: unpack the official archive {spec.url} into {Path(root).expanduser()}"
+            f"{path} is missing: unpack the official archive {spec.url} into "
+            f"{Path(root).expanduser()}"
         )
     meta = _unpickle(path)
     names = meta.get(spec.label_names_key) if isinstance(meta, dict) else None
@@ -316,7 +327,8 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 def balanced_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of ``size`` images drawn at random (seeded) with the classes as equal as possible.
+    """Sorted indices of ``size`` images drawn at random
+    (seeded) with the classes as equal as possible.
 
     Every class gets ``size // classes`` images; the ``size % classes`` left over go to classes
     drawn at random, one each.
@@ -333,7 +345,8 @@ def balanced_subset(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Ten
         members = torch.nonzero(labels == label).flatten()
         if count > len(members):
             raise ValueError(
-                f"class {label} has {len(members)} images, fewer than the {count} a balanced subset of {size} needs"
+                f"class {label} has {len(members)} images, "
+                f"fewer than the {count} a balanced subset of {size} needs"
             )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
     return torch.cat(chosen).sort().values
@@ -354,9 +367,9 @@ def crop_and_flip(
     out (``0 <= top, left <= 2 * padding``) and, where ``flips[i]``, mirrored left-right.
 
     How: mirroring commutes with the symmetric zero padding, and the mirror of the window at
-    ``left`` is the window at ``2 * padding - left`` of the mirrored image. So the images to flip are
-    mirrored first; then all (2 * padding + 1)^2 windows of the padded batch are one strided view
-    (no copy), from which each image takes its own window.
+    ``left`` is the window at ``2 * padding - left`` of the mirrored image. So the images to flip
+    are mirrored first; then all (2 * padding + 1)^2 windows of the padded batch are one strided
+    view (no copy), from which each image takes its own window.
     """
     size, channels, height, width = batch.shape
     batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
@@ -376,11 +389,12 @@ def crop_and_flip(
 
 
 def rank_share(size: int, rank: int, world_size: int) -> slice:
-    """Rank ``rank``'s contiguous share of a batch of ``size`` images split over ``world_size`` ranks:
-    images ``rank * size // world_size`` up to ``(rank + 1) * size // world_size``.
+    """Rank ``rank``'s contiguous share of a batch of ``size`` images split over ``world_size``
+    ranks: images ``rank * size // world_size`` up to ``(rank + 1) * size // world_size``.
 
     The shares tile the batch with no overlap; they are all ``size / world_size`` images when that
-    divides, else they differ by at most one image (and are empty for some ranks when ``size < world_size``).
+    divides, else they differ by at most one image (and are empty for some ranks when
+    ``size < world_size``).
     """
     return slice(rank * size // world_size, (rank + 1) * size // world_size)
 
@@ -391,7 +405,8 @@ def _check_loader_arguments(
     """Raise a clear error for arguments no :class:`CifarLoader` can use."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != labels.shape[0]:
         raise ValueError(
-            f"expected uint8 images (N, C, H, W) and N labels, got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}"
+            "expected uint8 images (N, C, H, W) and N labels, "
+            f"got {images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}"
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -402,12 +417,13 @@ def _check_loader_arguments(
 
 
 class CifarLoader:
-    """Batches of a CIFAR split built on the device: shuffled, cropped, flipped and normalised there.
+    """Batches of a CIFAR split built on the device: shuffled, cropped, flipped
+    and normalised there.
 
-    ``images`` (N, 3, 32, 32) uint8 and ``labels`` (N,) are copied once to ``device`` (through pinned
-    memory, without blocking, on CUDA). Each epoch draws its order, crop corners and flips from the
-    loader's own CPU generator in one go, so the batches do not depend on the device or on any
-    global seed. Iterating gives ``(images, labels)``: images (B, 3, 32, 32) of ``dtype``,
+    ``images`` (N, 3, 32, 32) uint8 and ``labels`` (N,) are copied once to ``device`` (through
+    pinned memory, without blocking, on CUDA). Each epoch draws its order, crop corners and flips
+    from the loader's own CPU generator in one go, so the batches do not depend on the device or on
+    any global seed. Iterating gives ``(images, labels)``: images (B, 3, 32, 32) of ``dtype``,
     normalised with ``mean`` and ``std`` (in [0, 1] pixel units; ``dtype=torch.uint8`` gives the raw
     augmented pixels instead), in ``channels_last`` memory format if asked, and int64 labels, both
     on ``device``.
@@ -421,12 +437,14 @@ class CifarLoader:
         device: where the split lives and the batches are made (``"cuda"`` on a GPU).
         dtype: of the images yielded (``torch.bfloat16`` halves the traffic to the model).
         channels_last: yield images in ``torch.channels_last`` memory format.
-        subset: keep only this many images, a seeded class-balanced choice (:func:`balanced_subset`).
+        subset: keep only this many images, a seeded class-balanced choice
+            (:func:`balanced_subset`).
         seed: seeds the loader's generator (and the subset).
-        rank, world_size: yield only share ``rank`` of ``world_size`` of every batch (:func:`rank_share`);
-            ``batch_size`` stays the global batch, and ``len`` counts global batches. A rank whose
-            share is empty (a batch of fewer than ``world_size`` images, such as a short last one)
-            skips that batch, so ranks can then yield different numbers of batches.
+        rank, world_size: yield only share ``rank`` of ``world_size`` of every batch
+            (:func:`rank_share`); ``batch_size`` stays the global batch, and ``len`` counts global
+            batches. A rank whose share is empty (a batch of fewer than ``world_size`` images, such
+            as a short last one) skips that batch, so ranks can then yield different numbers of
+            batches.
 
     One pass at a time: the loader itself holds the position in the epoch, which is what
     :meth:`state_dict` saves. The state does not depend on ``rank`` or ``world_size``.
@@ -470,7 +488,8 @@ class CifarLoader:
         self.world_size = world_size
         if len(self) == 0:
             raise ValueError(
-                f"drop_last with batch_size {batch_size} leaves no batch of the {self.num_images} images"
+                f"drop_last with batch_size {batch_size} leaves no batch of the "
+                f"{self.num_images} images"
             )
         # normalised = (pixel / 255 - mean) / std = pixel * scale + bias, with pixel in 0..255
         std_255 = torch.tensor(std, dtype=torch.float32) * 255
@@ -527,7 +546,8 @@ class CifarLoader:
         return math.ceil(self.num_images / self.batch_size)
 
     def _draw_plan(self) -> None:
-        """Draw the order, crop corners and flips of the epoch from the generator (and advance it)."""
+        """Draw the order, crop corners and flips of the epoch from the generator
+        (and advance it)."""
         n = self.num_images
         self._plan_state = self.generator.get_state()
         plan = {
@@ -580,7 +600,8 @@ class CifarLoader:
         self._close_finished_epoch()
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the loader stands: epoch, batches handed out in it, and the generator at its start."""
+        """Where the loader stands: epoch, batches handed out in it,
+        and the generator at its start."""
         return {
             "epoch": self.epoch,
             "position": self.position,
@@ -592,11 +613,13 @@ class CifarLoader:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume where :meth:`state_dict` was taken: the next batch is the one that would have come."""
+        """Resume where :meth:`state_dict` was taken:
+        the next batch is the one that would have come."""
         if (state["num_images"], state["batches_per_epoch"]) != (self.num_images, len(self)):
             raise ValueError(
-                f"this state is of a loader with {state['num_images']} images in {state['batches_per_epoch']} batches "
-                f"per epoch; this loader has {self.num_images} in {len(self)}"
+                f"this state is of a loader with {state['num_images']} images in "
+                f"{state['batches_per_epoch']} batches per epoch; "
+                f"this loader has {self.num_images} in {len(self)}"
             )
         self.generator.set_state(state["generator"])
         self.epoch, self.position = state["epoch"], state["position"]
@@ -604,7 +627,8 @@ class CifarLoader:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.num_images} images, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"augment={self.augment}, device={self.device}, dtype={self.dtype}, epoch={self.epoch}, position={self.position}"
+            f"{type(self).__name__}({self.num_images} images, batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, augment={self.augment}, device={self.device}, "
+            f"dtype={self.dtype}, epoch={self.epoch}, position={self.position}"
             + (f", rank={self.rank}, world_size={self.world_size})" if self.world_size > 1 else ")")
         )

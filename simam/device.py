@@ -3,9 +3,9 @@ the benchmarks (:mod:`simam.bench`) set a run up with the same choices.
 
 :func:`resolve_device` turns ``--device`` into a device of this machine, and :func:`resolve` makes
 every automatic (None) choice of a :class:`~simam.config.Config` for it, from the probes below
-(:func:`native_bfloat16`, :func:`compile_blocker`, :func:`cpp_compiler_found`). :func:`cuda_settings`
-and :func:`deterministic_cublas` set CUDA up for a run, :func:`autocast` its mixed precision;
-:func:`describe` and :func:`versions` say where and with what it ran.
+(:func:`native_bfloat16`, :func:`compile_blocker`, :func:`cpp_compiler_found`).
+:func:`cuda_settings` and :func:`deterministic_cublas` set CUDA up for a run, :func:`autocast` its
+mixed precision; :func:`describe` and :func:`versions` say where and with what it ran.
 
 **Devices.** CUDA when present, else the CPU (or ``--device``). Each choice below is switchable,
 and the trainer prints it when a run starts.
@@ -68,8 +68,8 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(
-                f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-                "start at most that many processes per node"
+                f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA "
+                "GPU(s): start at most that many processes per node"
             )
         return torch.device("cuda", local_rank)
     if name == "auto":
@@ -86,7 +86,8 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(
-            f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            f"device {name!r} asked for, but this machine has "
+            f"{torch.cuda.device_count()} CUDA GPU(s)"
         )
     return device
 
@@ -107,7 +108,8 @@ def native_bfloat16(device: torch.device) -> bool:
 
 
 def cpp_compiler_found() -> bool:
-    """Whether torch.compile can build CPU kernels here: it needs a C++ compiler ($CXX, g++ or clang++)."""
+    """Whether torch.compile can build CPU kernels here: it needs a C++ compiler
+    ($CXX, g++ or clang++)."""
     return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++") if name)
 
 
@@ -123,8 +125,9 @@ def triton_blocker(gpu: str, capability: tuple[int, int], triton_found: bool) ->
         )
     if tuple(capability) < TRITON_MIN_CAPABILITY:
         return (
-            f"{gpu} has compute capability {capability[0]}.{capability[1]}; Triton, which torch.compile "
-            f"generates GPU kernels with, needs {TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or higher"
+            f"{gpu} has compute capability {capability[0]}.{capability[1]}; Triton, which "
+            "torch.compile generates GPU kernels with, needs "
+            f"{TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or higher"
         )
     return None
 
@@ -148,9 +151,10 @@ SYNC_BN_COMPILE_BLOCKER = (
 
 
 def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config:
-    """``config`` with every automatic (None) choice made for ``device``, in a launch of ``world_size``
-    processes. With ``sync_bn`` under DDP the whole model trains uncompiled, also where ``compile`` asks
-    for it: the line that starts the run says why (:data:`SYNC_BN_COMPILE_BLOCKER`)."""
+    """``config`` with every automatic (None) choice made for ``device``, in a launch of
+    ``world_size`` processes. With ``sync_bn`` under DDP the whole model trains uncompiled, also
+    where ``compile`` asks for it: the line that starts the run says why
+    (:data:`SYNC_BN_COMPILE_BLOCKER`)."""
     cuda = device.type == "cuda"
     native_bf16 = native_bfloat16(device)
     amp = (cuda or native_bf16) if config.amp is None else config.amp
@@ -193,8 +197,8 @@ def resolve(config: Config, device: torch.device, world_size: int = 1) -> Config
 
 
 def why_not_compiled(device: torch.device, compiled: bool, sync_bn_ddp: bool = False) -> str:
-    """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be, or because
-    it trains with SyncBatchNorm under DDP (``sync_bn_ddp``)."""
+    """`` (the reason)`` where the whole model is not compiled because ``device`` cannot be, or
+    because it trains with SyncBatchNorm under DDP (``sync_bn_ddp``)."""
     blocker = (
         None
         if compiled
@@ -236,17 +240,18 @@ CUBLAS_DETERMINISTIC = (
 
 
 def deterministic_cublas() -> None:
-    """Set ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS where it is unset. cuBLAS reads it when
-    CUDA first uses it in the process, so where CUDA is already initialised (a notebook that used the
-    GPU before) this may come too late, and a warning says how to set it in time."""
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS where it is unset. cuBLAS reads it
+    when CUDA first uses it in the process, so where CUDA is already initialised (a notebook that
+    used the GPU before) this may come too late, and a warning says how to set it in time."""
     if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
         return
     if torch.cuda.is_initialized():
         warnings.warn(
-            f"--deterministic: CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG was "
-            f"set, so cuBLAS may have read it unset and matrix products may not repeat bit for bit. "
-            f"Set it before Python starts (export CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC}) or "
-            f"before the first use of CUDA in the notebook.",
+            "--deterministic: CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG "
+            "was set, so cuBLAS may have read it unset and matrix products may not repeat bit for "
+            "bit. Set it before Python starts "
+            f"(export CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC}) "
+            "or before the first use of CUDA in the notebook.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -261,7 +266,8 @@ def autocast(device: torch.device, amp_dtype: str | None) -> contextlib.Abstract
 
 
 def describe(device: torch.device) -> str:
-    """``device`` in words: the GPU's name and CUDA version, or the CPU's model, cores and torch threads."""
+    """``device`` in words: the GPU's name and CUDA version, or the CPU's model, cores
+    and torch threads."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     cpu = platform.processor() or platform.machine()
@@ -272,7 +278,8 @@ def describe(device: torch.device) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    """The versions of Python, the libraries a run computes with, and CUDA and cuDNN where present."""
+    """The versions of Python, the libraries a run computes with, and CUDA
+    and cuDNN where present."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,

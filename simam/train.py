@@ -1,4 +1,5 @@
-"""Train a CIFAR network with SimAM (or any attention module of the course): ``python -m simam.train``.
+"""Train a CIFAR network with SimAM (or any attention module of the course):
+``python -m simam.train``.
 
 Read top to bottom: the learning-rate schedule, evaluation, what a checkpoint restores, the loop in
 its named steps (open, build, restore, wrap, evaluate and log, save, finish), and the command line.
@@ -27,9 +28,10 @@ torch.compile and threads follow the device (:mod:`simam.device` says how and wh
 switchable and printed when a run starts.
 
 **More than one GPU.** ``torchrun --nproc_per_node=N -m simam.train ...`` runs one training on N
-processes with ``DistributedDataParallel`` (Li et al., "PyTorch Distributed", VLDB 2020); ``torchrun``
-with ``--nnodes`` and a rendezvous endpoint spreads them over machines. Each process (rank) takes
-the GPU of its ``LOCAL_RANK`` and joins an NCCL group (gloo on the CPU). What stays the same:
+processes with ``DistributedDataParallel`` (Li et al., "PyTorch Distributed", VLDB 2020);
+``torchrun`` with ``--nnodes`` and a rendezvous endpoint spreads them over machines. Each process
+(rank) takes the GPU of its ``LOCAL_RANK`` and joins an NCCL group (gloo on the CPU).
+What stays the same:
 
 - *The batches.* ``batch_size`` is the global batch. Every rank draws the same seeded,
   epoch-dependent plan (order, crops, flips) as a single process and builds only its contiguous
@@ -46,8 +48,8 @@ the GPU of its ``LOCAL_RANK`` and joins an NCCL group (gloo on the CPU). What st
   stops all of them at the same iteration); evaluation splits each test batch over the ranks and
   adds up their loss and correct counts, so every test image counts once.
 - *The files.* Only rank 0 prints and writes ``metrics.jsonl``, ``checkpoint.pt`` and ``final.json``
-  (which adds ``distributed``: world size, per-rank batch, backend, SyncBN). The checkpoint holds the
-  unwrapped model, so checkpoints move freely between single-process and distributed runs. On
+  (which adds ``distributed``: world size, per-rank batch, backend, SyncBN). The checkpoint holds
+  the unwrapped model, so checkpoints move freely between single-process and distributed runs. On
   ``--resume`` rank 0 reads the checkpoint and sends it to the other ranks (the output folder need
   exist only on rank 0's node), and every rank continues with the same random generators and
   loader position. The plan does not depend on the world size, so a run can be resumed on another
@@ -179,7 +181,8 @@ def evaluate(
 
 
 def rng_states() -> dict[str, Any]:
-    """Every global random generator's state, in types that ``torch.load(weights_only=True)`` reads."""
+    """Every global random generator's state,
+    in types that ``torch.load(weights_only=True)`` reads."""
     name, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
@@ -224,7 +227,8 @@ def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
         scaler.load_state_dict(saved)
     else:
         print(
-            f"{_name()}: the checkpoint was saved without a float16 gradient scaler; starting a fresh one",
+            f"{_name()}: the checkpoint was saved without a float16 gradient scaler; "
+            "starting a fresh one",
             file=sys.stderr,
         )
 
@@ -302,7 +306,8 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, An
         config = resolve(config, device, world.world_size)
         if config.sync_bn and world.distributed and device.type != "cuda":
             raise ConfigError(
-                "--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; train on the CPU without it"
+                "--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; "
+                "train on the CPU without it"
             )
         with (
             distributed.process_group(device) as backend,
@@ -402,7 +407,8 @@ def _train(
     )
     run.session_start = segment_start = time.perf_counter()
     segment_first = run.iteration  # the iteration the timed segment started at
-    # Steady speed: the steps after this session's compilation and warm-up, which a look at the loss starts.
+    # Steady speed: the steps after this session's compilation and warm-up,
+    # which a look at the loss starts.
     steady_from = run.iteration + max(
         1, min(STEADY_AFTER, (config.iterations - run.iteration) // 4)
     )
@@ -514,7 +520,8 @@ def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
 
 
 def _prepare_folder(run: _Run) -> None:
-    """Rank 0: the output folder, without what a killed save left, and the metrics up to the checkpoint."""
+    """Rank 0: the output folder, without what a killed save left,
+    and the metrics up to the checkpoint."""
     run.out.mkdir(parents=True, exist_ok=True)
     for leftover in run.out.glob(".*.tmp"):  # left by a run killed while saving; never read
         leftover.unlink()
@@ -537,7 +544,8 @@ def _wrap(run: _Run, backend: str | None) -> None:
         run.forward = run.eval_forward = torch.compile(model) if config.compile else model
     processes = (
         (
-            f"{world.world_size} processes ({backend}, per-rank batch {config.batch_size // world.world_size}, "
+            f"{world.world_size} processes ({backend}, "
+            f"per-rank batch {config.batch_size // world.world_size}, "
             f"SyncBN {'on' if config.sync_bn else 'off'}), "
         )
         if world.distributed
@@ -546,11 +554,13 @@ def _wrap(run: _Run, backend: str | None) -> None:
     if world.main:
         print(
             f"{config.model} + {config.attention} on {config.dataset}, {config.recipe} recipe, "
-            f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, precision {config.amp_dtype or 'float32'}, "
+            f"{count_parameters(model):,} parameters, {processes}{describe(run.device)}, "
+            f"precision {config.amp_dtype or 'float32'}, "
             f"channels_last {config.channels_last}, compile {config.compile}"
-            f"{why_not_compiled(run.device, config.compile, config.sync_bn and world.distributed)}, "
-            f"SimAM compiled {config.compile_simam}; "
-            f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of {config.iterations} -> {run.out}"
+            f"{why_not_compiled(run.device, config.compile, config.sync_bn and world.distributed)}"
+            f", SimAM compiled {config.compile_simam}; "
+            f"{'resuming at' if run.iteration else 'starting at'} iteration {run.iteration} of "
+            f"{config.iterations} -> {run.out}"
         )
 
 
@@ -567,8 +577,8 @@ def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
             else f"{run.out / CHECKPOINT} holds iteration {run.saved}"
         )
         raise Diverged(
-            f"the training loss became {train_loss} by iteration {run.iteration} (learning rate {lr:g}); "
-            f"stopped, {kept}. Lower the learning rate, or check the data and model."
+            f"the training loss became {train_loss} by iteration {run.iteration} (learning rate "
+            f"{lr:g}); stopped, {kept}. Lower the learning rate, or check the data and model."
         )
     bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.4g}", refresh=False)
     return train_loss
@@ -603,9 +613,9 @@ def _evaluate_and_log(run: _Run, lr: float, train_loss: float, bar: tqdm) -> Non
             else ""
         )
         bar.write(
-            f"iteration {run.iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  train loss {train_loss:.4f}  "
-            f"test loss {scores['test_loss']:.4f}  test accuracy {100 * scores['test_accuracy']:.2f}%"
-            f"{flipped}  {elapsed:.0f}s",
+            f"iteration {run.iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  "
+            f"train loss {train_loss:.4f}  test loss {scores['test_loss']:.4f}  "
+            f"test accuracy {100 * scores['test_accuracy']:.2f}%{flipped}  {elapsed:.0f}s",
             file=sys.stdout,
         )
     run.loss_sum.zero_()
@@ -659,8 +669,9 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
         ),
         "best_test_accuracy_selected_on_test_set": best["test_accuracy"],
         "best_iteration_selected_on_test_set": best["iteration"],
-        "note": "final_test_accuracy is the result to report. The best one is the highest of all evaluations, "
-        "picked by looking at the test set: an optimistic figure, not an estimate for new data.",
+        "note": "final_test_accuracy is the result to report. The best one is the highest of all "
+        "evaluations, picked by looking at the test set: an optimistic figure, "
+        "not an estimate for new data.",
         "wall_seconds": round(run.elapsed(), 3),
         "train_seconds": round(run.train_seconds, 3),
         "train_images_per_second": round(run.iteration * config.batch_size / run.train_seconds, 1),
@@ -691,8 +702,9 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
         )
         print(
             f"final test accuracy {100 * final['final_test_accuracy']:.2f}%{flipped} "
-            f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected on the test set); "
-            f"{final['wall_seconds']:.0f}s, {final['train_images_per_second']:.0f} training images/s"
+            f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected "
+            f"on the test set); {final['wall_seconds']:.0f}s, "
+            f"{final['train_images_per_second']:.0f} training images/s"
             + (
                 ""
                 if final["steady_images_per_second"] is None
@@ -717,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     """The ``simam-train`` command; returns the exit status (2: bad options or data, 1: diverged,
     or another rank failed).
 
-    Under ``torchrun`` each process runs this; ``torchrun`` itself exits with 1 when any process fails.
+    Under ``torchrun`` each process runs this;
+    ``torchrun`` itself exits with 1 when any process fails.
     """
     try:
         config, options = config_from_args(sys.argv[1:] if argv is None else argv)
