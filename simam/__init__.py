@@ -1,5 +1,6 @@
 """SimAM, the parameter-free 3-D attention module (Yang et al., ICML 2021), and the small library
-that the course builds around it: the energy maths, the attention modules, the CIFAR models and data.
+that the course builds around it: the energy maths, the attention modules, the CIFAR models and
+data.
 
     import simam
     block_attention = simam.SimAM()                      # or simam.create_attention("se", 64)
@@ -7,8 +8,9 @@ that the course builds around it: the energy maths, the attention modules, the C
     simam.insert_attention(torchvision_resnet, "simam")  # into a network you did not write
 
 The names below are the library's public API. The training loop, grids of runs, attention maps and
-benchmarks are modules of their own (:mod:`simam.train`, :mod:`simam.experiments`, :mod:`simam.maps`,
-:mod:`simam.bench`); :mod:`simam.config` and :mod:`simam.runs` say what a run is and what it writes.
+benchmarks are modules of their own (:mod:`simam.train`, :mod:`simam.experiments`,
+:mod:`simam.maps`, :mod:`simam.bench`); :mod:`simam.config` and :mod:`simam.runs` say what a run is
+and what it writes.
 """
 
 from importlib.metadata import PackageNotFoundError, version

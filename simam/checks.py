@@ -23,7 +23,8 @@ def check_feature_map(x: torch.Tensor, name: str = "x") -> None:
         )
     if math.prod(x.shape[2:]) == 0:
         raise ValueError(
-            f"{name} must have at least one neuron per channel (no spatial size 0), got shape {tuple(x.shape)}"
+            f"{name} must have at least one neuron per channel (no spatial size 0), "
+            f"got shape {tuple(x.shape)}"
         )
 
 

@@ -187,7 +187,8 @@ def fail_together(shared: tuple[type[Exception], ...] = ()) -> Iterator[None]:
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s own random stream (dropout masks, for one): ``seed`` itself on
     rank 0, so that a run of one process draws what it draws without DDP, and on the other ranks
-    a stream that NumPy's ``SeedSequence`` derives from ``(seed, rank)``, independent of the others."""
+    a stream that NumPy's ``SeedSequence`` derives from ``(seed, rank)``, independent of the
+    others."""
     if rank == 0:
         return seed
     return int(np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint64)[0]) >> 1

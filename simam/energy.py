@@ -60,7 +60,8 @@ def _shifted(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     constant channel ``x - shift`` is exactly 0, so its mean comes back exactly and its variance is
     exactly 0; computing ``x.mean()`` directly would round (the mean of seven 0.1 is not 0.1 in
     binary), leave deviations of 1e-17 whose ratios are O(1), and with lambda = 0 give a constant
-    channel e* = 4/3 instead of 2. The shift also spares precision when a channel has a large offset.
+    channel e* = 4/3 instead of 2. The shift also spares precision when a channel has a large
+    offset.
     """
     shift = x.flatten(2)[:, :, :1].reshape(x.shape[:2] + (1,) * (x.dim() - 2))
     return shift, x - shift
@@ -178,9 +179,9 @@ def importance(
 def importance_from_statistics(
     x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, lambda_: torch.Tensor | float
 ) -> torch.Tensor:
-    """:func:`importance` given each neuron's ``mean`` and ``var`` (broadcastable to ``x``), with the
-    degenerate cases defined as there. ``lambda_`` may be a tensor: :func:`simam.simam_exact` passes
-    ``lambda * p^2`` for channels rescaled by ``p``."""
+    """:func:`importance` given each neuron's ``mean`` and ``var`` (broadcastable to ``x``), with
+    the degenerate cases defined as there. ``lambda_`` may be a tensor: :func:`simam.simam_exact`
+    passes ``lambda * p^2`` for channels rescaled by ``p``."""
     spread = 4 * (var + lambda_)
     squared_distance = (x - mean).square()
     ratio = squared_distance / spread.where(spread > 0, 1.0)
@@ -215,7 +216,8 @@ _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
 def _optimiser(
     method: str, parameters: list[torch.Tensor], lr: float | None, dtype: torch.dtype
 ) -> torch.optim.Optimizer:
-    """The ``torch.optim`` optimiser of :func:`numeric_minimiser` for ``method``, at ``lr`` (None: its default)."""
+    """The ``torch.optim`` optimiser of :func:`numeric_minimiser` for ``method``, at ``lr``
+    (None: its default)."""
     if not isinstance(method, str) or method not in _DEFAULT_LR:
         raise ValueError(f"method must be 'lbfgs', 'adam' or 'sgd', got {method!r}")
     lr = _DEFAULT_LR[method] if lr is None else lr
@@ -226,8 +228,9 @@ def _optimiser(
     if method == "sgd":
         return torch.optim.SGD(parameters, lr=lr)
     # One iteration per step, so history records every iteration. max_eval must be set: its default
-    # (max_iter * 5 // 4 = 1) would leave the line search no evaluations and stall it after a few steps.
-    # The stopping tolerances scale with the precision, so float64 runs converge to ~1e-14, not ~1e-10.
+    # (max_iter * 5 // 4 = 1) would leave the line search no evaluations and stall it after a few
+    # steps. The stopping tolerances scale with the precision, so float64 runs converge to ~1e-14,
+    # not ~1e-10.
     eps = torch.finfo(dtype).eps
     return torch.optim.LBFGS(
         parameters,

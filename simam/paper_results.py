@@ -2,7 +2,8 @@
 
 Source: Yang, Zhang, Li and Xie, "SimAM: A Simple, Parameter-Free Attention Module for
 Convolutional Neural Networks", ICML 2021 (PMLR 139), Table 2: top-1 accuracy (%) on the CIFAR
-test sets, mean and standard deviation over 5 runs of the paper's recipe (section 4.1), lambda = 1e-4.
+test sets, mean and standard deviation over 5 runs of the paper's recipe (section 4.1),
+lambda = 1e-4.
 """
 
 from __future__ import annotations

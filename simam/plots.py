@@ -25,9 +25,9 @@ def plot_training_curves(
     """Test accuracy, losses and learning rate against iterations for one run folder or several.
 
     Each run is a folder written by ``python -m simam.train`` (its ``metrics.jsonl``); a run still
-    under way is drawn as far as it got. Training loss (dashed) is the mean over the iterations since
-    the previous evaluation, with the run's label smoothing; test loss (solid) has none. Returns the
-    matplotlib figure.
+    under way is drawn as far as it got. Training loss (dashed) is the mean over the iterations
+    since the previous evaluation, with the run's label smoothing; test loss (solid) has none.
+    Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt  # imported here: slow to import, and only plotting needs it
 

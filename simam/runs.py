@@ -36,8 +36,9 @@ def run_id(
     place: str | None = None,
 ) -> str:
     """The name of a run of the course's grids, e.g. ``cifar10-resnet20-simam-quick-seed0``;
-    ``lambda_`` only where it is not the attention's default (``...-simam-lambda1e-05-quick-seed0``),
-    ``place`` only where it is not the paper's (``...-simam-end_of_branch-quick-seed0``)."""
+    ``lambda_`` only where it is not the attention's default
+    (``...-simam-lambda1e-05-quick-seed0``), ``place`` only where it is not the paper's
+    (``...-simam-end_of_branch-quick-seed0``)."""
     attention = attention if lambda_ is None else f"{attention}-lambda{lambda_:g}"
     attention = attention if place is None else f"{attention}-{place}"
     return f"{dataset}-{model}-{attention}-{recipe}-seed{seed}"
@@ -65,7 +66,8 @@ def atomic_write(path: Path, write: Any) -> None:
 
 
 def read_metrics(run: str | Path, up_to: int | None = None) -> list[dict[str, Any]]:
-    """The rows of ``run/metrics.jsonl`` (of iterations up to ``up_to``); a row cut short by a kill ends them."""
+    """The rows of ``run/metrics.jsonl`` (of iterations up to ``up_to``);
+    a row cut short by a kill ends them."""
     path = Path(run) / METRICS
     rows = []
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -93,7 +95,8 @@ def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module
     path = Path(run) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: {run} is not a run folder of simam.train, or it saved no checkpoint yet"
+            f"{path} not found: {run} is not a run folder of simam.train, "
+            "or it saved no checkpoint yet"
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return rebuild_network(checkpoint["config"], checkpoint["model"], device)

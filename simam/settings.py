@@ -9,14 +9,16 @@ recipe on a GPU and a small, still-real version on a laptop or in CI:
     variable is set to anything but empty/``0``/``false``/``no``/``off``) and wherever no GPU is
     present. Any other value is an error rather than a guess.
 ``SIMAM_DATA``
-    The folder that holds the data sets (``cifar-10-batches-py/`` and so on). Unset: ``~/.cache/simam``.
+    The folder that holds the data sets (``cifar-10-batches-py/`` and so on).
+    Unset: ``~/.cache/simam``.
 ``SIMAM_RUNS``
     The folder where the notebooks' full mode writes its training runs, e.g. a Google Drive folder
     on Colab, so that they outlive the session. Unset: ``runs/`` in the working folder.
 ``SIMAM_SMOKE_ITERATIONS``
     For tests of the full mode on a CPU: every run that a notebook trains in full mode stops after
     this many iterations and is evaluated on 1,000 test images (:func:`smoke_overrides`), and the
-    chapters that train nothing take their quick-mode sizes (:func:`simam.course.smoke_test`). Unset in normal use.
+    chapters that train nothing take their quick-mode sizes (:func:`simam.course.smoke_test`).
+    Unset in normal use.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def smoke_overrides() -> dict[str, int]:
         return {}
     if not value.isdigit() or int(value) < 2:
         raise ValueError(
-            f"SIMAM_SMOKE_ITERATIONS={value!r}: expected a whole number of iterations >= 2, or unset"
+            f"SIMAM_SMOKE_ITERATIONS={value!r}: expected a whole number of iterations >= 2, "
+            "or unset"
         )
     iterations = int(value)
     return {

@@ -78,7 +78,8 @@ def welch(
 def welch_from_summaries(
     mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int, level: float = 0.95
 ) -> tuple[float, float, float, float, float]:
-    """:func:`welch` from each group's mean, sample standard deviation and size (as papers print them)."""
+    """:func:`welch` from each group's mean, sample standard deviation and size
+    (as papers print them)."""
     if min(n_a, n_b) < 2:
         raise ValueError(f"welch: needs two runs or more per group, got {n_a} and {n_b}")
     share_a, share_b = sd_a**2 / n_a, sd_b**2 / n_b
@@ -135,8 +136,8 @@ def permutation_p(a: Sequence[float], b: Sequence[float]) -> tuple[float, bool]:
 
 
 def smallest_permutation_p(n_a: int, n_b: int) -> float:
-    """A lower bound on any p-value of :func:`permutation_p` for groups of these sizes: one split (two
-    when the sizes are equal, the mirror split) out of all of them."""
+    """A lower bound on any p-value of :func:`permutation_p` for groups of these sizes: one split
+    (two when the sizes are equal, the mirror split) out of all of them."""
     return (2 if n_a == n_b else 1) / math.comb(n_a + n_b, n_a)
 
 
@@ -159,7 +160,8 @@ def seeds_needed(
     approximation: n = (sd_a^2 + sd_b^2) (z_{1-alpha/2} + z_power)^2 / effect^2, rounded up)."""
     if effect == 0 or not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(
-            f"seeds_needed: effect must be non-zero and alpha, power in (0, 1); got {effect}, {alpha}, {power}"
+            f"seeds_needed: effect must be non-zero and alpha, power in (0, 1); got {effect}, "
+            f"{alpha}, {power}"
         )
     z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
     return math.ceil((sd_a**2 + sd_b**2) * z**2 / effect**2 - 1e-12)
@@ -168,8 +170,8 @@ def seeds_needed(
 def contrast(
     groups: Sequence[Sequence[float]], weights: Sequence[float], level: float = 0.95
 ) -> tuple[float, float, float, float, float]:
-    """Welch's interval and test for a contrast of group means, sum(w_i * mean_i), each group with its
-    own variance: its standard error is sqrt(sum(w_i^2 s_i^2 / n_i)) and its degrees of freedom
+    """Welch's interval and test for a contrast of group means, sum(w_i * mean_i), each group with
+    its own variance: its standard error is sqrt(sum(w_i^2 s_i^2 / n_i)) and its degrees of freedom
     Satterthwaite's. With weights (1, -1) this is :func:`welch`; with (1, -1, -1, 1) an interaction.
     Returns (estimate, low, high, degrees of freedom, two-sided p)."""
     if len(groups) != len(weights) or not groups:
@@ -192,10 +194,11 @@ def contrast(
 def stratified_permutation_p(
     a: Sequence[float], b: Sequence[float], strata_a: Sequence[str], strata_b: Sequence[str]
 ) -> tuple[float, bool]:
-    """:func:`permutation_p` with the runs exchanged only within their stratum (a CPU model, say), so
-    that a difference between strata cannot pass for a difference between the groups. The statistic
-    is the difference of the two groups' means; every within-stratum split is enumerated up to
-    ``EXACT_SPLITS`` in all, else ``RANDOM_SPLITS`` random ones with a fixed seed. Returns (p, exact)."""
+    """:func:`permutation_p` with the runs exchanged only within their stratum (a CPU model, say),
+    so that a difference between strata cannot pass for a difference between the groups. The
+    statistic is the difference of the two groups' means; every within-stratum split is enumerated
+    up to ``EXACT_SPLITS`` in all, else ``RANDOM_SPLITS`` random ones with a fixed seed.
+    Returns (p, exact)."""
     a, b = (
         _checked(a, "stratified_permutation_p, first group"),
         _checked(b, "stratified_permutation_p, second group"),
@@ -239,10 +242,10 @@ def stratified_permutation_p(
 def pooled_intervals(
     groups: Sequence[Sequence[float]], level: float = 0.95
 ) -> tuple[list[tuple[float, float]], float, int]:
-    """The interval of each group's mean from the spread pooled over all groups: mean_i ± t(df) · s_p /
-    sqrt(n_i), s_p^2 = sum((n_i - 1) s_i^2) / df, df = sum(n_i - 1). For many small groups with one
-    common spread (seeds of a hyperparameter sweep) these are far steadier than each group's own t
-    interval. Returns (intervals, s_p, df)."""
+    """The interval of each group's mean from the spread pooled over all groups:
+    mean_i ± t(df) · s_p / sqrt(n_i), s_p^2 = sum((n_i - 1) s_i^2) / df, df = sum(n_i - 1). For many
+    small groups with one common spread (seeds of a hyperparameter sweep) these are far steadier
+    than each group's own t interval. Returns (intervals, s_p, df)."""
     groups = [[float(v) for v in g] for g in groups]
     if any(not g or not all(math.isfinite(v) for v in g) for g in groups):
         raise ValueError("pooled_intervals: every group needs finite values")

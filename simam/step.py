@@ -13,7 +13,8 @@ from simam.device import autocast
 
 def make_optimizer(model: nn.Module, config: Config) -> torch.optim.SGD:
     """SGD with momentum; weight decay on every parameter, or only on the weights of convolutions
-    and linear layers (the parameters with more than one dimension) if ``norm_bias_decay`` is off."""
+    and linear layers (the parameters with more than one dimension) if ``norm_bias_decay`` is
+    off."""
     params = list(model.parameters())
     decayed = [p for p in params if p.ndim > 1 or config.norm_bias_decay]
     groups = [{"params": decayed, "weight_decay": config.weight_decay}]

@@ -89,7 +89,8 @@ def save_weights(
     missing = [field for field in NETWORK_FIELDS if field not in network]
     if missing:
         raise ValueError(
-            f"the network description lacks {', '.join(missing)}; it needs {', '.join(NETWORK_FIELDS)}"
+            f"the network description lacks {', '.join(missing)}; "
+            f"it needs {', '.join(NETWORK_FIELDS)}"
         )
     payload = {
         "format": FORMAT,
@@ -178,7 +179,8 @@ def committed_seeds(
     recipe: str = "quick",
     results: str | Path | None = None,
 ) -> list[int]:
-    """The seeds of this grid cell whose weights are recorded in ``results/weights/SHA256SUMS``, sorted."""
+    """The seeds of this grid cell whose weights are recorded in ``results/weights/SHA256SUMS``,
+    sorted."""
     prefix = run_id(dataset, model, attention, recipe, 0).removesuffix("0")
     names = read_sums(DEFAULT_RESULTS if results is None else results)
     seeds = (
@@ -199,11 +201,12 @@ def pretrained(
     device: str | torch.device = "cpu",
     sha256: str | None = None,
 ) -> nn.Module:
-    """A trained network in eval mode on ``device``: one of the course's, by name, or any weights file.
+    """A trained network in eval mode on ``device``: one of the course's, by name,
+    or any weights file.
 
     By name: the run of the grid cell (``model``, ``attention``, ``dataset``, ``recipe``) with
-    ``seed``, or the lowest seed whose weights are recorded; ``results``: a results folder written by
-    ``python -m simam.experiments weights`` (default: the course's, installed with the package).
+    ``seed``, or the lowest seed whose weights are recorded; ``results``: a results folder written
+    by ``python -m simam.experiments weights`` (default: the course's, installed with the package).
     ``model`` may instead be a path or URL of a weights file, with its ``sha256``
     (:func:`load_weights`). Raises ``FileNotFoundError`` for weights that are not there, and
     ``ValueError`` for a file whose SHA-256 is not the recorded one.
@@ -248,8 +251,9 @@ def _missing(
             "; this installation carries none (reinstall simam from its repository to get them)"
         )
     return (
-        f"no trained weights for {name.removesuffix('.pt')} in {where}{listing}. Train it into a folder of "
-        f"your own: python -m simam.experiments run --models {model} --attentions {attention} "
+        f"no trained weights for {name.removesuffix('.pt')} in {where}{listing}. "
+        "Train it into a folder of your own: "
+        f"python -m simam.experiments run --models {model} --attentions {attention} "
         f"--datasets {dataset} --recipe {recipe} --seeds {seed}, --out my-grid, then "
         f"python -m simam.experiments weights my-grid --seeds {seed}, and load it with "
         f"simam.pretrained(..., results='my-grid')"
