@@ -64,8 +64,8 @@ def activation(act_layer: Callable[[], nn.Module] | None) -> nn.Module:
 def check_attention_input(
     x: torch.Tensor, channels: int, module: str, require_2d: bool = False
 ) -> None:
-    """Raise a clear error unless ``x`` is a floating (N, C, *spatial) tensor with C == ``channels``;
-    with ``require_2d`` (modules built from 2-D convs), exactly (N, C, H, W)."""
+    """Raise a clear error unless ``x`` is a floating (N, C, *spatial) tensor with C ==
+    ``channels``; with ``require_2d`` (modules built from 2-D convs), exactly (N, C, H, W)."""
     if require_2d and isinstance(x, torch.Tensor) and x.dim() != 4:
         raise ValueError(
             f"{module} expects input of shape (N, C, H, W), got shape {tuple(x.shape)}"

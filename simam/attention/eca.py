@@ -49,7 +49,8 @@ class ECA(nn.Module):
         kernel_size: k, an odd number; ``None`` picks it from C with :func:`eca_kernel_size`.
         gamma, b: the constants of the adaptive rule (2 and 1 in the paper).
         rd_ratio, act_layer: accepted and ignored, so that ECA fills timm's squeeze-excite slot
-            (whose blocks pass them): ECA has neither a bottleneck nor an activation before its gate.
+            (whose blocks pass them): ECA has neither a bottleneck nor an activation before its
+            gate.
         device, dtype: where and in which type to create the parameters, as for ``torch.nn`` layers.
 
     Works on any number of spatial dimensions. Parameters: k.

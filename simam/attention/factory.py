@@ -139,8 +139,9 @@ def resolve_attention(
 
     ``attention``: a name of :func:`list_attentions`, a module class or a partial, as for
     :func:`create_attention`; ``kwargs`` are bound to every module it builds. ``place``: one of
-    :data:`PLACES`, or None for the paper's place: ``"after_conv"`` for SimAM (by name, or a class or
-    partial that builds a :class:`~simam.attention.SimAM`), ``"end_of_branch"`` for every other module.
+    :data:`PLACES`, or None for the paper's place: ``"after_conv"`` for SimAM (by name, or a class
+    or partial that builds a :class:`~simam.attention.SimAM`), ``"end_of_branch"`` for every other
+    module.
     """
     if place is not None and place not in PLACES:
         raise ValueError(
@@ -164,8 +165,8 @@ def resolve_attention(
 
 
 def _check_options(attention: str | Callable[..., nn.Module], options: dict[str, Any]) -> None:
-    """A clear error, before any block is built, for an option that ``attention``'s constructor does not
-    take (a network's own option given to a network that lacks it ends up here too)."""
+    """A clear error, before any block is built, for an option that ``attention``'s constructor does
+    not take (a network's own option given to a network that lacks it ends up here too)."""
     target = attention_kind(attention).build if isinstance(attention, str) else attention
     try:
         parameters = inspect.signature(target).parameters
@@ -190,8 +191,9 @@ def _check_options(attention: str | Callable[..., nn.Module], options: dict[str,
 def _paper_place_is_after_conv(
     attention: str | Callable[..., nn.Module], build: Callable[..., nn.Module]
 ) -> bool:
-    """Whether the paper puts ``attention`` right after the 3x3 convolution: the registry says so for a
-    name; a class or partial is asked what it builds (on the meta device, so nothing is allocated)."""
+    """Whether the paper puts ``attention`` right after the 3x3 convolution: the registry says so
+    for a name; a class or partial is asked what it builds (on the meta device, so nothing is
+    allocated)."""
     if isinstance(attention, str):
         return attention_kind(attention).after_conv
     if isinstance(attention, type):

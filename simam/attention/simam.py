@@ -109,7 +109,8 @@ def _rescale(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tens
     whether the channel is constant. What every form but the reference's starts from.
 
     ``p = 2^-e`` where ``max |x| = mantissa * 2^e``, so multiplying by it is exact. Flooring
-    ``max |x|`` at the smallest normal number keeps ``p`` finite for all-zero and subnormal channels.
+    ``max |x|`` at the smallest normal number keeps ``p`` finite for all-zero and subnormal
+    channels.
     """
     dtype = _compute_dtype(x.dtype)
     detached = x.detach()
@@ -125,7 +126,8 @@ def _half_inverse_spread(
     sum_sq: torch.Tensor, p: torch.Tensor, m: int, lambda_: float, constant: torch.Tensor
 ) -> torch.Tensor:
     """``k = 1 / (2 sqrt(v + lambda p^2))`` per channel (rescaled units), 0 for constant channels,
-    where ``v = sum_sq / (M - 1)`` is the reference code's variance. Differentiable in ``sum_sq``."""
+    where ``v = sum_sq / (M - 1)`` is the reference code's variance.
+    Differentiable in ``sum_sq``."""
     spread = sum_sq / (m - 1)
     if lambda_ > 0:  # lambda p^2 is inf for tiny channels: k = 0, the right limit
         spread = spread + lambda_ * p * p
@@ -163,8 +165,8 @@ class _SimAMFunction(torch.autograd.Function):
         beta = -4 alpha sum(P u^2) / (M - 1),    gamma = -alpha sum(P u) / M .
 
     Only ``x`` and ``(p, mean(x p), k)`` per channel are saved; ``u`` and ``s`` are recomputed.
-    Every intermediate is bounded by the rescaling, except ``g s (1 - s) x`` before its factor ``p``,
-    finite whenever ``|g x| < 4 * finfo.max``.
+    Every intermediate is bounded by the rescaling, except ``g s (1 - s) x`` before its factor
+    ``p``, finite whenever ``|g x| < 4 * finfo.max``.
     """
 
     @staticmethod
@@ -256,8 +258,9 @@ class _CompiledSimAM:
             # nothing to fuse, already inside a trace or a compiled graph, or given up
             return _simam(x, lambda_)
         if _compiled_simam_ops is None:
-            # Sizes as kernel arguments: one compilation serves every feature map of a network. fullgraph
-            # makes torch raise at its recompile limit instead of quietly running the plain ops eagerly.
+            # Sizes as kernel arguments: one compilation serves every feature map of a network.
+            # fullgraph makes torch raise at its recompile limit instead of quietly running the
+            # plain ops eagerly.
             _compiled_simam_ops = torch.compile(_simam_ops, dynamic=True, fullgraph=True)
         try:
             return _compiled_simam_ops(x, float(lambda_))
@@ -268,10 +271,11 @@ class _CompiledSimAM:
                 else "its"
             )
             self.gave_up = (
-                f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of shape "
-                f"{tuple(x.shape)}, {x.dtype}, grad {'on' if torch.is_grad_enabled() else 'off'} "
-                f"({type(error).__name__}); this SimAM runs uncompiled from now on. Raise "
-                "torch._dynamo.config.recompile_limit to keep it compiled."
+                f"compiled SimAM reached torch._dynamo's recompile limit ({limit}) at an input of "
+                f"shape {tuple(x.shape)}, {x.dtype}, grad "
+                f"{'on' if torch.is_grad_enabled() else 'off'} ({type(error).__name__}); this "
+                "SimAM runs uncompiled from now on. Raise torch._dynamo.config.recompile_limit "
+                "to keep it compiled."
             )
             warnings.warn(self.gave_up, RuntimeWarning, stacklevel=3)
             return _simam(x, lambda_)
@@ -288,7 +292,8 @@ def simam_compiled(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
 
 
 def _recompile_limit_errors() -> tuple[type, ...]:
-    """What ``torch.compile(fullgraph=True)`` raises at the recompile limit, in this torch's names."""
+    """What ``torch.compile(fullgraph=True)`` raises at the recompile limit,
+    in this torch's names."""
     names = ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
     return tuple(
         getattr(torch._dynamo.exc, name) for name in names if hasattr(torch._dynamo.exc, name)

@@ -1,10 +1,11 @@
-"""The CIFAR networks of the SimAM paper, each taking any attention module of :mod:`simam.attention`.
+"""The CIFAR networks of the SimAM paper,
+each taking any attention module of :mod:`simam.attention`.
 
 ResNet-20/32/44/56/110/164 (He et al. 2016), pre-activation ResNet-20/56/110/164 (He et al. 2016,
 "Identity Mappings"), WRN-16-8 and WRN-28-10 (Zagoruyko & Komodakis 2016) and a CIFAR MobileNetV2
 (Sandler et al. 2018), with the attention modules where the SimAM reference code puts them.
-``python -m simam.models`` prints their parameter counts. :func:`insert_attention` puts any attention
-module into a torchvision or timm ResNet.
+``python -m simam.models`` prints their parameter counts. :func:`insert_attention` puts any
+attention module into a torchvision or timm ResNet.
 """
 
 from simam.models.factory import (

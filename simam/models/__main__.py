@@ -1,4 +1,5 @@
-"""``python -m simam.models [--num-classes N]``: a Markdown table of every network's parameter count."""
+"""``python -m simam.models [--num-classes N]``:
+a Markdown table of every network's parameter count."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from simam.models import count_parameters, create_model, list_models
 
 
 def parameter_table(num_classes: int = 10) -> str:
-    """Parameters in millions (3 decimals) of every model with every attention module, as Markdown."""
+    """Parameters in millions (3 decimals) of every model with every attention module,
+    as Markdown."""
     attentions = list_attentions()
     lines = [
         f"Parameters (millions) of each network for {num_classes} classes, by attention module; "
-        f"printed by `python -m simam.models{'' if num_classes == 10 else f' --num-classes {num_classes}'}`.",
+        "printed by "
+        f"`python -m simam.models{'' if num_classes == 10 else f' --num-classes {num_classes}'}`.",
         "",
         "| model | " + " | ".join(attentions) + " |",
         "| --- | " + " | ".join("---:" for _ in attentions) + " |",

@@ -1,4 +1,5 @@
-"""Build any of the course's CIFAR networks by name: ``create_model("resnet56", attention="simam")``."""
+"""Build any of the course's CIFAR networks by name:
+``create_model("resnet56", attention="simam")``."""
 
 from __future__ import annotations
 
@@ -55,11 +56,11 @@ def create_model(
 ) -> nn.Module:
     """The CIFAR network ``name`` with the attention module ``attention`` in every block.
 
-    ``attention`` is any name of :func:`simam.attention.list_attentions`, a module class or a partial
-    (``functools.partial(simam.SimAM, lambda_=0.1)``); ``attention_kwargs`` go to every attention
-    module (``create_model("resnet20", "simam", lambda_=1e-4)``). ``place``: where every block puts
-    it, ``"after_conv"`` or ``"end_of_branch"`` (:data:`simam.attention.PLACES`); None, the default,
-    is the paper's place for that module.
+    ``attention`` is any name of :func:`simam.attention.list_attentions`, a module class or a
+    partial (``functools.partial(simam.SimAM, lambda_=0.1)``); ``attention_kwargs`` go to every
+    attention module (``create_model("resnet20", "simam", lambda_=1e-4)``). ``place``: where every
+    block puts it, ``"after_conv"`` or ``"end_of_branch"`` (:data:`simam.attention.PLACES`); None,
+    the default, is the paper's place for that module.
     """
     if not isinstance(name, str) or _key(name) not in _BY_KEY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(_MODELS)}")

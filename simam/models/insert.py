@@ -4,9 +4,9 @@ any network whose residual blocks are built like theirs.
     model = torchvision.models.resnet18(weights="IMAGENET1K_V1")
     simam.insert_attention(model, "simam")       # SimAM after the 3x3 conv of every block
 
-The place follows the SimAM paper's reference code (see :mod:`simam.models.layers`): SimAM right after
-the block's 3x3 convolution, before its batch norm; SE, CBAM, ECA and GC at the end of the residual
-branch, after its last batch norm and before the addition, where their authors put them.
+The place follows the SimAM paper's reference code (see :mod:`simam.models.layers`): SimAM right
+after the block's 3x3 convolution, before its batch norm; SE, CBAM, ECA and GC at the end of the
+residual branch, after its last batch norm and before the addition, where their authors put them.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def _unwrap(layer: nn.Module) -> nn.Module:
 
 
 def _already_attends(block: nn.Module) -> bool:
-    """Whether a layer of ``block`` was wrapped by an earlier insertion, or timm filled its ``se`` slot."""
+    """Whether a layer of ``block`` was wrapped by an earlier insertion,
+    or timm filled its ``se`` slot."""
     wrapped = any(
         isinstance(getattr(block, f, None), nn.Sequential) for f in ("conv2", "bn2", "bn3")
     )
@@ -98,7 +99,8 @@ def insert_attention(
     blocks = residual_blocks(model)
     if not blocks:
         raise ValueError(
-            f"found no residual block in {type(model).__name__} to put attention into; expected {_BLOCK_LAYOUT}"
+            f"found no residual block in {type(model).__name__} to put attention into; "
+            f"expected {_BLOCK_LAYOUT}"
         )
     attending = [name for name, block, _ in blocks if _already_attends(block)]
     if attending:
@@ -138,7 +140,8 @@ def _build(
 
 
 def _takes_factory_arguments(attention: str | Callable[..., nn.Module]) -> bool:
-    """Whether ``attention`` (a name, a module class or a partial) accepts ``device`` and ``dtype``."""
+    """Whether ``attention`` (a name, a module class or a partial) accepts ``device``
+    and ``dtype``."""
     if isinstance(attention, str):
         return True
     try:

@@ -12,7 +12,8 @@ from simam.attention import ResolvedAttention
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """A 3x3 convolution, padding 1, no bias (a BN follows), He-initialised (see :func:`he_init`)."""
+    """A 3x3 convolution, padding 1, no bias (a BN follows), He-initialised
+    (see :func:`he_init`)."""
     return he_init(
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False)
     )
@@ -24,7 +25,8 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 
 def he_init(conv: nn.Conv2d) -> nn.Conv2d:
-    """Draw the weights from N(0, 2 / fan_out), fan_out = out_channels * kernel area (He et al. 2015).
+    """Draw the weights from N(0, 2 / fan_out), fan_out = out_channels * kernel area
+    (He et al. 2015).
 
     The networks initialise each of their own convolutions this way when they create it, and never
     walk over all modules afterwards, so an attention module keeps its own initialisation (GC's

@@ -1,5 +1,5 @@
-"""MobileNetV2 of Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018,
-in the CIFAR variant that the SimAM reference code trains.
+"""MobileNetV2 of Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+CVPR 2018, in the CIFAR variant that the SimAM reference code trains.
 
 The layers of the paper's Table 2: a 3x3 convolution with 32 channels, seventeen inverted residual
 blocks in seven stages, a 1x1 convolution to 1280 channels, global average pooling and a linear
@@ -42,7 +42,8 @@ STAGES = (
 
 
 class InvertedResidual(AttentionAtPlace, nn.Module):
-    """1x1 expansion-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 linear projection-BN, plus a shortcut at stride 1.
+    """1x1 expansion-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 linear projection-BN,
+    plus a shortcut at stride 1.
 
     ``"after_conv"`` puts the attention after the depthwise convolution, before its BN (SimAM's
     place); ``"end_of_branch"`` after the last BN (the place of SE, CBAM, ECA, GC).
@@ -81,7 +82,8 @@ class InvertedResidual(AttentionAtPlace, nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """CIFAR MobileNetV2 (width multiplier 1) with an attention module in every inverted residual block.
+    """CIFAR MobileNetV2 (width multiplier 1) with an attention module in every
+    inverted residual block.
 
     Args:
         num_classes: outputs of the classifier.

@@ -1,4 +1,5 @@
-"""Pre-activation CIFAR ResNets of He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016.
+"""Pre-activation CIFAR ResNets of He et al., "Identity Mappings in Deep Residual Networks",
+ECCV 2016.
 
 The layout of :mod:`simam.models.resnet` (a 3x3 convolution with 16 channels, three stages with 16,
 32, 64 channels, depth 6n + 2 with basic blocks or 9n + 2 with bottlenecks), but every residual
@@ -101,7 +102,8 @@ class PreActResNet(ResNet):
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
 
     :class:`~simam.models.resnet.ResNet`'s constructor with pre-activation blocks, a stem that is a
-    bare convolution (the first block's BN and ReLU follow it), and BN and ReLU after the last block.
+    bare convolution (the first block's BN and ReLU follow it), and BN and ReLU after the last
+    block.
     """
 
     blocks: dict[str, type[nn.Module]] = {"basic": PreActBasicBlock, "bottleneck": PreActBottleneck}

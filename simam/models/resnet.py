@@ -1,4 +1,5 @@
-"""The CIFAR ResNets of He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, section 4.2.
+"""The CIFAR ResNets of He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
+section 4.2.
 
 A 3x3 convolution with 16 channels, three stages of residual blocks at 32x32, 16x16 and 8x8 with
 16, 32 and 64 channels (the first block of the second and third stage halves the size with
@@ -67,7 +68,8 @@ class BasicBlock(AttentionAtPlace, nn.Module):
 
 
 class Bottleneck(AttentionAtPlace, nn.Module):
-    """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, plus the shortcut, then ReLU (He et al. 2016, Fig. 5 right).
+    """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, plus the shortcut, then ReLU
+    (He et al. 2016, Fig. 5 right).
 
     The stride sits on the 3x3 convolution. ``"after_conv"`` puts the attention after the 3x3
     convolution, before its BN (SimAM's place); ``"end_of_branch"`` after the last BN.
@@ -101,7 +103,8 @@ class ResNet(nn.Module):
     """A CIFAR ResNet of ``depth`` layers with an attention module in every residual block.
 
     Args:
-        depth: 6n + 2 with ``block="basic"`` (20, 32, 44, 56, 110), 9n + 2 with ``"bottleneck"`` (164).
+        depth: 6n + 2 with ``block="basic"`` (20, 32, 44, 56, 110),
+            9n + 2 with ``"bottleneck"`` (164).
         num_classes: outputs of the classifier.
         attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain ResNet), a
             module class or a partial.
@@ -110,7 +113,8 @@ class ResNet(nn.Module):
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
 
     The pre-activation ResNets (:class:`simam.models.preresnet.PreActResNet`) are built by this same
-    constructor: they differ only in their blocks, their stem and the BN and ReLU before the pooling.
+    constructor: they differ only in their blocks, their stem and the BN and ReLU before the
+    pooling.
     """
 
     blocks: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}

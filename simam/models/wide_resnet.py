@@ -69,7 +69,8 @@ class WideResNet(nn.Module):
             Zagoruyko and Komodakis's CIFAR runs and of the SimAM reference code's WRN-28-10).
         attention: a name of :func:`simam.attention.create_attention` (``"none"``: plain WRN), a
             module class or a partial.
-        place: one of :data:`simam.attention.PLACES` or None; both are the same place in a WRN block.
+        place: one of :data:`simam.attention.PLACES` or None;
+            both are the same place in a WRN block.
         **attention_kwargs: passed to every attention module (``lambda_`` for SimAM, ...).
     """
 
