@@ -31,7 +31,8 @@ MODELS = ("mobilenetv2", "wrn16_8")
 
 
 def warm_up(step: TrainerStep, steps: int) -> None:
-    """``steps`` training steps and an evaluation forward of one batch, as training and evaluation alternate."""
+    """``steps`` training steps and an evaluation forward of one batch, as training
+    and evaluation alternate."""
     passes = step.steps()
     for _ in range(steps):
         next(passes).item()
@@ -58,7 +59,8 @@ def timed(step: TrainerStep, iterations: int) -> float:
 def compare(
     config: Config, args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, float]:
-    """Compilations, fallbacks, warm-up seconds and images per second of SimAM eager and compiled."""
+    """Compilations, fallbacks, warm-up seconds and images per second of SimAM eager
+    and compiled."""
     from torch._dynamo.utils import counters  # torch's count of the graphs it compiled
 
     torch._dynamo.reset()  # no graphs from an earlier model
@@ -145,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(rows[-1], file=sys.stderr, flush=True)
     print(
-        f"SimAM compiled against eager in the training step, CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) "
-        f"of {args.iterations} timed steps after {args.warmup} warm-up steps and one evaluation forward, "
-        f"{config.amp_dtype or 'float32'}, channels_last {config.channels_last}, on {describe(device)}. "
-        "Printed by `python -m simam.bench compile_simam`.\n"
+        f"SimAM compiled against eager in the training step, CIFAR-10, batch {args.batch_size}, "
+        f"{args.rounds} round(s) of {args.iterations} timed steps after {args.warmup} warm-up "
+        f"steps and one evaluation forward, {config.amp_dtype or 'float32'}, channels_last "
+        f"{config.channels_last}, on {describe(device)}. Printed by "
+        "`python -m simam.bench compile_simam`.\n"
     )
     print(
         "| model | compilations | recompilations | fallbacks to eager | compiled warm-up | "

@@ -38,7 +38,8 @@ from simam.settings import data_root
 
 
 def _unchecked_cifar10() -> type:
-    """torchvision's CIFAR10 with every md5 sum set to None, so only the files' presence is checked."""
+    """torchvision's CIFAR10 with every md5 sum set to None,
+    so only the files' presence is checked."""
     from torchvision.datasets import CIFAR10
 
     class UncheckedCIFAR10(CIFAR10):
@@ -52,7 +53,8 @@ def _unchecked_cifar10() -> type:
 def torchvision_loader(
     root: str, batch_size: int, workers: int, pin_memory: bool
 ) -> torch.utils.data.DataLoader:
-    """The reference code's training pipeline: torchvision dataset, per-image transforms, DataLoader."""
+    """The reference code's training pipeline: torchvision dataset, per-image transforms,
+    DataLoader."""
     from torchvision import transforms
 
     augment = transforms.Compose(
@@ -128,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if missing:
         print(
-            f"CIFAR-10 not found: {root / spec.folder} lacks {', '.join(missing)}. Set SIMAM_DATA to the folder "
-            f"that holds {spec.folder}/ (or unpack {spec.url} under {root}).",
+            f"CIFAR-10 not found: {root / spec.folder} lacks {', '.join(missing)}. Set SIMAM_DATA "
+            f"to the folder that holds {spec.folder}/ (or unpack {spec.url} under {root}).",
             file=sys.stderr,
         )
         return 2
@@ -158,7 +160,8 @@ def measure(
     epochs: int,
     device: torch.device,
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """Seconds and images per loader over ``epochs`` epochs, the loaders taking turns epoch by epoch."""
+    """Seconds and images per loader over ``epochs`` epochs,
+    the loaders taking turns epoch by epoch."""
     seconds = {name: 0.0 for name in loaders}
     images = {name: 0 for name in loaders}
     for _ in range(epochs):
@@ -178,23 +181,26 @@ def print_report(
 ) -> None:
     rate = {name: images[name] / seconds[name] for name in seconds}
     print(
-        f"CIFAR-10 training split, {args.epochs} epoch(s) of {images['simam'] // args.epochs:,} images per loader, "
-        f"batch {args.batch_size}, crop + flip + normalise, batches delivered on {device}; "
-        f"{torch.get_num_threads()} torch thread(s) in the main process; printed by `python -m simam.bench data`."
+        f"CIFAR-10 training split, {args.epochs} epoch(s) of {images['simam'] // args.epochs:,} "
+        f"images per loader, batch {args.batch_size}, crop + flip + normalise, batches delivered "
+        f"on {device}; {torch.get_num_threads()} torch thread(s) in the main process; "
+        "printed by `python -m simam.bench data`."
     )
     print()
     print("| loader | set-up (s) | seconds per epoch | images/s |")
     print("| --- | ---: | ---: | ---: |")
     print(
-        f"| torchvision CIFAR10 + DataLoader ({args.workers} workers) | {setup['torchvision']:.2f} | "
-        f"{seconds['torchvision'] / args.epochs:.2f} | {rate['torchvision']:,.0f} |"
+        f"| torchvision CIFAR10 + DataLoader ({args.workers} workers) | {setup['torchvision']:.2f} "
+        f"| {seconds['torchvision'] / args.epochs:.2f} | {rate['torchvision']:,.0f} |"
     )
     print(
-        f"| simam.data.CifarLoader | {setup['simam']:.2f} | {seconds['simam'] / args.epochs:.2f} | {rate['simam']:,.0f} |"
+        f"| simam.data.CifarLoader | {setup['simam']:.2f} | {seconds['simam'] / args.epochs:.2f} | "
+        f"{rate['simam']:,.0f} |"
     )
     print()
     print(
-        f"CifarLoader delivers {rate['simam'] / rate['torchvision']:.1f}x the images per second of torchvision's pipeline."
+        f"CifarLoader delivers {rate['simam'] / rate['torchvision']:.1f}x the images per second of "
+        "torchvision's pipeline."
     )
 
 

@@ -215,11 +215,13 @@ def print_report(
     threads: int,
     device: torch.device,
 ) -> None:
-    """The table of :func:`measure`'s rows, notes on a busy machine, and the default against its targets."""
+    """The table of :func:`measure`'s rows, notes on a busy machine,
+    and the default against its targets."""
     shape_text = lambda shape: "x".join(map(str, shape))  # noqa: E731
     print(
-        f"SimAM forward + backward on {device} ({dtype}), {torch.get_num_threads()} thread(s), torch "
-        f"{torch.__version__}; median of {repeats} interleaved steps; printed by `python -m simam.bench modules`."
+        f"SimAM forward + backward on {device} ({dtype}), {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}; median of {repeats} interleaved steps; "
+        "printed by `python -m simam.bench modules`."
     )
     cpus, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
     if device.type == "cpu" and load > cpus:
@@ -230,8 +232,8 @@ def print_report(
         and (overhead := parallel_op_overhead_ms(threads)) > 0.5
     ):
         print(
-            f"Note: here each multi-threaded op waits about {overhead:.1f} ms for its threads, so eager timings "
-            "count ops rather than work; `--threads 1` measures the work."
+            f"Note: here each multi-threaded op waits about {overhead:.1f} ms for its threads, so "
+            "eager timings count ops rather than work; `--threads 1` measures the work."
         )
     print()
     print("| shape | variant | ms per step | speed-up vs eager reference | saved / input bytes |")
@@ -246,9 +248,9 @@ def print_report(
         fast, lean = speedup >= TARGET_SPEEDUP, saved != "n/a" and float(saved) <= TARGET_SAVED
         met = met and fast and lean
         print(
-            f"{shape_text(shape)}: {speedup:.2f}x the eager reference's speed (target >= {TARGET_SPEEDUP:g}x: "
-            f"{'met' if fast else 'NOT met'}), saves {saved}x the input's bytes (target <= {TARGET_SAVED:g}x: "
-            f"{'met' if lean else 'NOT met'})"
+            f"{shape_text(shape)}: {speedup:.2f}x the eager reference's speed (target >= "
+            f"{TARGET_SPEEDUP:g}x: {'met' if fast else 'NOT met'}), saves {saved}x the input's "
+            f"bytes (target <= {TARGET_SAVED:g}x: {'met' if lean else 'NOT met'})"
         )
     print(f"All targets met: {'yes' if met else 'no'}.")
 

@@ -36,7 +36,8 @@ from simam.data import CifarLoader
 from simam.device import resolve
 from simam.models import training_flops_per_image
 
-CATEGORIES = (  # (label, words in an operator's name that put it in the group), the first match wins
+# (label, words in an operator's name that put it in the group), the first match wins
+CATEGORIES = (
     ("SimAM", ("simam", "compiled", "triton", "cpp_fused")),
     ("convolutions", ("conv",)),
     ("batch norm", ("batch_norm",)),
@@ -166,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print(
-        f"{args.model} + {args.attention}, batch {args.batch_size}, {torch.get_num_threads()} torch thread(s); "
-        f"trainer: {trainer.amp_dtype or 'float32'}, SimAM compiled {trainer.compile_simam}. "
-        f"Printed by `python -m simam.bench roofline`.\n"
+        f"{args.model} + {args.attention}, batch {args.batch_size}, {torch.get_num_threads()} "
+        f"torch thread(s); trainer: {trainer.amp_dtype or 'float32'}, SimAM compiled "
+        f"{trainer.compile_simam}. Printed by `python -m simam.bench roofline`.\n"
     )
     print(
         f"work of one training image: {flops / 1e6:,.0f} MFLOP (convolutions and matrix products)"
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {achieved / roofs['bfloat16']:.2f} |"
         )
     print(
-        f"\ntrainer / the same step in float32 with SimAM eager: {rates['trainer'] / rates['float32, SimAM eager']:.2f}x"
+        "\ntrainer / the same step in float32 with SimAM eager: "
+        f"{rates['trainer'] / rates['float32, SimAM eager']:.2f}x"
     )
     shares = profile_shares(steps["trainer"], args.profile_steps)
     loader = loader_seconds_per_batch(steps["trainer"].loader, args.profile_steps)
@@ -193,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, share in shares.items():
         print(f"  {label:<13} {100 * share:5.1f}%")
     print(
-        f"  the loader makes a batch in {1e3 * loader:.1f} ms, {100 * loader / step_seconds:.1f}% of a step "
-        f"({1e3 * step_seconds:.0f} ms)"
+        f"  the loader makes a batch in {1e3 * loader:.1f} ms, {100 * loader / step_seconds:.1f}% "
+        f"of a step ({1e3 * step_seconds:.0f} ms)"
     )
     return 0
 

@@ -13,10 +13,11 @@ weight decay 5e-4, in one process with the same torch threads.
   :class:`simam.config.Config` before the defaults are chosen, as the trainer's option for the field
   does (``amp=false`` is ``--no-amp``): ``--config amp=false`` trains in float32, ``--config
   channels_last=true`` in channels_last, ``--config compile_simam=false`` with SimAM eager.
-- **plain loop**: torchvision's ``CIFAR10`` dataset with PIL transforms (``RandomCrop(32, padding=4)``,
-  ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``), a ``DataLoader`` with ``--workers``
-  worker processes (pinned memory on CUDA), the eager float32 model, ``loss.backward()`` and
-  ``optimizer.step()``: the loop of the SimAM reference code and of most CIFAR repositories.
+- **plain loop**: torchvision's ``CIFAR10`` dataset with PIL transforms
+  (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``), a
+  ``DataLoader`` with ``--workers`` worker processes (pinned memory on CUDA), the eager float32
+  model, ``loss.backward()`` and ``optimizer.step()``: the loop of the SimAM reference code and of
+  most CIFAR repositories.
 
 Each round runs every pipeline in turn, the order alternating between rounds: a fresh iterator,
 ``--warmup`` untimed steps (the DataLoader starts its workers there; ``torch.compile`` compiles in
@@ -65,7 +66,8 @@ BENCH_FIELDS = {
 @dataclass
 class TrainerStep:
     """What :func:`simam.step.train_step` needs, set up as the trainer sets it up for ``config``
-    (already resolved for its device), with weights from seed 0, on CifarLoader batches of ``images``."""
+    (already resolved for its device), with weights from seed 0, on CifarLoader batches of
+    ``images``."""
 
     config: Config
     model: torch.nn.Module
@@ -158,9 +160,10 @@ def timed_pass(start: Callable[[], Iterator[torch.Tensor]], warmup: int, iterati
 
 
 def trainer_options(pairs: list[str]) -> list[str]:
-    """``["amp=false", "amp_dtype=bfloat16"]`` as the trainer's options ``["--no-amp", "--amp-dtype",
-    "bfloat16"]``, which :func:`simam.config.config_from_args` reads: true and false turn an on/off
-    option on or off, any other value is the option's argument as the trainer takes it."""
+    """``["amp=false", "amp_dtype=bfloat16"]`` as the trainer's options
+    ``["--no-amp", "--amp-dtype", "bfloat16"]``, which :func:`simam.config.config_from_args` reads:
+    true and false turn an on/off option on or off, any other value is the option's argument as the
+    trainer takes it."""
     fields = sorted(CONFIG_FIELDS - BENCH_FIELDS)
     options = []
     for pair in pairs:
@@ -179,9 +182,9 @@ def trainer_options(pairs: list[str]) -> list[str]:
 def benchmark_inputs(
     prog: str, args: argparse.Namespace
 ) -> tuple[torch.Tensor, torch.Tensor, torch.device] | None:
-    """What a benchmark of training steps starts from, once ``args.threads`` is applied: the CIFAR-10
-    training images and labels under ``$SIMAM_DATA`` and the device of ``args.device``; None after
-    saying that the images are missing."""
+    """What a benchmark of training steps starts from, once ``args.threads`` is applied: the
+    CIFAR-10 training images and labels under ``$SIMAM_DATA`` and the device of ``args.device``;
+    None after saying that the images are missing."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     root, spec = data_root(), DATASETS["cifar10"]
@@ -235,7 +238,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.iterations, args.rounds, args.batch_size) < 1 or min(args.warmup, args.workers) < 0:
         parser.error(
-            "--iterations, --rounds, --batch-size must be positive, --warmup and --workers non-negative"
+            "--iterations, --rounds, --batch-size must be positive, --warmup "
+            "and --workers non-negative"
         )
     try:  # each case's configuration, before its defaults for the device are chosen
         options = trainer_options(args.config)
@@ -279,17 +283,19 @@ def print_tables(
     results: list[tuple[str, str, float, float]], args: argparse.Namespace, config: Config
 ) -> None:
     print(
-        f"Training steps on CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) of {args.iterations} timed steps "
-        f"per pipeline after {args.warmup} warm-up steps, on {config.device} with {torch.get_num_threads()} torch thread(s); "
-        f"simam.train: {config.amp_dtype or 'float32'}, channels_last {config.channels_last}, compile {config.compile}, "
-        f"SimAM compiled {config.compile_simam}; "
-        f"plain loop: float32 eager, DataLoader with {args.workers} workers. Printed by `python -m simam.bench train`."
+        f"Training steps on CIFAR-10, batch {args.batch_size}, {args.rounds} round(s) of "
+        f"{args.iterations} timed steps per pipeline after {args.warmup} warm-up steps, on "
+        f"{config.device} with {torch.get_num_threads()} torch thread(s); simam.train: "
+        f"{config.amp_dtype or 'float32'}, channels_last {config.channels_last}, compile "
+        f"{config.compile}, SimAM compiled {config.compile_simam}; plain loop: float32 eager, "
+        f"DataLoader with {args.workers} workers. Printed by `python -m simam.bench train`."
     )
     print("\n| model | attention | plain loop (images/s) | simam.train (images/s) | speed-up |")
     print("| --- | --- | ---: | ---: | ---: |")
     for model_name, attention, plain_rate, our_rate in results:
         print(
-            f"| {model_name} | {attention} | {plain_rate:,.0f} | {our_rate:,.0f} | {our_rate / plain_rate:.2f}x |"
+            f"| {model_name} | {attention} | {plain_rate:,.0f} | {our_rate:,.0f} | "
+            f"{our_rate / plain_rate:.2f}x |"
         )
     baselines = {
         model_name: (plain_rate, our_rate)
@@ -306,7 +312,8 @@ def print_tables(
         print("| --- | --- | ---: | ---: |")
         for model_name, attention, plain_share, our_share in shares:
             print(
-                f"| {model_name} | {attention} | {100 * plain_share:.0f}% | {100 * our_share:.0f}% |"
+                f"| {model_name} | {attention} | {100 * plain_share:.0f}% | "
+                f"{100 * our_share:.0f}% |"
             )
 
 
