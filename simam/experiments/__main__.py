@@ -71,7 +71,8 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--datasets",
         type=_names,
-        help=f"comma-separated data sets (default cifar10; {FIGURE4_DATASET} with --lambda-ablation)",
+        help="comma-separated data sets (default cifar10; "
+        f"{FIGURE4_DATASET} with --lambda-ablation)",
     )
     add(
         "--seeds",
@@ -96,12 +97,14 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--place",
-        help="where each block puts the attention: after_conv or end_of_branch (default: the paper's place)",
+        help="where each block puts the attention: after_conv or end_of_branch "
+        "(default: the paper's place)",
     )
     add(
         "--lambda-ablation",
         action="store_true",
-        help="the paper's Figure 4 grid: resnet20 without attention and with simam at lambda 1e-1..1e-6",
+        help="the paper's Figure 4 grid: resnet20 without attention "
+        "and with simam at lambda 1e-1..1e-6",
     )
     add("--out", default="results", help="results folder (default results)")
     add(
@@ -155,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds",
         type=_seeds,
         default=[0],
-        help="seeds whose weights to write, a count or comma-separated as for run (default: seed 0)",
+        help="seeds whose weights to write, a count or comma-separated as for run "
+        "(default: seed 0)",
     )
     weights.add_argument(
         "--attentions",
@@ -183,7 +187,8 @@ def _grid(args: argparse.Namespace) -> list[RunSpec]:
         ]
         if given:
             raise GridError(
-                f"--lambda-ablation sets the models, attentions and lambdas itself; drop --{given[0]}"
+                "--lambda-ablation sets the models, attentions and lambdas itself; "
+                f"drop --{given[0]}"
             )
         return [
             spec
@@ -203,7 +208,8 @@ def _grid(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``simam-experiments`` command; returns the exit status (2: bad options, 1: a run failed)."""
+    """The ``simam-experiments`` command; returns the exit status
+    (2: bad options, 1: a run failed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
     argv, extra_args = argv[:split], argv[split + 1 :]

@@ -36,7 +36,8 @@ LOCK_SUFFIX = ".lock"  # out/runs/<run-id>.lock: held by the process that trains
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What became of one run: ``finished`` (its line appended), ``skipped`` (already there) or ``failed``."""
+    """What became of one run: ``finished`` (its line appended), ``skipped`` (already there)
+    or ``failed``."""
 
     spec: RunSpec
     status: str
@@ -54,7 +55,8 @@ def check_extra_args(extra_args: Sequence[str]) -> dict[str, Any]:
     if owned:
         raise GridError(
             f"trainer options may not set {', '.join(map(option_name, owned))}: "
-            f"the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, --recipe, --out)"
+            "the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, "
+            "--recipe, --out)"
         )
     return given
 
@@ -66,7 +68,8 @@ def launch_command(
     gpus_per_run: int = 1,
     resume: bool = False,
 ) -> list[str]:
-    """The command that trains ``spec`` into ``run_dir``: the trainer, or torchrun for several GPUs."""
+    """The command that trains ``spec`` into ``run_dir``: the trainer,
+    or torchrun for several GPUs."""
     launcher = [sys.executable, "-m", "simam.train"]
     if gpus_per_run > 1:
         launcher = [
@@ -127,7 +130,8 @@ def _run_configured(
     cuda_devices: str | None,
     threads: int | None,
 ) -> RunOutcome:
-    """:func:`run_one` once the run's configuration is known: ``config``, what the trainer makes of its options."""
+    """:func:`run_one` once the run's configuration is known: ``config``,
+    what the trainer makes of its options."""
     lock_path = out / RUNS / f"{spec.run_id}{LOCK_SUFFIX}"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock, locked(lock, wait=False) as owned:
@@ -241,7 +245,8 @@ def run_grid(
     The runs go seed by seed (every cell's seed 0, then every cell's seed 1, ...), so that a grid
     cut short has results in every cell.
 
-    ``gpus``: the GPUs to use (default: :func:`visible_gpus`; none when ``extra_args`` say ``--device cpu``).
+    ``gpus``: the GPUs to use (default: :func:`visible_gpus`;
+    none when ``extra_args`` say ``--device cpu``).
     """
     options = check_extra_args(extra_args)
     if gpus_per_run < 1:
@@ -256,8 +261,10 @@ def run_grid(
     threads = None if gpus else max(1, (os.cpu_count() or 1) // len(slots))
     seeds_asked = len({spec.seed for spec in specs})
     print(
-        f"{len(specs) - len(todo)} of {len(specs)} runs finished, {len(todo)} to run, {len(slots)} at a time "
-        f"({', '.join(f'GPU {slot}' for slot in slots) if gpus else f'CPU, {threads} threads each'}) -> {out}",
+        f"{len(specs) - len(todo)} of {len(specs)} runs finished, {len(todo)} to run, "
+        f"{len(slots)} at a time "
+        f"({', '.join(f'GPU {slot}' for slot in slots) if gpus else f'CPU, {threads} threads each'}"
+        f") -> {out}",
         flush=True,
     )
 

@@ -101,9 +101,9 @@ def plan(
     """Every combination, as run specs: datasets, then models, attentions, lambdas, recipes, seeds.
 
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves. ``lambdas`` apply to the SimAM
-    attentions only; the other attentions get one run per seed. ``place``: where every block puts the
-    attention (:data:`simam.attention.PLACES`), None for the paper's place; a run at its module's
-    paper place keeps the plain run id. Unknown names raise :class:`GridError`.
+    attentions only; the other attentions get one run per seed. ``place``: where every block puts
+    the attention (:data:`simam.attention.PLACES`), None for the paper's place; a run at its
+    module's paper place keeps the plain run id. Unknown names raise :class:`GridError`.
     """
     if place is not None and place not in PLACES:
         raise GridError(f"unknown place {place!r}; known: {', '.join(PLACES)}")
@@ -151,14 +151,16 @@ def plan(
 
 
 def _place_of(attention: str, place: str | None) -> str | None:
-    """The place a run names: None where it is the paper's place for ``attention`` (or for no attention)."""
+    """The place a run names: None where it is the paper's place for ``attention``
+    (or for no attention)."""
     if place is None or attention == "none" or place == resolve_attention(attention).place:
         return None
     return place
 
 
 def _lambdas_of(attention: str, lambdas: list[float] | None) -> list[float | None]:
-    """The lambdas an attention runs with; the default one as None, so that its run id is the plain one."""
+    """The lambdas an attention runs with; the default one as None,
+    so that its run id is the plain one."""
     if lambdas is None or "lambda_" not in attention_kind(attention).options:
         return [None]
     return [None if value == PAPER_LAMBDA else value for value in lambdas]

@@ -82,8 +82,8 @@ def _seed_dots(
 
 
 def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, Any]]):
-    """Final test accuracy against SimAM's lambda (log axis) as the paper's Figure 4: every seed as a
-    dot, each mean with its 95% interval from the spread pooled over the lambdas and its number of
+    """Final test accuracy against SimAM's lambda (log axis) as the paper's Figure 4: every seed as
+    a dot, each mean with its 95% interval from the spread pooled over the lambdas and its number of
     seeds written beside it, and the network without attention as a band (its mean and the 95%
     interval of it). The means are not joined: they rest on different numbers of seeds, and nothing
     says accuracy moves smoothly between two lambdas. Takes cells or result lines."""
@@ -163,9 +163,9 @@ def plot_lambda_ablation(cells_or_results: Sequence[Cell] | Sequence[dict[str, A
 
 
 def plot_seeds(cells: Sequence[Cell], model: str):
-    """Left: every seed of every module of ``model`` (one table's cells) as a dot, with each mean and
-    its 95% interval. Right: each module minus no attention with Welch's 95% interval, beside the
-    same difference in the paper's Table 2 (5 runs each). Returns the matplotlib figure."""
+    """Left: every seed of every module of ``model`` (one table's cells) as a dot, with each mean
+    and its 95% interval. Right: each module minus no attention with Welch's 95% interval, beside
+    the same difference in the paper's Table 2 (5 runs each). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
     found = grid_cells(cells, model)
@@ -233,9 +233,10 @@ def plot_seeds(cells: Sequence[Cell], model: str):
 
 
 def plot_study(verdict: StudyVerdict):
-    """Every seed of every cell of a study, one panel per attention module and one column per cell in
-    it (its place, recipe or λ), with each mean and its 95% interval; the means of a panel's columns
-    are joined, so that two panels with unequal slopes show an interaction. Returns the figure."""
+    """Every seed of every cell of a study, one panel per attention module and one column per cell
+    in it (its place, recipe or λ), with each mean and its 95% interval; the means of a panel's
+    columns are joined, so that two panels with unequal slopes show an interaction.
+    Returns the figure."""
     import matplotlib.pyplot as plt
 
     study = verdict.study
@@ -298,8 +299,9 @@ def _column_label(cell, study_recipe: str) -> str:
 
 
 def write_summary(cells: Sequence[Cell], folder: str | Path) -> list[Path]:
-    """``summary.md``, ``summary.csv`` and ``summary.png`` in ``folder``, and ``lambda_ablation.png``
-    when the cells hold a lambda study (two lambdas or more for one network); returns the paths."""
+    """``summary.md``, ``summary.csv`` and ``summary.png`` in ``folder``, and
+    ``lambda_ablation.png`` when the cells hold a lambda study (two lambdas or more for one
+    network); returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "summary.md", folder / "summary.csv", folder / "summary.png"]

@@ -128,8 +128,8 @@ def result_line(
 def pending(
     specs: Sequence[RunSpec], out: str | Path, extra_args: Sequence[str] = (), gpus_per_run: int = 1
 ) -> list[RunSpec]:
-    """The runs of ``specs`` without a line in ``out/results.jsonl``. Raises :class:`GridError` for a
-    configuration no run can use, and when a finished run was trained with another configuration
+    """The runs of ``specs`` without a line in ``out/results.jsonl``. Raises :class:`GridError` for
+    a configuration no run can use, and when a finished run was trained with another configuration
     than ``extra_args`` now asks for."""
     return unfinished({spec: spec.config(extra_args, gpus_per_run) for spec in specs}, out)
 
@@ -153,7 +153,7 @@ def unfinished(configs: Mapping[RunSpec, Config], out: str | Path) -> list[RunSp
         ]
         if changed:
             raise GridError(
-                f"{results_path(out)} holds run {spec.run_id} with other settings: {'; '.join(changed)}; "
-                f"use another --out"
+                f"{results_path(out)} holds run {spec.run_id} with other settings: "
+                f"{'; '.join(changed)}; use another --out"
             )
     return todo

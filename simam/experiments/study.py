@@ -1,6 +1,6 @@
-"""A study's plan, written before its runs: the question, its cells and seeds, the primary metric, the
-comparisons and the family that Holm's correction runs over. ``run --plan FILE`` trains exactly its
-cells; the verdict computes exactly its comparisons.
+"""A study's plan, written before its runs: the question, its cells and seeds, the primary metric,
+the comparisons and the family that Holm's correction runs over. ``run --plan FILE`` trains exactly
+its cells; the verdict computes exactly its comparisons.
 
 A plan is a TOML file under ``results/plans/``::
 
@@ -68,7 +68,8 @@ class PlannedCell:
 
 @dataclass(frozen=True)
 class PlannedComparison:
-    """A contrast of cell means, ``sum(plus) - sum(minus)``, on ``metric``, of kind ``kind`` (:data:`KINDS`)."""
+    """A contrast of cell means, ``sum(plus) - sum(minus)``, on ``metric``, of kind ``kind``
+    (:data:`KINDS`)."""
 
     name: str
     plus: tuple[str, ...]
@@ -79,9 +80,10 @@ class PlannedComparison:
 
 @dataclass(frozen=True)
 class Study:
-    """A plan as read from its file (see the module's docstring). ``written``: ``"before the runs"``,
-    ``"after the runs"``, or ``"standard"`` for the comparisons :func:`simam.experiments.judge` makes of
-    any grid without a plan, fixed in the code before any result."""
+    """A plan as read from its file (see the module's docstring). ``written``:
+    ``"before the runs"``, ``"after the runs"``, or ``"standard"`` for the comparisons
+    :func:`simam.experiments.judge` makes of any grid without a plan, fixed in the code before any
+    result."""
 
     name: str
     question: str
@@ -133,13 +135,15 @@ PLANS = "plans"
 
 
 def read_studies(out: str | Path) -> list[Study]:
-    """The plans in ``out/plans/``, in the order their ``order`` keys give (the order of the course)."""
+    """The plans in ``out/plans/``, in the order their ``order`` keys give
+    (the order of the course)."""
     studies = [read_study(path) for path in sorted(Path(out, PLANS).glob("*.toml"))]
     return sorted(studies, key=lambda study: (study.order is None, study.order or 0, study.name))
 
 
 def read_study(path: str | Path) -> Study:
-    """The plan in the TOML file ``path``; :class:`GridError` names the first thing wrong with it."""
+    """The plan in the TOML file ``path``;
+    :class:`GridError` names the first thing wrong with it."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -207,6 +211,7 @@ def _comparison(
     metric = entry.get("metric", primary_metric)
     if metric not in METRICS:
         raise ValueError(
-            f"comparison {entry['name']!r}: metric must be one of {', '.join(METRICS)}, got {metric!r}"
+            f"comparison {entry['name']!r}: metric must be one of {', '.join(METRICS)}, "
+            f"got {metric!r}"
         )
     return PlannedComparison(entry["name"], plus, minus, kind, metric)

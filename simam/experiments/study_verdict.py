@@ -1,8 +1,8 @@
 """A study's verdict, computed from its plan (:mod:`simam.experiments.study`) and the results file:
-each planned comparison with Welch's 95% interval and p-value (a contrast of two cell means or more),
-an exact permutation test's p-value where it compares two cells, the same test with runs exchanged
-only within a CPU model where the runs come from several, and Holm's correction over the primary
-family. The course tells them in tables and sentences (:mod:`simam.course.verdicts`)."""
+each planned comparison with Welch's 95% interval and p-value (a contrast of two cell means or
+more), an exact permutation test's p-value where it compares two cells, the same test with runs
+exchanged only within a CPU model where the runs come from several, and Holm's correction over the
+primary family. The course tells them in tables and sentences (:mod:`simam.course.verdicts`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ LEVEL = 0.05  # two-sided significance level of every verdict
 
 @dataclass(frozen=True)
 class CellRuns:
-    """The finished runs of one planned cell, in seed order: accuracies in percent and CPU models."""
+    """The finished runs of one planned cell, in seed order: accuracies in percent
+    and CPU models."""
 
     name: str
     planned: int
@@ -34,8 +35,9 @@ class CellRuns:
 
 @dataclass(frozen=True)
 class ComparisonResult:
-    """One planned comparison, computed. ``p_permutation`` and ``p_within_cpu`` are None where the test
-    does not apply (more than two cells; runs on one CPU model); the Holm values only for primary ones."""
+    """One planned comparison, computed. ``p_permutation`` and ``p_within_cpu`` are None where the
+    test does not apply (more than two cells; runs on one CPU model); the Holm values only for
+    primary ones."""
 
     planned: PlannedComparison
     seeds: tuple[int, ...]  # finished runs per cell, plus cells then minus cells
@@ -50,8 +52,8 @@ class ComparisonResult:
     holm_permutation: float | None = None
 
     def established(self, sign: int = 1) -> bool:
-        """``sign`` times the estimate is positive, and every p-value that applies (Holm-adjusted in the
-        primary family) is below the level."""
+        """``sign`` times the estimate is positive, and every p-value that applies (Holm-adjusted in
+        the primary family) is below the level."""
         welch = self.p_welch if self.holm_welch is None else self.holm_welch
         permutation = self.p_permutation if self.holm_permutation is None else self.holm_permutation
         tests = [welch] + ([] if permutation is None else [permutation])
@@ -60,8 +62,8 @@ class ComparisonResult:
 
 @dataclass(frozen=True)
 class StudyVerdict:
-    """A study's comparisons, computed on every finished seed (``rows``) and, where the plan records an
-    interim look, on the first ``study.interim_seeds`` seeds of each cell (``interim``)."""
+    """A study's comparisons, computed on every finished seed (``rows``) and, where the plan records
+    an interim look, on the first ``study.interim_seeds`` seeds of each cell (``interim``)."""
 
     study: Study
     cells: dict[str, CellRuns]
@@ -104,7 +106,8 @@ def cell_runs(
 
 
 def compute(planned: PlannedComparison, cells: dict[str, CellRuns]) -> ComparisonResult | None:
-    """``planned`` on ``cells``; None while a cell has fewer than two finished runs or lacks the metric."""
+    """``planned`` on ``cells``; None while a cell has fewer than two finished runs
+    or lacks the metric."""
     names = planned.plus + planned.minus
     groups = [cells[name].values(planned.metric) for name in names]
     if any(group is None or len(group) < 2 for group in groups):
@@ -149,7 +152,8 @@ def _with_holm(rows: list[ComparisonResult], family: int) -> tuple[ComparisonRes
 
 
 def judge_study(study: Study | str | Path, results: Sequence[dict[str, Any]]) -> StudyVerdict:
-    """The verdict of ``study`` (a :class:`Study` or a plan's path) on the lines of a results file."""
+    """The verdict of ``study`` (a :class:`Study` or a plan's path) on the lines
+    of a results file."""
     study = study if isinstance(study, Study) else read_study(study)
     cells = cell_runs(study, results)
     family = sum(c.kind == "primary" for c in study.comparisons)

@@ -78,10 +78,10 @@ def _show(value: Any) -> str:
 
 
 def summarise(results: Sequence[dict[str, Any]], seeds: int | None = None) -> list[Cell]:
-    """Group result lines by (dataset, model, attention, lambda, place, recipe, overrides) and average the
-    final test accuracy over seeds. ``seeds``: the seeds asked of every cell (default: per cell, the
-    most that any of its runs was asked for, so that cells of one grid may have different targets).
-    A run with several lines counts once (its first line)."""
+    """Group result lines by (dataset, model, attention, lambda, place, recipe, overrides) and
+    average the final test accuracy over seeds. ``seeds``: the seeds asked of every cell (default:
+    per cell, the most that any of its runs was asked for, so that cells of one grid may have
+    different targets). A run with several lines counts once (its first line)."""
     first: dict[str, dict[str, Any]] = {}
     for line in results:
         first.setdefault(line["run_id"], line)
@@ -164,22 +164,24 @@ def _speed(cell: Cell) -> str:
 def summary_markdown(cells: Sequence[Cell]) -> str:
     """The summary as a Markdown table, with the paper's column and its citation."""
     rows = [
-        "| data set | model | attention | λ | place | recipe | seeds | ours: top-1 % | paper: top-1 % | ours − paper "
-        "| images/s: all steps (steady) |",
+        "| data set | model | attention | λ | place | recipe | seeds | ours: top-1 % "
+        "| paper: top-1 % | ours − paper | images/s: all steps (steady) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell in cells:
         seeds = f"{cell.n}" if cell.complete else f"{cell.n} of {cell.seeds_asked} *"
         difference = "—" if cell.difference is None else f"{cell.difference:+.2f}"
         rows.append(
-            f"| {cell.dataset} | {cell.model} | {cell.attention} | {'' if cell.lambda_ is None else f'{cell.lambda_:g}'} "
-            f"| {cell.place or 'paper'} | {cell.recipe_label} | {seeds} | {_accuracy(cell.mean, cell.std)} "
+            f"| {cell.dataset} | {cell.model} | {cell.attention} "
+            f"| {'' if cell.lambda_ is None else f'{cell.lambda_:g}'} | {cell.place or 'paper'} "
+            f"| {cell.recipe_label} | {seeds} | {_accuracy(cell.mean, cell.std)} "
             f"| {_accuracy(cell.paper_mean, cell.paper_std)} | {difference} | {_speed(cell)} |"
         )
     notes = [
-        f"Ours: final test accuracy (not the best over training), mean ± sample standard deviation over seeds. "
-        f"Paper: {CITATION}. Images/s: the training speed, mean over seeds, over every step (compilation "
-        "included) and, in brackets, after the first 50 steps of each session (— where the runs predate it)."
+        "Ours: final test accuracy (not the best over training), mean ± sample standard deviation "
+        f"over seeds. Paper: {CITATION}. Images/s: the training speed, mean over seeds, over every "
+        "step (compilation included) and, in brackets, after the first 50 steps of each session "
+        "(— where the runs predate it)."
     ]
     if any(cell.model == "wrn28_10" for cell in cells):
         notes.append(f"The paper's wide network is printed {PAPER_MODEL_NAMES['wrn28_10']}.")

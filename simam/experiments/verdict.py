@@ -1,9 +1,9 @@
 """The course's judgment of a grid without a plan of its own, and of the λ study.
 
-:func:`judge` gives any grid the standard comparisons, fixed in this code before its results: every module
-against the network without attention (the primary family, Holm-corrected together) on the final
-test accuracy, the same on the flip-averaged accuracy (secondary), and SimAM against the best other
-module by its observed mean (exploratory, since the data chose it). It is a study
+:func:`judge` gives any grid the standard comparisons, fixed in this code before its results: every
+module against the network without attention (the primary family, Holm-corrected together) on the
+final test accuracy, the same on the flip-averaged accuracy (secondary), and SimAM against the best
+other module by its observed mean (exploratory, since the data chose it). It is a study
 (:mod:`simam.experiments.study`) made from the cells, so it is computed and told as a committed plan
 is. The λ study's cells are gathered here; :mod:`simam.course.verdicts` tests and tells them.
 """
@@ -36,8 +36,8 @@ def grid_cells(cells: Sequence[Cell], model: str) -> dict[str, Cell]:
 
 
 def standard_study(cells: Sequence[Cell], model: str) -> Study | None:
-    """The standard comparisons of ``model``'s cells (one table) as a study, or None without two seeds
-    without attention and two with SimAM."""
+    """The standard comparisons of ``model``'s cells (one table) as a study, or None without two
+    seeds without attention and two with SimAM."""
     found = grid_cells(cells, model)
     if any(a not in found or found[a].n < 2 for a in ("none", "simam")):
         return None
@@ -78,7 +78,8 @@ def standard_study(cells: Sequence[Cell], model: str) -> Study | None:
 def judge(
     cells: Sequence[Cell], results: Sequence[dict[str, Any]], model: str
 ) -> StudyVerdict | None:
-    """The standard comparisons of ``model``'s cells on the result lines they summarise, computed."""
+    """The standard comparisons of ``model``'s cells on the result lines they summarise,
+    computed."""
     study = standard_study(cells, model)
     return None if study is None else judge_study(study, results)
 
@@ -87,9 +88,9 @@ def grid_seeds_needed(
     cells: Sequence[Cell], model: str, effect: float = EFFECT, alpha: float = LEVEL
 ) -> int | None:
     """Seeds per network for a two-sided test at ``alpha`` to find ``effect`` points with 80% power,
-    from the measured standard deviations of ``model`` without attention and with SimAM (None without
-    two seeds of each). Under Holm's correction over k comparisons the smallest p-value must pass
-    ``alpha / k``."""
+    from the measured standard deviations of ``model`` without attention and with SimAM (None
+    without two seeds of each). Under Holm's correction over k comparisons the smallest p-value must
+    pass ``alpha / k``."""
     found = grid_cells(cells, model)
     if any(a not in found or found[a].std is None for a in ("none", "simam")):
         return None
@@ -129,8 +130,8 @@ def lambda_study_runs(results: Sequence[dict], dataset: str, recipe: str) -> tup
 def lambda_study_command(dataset: str, recipe: str, out: str = "results/") -> str:
     """The command that runs or continues the course's lambda study."""
     return (
-        f"python -m simam.experiments run --lambda-ablation --datasets {dataset} --seeds {LAMBDA_STUDY_SEEDS} "
-        f"--recipe {recipe} --out {out}"
+        f"python -m simam.experiments run --lambda-ablation --datasets {dataset} "
+        f"--seeds {LAMBDA_STUDY_SEEDS} --recipe {recipe} --out {out}"
     )
 
 

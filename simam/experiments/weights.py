@@ -25,8 +25,9 @@ def export(
     results: str | Path, seeds: tuple[int, ...] = (0,), attentions: tuple[str, ...] | None = None
 ) -> list[Path]:
     """Write the weights of every finished run of ``results`` with a seed in ``seeds`` (and an
-    attention in ``attentions``, default any), from its checkpoint, to ``results/weights/<run-id>.pt``,
-    and record their hashes in ``results/weights/SHA256SUMS``. Returns the new files."""
+    attention in ``attentions``, default any), from its checkpoint, to
+    ``results/weights/<run-id>.pt``, and record their hashes in ``results/weights/SHA256SUMS``.
+    Returns the new files."""
     results = Path(results)
     (results / WEIGHTS).mkdir(parents=True, exist_ok=True)
     sums = read_sums(results)
