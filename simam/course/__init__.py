@@ -29,8 +29,9 @@ def course_cifar10(train: bool = False) -> tuple[torch.Tensor, torch.Tensor, lis
     ) as error:  # the download failed (URLError is an OSError), or left the files missing
         spec = DATASETS["cifar10"]
         raise FileNotFoundError(
-            f"CIFAR-10 is not under {root / spec.folder} and could not be downloaded ({error}). Download "
-            f"{spec.url}, unpack it into a folder and point SIMAM_DATA at that folder, then run the notebook again."
+            f"CIFAR-10 is not under {root / spec.folder} and could not be downloaded ({error}). "
+            f"Download {spec.url}, unpack it into a folder and point SIMAM_DATA at that folder, "
+            "then run the notebook again."
         ) from None
     return images, labels, load_class_names(root, "cifar10")
 
@@ -42,9 +43,9 @@ def smoke_test() -> bool:
 
 
 T4_ACHIEVED_FLOPS = 2e12
-"""What the course assumes a T4 (a free Colab GPU) achieves on the CIFAR ResNets: 2 TFLOP/s, 3% of its
-65 TFLOP/s float16 peak, since networks this small (16 to 64 channels) keep a GPU only a few percent
-busy. An assumption the notebooks state beside every estimate, not a measurement."""
+"""What the course assumes a T4 (a free Colab GPU) achieves on the CIFAR ResNets: 2 TFLOP/s, 3% of
+its 65 TFLOP/s float16 peak, since networks this small (16 to 64 channels) keep a GPU only a few
+percent busy. An assumption the notebooks state beside every estimate, not a measurement."""
 
 GPU_COMPILE_SECONDS = (30.0, 180.0)
 """What ``torch.compile`` of one training run's network is assumed to cost on a GPU machine, in

@@ -51,12 +51,15 @@ def results_section(
     if not results:
         return (
             header
-            + "\nNo results yet. Table 2 for ResNet-20 with the quick recipe runs on a CPU (about 15 minutes "
-            "a run); the paper's recipe (64,000 iterations a run) needs a GPU. To make either and fill this section:\n\n"
+            + "\nNo results yet. Table 2 for ResNet-20 with the quick recipe runs on a CPU (about "
+            "15 minutes a run); the paper's recipe (64,000 iterations a run) needs a GPU. To make "
+            "either and fill this section:\n\n"
             "```sh\n"
-            f"python -m simam.experiments run --models resnet20 --attentions none,se,cbam,eca,gc,simam "
+            "python -m simam.experiments run --models resnet20 "
+            "--attentions none,se,cbam,eca,gc,simam "
             f"--datasets cifar10 --seeds 3 --recipe quick --out {out}\n"
-            f"python -m simam.experiments run --models resnet20,resnet56 --attentions none,se,cbam,eca,gc,simam "
+            "python -m simam.experiments run --models resnet20,resnet56 "
+            "--attentions none,se,cbam,eca,gc,simam "
             f"--datasets cifar10 --seeds 5 --recipe paper --out {out}\n"
             f"python -m simam.course.readme {out} --readme README.md\n"
             "```\n"
@@ -95,15 +98,16 @@ def results_section(
 
 
 RECIPE_LABELS = {
-    "quick": " (about 8 epochs on a 2-core CPU, so every accuracy sits below the paper's 164-epoch ones: "
-    "compare the modules with each other, not with the paper)",
+    "quick": " (about 8 epochs on a 2-core CPU, so every accuracy sits below the paper's 164-epoch "
+    "ones: compare the modules with each other, not with the paper)",
     "quick-4x": " (the quick recipe at four times its iterations, about 33 epochs)",
 }
 
 
 def grid_commands(cells: Sequence[Cell], out: str | Path) -> list[str]:
-    """The commands that reproduce, or continue, the grid behind ``cells`` (one table without trainer
-    overrides): one per number of seeds asked, since cells of one grid may have different targets."""
+    """The commands that reproduce, or continue, the grid behind ``cells`` (one table without
+    trainer overrides): one per number of seeds asked, since cells of one grid may have different
+    targets."""
     by_target: dict[int, dict[str, None]] = defaultdict(dict)
     for cell in cells:
         if cell.lambda_ in (None, PAPER_LAMBDA) and cell.place is None:
@@ -129,8 +133,8 @@ def _reproduce(cells: Sequence[Cell], out: str | Path) -> str:
 
 
 def figure_paths(out: str | Path, cell: Cell) -> tuple[Path, Path]:
-    """Where the readme command writes the two figures of ``cell``'s table and network: every seed with
-    the differences beside Table 2, and the lambda study."""
+    """Where the readme command writes the two figures of ``cell``'s table and network: every seed
+    with the differences beside Table 2, and the lambda study."""
     stem = f"{cell.dataset}-{cell.model}-{cell.recipe}"
     return Path(out) / f"{stem}-seeds.png", Path(out) / f"{stem}-lambda.png"
 
@@ -149,10 +153,11 @@ def _standard_verdict(
     cell = next(c for c in cells if c.model == model)
     figure = "" if cell.overrides else f"\n![every seed of {model}]({figure_paths(out, cell)[0]})\n"
     return (
-        f"\n#### {model}: the verdict\n\nEach module minus the network without attention (primary, Holm's "
-        f"correction over them), the same on the flip-averaged accuracy (secondary), and SimAM minus the best "
-        f"other module (exploratory: the data chose it): difference of the means in points with Welch's 95% "
-        f"interval, Welch's and an exact permutation test's p-values.\n\n"
+        f"\n#### {model}: the verdict\n\nEach module minus the network without attention (primary, "
+        "Holm's correction over them), the same on the flip-averaged accuracy (secondary), and "
+        "SimAM minus the best other module (exploratory: the data chose it): difference of the "
+        "means in points with Welch's 95% interval, Welch's "
+        "and an exact permutation test's p-values.\n\n"
         + comparison_table(verdict.rows)
         + "\n"
         + verdict_text(verdict)
@@ -198,10 +203,12 @@ def _lambda_study(
         return ""
     finished, planned = lambda_study_runs(results, cell.dataset, cell.recipe)
     return (
-        f"\n#### {model}: the λ study\n\nThe paper's Figure 4 (ResNet-20 on CIFAR-100) on {cell.dataset}: SimAM at "
-        f"λ = {', '.join(f'{lam:g}' for lam in FIGURE4_LAMBDAS if lam != PAPER_LAMBDA)} beside the grid's "
-        f"{PAPER_LAMBDA:g}, {LAMBDA_STUDY_SEEDS} seeds each. {finished} of its {planned} runs off the grid's λ "
-        f"are finished. To run or continue it:\n\n```sh\n{lambda_study_command(cell.dataset, cell.recipe, str(out))}\n```\n\n"
+        f"\n#### {model}: the λ study\n\nThe paper's Figure 4 (ResNet-20 on CIFAR-100) on "
+        f"{cell.dataset}: SimAM at λ = "
+        f"{', '.join(f'{lam:g}' for lam in FIGURE4_LAMBDAS if lam != PAPER_LAMBDA)} beside the "
+        f"grid's {PAPER_LAMBDA:g}, {LAMBDA_STUDY_SEEDS} seeds each. {finished} of its {planned} "
+        "runs off the grid's λ are finished. To run or continue it:\n\n"
+        f"```sh\n{lambda_study_command(cell.dataset, cell.recipe, str(out))}\n```\n\n"
         + lambda_points(cells, model)
         + "\n"
         + lambda_omnibus(cells, model)
@@ -210,7 +217,8 @@ def _lambda_study(
 
 
 def write_figures(results: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
-    """The figures that the results section shows, written as PNG files into ``out``; returns their paths."""
+    """The figures that the results section shows, written as PNG files into ``out``;
+    returns their paths."""
     from simam.experiments.plots import (
         _save,
         plot_lambda_ablation,
@@ -260,7 +268,8 @@ def update_readme(
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
         raise GridError(
-            f"{readme} lacks the markers {README_START} ... {README_END} that enclose the results section"
+            f"{readme} lacks the markers {README_START} ... {README_END} that enclose "
+            "the results section"
         )
     section = results_section(results, out, seeds)
     readme.write_text(text[: start + len(README_START)] + "\n" + section + text[end:])
@@ -268,8 +277,8 @@ def update_readme(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m simam.course.readme RESULTS [--readme README.md] [--seeds N]``: write the figures and
-    rewrite the README's results section from RESULTS' results file; returns the exit status."""
+    """``python -m simam.course.readme RESULTS [--readme README.md] [--seeds N]``: write the figures
+    and rewrite the README's results section from RESULTS' results file; returns the exit status."""
     parser = OneLineParser(
         prog="python -m simam.course.readme",
         description="rewrite the README's results section from the results file",

@@ -33,8 +33,9 @@ def _p_is(value: float) -> str:
 def comparison_table(rows: Sequence[ComparisonResult]) -> str:
     """The computed comparisons as a Markdown table, one row each."""
     lines = [
-        "| comparison | kind | metric | seeds | difference, points [95% CI] | p: Welch, permutation "
-        "| p: permutation within CPU models | Holm-adjusted p: Welch, permutation |",
+        "| comparison | kind | metric | seeds | difference, points [95% CI] "
+        "| p: Welch, permutation | p: permutation within CPU models "
+        "| Holm-adjusted p: Welch, permutation |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
@@ -43,14 +44,16 @@ def comparison_table(rows: Sequence[ComparisonResult]) -> str:
         )
         lines.append(
             f"| {row.planned.name} | {row.planned.kind} | {METRICS[row.planned.metric]} "
-            f"| {', '.join(map(str, row.seeds))} | {row.estimate:+.2f} [{row.low:+.2f}, {row.high:+.2f}] "
+            f"| {', '.join(map(str, row.seeds))} "
+            f"| {row.estimate:+.2f} [{row.low:+.2f}, {row.high:+.2f}] "
             f"| {_p(row.p_welch)}, {_p(row.p_permutation)} | {_p(row.p_within_cpu)} | {holm} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def cpu_table(verdict: StudyVerdict) -> str:
-    """Per CPU model, each cell's finished runs and mean final accuracy: which processor trained what."""
+    """Per CPU model, each cell's finished runs and mean final accuracy:
+    which processor trained what."""
     cpus = sorted({cpu for cell in verdict.cells.values() for cpu in cell.cpus})
     lines = ["| cell | " + " | ".join(cpus) + " |", "| --- |" + " --- |" * len(cpus)]
     for cell in verdict.cells.values():
@@ -73,8 +76,8 @@ def _claim(row: ComparisonResult) -> str:
         )
     )
     return (
-        f"{row.planned.name} = {row.estimate:+.2f} points (95% CI [{row.low:+.2f}, {row.high:+.2f}]; "
-        f"Welch p {_p_is(row.p_welch)}{permutation}{holm})"
+        f"{row.planned.name} = {row.estimate:+.2f} points (95% CI [{row.low:+.2f}, "
+        f"{row.high:+.2f}]; Welch p {_p_is(row.p_welch)}{permutation}{holm})"
     )
 
 
@@ -96,10 +99,10 @@ def verdict_text(verdict: StudyVerdict) -> str:
     family = sum(c.kind == "primary" for c in study.comparisons)
     nominal = study.written == "after the runs"
     parts = [
-        f"**Verdict of the {study.name} study** ({finished} of {planned} planned runs finished; plan "
-        f"{study.provenance}). "
-        f"A difference is established when every p-value that applies (Welch's, and the permutation "
-        f"test's for two cells) is below {LEVEL:g}"
+        f"**Verdict of the {study.name} study** ({finished} of {planned} planned runs finished; "
+        f"plan {study.provenance}). "
+        "A difference is established when every p-value that applies (Welch's, and the "
+        f"permutation test's for two cells) is below {LEVEL:g}"
         + (
             f", after Holm's correction over the {family} primary comparisons."
             if family > 1
@@ -108,9 +111,9 @@ def verdict_text(verdict: StudyVerdict) -> str:
     ]
     if nominal:
         parts.append(
-            "Its plan was written after its runs, and decisions made after seeing results shaped them "
-            "(the plan's notes say which): its p-values are nominal, since their error rates hold only "
-            "for a design fixed in advance."
+            "Its plan was written after its runs, and decisions made after seeing results shaped "
+            "them (the plan's notes say which): its p-values are nominal, since their error rates "
+            "hold only for a design fixed in advance."
         )
     if primary:
         parts.append(
@@ -120,8 +123,8 @@ def verdict_text(verdict: StudyVerdict) -> str:
         )
         if len(primary) < family:
             parts.append(
-                f"{family - len(primary)} of the {family} primary comparisons cannot be computed yet "
-                f"(each cell needs two finished runs); Holm's correction counts them as p = 1."
+                f"{family - len(primary)} of the {family} primary comparisons cannot be computed "
+                f"yet (each cell needs two finished runs); Holm's correction counts them as p = 1."
             )
     else:
         parts.append(
@@ -149,9 +152,10 @@ def verdict_text(verdict: StudyVerdict) -> str:
             floor = family * stats.smallest_permutation_p(*row.seeds)
             if floor >= LEVEL:
                 parts.append(
-                    f"With {row.seeds[0]} and {row.seeds[1]} seeds, {row.planned.name}'s permutation p "
-                    f"cannot fall below {floor / family:.3f}, nor below {floor:.3f} after Holm's correction "
-                    f"over {family}: no difference of that size of sample can be established by both tests."
+                    f"With {row.seeds[0]} and {row.seeds[1]} seeds, {row.planned.name}'s "
+                    f"permutation p cannot fall below {floor / family:.3f}, nor below {floor:.3f} "
+                    f"after Holm's correction over {family}: "
+                    "no difference of that size of sample can be established by both tests."
                 )
     if verdict.interim:
         parts.append(
@@ -163,18 +167,23 @@ def verdict_text(verdict: StudyVerdict) -> str:
 
 
 def study_section(verdict: StudyVerdict, figure: str | None = None) -> str:
-    """A study as Markdown: the question, the plan's notes, the table, the CPU models and the verdict."""
+    """A study as Markdown: the question, the plan's notes, the table, the CPU models
+    and the verdict."""
     study = verdict.study
     finished, planned = verdict.finished
     command = (
         f"python -m simam.experiments run --plan results/plans/{study.name}.toml --out results/"
     )
     text = (
-        f"**Question.** {' '.join(study.question.split())}\n\n**Plan** (`results/plans/{study.name}.toml`, "
-        f"{study.provenance}). {' '.join(study.notes.split())}\n\n"
+        f"**Question.** {' '.join(study.question.split())}\n\n**Plan** "
+        f"(`results/plans/{study.name}.toml`, {study.provenance}). "
+        f"{' '.join(study.notes.split())}\n\n"
     )
     if finished < planned:
-        text += f"{finished} of its {planned} runs are finished. To run or continue it:\n\n```sh\n{command}\n```\n\n"
+        text += (
+            f"{finished} of its {planned} runs are finished. To run or continue it:\n\n"
+            f"```sh\n{command}\n```\n\n"
+        )
     text += (comparison_table(verdict.rows) + "\n" if verdict.rows else "") + verdict_text(verdict)
     if len({cpu for cell in verdict.cells.values() for cpu in cell.cpus}) > 1:
         text += "\nFinished runs and mean final test accuracy (%) per CPU model:\n\n" + cpu_table(
@@ -184,9 +193,9 @@ def study_section(verdict: StudyVerdict, figure: str | None = None) -> str:
 
 
 def lambda_points(cells: Sequence[Cell], model: str) -> str:
-    """SimAM's accuracy at each lambda of ``model``'s cells as a Markdown table: each mean with its 95%
-    interval from the spread pooled over every lambda (one width for every mean of the same number of
-    seeds; needs two seeds somewhere)."""
+    """SimAM's accuracy at each lambda of ``model``'s cells as a Markdown table: each mean with its
+    95% interval from the spread pooled over every lambda (one width for every mean of the same
+    number of seeds; needs two seeds somewhere)."""
     group = lambda_cells(cells, model)
     if sum(c.n - 1 for c in group) < 1:
         rows = ["| λ | seeds | final test accuracy %: mean |", "| --- | --- | --- |"]
@@ -194,7 +203,8 @@ def lambda_points(cells: Sequence[Cell], model: str) -> str:
         return "\n".join(rows) + "\n\nOne seed per λ: no spread, so no interval.\n"
     intervals, pooled, df = stats.pooled_intervals([c.accuracies for c in group])
     rows = [
-        f"| λ | seeds | final test accuracy %: mean | 95% CI of the mean (pooled spread, {df} degrees of freedom) |",
+        "| λ | seeds | final test accuracy %: mean | 95% CI of the mean "
+        f"(pooled spread, {df} degrees of freedom) |",
         "| --- | --- | --- | --- |",
     ]
     for cell, (low, high) in zip(group, intervals):
@@ -236,15 +246,18 @@ def lambda_omnibus(cells: Sequence[Cell], model: str) -> str:
     largest = max(c.n for c in group)
     text = (
         f"Across the {len(group)} values of λ, a one-way ANOVA gives F({len(group) - 1}, {df}) = "
-        f"{anova.statistic:.2f}, p = {anova.pvalue:.2f}, and a Kruskal-Wallis test H = {kruskal.statistic:.2f}, "
-        f"p = {kruskal.pvalue:.2f}: {verdict} that λ changes the final test accuracy at this budget. Assuming "
-        f"the seeds of every λ scatter alike, they spread by {pooled:.2f} points within a λ (pooled; {largest - 1} "
-        f"of the {df} degrees of freedom come from the cell of {largest} seeds); with {fewest} seeds per λ, two "
-        f"values of λ would have to differ by about {smallest:.2f} points for a 5% test to find it with 80% power."
+        f"{anova.statistic:.2f}, p = {anova.pvalue:.2f}, and a Kruskal-Wallis test H = "
+        f"{kruskal.statistic:.2f}, p = {kruskal.pvalue:.2f}: {verdict} that λ changes the final "
+        "test accuracy at this budget. Assuming the seeds of every λ scatter alike, they spread "
+        f"by {pooled:.2f} points within a λ (pooled; {largest - 1} of the {df} degrees of freedom "
+        f"come from the cell of {largest} seeds); with {fewest} seeds per λ, "
+        f"two values of λ would have to differ by about {smallest:.2f} points for a 5% test to "
+        "find it with 80% power."
     )
     if smallest > FIGURE4_SPREAD:
         text += (
-            f" Differences of the size the paper's Figure 4 draws (every λ within about {FIGURE4_SPREAD:g} "
-            f"points of the others, ResNet-20 on CIFAR-100) are beyond this study."
+            " Differences of the size the paper's Figure 4 draws (every λ within about "
+            f"{FIGURE4_SPREAD:g} points of the others, ResNet-20 on CIFAR-100) "
+            "are beyond this study."
         )
     return text + "\n"

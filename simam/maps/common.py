@@ -39,6 +39,6 @@ def check_images(images: torch.Tensor) -> None:
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if not images.is_floating_point() or images.dim() != 4 or images.shape[0] == 0:
         raise ValueError(
-            f"images must be a non-empty floating-point batch (N, C, H, W), normalised as for training; "
-            f"got dtype {images.dtype} and shape {tuple(images.shape)}"
+            "images must be a non-empty floating-point batch (N, C, H, W), normalised as for "
+            f"training; got dtype {images.dtype} and shape {tuple(images.shape)}"
         )

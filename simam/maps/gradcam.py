@@ -44,8 +44,8 @@ class GradCam:
 def last_stage(model: nn.Module) -> str:
     """The module path of the default Grad-CAM layer: the last stage of a course network.
 
-    ResNets, pre-activation ResNets and WRNs keep their stages in ``model.stages``; the output of the
-    last one is the output of the last residual block, the last feature maps that still have a
+    ResNets, pre-activation ResNets and WRNs keep their stages in ``model.stages``; the output of
+    the last one is the output of the last residual block, the last feature maps that still have a
     spatial layout (8x8 on CIFAR). MobileNetV2 keeps its inverted residual blocks in
     ``model.blocks``: the last of them is used (the 1x1 ``head`` convolution after it is not a
     block). Any other network: pass ``target_layer``.
@@ -61,7 +61,8 @@ def last_stage(model: nn.Module) -> str:
 
 
 def _resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> tuple[str, nn.Module]:
-    """(module path, module) of ``target_layer``: a path, a submodule, or None for :func:`last_stage`."""
+    """(module path, module) of ``target_layer``: a path, a submodule,
+    or None for :func:`last_stage`."""
     modules = dict(model.named_modules())
     if target_layer is None:
         target_layer = last_stage(model)
@@ -74,7 +75,8 @@ def _resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> tu
             if module is target_layer:
                 return name, module
         raise ValueError(
-            f"target_layer {type(target_layer).__name__} is not a submodule of {type(model).__name__}"
+            f"target_layer {type(target_layer).__name__} is not a submodule of "
+            f"{type(model).__name__}"
         )
     raise TypeError(
         f"target_layer must be a module path, a module or None, got {type(target_layer).__name__}"
@@ -84,7 +86,8 @@ def _resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> tu
 def _target_classes(
     target_class: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor
 ) -> torch.Tensor:
-    """(N,) classes on the logits' device: the predicted ones, one for all images, or one per image."""
+    """(N,) classes on the logits' device: the predicted ones, one for all images,
+    or one per image."""
     n, num_classes = logits.shape
     if target_class is None:
         return logits.argmax(dim=1)
@@ -95,7 +98,8 @@ def _target_classes(
         classes = classes.expand(n)
     if classes.shape != (n,):
         raise ValueError(
-            f"target_class must be one class or one per image ({n}), got shape {tuple(classes.shape)}"
+            f"target_class must be one class or one per image ({n}), "
+            f"got shape {tuple(classes.shape)}"
         )
     if ((classes < 0) | (classes >= num_classes)).any():
         raise ValueError(f"target_class must lie in 0..{num_classes - 1}, got {classes.tolist()}")
@@ -134,7 +138,8 @@ def grad_cam(
     coarse = F.relu((weights * activation.float()).sum(dim=1, keepdim=True))
     if not torch.isfinite(coarse).all():
         raise ValueError(
-            f"Grad-CAM of layer {name!r} is not finite: check the images and the model for NaN or inf"
+            f"Grad-CAM of layer {name!r} is not finite: check the images and the model for NaN "
+            "or inf"
         )
     upsampled = F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[
         :, 0
@@ -171,7 +176,8 @@ def _activation_and_gradient(
             logits = model(images)
             if len(captured) != 1:
                 raise ValueError(
-                    f"layer {name!r} ran {len(captured)} times in the forward pass; Grad-CAM needs exactly one"
+                    f"layer {name!r} ran {len(captured)} times in the forward pass; "
+                    "Grad-CAM needs exactly one"
                 )
             if (
                 not isinstance(logits, torch.Tensor)
@@ -179,7 +185,8 @@ def _activation_and_gradient(
                 or logits.shape[0] != images.shape[0]
             ):
                 raise ValueError(
-                    f"the model must return logits (N, num_classes), got {getattr(logits, 'shape', type(logits))}"
+                    "the model must return logits (N, num_classes), "
+                    f"got {getattr(logits, 'shape', type(logits))}"
                 )
             classes = _target_classes(target_class, logits)
             # Images do not interact in eval mode, so the gradient of the summed scores gives each

@@ -1,5 +1,6 @@
 """Any picture as the course's networks see one: a file, an array or a tensor, resized to CIFAR's
-32 x 32 and normalised with CIFAR-10's statistics, ready for :func:`simam.maps.plot_attention_maps`."""
+32 x 32 and normalised with CIFAR-10's statistics, ready for
+:func:`simam.maps.plot_attention_maps`."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ def load_image(
 ) -> torch.Tensor:
     """One picture as a normalised batch of one, (1, 3, size, size) float32.
 
-    ``source``: an image file (PNG, JPEG, ..., read by Pillow); or pixels as an array or tensor, (H, W, 3) or
-    (H, W) as a file reader gives them, or (3, H, W) as torchvision does, of integers in [0, 255] or
-    floats in [0, 1]. The picture is cropped to its centred square and resized with antialiasing, the
-    way CIFAR's 32 x 32 images were made from larger photographs.
+    ``source``: an image file (PNG, JPEG, ..., read by Pillow); or pixels as an array or tensor,
+    (H, W, 3) or (H, W) as a file reader gives them, or (3, H, W) as torchvision does, of integers
+    in [0, 255] or floats in [0, 1]. The picture is cropped to its centred square and resized with
+    antialiasing, the way CIFAR's 32 x 32 images were made from larger photographs.
     """
     pixels = _read_file(Path(source)) if isinstance(source, (str, Path)) else _pixels(source)
     height, width = pixels.shape[1:]
@@ -57,7 +58,8 @@ def _read_file(path: Path) -> torch.Tensor:
 
 
 def _pixels(array: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(3, H, W) float pixels in [0, 1] from an array of one of the layouts :func:`load_image` takes."""
+    """(3, H, W) float pixels in [0, 1] from an array of one of the layouts
+    :func:`load_image` takes."""
     pixels = (
         torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
         .detach()
@@ -82,7 +84,7 @@ def _pixels(array: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError("the picture has NaN or infinite values")
     if pixels.min() < 0 or pixels.max() > 1:
         raise ValueError(
-            f"float pixels must lie in [0, 1] (got {pixels.min().item():.3g} to {pixels.max().item():.3g}); "
-            "pass integers 0-255 as uint8"
+            f"float pixels must lie in [0, 1] (got {pixels.min().item():.3g} to "
+            f"{pixels.max().item():.3g}); pass integers 0-255 as uint8"
         )
     return pixels

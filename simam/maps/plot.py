@@ -23,11 +23,13 @@ from simam.maps.simam_weights import (
 def denormalise(
     images: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
 ) -> torch.Tensor:
-    """Normalised images (N, C, H, W) back to pixels in [0, 1], as (N, H, W, C) float32 on the CPU for ``imshow``."""
+    """Normalised images (N, C, H, W) back to pixels in [0, 1], as
+    (N, H, W, C) float32 on the CPU for ``imshow``."""
     check_images(images)
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
         raise ValueError(
-            f"mean and std need one value per channel ({images.shape[1]}), got {len(mean)} and {len(std)}"
+            f"mean and std need one value per channel ({images.shape[1]}), got {len(mean)} "
+            f"and {len(std)}"
         )
     images = images.detach().float().cpu()
     pixels = images * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
@@ -111,7 +113,8 @@ def _checked_labels(
     labels: Sequence[int] | torch.Tensor | None,
     simam_reduction: str,
 ) -> torch.Tensor | None:
-    """The labels as a CPU tensor, once the arguments of :func:`plot_attention_maps` are found usable."""
+    """The labels as a CPU tensor, once the arguments of :func:`plot_attention_maps`
+    are found usable."""
     check_images(images)
     if not models:
         raise ValueError("models must name at least one network")
@@ -120,7 +123,8 @@ def _checked_labels(
     labels = None if labels is None else torch.as_tensor(labels).cpu()
     if labels is not None and labels.shape != (images.shape[0],):
         raise ValueError(
-            f"labels must hold one class per image ({images.shape[0]}), got shape {tuple(labels.shape)}"
+            f"labels must hold one class per image ({images.shape[0]}), "
+            f"got shape {tuple(labels.shape)}"
         )
     return labels
 
@@ -152,7 +156,8 @@ def _simam_columns(
     simam_blocks: Sequence[str],
     simam_reduction: str,
 ) -> list[tuple[str, str, torch.Tensor, torch.Tensor | None]]:
-    """One ``(model name, block, (N, h, w) maps, channel indices or None)`` per SimAM panel column."""
+    """One ``(model name, block, (N, h, w) maps, channel indices or None)`` per
+    SimAM panel column."""
     columns = []
     for name, model in models.items():
         if not simam_blocks or not simam_modules(model):

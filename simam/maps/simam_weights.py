@@ -21,7 +21,8 @@ from simam.maps.common import check_images, evaluation_mode, model_device
 
 
 def simam_modules(model: nn.Module) -> dict[str, SimAM]:
-    """Every SimAM module of ``model`` by module path (``"stages.0.0.attention"``), in registration order."""
+    """Every SimAM module of ``model`` by module path (``"stages.0.0.attention"``),
+    in registration order."""
     return {name: module for name, module in model.named_modules() if isinstance(module, SimAM)}
 
 
@@ -55,7 +56,8 @@ def simam_weights(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
         def keep_weights(module: SimAM, inputs: tuple) -> None:
             if name in weights:
                 raise ValueError(
-                    f"SimAM module {name!r} ran twice in one forward pass: its weights would be ambiguous"
+                    f"SimAM module {name!r} ran twice in one forward pass: "
+                    "its weights would be ambiguous"
                 )
             weights[name] = simam_weight(inputs[0].detach(), module)
 
@@ -82,7 +84,8 @@ def channel_mean_map(weights: torch.Tensor) -> torch.Tensor:
 
 
 def widest_channel_map(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, h, w) maps and (N,) channel indices: per image, the channel whose weights vary most over space.
+    """(N, h, w) maps and (N,) channel indices: per image,
+    the channel whose weights vary most over space.
 
     The spread is the spatial standard deviation of the channel's weights. That channel is the most
     selective one: it singles out a few positions (one part of the object, an edge) and leaves the
