@@ -138,7 +138,7 @@ def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> lis
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path, help="the folder sphinx-build wrote the HTML into")
     site = parser.parse_args().site.resolve()
     pages = sorted(site.rglob("*.html"))

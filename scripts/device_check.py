@@ -873,7 +873,7 @@ def title(dry_run: bool) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {TABLE} and {LOG}")
     parser.add_argument(
         "--dry-run", action="store_true", help="on the CPU at tiny sizes: the plumbing, not the GPU"
