@@ -305,7 +305,8 @@ def test_each_worker_owns_its_gpus_and_cpu_workers_share_the_cores(tmp_path, mon
         final = fake_final(dataclasses.asdict(spec.config(extra_args)), 0.5)
         script = (
             f"import json, os; final = json.loads({json.dumps(final)!r}); "
-            f"final['device'] = os.environ.get('CUDA_VISIBLE_DEVICES', '') + ' ' + {' '.join(extra_args)!r}; "
+            f"final['device'] = os.environ.get('CUDA_VISIBLE_DEVICES', '') + ' ' + "
+            f"{' '.join(extra_args)!r}; "
             f"open({str(run_dir / 'final.json')!r}, 'w').write(json.dumps(final))"
         )
         return [sys.executable, "-c", script]
@@ -590,8 +591,8 @@ def test_summary_markdown_and_csv_mark_cells_short_of_seeds():
     cells = summarise(SYNTHETIC)
     table = summary_markdown(cells)
     assert (
-        "| cifar10 | resnet20 | none |  | paper | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 | 410 (—) |"
-        in table
+        "| cifar10 | resnet20 | none |  | paper | quick | 3 | "
+        "83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 | 410 (—) |" in table
     )
     assert "| quick | 2 of 3 * | 85.00 ± 1.41 | 92.73 ± 0.18 | -7.73 |" in table
     assert "| quick (iterations=60) | 1 of 3 * | 50.00 | 92.33 ± 0.19 |" in table
@@ -726,7 +727,8 @@ def test_the_standard_verdict_corrects_for_five_modules_and_explores_simam_again
     assert "cannot fall below" not in text
     fewer = [l for l in clear_lines if not (l["attention"] == "simam" and l["seed"] > 2)]
     assert (
-        "SimAM − none's permutation p cannot fall below 0.018, nor below 0.089 after Holm's correction over 5"
+        "SimAM − none's permutation p cannot fall below 0.018, "
+        "nor below 0.089 after Holm's correction over 5"
         in verdict_text(judge(summarise(fewer), fewer, "resnet20"))
     )
     assert comparison_table(clear.rows).count("\n") == 2 + 12
@@ -740,7 +742,8 @@ def test_the_verdict_needs_two_seeds_and_the_lambda_table_pools_the_spread():
     )
     table = lambda_points(cells, "resnet20")
     assert "pooled spread, 1 degrees of freedom" in table and "| 0.01 | 1 | 87.00 | [" in table
-    # one pooled spread, 0.71 points with 1 degree of freedom: half-widths t(0.975, 1) * 0.71 / sqrt(n)
+    # one pooled spread, 0.71 points with 1 degree of freedom: half-widths
+    # t(0.975, 1) * 0.71 / sqrt(n)
     half = 12.706 * statistics.stdev([86, 87]) / math.sqrt(2)
     assert f"| 0.0001 (the grid's) | 2 | 86.50 | [{86.5 - half:.2f}, {86.5 + half:.2f}] |" in table
 
@@ -844,7 +847,8 @@ def test_the_committed_readme_section_is_what_the_readme_command_writes():
         and text.index(README_START) < text.index(README_END)
     )
     committed = text[text.index(README_START) + len(README_START) : text.index(README_END)]
-    # results/results.jsonl is committed with the README it fills; without it the section says how to make it
+    # results/results.jsonl is committed with the README it fills; without it the section says how
+    # to make it
     results = read_results(REPO / "results")
     assert committed == "\n" + results_section(results, "results/")
 
