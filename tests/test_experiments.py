@@ -643,7 +643,8 @@ def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
     means = sorted(container.lines[0].get_xdata()[0] for container in axis.containers)
     assert means == [1e-4, 1e-3, 1e-2] and axis.get_xscale() == "log"
     assert [text.get_text() for text in axis.texts] == ["n=2"] * 3  # each mean says its seeds
-    assert not [l for l in axis.lines if len(l.get_xdata()) > 2]  # means of a sweep are not joined
+    # means of a sweep are not joined
+    assert not [line for line in axis.lines if len(line.get_xdata()) > 2]
     figure = plot_summary(cells)
     assert len(figure.axes[0].patches) == 2  # the bars of none and simam at the paper's lambda
     with pytest.raises(GridError, match="no lambda study"):
@@ -725,7 +726,9 @@ def test_the_standard_verdict_corrects_for_five_modules_and_explores_simam_again
     assert "p = <" not in text and ("p < 0.001" in text) == (simam.p_welch < 0.001)
     # 5 + 5 seeds: the smallest permutation p is 2/252, times 5 is 0.04
     assert "cannot fall below" not in text
-    fewer = [l for l in clear_lines if not (l["attention"] == "simam" and l["seed"] > 2)]
+    fewer = [
+        line for line in clear_lines if not (line["attention"] == "simam" and line["seed"] > 2)
+    ]
     assert (
         "SimAM − none's permutation p cannot fall below 0.018, "
         "nor below 0.089 after Holm's correction over 5"
@@ -799,7 +802,7 @@ def test_readme_section_is_generated_between_the_markers_only(tmp_path, monkeypa
     readme.write_text(
         f"# Title\n\n## Results\n\n{README_START}\nold text\n{README_END}\n\n## After\nkept\n"
     )
-    gpu_lines = [dict(l, device="NVIDIA H200 (CUDA 13.0)") for l in SYNTHETIC[:5]]
+    gpu_lines = [dict(line, device="NVIDIA H200 (CUDA 13.0)") for line in SYNTHETIC[:5]]
     section = update_readme(readme, gpu_lines, "results")
     text = readme.read_text()
     assert text.startswith(f"# Title\n\n## Results\n\n{README_START}\n") and text.endswith(
