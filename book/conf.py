@@ -1,4 +1,5 @@
-"""Sphinx configuration of the course's website: the stored notebooks, rendered without running them.
+"""Sphinx configuration of the course's website: the stored notebooks, rendered without running
+them.
 
 Everything a page needs is served from the site itself: MathJax comes from the build folder
 (`make book` unpacks it there), the theme ships its own scripts and fonts, and the only address
@@ -53,7 +54,8 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_dmath_double_inline = True
 myst_heading_anchors = 3
 
-# MathJax from the site: `make book` unpacks the npm package's es5 folder into build/book/static/mathjax.
+# MathJax from the site: `make book` unpacks the npm package's es5 folder into
+# build/book/static/mathjax.
 html_static_path = ["_static", str(ROOT / "build" / "book" / "static")]
 mathjax_path = "mathjax/tex-chtml.js"
 html_theme = "furo"

@@ -1,4 +1,5 @@
-"""How the website reads a notebook: as stored, with collapsed cells folded as they are in JupyterLab.
+"""How the website reads a notebook: as stored, with collapsed cells folded as they are in
+JupyterLab.
 
 An exercise's solution (tag `solution`) folds whole, code and output, behind "Show the solution";
 any other cell whose source is collapsed in JupyterLab (`jupyter: source_hidden`) folds its code.

@@ -1,11 +1,12 @@
-"""Open every page of the built website in headless Chromium and fail on anything a reader would see broken.
+"""Open every page of the built website in headless Chromium and fail on anything a reader would
+see broken.
 
     python scripts/check_book.py build/book/html
 
 Each page is served from a local HTTP server (fonts do not load from file:// pages) and checked for:
 a console error, a request that leaves the site, an image that does not load, a formula that MathJax
-did not typeset (an error, or raw TeX such as $...$ or \\( left in the text), and a link to a page or
-an anchor of the site that does not exist. It uses Debian's chromium and chromedriver, never a
+did not typeset (an error, or raw TeX such as $...$ or \\( left in the text), and a link to a page
+or an anchor of the site that does not exist. It uses Debian's chromium and chromedriver, never a
 downloaded browser.
 """
 
@@ -33,7 +34,8 @@ const ready = window.MathJax && MathJax.startup ? MathJax.startup.promise : Prom
 ready.then(() => {
   const visibleText = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
-    acceptNode: n => n.parentElement.closest('pre, code, script, style, mjx-container, mjx-assistive-mml')
+    acceptNode: n => n.parentElement.closest(\
+'pre, code, script, style, mjx-container, mjx-assistive-mml')
       ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
   while (walker.nextNode()) visibleText.push(walker.currentNode.textContent);
   done({
@@ -138,7 +140,7 @@ def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> lis
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path, help="the folder sphinx-build wrote the HTML into")
     site = parser.parse_args().site.resolve()
     pages = sorted(site.rglob("*.html"))

@@ -1,6 +1,6 @@
-"""The course as a user meets it outside a checkout: build the wheel, install it into a fresh virtual
-environment in a temporary folder, and there import simam, load every committed network, put SimAM
-into a torchvision ResNet, and run chapters 5 and 6 under nbval against their stored outputs.
+"""The course as a user meets it outside a checkout: build the wheel, install it into a fresh
+virtual environment in a temporary folder, and there import simam, load every committed network, put
+SimAM into a torchvision ResNet, and run chapters 5 and 6 under nbval against their stored outputs.
 
     python scripts/check_installed.py            # what `make test-installed` and CI run
 
@@ -30,18 +30,22 @@ import simam
 from simam.zoo import DEFAULT_RESULTS, read_sums
 
 checkout_runs, checkout_weights = int(sys.argv[1]), sys.argv[2].split(",")
-assert "site-packages" in simam.__file__, f"simam imported from {simam.__file__}, not the installed wheel"
+assert "site-packages" in simam.__file__, \
+f"simam imported from {simam.__file__}, not the installed wheel"
 assert "simam.experiments.grid" not in sys.modules, "import simam imported the grid runner"
 runs = len(Path(DEFAULT_RESULTS, "results.jsonl").read_text().splitlines())
-assert runs == checkout_runs, f"the installed package carries {runs} committed runs, the checkout {checkout_runs}"
-assert sorted(read_sums(DEFAULT_RESULTS)) == sorted(checkout_weights), "the installed weights differ from the checkout's"
+assert runs == checkout_runs, \
+f"the installed package carries {runs} committed runs, the checkout {checkout_runs}"
+assert sorted(read_sums(DEFAULT_RESULTS)) == sorted(checkout_weights), \
+"the installed weights differ from the checkout's"
 for attention in ("none", "se", "cbam", "eca", "gc", "simam"):
     model = simam.pretrained("resnet20", attention)  # its SHA-256 checked against SHA256SUMS
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 resnet = simam.insert_attention(torchvision.models.resnet18(num_classes=10), "simam")
 assert sum(isinstance(m, simam.SimAM) for m in resnet.modules()) == 8
 resnet(torch.randn(1, 3, 64, 64)).sum().backward()
-print(f"installed simam {simam.__version__}: {runs} committed runs, 6 networks loaded, SimAM in resnet18")
+print(\
+f"installed simam {simam.__version__}: {runs} committed runs, 6 networks loaded, SimAM in resnet18")
 """
 
 

@@ -1,11 +1,12 @@
-"""Check every CUDA code path of the course on one borrowed GPU in under 5 minutes: ``make device-check OUT=folder``.
+"""Check every CUDA code path of the course on one borrowed GPU in under 5 minutes:
+``make device-check OUT=folder``.
 
     make device-check OUT=folder               # python3 scripts/device_check.py --out folder
     make device-check DRY_RUN=1 OUT=folder     # its plumbing on the CPU, at tiny sizes (CI runs it)
 
-Made for a GPU machine lent for minutes: bare (its own ``python3`` with torch, pytest and hypothesis;
-no Jupyter, no network, no data), one command, and only the files written under its output folder
-coming back. What the checks read comes with the repository: a real CIFAR-10 subset in
+Made for a GPU machine lent for minutes: bare (its own ``python3`` with torch, pytest and
+hypothesis; no Jupyter, no network, no data), one command, and only the files written under its
+output folder coming back. What the checks read comes with the repository: a real CIFAR-10 subset in
 ``device-data/`` (8,000 training and 2,000 test images in the official layout, 29 MiB; ``make
 device-data`` builds it from the official files, and where ``$SIMAM_DATA`` holds them this command
 builds it too), and synthetic batches for the speeds.
@@ -24,10 +25,12 @@ disk start empty on a fresh machine; a later compilation of the same network reu
 and a Python process that imports torch takes a few seconds before any work.
 
 - **data** (no limit; a few seconds): finds the CIFAR-10 under ``--data-root`` (default
-  ``device-data/``), or builds the subset there from ``$SIMAM_DATA`` (``scripts/make_device_data.py``).
+  ``device-data/``), or builds the subset there from ``$SIMAM_DATA``
+  (``scripts/make_device_data.py``).
 - **files sent** (no limit; under a second): the size of what a device call sends, the checkout's
   tracked and untracked-not-ignored files (``git ls-files``) and the data folder, under 64 MiB.
-  Skipped without git (the device machine gets the files without ``.git``); failed so in the dry run.
+  Skipped without git (the device machine gets the files without ``.git``); failed so in the dry
+  run.
 - **tests** (25 s; about 15): the test suite's CUDA tests, ``-k "cuda or model_device"`` (SimAM on
   CUDA in every dtype, the loader, Grad-CAM, the CUDA settings), pytest without the nbval options.
 - **compiled SimAM** (30 s; about 20, nine small compilations):
@@ -42,8 +45,8 @@ and a Python process that imports torch takes a few seconds before any work.
   state saved in the checkpoint.
 - **deterministic twice** (45 s; about 45, a compilation under deterministic algorithms, then one
   from the cache): two compiled runs with ``--deterministic`` end with equal metrics and weights.
-- **SIGKILL and resume** (30 s; about 30): the same run killed with SIGKILL after its first checkpoint
-  and resumed ends bit-identical (metrics, weights, momentum) to the first run above.
+- **SIGKILL and resume** (30 s; about 30): the same run killed with SIGKILL after its first
+  checkpoint and resumed ends bit-identical (metrics, weights, momentum) to the first run above.
 - **ResNet-20 images/s** (20 s; about 15), **ResNet-56 images/s** (35 s; about 50): the trainer's
   step (:class:`simam.bench.train.TrainerStep`: bfloat16, channels_last, compiled) on synthetic
   batches of 128: the first 10 steps timed apart (compilation, warm-up), then the steady images/s of
@@ -55,8 +58,8 @@ The limits add up to 265 s and the estimates to about 250 s; start-up (importing
 data) adds about 10 s, so the command ends within 4.6 minutes. The estimates leave little to spare:
 the check most likely to run out of time is ResNet-56's, which is last.
 
-With ``--dry-run`` the same command runs on the CPU at tiny sizes (8 iterations of 16 images, 5 steps
-for the speeds, one thread), each check limited to 240 s, and skips with its reason what needs
+With ``--dry-run`` the same command runs on the CPU at tiny sizes (8 iterations of 16 images, 5
+steps for the speeds, one thread), each check limited to 240 s, and skips with its reason what needs
 CUDA; it checks the plumbing (the data, the size sent, the children, the table), not the GPU.
 
 Exit status: 0 when every check passed or was skipped, 1 when one failed or timed out, 2 for a
@@ -110,7 +113,8 @@ CUDA_TESTS = [
     "-k",
     "cuda or model_device",
 ]
-# Runs the trainer's command line in a process that sends itself SIGKILL when its KILL_AT_STEP-th step begins.
+# Runs the trainer's command line in a process that sends itself SIGKILL when its KILL_AT_STEP-th
+# step begins.
 KILLED_AT_STEP = """
 import os, signal, sys
 import simam.train
@@ -300,7 +304,8 @@ def train(ctx: Context, name: str, iterations: int, every: int, *options: str) -
 
 
 def same_run(run: Path, other: Path) -> None:
-    """Bit-identical metrics (wall-clock times aside), weights and momentum at the end of two runs."""
+    """Bit-identical metrics (wall-clock times aside), weights and momentum at the end of two
+    runs."""
     rows = [
         [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in read_metrics(r)]
         for r in (run, other)
@@ -332,8 +337,8 @@ def speeds(final: dict) -> str:
 
 
 def cuda_tests(ctx: Context) -> str:
-    """pytest without the nbval options of pyproject.toml (no nbval here), its output into the log as it
-    runs, its counts read from its JUnit XML report."""
+    """pytest without the nbval options of pyproject.toml (no nbval here), its output into the log
+    as it runs, its counts read from its JUnit XML report."""
     report = ctx.scratch / "tests.xml"
     done = run_command(
         [
@@ -418,7 +423,8 @@ def compiled_simam(ctx: Context) -> str:
 def milliseconds_per_pass(
     function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int = 50
 ) -> float:
-    """Milliseconds of a forward and backward pass of ``function`` on ``x`` (CUDA), after 3 untimed ones."""
+    """Milliseconds of a forward and backward pass of ``function`` on ``x`` (CUDA), after 3 untimed
+    ones."""
     for _ in range(3):
         function(x).sum().backward()
     torch.cuda.synchronize()
@@ -490,8 +496,8 @@ def deterministic_twice(ctx: Context) -> str:
 
 
 def kill_and_resume(ctx: Context) -> str:
-    """Killed, resumed, and compared with the first run of ``deterministic twice`` (the same command),
-    or with an uninterrupted run of its own where that one did not finish."""
+    """Killed, resumed, and compared with the first run of ``deterministic twice`` (the same
+    command), or with an uninterrupted run of its own where that one did not finish."""
     sizes = ctx.sizes
     reference = ctx.scratch / "deterministic1"
     if not (reference / "final.json").is_file():
@@ -517,8 +523,8 @@ def kill_and_resume(ctx: Context) -> str:
     )
     same_run(out, reference)
     return (
-        f"killed with SIGKILL at step {sizes.kill_at}, resumed from iteration {saved}: bit-identical metrics, "
-        f"weights and momentum to an uninterrupted run"
+        f"killed with SIGKILL at step {sizes.kill_at}, resumed from iteration {saved}: "
+        f"bit-identical metrics, weights and momentum to an uninterrupted run"
     )
 
 
@@ -548,9 +554,10 @@ def images_per_second(model: str) -> Callable[[Context], str]:
         paper = first + (PAPER.iterations * PAPER.batch_size + evaluations * test_images / 3) / rate
         return (
             f"{rate:,.0f} images/s steady ({sizes.steady_steps} steps of {sizes.batch}, "
-            f"{config.amp_dtype or 'float32'}, compiled {config.compile}); first {sizes.first_steps} steps "
-            f"{first:.1f} s (compilation, warm-up); the paper recipe ({PAPER.iterations:,} iterations of "
-            f"{PAPER.batch_size}, {evaluations} evaluations) would take {paper / 60:.1f} min"
+            f"{config.amp_dtype or 'float32'}, compiled {config.compile}); "
+            f"first {sizes.first_steps} steps {first:.1f} s (compilation, warm-up); "
+            f"the paper recipe ({PAPER.iterations:,} iterations of {PAPER.batch_size}, "
+            f"{evaluations} evaluations) would take {paper / 60:.1f} min"
         )
 
     return run
@@ -599,7 +606,8 @@ def slug(name: str) -> str:
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL to the child's process group: the child and everything it started (trainers, pytest)."""
+    """SIGKILL to the child's process group: the child and everything it started (trainers,
+    pytest)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:  # every process of the group has ended
@@ -614,7 +622,8 @@ def run_child(
     allowed: float,
     command: Callable[[Check, Context, Path], list[str]],
 ) -> Row:
-    """``check`` in a child process of its own group, stopped after ``allowed`` seconds (``limit`` its own)."""
+    """``check`` in a child process of its own group, stopped after ``allowed`` seconds (``limit``
+    its own)."""
     result = ctx.scratch / f"{slug(check.name)}.json"
     argv = command(check, ctx, result)
     env = {
@@ -717,8 +726,8 @@ def run_checks(
     has_data: bool,
     command: Callable[[Check, Context, Path], list[str]] = child_command,
 ) -> None:
-    """Every check in turn; each may run until the sum of its own limit and those of the checks before
-    it, counted from the start of the first."""
+    """Every check in turn; each may run until the sum of its own limit and those of the checks
+    before it, counted from the start of the first."""
     began, limits = time.monotonic(), 0.0
     for check_ in checks:
         limit = DRY_RUN_LIMIT if ctx.dry_run else check_.limit
@@ -810,7 +819,8 @@ def folder_bytes(folder: Path) -> int:
 
 def sent_bytes(repo: Path, carried: list[Path]) -> tuple[int, int]:
     """Bytes a device call sends: the checkout's tracked and untracked-not-ignored files, and the
-    ``carried`` folders (ignored, named in the call). Raises ``OSError`` where git cannot list them."""
+    ``carried`` folders (ignored, named in the call). Raises ``OSError`` where git cannot list
+    them."""
     listed = subprocess.run(
         ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         capture_output=True,
@@ -830,7 +840,8 @@ def sent_bytes(repo: Path, carried: list[Path]) -> tuple[int, int]:
 
 
 def files_sent(ctx: Context) -> Row:
-    """The size of what a device call sends; the data folder counts where it can travel, inside the checkout."""
+    """The size of what a device call sends; the data folder counts where it can travel, inside the
+    checkout."""
     began = time.monotonic()
     inside = ctx.data.is_relative_to(REPO)
     try:
@@ -846,7 +857,8 @@ def files_sent(ctx: Context) -> Row:
         )
     total = tree + data
     text = (
-        f"{total / 2**20:.1f} MiB of {SEND_LIMIT / 2**20:.0f}: the checkout's files {tree / 2**20:.1f} MiB, "
+        f"{total / 2**20:.1f} MiB of {SEND_LIMIT / 2**20:.0f}: "
+        f"the checkout's files {tree / 2**20:.1f} MiB, "
         + (
             f"{ctx.data.name}/ {data / 2**20:.1f} MiB"
             if inside
@@ -861,19 +873,26 @@ def files_sent(ctx: Context) -> Row:
 def title(dry_run: bool) -> str:
     """The line over the table: where it ran, torch, CUDA and Python, and when."""
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    software = f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}, Python {platform.python_version()}"
+    software = (
+        f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}, "
+        f"Python {platform.python_version()}"
+    )
     if dry_run:
-        return f"`make device-check DRY_RUN=1` on the {describe(torch.device('cpu'))}, tiny sizes; {software}; {when}."
+        return (
+            f"`make device-check DRY_RUN=1` on the {describe(torch.device('cpu'))}, tiny sizes; "
+            f"{software}; {when}."
+        )
     device = torch.device("cuda")
     capability = ".".join(map(str, torch.cuda.get_device_capability(device)))
     return (
-        f"`make device-check` on {torch.cuda.get_device_name(device)} (compute capability {capability}, "
-        f"{torch.cuda.device_count()} GPU(s)); {software}; {when}."
+        f"`make device-check` on {torch.cuda.get_device_name(device)} "
+        f"(compute capability {capability}, {torch.cuda.device_count()} GPU(s)); "
+        f"{software}; {when}."
     )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {TABLE} and {LOG}")
     parser.add_argument(
         "--dry-run", action="store_true", help="on the CPU at tiny sizes: the plumbing, not the GPU"
@@ -904,9 +923,9 @@ def main(
         return child_main(args, CHECKS if checks is None else checks)
     if not args.dry_run and not torch.cuda.is_available():
         print(
-            f"device_check: no CUDA GPU visible to torch {torch.__version__} (CUDA build {torch.version.cuda}); "
-            "these checks are of the GPU code paths. Nothing was checked; --dry-run (DRY_RUN=1) checks the "
-            "command's plumbing on the CPU.",
+            f"device_check: no CUDA GPU visible to torch {torch.__version__} "
+            f"(CUDA build {torch.version.cuda}); these checks are of the GPU code paths. "
+            "Nothing was checked; --dry-run (DRY_RUN=1) checks the command's plumbing on the CPU.",
             file=sys.stderr,
         )
         return 2
@@ -914,7 +933,8 @@ def main(
     out = args.out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / LOG).write_bytes(b"")
-    # Stopped from outside, this process exits through run_child's clean-up, which kills the running check.
+    # Stopped from outside, this process exits through run_child's clean-up, which kills the running
+    # check.
     stopped = signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     try:
         with tempfile.TemporaryDirectory(prefix="device-check-") as scratch:

@@ -1,6 +1,7 @@
 """A compact real CIFAR-10 to send to a GPU machine that has no data and no network.
 
-    SIMAM_DATA=/path/to/data python scripts/make_device_data.py --out device-data     # or: make device-data
+    SIMAM_DATA=/path/to/data python scripts/make_device_data.py --out device-data
+    # or: make device-data
 
 Writes a seeded, class-balanced subset of the official CIFAR-10, 8,000 training and 2,000 test
 images by default, in the official "python version" layout: ``device-data/cifar-10-batches-py/``
@@ -63,7 +64,8 @@ def build(
     test_images: int = TEST_IMAGES,
     seed: int = SEED,
 ) -> str:
-    """Write the subset of the CIFAR-10 under ``source`` into the data root ``out``; what was done, in words."""
+    """Write the subset of the CIFAR-10 under ``source`` into the data root ``out``; what was done,
+    in words."""
     if complete(out):
         found = counts(out)
         if found == (train_images, test_images):
@@ -71,8 +73,9 @@ def build(
                 f"found {out / SPEC.folder} ({found[0]:,} training, {found[1]:,} test images); kept"
             )
         raise ValueError(
-            f"{out / SPEC.folder} holds {found[0]:,} training and {found[1]:,} test images, not the "
-            f"{train_images:,} and {test_images:,} asked for: delete it to build the subset again"
+            f"{out / SPEC.folder} holds {found[0]:,} training and {found[1]:,} test images, "
+            f"not the {train_images:,} and {test_images:,} asked for: "
+            "delete it to build the subset again"
         )
     if not complete(source):
         raise FileNotFoundError(
@@ -82,7 +85,8 @@ def build(
     parts = len(SPEC.train_files)
     if train_images < parts:
         raise ValueError(
-            f"--train {train_images}: at least one image for each of the {parts} training batch files"
+            f"--train {train_images}: at least one image for each of the {parts} "
+            "training batch files"
         )
     # a data root of its own, renamed into place once it reads back whole
     staging = out / ".partial"
@@ -108,7 +112,10 @@ def build(
         raise RuntimeError(f"{staging} does not read back as written")
     (staging / SPEC.folder).rename(out / SPEC.folder)
     staging.rmdir()
-    return f"built {out / SPEC.folder} from {source}: {train_images:,} training, {test_images:,} test images"
+    return (
+        f"built {out / SPEC.folder} from {source}: "
+        f"{train_images:,} training, {test_images:,} test images"
+    )
 
 
 def folder_bytes(folder: Path) -> int:

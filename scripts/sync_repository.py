@@ -1,9 +1,11 @@
-"""Point every Colab badge, notebook install cell and website link at the addresses in pyproject.toml.
+"""Point every Colab badge, notebook install cell and website link at the addresses in
+pyproject.toml.
 
 The repository's address is written once, as ``Repository`` under ``[project.urls]``, and the
-website's as ``Documentation``. A fork edits those lines and runs ``python scripts/sync_repository.py``:
-the README's badges and website links, each notebook's badge link and install cell (both files of each
-jupytext pair) and CITATION.cff's addresses then name the fork.
+website's as ``Documentation``. A fork edits those lines and runs
+``python scripts/sync_repository.py``: the README's badges and website links, each notebook's badge
+link and install cell (both files of each jupytext pair) and CITATION.cff's addresses then name the
+fork.
 ``tests/test_colab.py`` fails while any of them disagrees.
 """
 

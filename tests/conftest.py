@@ -1,4 +1,5 @@
-"""What the test modules share: the real CIFAR-10 when ``SIMAM_DATA`` holds it, and torch's thread count.
+"""What the test modules share: the real CIFAR-10 when ``SIMAM_DATA`` holds it, and torch's thread
+count.
 
 ``@pytest.mark.cifar10`` marks a test that reads the real data set; it is skipped, with the reason,
 where the data are missing (CI points ``SIMAM_DATA`` at them).

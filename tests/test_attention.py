@@ -63,7 +63,8 @@ def se_parameters(channels: int, bias: bool, reduction: int = 16) -> int:
 
 
 def cbam_parameters(channels: int, bias: bool = True, reduction: int = 16, kernel: int = 7) -> int:
-    """The shared MLP (as SE), a k x k conv 2 -> 1 without bias, and a 1-channel BN (scale, shift)."""
+    """The shared MLP (as SE), a k x k conv 2 -> 1 without bias, and a 1-channel BN
+    (scale, shift)."""
     return se_parameters(channels, bias, reduction) + 2 * kernel * kernel + 2
 
 
@@ -258,7 +259,8 @@ def test_gc_starts_as_identity() -> None:
 
 
 def test_gc_with_one_hidden_channel_ignores_its_context() -> None:
-    # C = 16 at reduction 16 leaves h = 1: LayerNorm over one value returns its shift, whatever x is.
+    # C = 16 at reduction 16 leaves h = 1: LayerNorm over one value returns its shift,
+    # whatever x is.
     module = perturb_last_conv(GlobalContext(16))
     a, b = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
     torch.testing.assert_close(module(a) - a, module(b) - b)

@@ -1,6 +1,6 @@
-"""``python -m simam.bench train``: its ``--config FIELD=VALUE`` read as the trainer reads its options,
-and on real CIFAR-10 with one timed step per pipeline the table of both pipelines for ResNet-20 with
-and without SimAM, and SimAM's share of the step in each."""
+"""``python -m simam.bench train``: its ``--config FIELD=VALUE`` read as the trainer reads its
+options, and on real CIFAR-10 with one timed step per pipeline the table of both pipelines for
+ResNet-20 with and without SimAM, and SimAM's share of the step in each."""
 
 import re
 

@@ -46,7 +46,8 @@ def random_rows(count: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_cifar10(root: Path, per_file: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
-    """Five training batches and a test batch of random images, labels cycling over the 10 classes."""
+    """Five training batches and a test batch of random images, labels cycling over the 10
+    classes."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     written = {"train_rows": [], "train_labels": []}
@@ -170,7 +171,8 @@ def test_missing_files_say_what_to_put_where(tmp_path):
 
 
 def test_download_fetches_checks_and_unpacks(tmp_path, monkeypatch):
-    """The real download path of torchvision, with only the network fetch replaced by a small archive."""
+    """The real download path of torchvision, with only the network fetch replaced by a small
+    archive."""
     import torchvision.datasets.utils as tv_utils
 
     source = tmp_path / "source"

@@ -125,15 +125,14 @@ def test_a_check_past_its_limit_is_killed_with_what_it_started_and_the_rest_go_o
     assert time.monotonic() - began < 15  # the 60 s sleeper did not hold anything up
 
     rows = table_rows(ctx.out / device_check.TABLE)
-    assert (
-        rows
-        == {
-            "overruns": "timed out after 1 s",
-            "passes": "passed: 1 rows in the table before it",  # the row of the check before it was written
-            "crashes": "FAILED: exited with status 3 and no result: Segmentation fault (a stand-in)",
-            "fails": "FAILED: AssertionError: weights differ: fc.weight / fc.bias",  # no | to break the table
-        }
-    )
+    assert rows == {
+        "overruns": "timed out after 1 s",
+        # the row of the check before it was written
+        "passes": "passed: 1 rows in the table before it",
+        "crashes": "FAILED: exited with status 3 and no result: Segmentation fault (a stand-in)",
+        # no | to break the table
+        "fails": "FAILED: AssertionError: weights differ: fc.weight / fc.bias",
+    }
     lines = (ctx.out / device_check.TABLE).read_text().splitlines()
     assert lines[:4] == [
         "a title",
@@ -335,7 +334,8 @@ def test_what_is_sent_must_stay_under_64_mib_and_the_dry_run_must_know_it(
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_device_check_needs_out_and_uses_the_machines_python_without_the_venv():
-    # as a top-level make, without the caller's settings (make test passes its own to the tests it runs)
+    # as a top-level make, without the caller's settings
+    # (make test passes its own to the tests it runs)
     env = {
         k: v
         for k, v in os.environ.items()

@@ -1,4 +1,5 @@
-"""Distributed training: the batch shares, the errors, and real two-process runs started by torchrun.
+"""Distributed training: the batch shares, the errors, and real two-process runs started by
+torchrun.
 
 The runs are those of ``tests/test_train.py`` (ResNet-20 + SimAM, 12 steps of a global batch of 16
 over 48 real CIFAR-10 images, 100 test images, one CPU thread per process), started as users start
@@ -77,8 +78,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 REFERENCE_RTOL = 1e-5  # float32 round-off of loss sums taken in another order
 SINGLE_PROCESS_ATOL = 0.05  # batch-norm statistics of 8 images per rank instead of 16
 
-# torchrun runs this script in every process; the process of rank KILL_RANK sends itself SIGKILL when
-# its KILL_AT_STEP-th step begins, and torchrun then stops the other one.
+# torchrun runs this script in every process; the process of rank KILL_RANK sends itself SIGKILL
+# when its KILL_AT_STEP-th step begins, and torchrun then stops the other one.
 KILLED_RANK = """
 import os, signal, sys
 import simam.train
@@ -306,10 +307,10 @@ def test_a_rank_that_fails_before_training_stops_every_rank_at_once(
 def reference_run(
     args: list[str], world_size: int = 2
 ) -> tuple[list[dict], nn.Module, torch.optim.Optimizer]:
-    """What ``world_size`` DDP ranks without SyncBN compute, in one process, from the library's parts:
-    each rank's share goes through the model, the gradient is the mean of the ranks' gradients of
-    their mean losses, and the running statistics kept are rank 0's. Returns the metrics rows
-    (without times), the model and the optimiser."""
+    """What ``world_size`` DDP ranks without SyncBN compute, in one process, from the library's
+    parts: each rank's share goes through the model, the gradient is the mean of the ranks'
+    gradients of their mean losses, and the running statistics kept are rank 0's. Returns the
+    metrics rows (without times), the model and the optimiser."""
     config = resolve(config_from_args(args)[0], torch.device("cpu"))
     seed_everything(config.seed)
     model = build_model(config)

@@ -293,7 +293,8 @@ def test_sign_of_w_is_opposite_to_the_papers_equation_3():
     others_mean_output = w * loo_mean + b
     assert ((target_output >= 0) & (target_output < 1)).all()
     assert ((others_mean_output <= 0) & (others_mean_output > -1)).all()
-    # The sign printed in equation (3), with b from equation (4), is strictly worse wherever t != mu_t.
+    # The sign printed in equation (3), with b from equation (4), is strictly worse wherever
+    # t != mu_t.
     w_paper = -w
     b_paper = -0.5 * (x + loo_mean) * w_paper
     assert (energy(x, w_paper, b_paper, lambda_) > energy(x, w, b, lambda_)).all()

@@ -305,7 +305,8 @@ def test_each_worker_owns_its_gpus_and_cpu_workers_share_the_cores(tmp_path, mon
         final = fake_final(dataclasses.asdict(spec.config(extra_args)), 0.5)
         script = (
             f"import json, os; final = json.loads({json.dumps(final)!r}); "
-            f"final['device'] = os.environ.get('CUDA_VISIBLE_DEVICES', '') + ' ' + {' '.join(extra_args)!r}; "
+            f"final['device'] = os.environ.get('CUDA_VISIBLE_DEVICES', '') + ' ' + "
+            f"{' '.join(extra_args)!r}; "
             f"open({str(run_dir / 'final.json')!r}, 'w').write(json.dumps(final))"
         )
         return [sys.executable, "-c", script]
@@ -590,8 +591,8 @@ def test_summary_markdown_and_csv_mark_cells_short_of_seeds():
     cells = summarise(SYNTHETIC)
     table = summary_markdown(cells)
     assert (
-        "| cifar10 | resnet20 | none |  | paper | quick | 3 | 83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 | 410 (—) |"
-        in table
+        "| cifar10 | resnet20 | none |  | paper | quick | 3 | "
+        "83.00 ± 3.61 | 92.33 ± 0.19 | -9.33 | 410 (—) |" in table
     )
     assert "| quick | 2 of 3 * | 85.00 ± 1.41 | 92.73 ± 0.18 | -7.73 |" in table
     assert "| quick (iterations=60) | 1 of 3 * | 50.00 | 92.33 ± 0.19 |" in table
@@ -642,7 +643,8 @@ def test_other_lambdas_have_no_paper_value_and_plot_as_figure_4():
     means = sorted(container.lines[0].get_xdata()[0] for container in axis.containers)
     assert means == [1e-4, 1e-3, 1e-2] and axis.get_xscale() == "log"
     assert [text.get_text() for text in axis.texts] == ["n=2"] * 3  # each mean says its seeds
-    assert not [l for l in axis.lines if len(l.get_xdata()) > 2]  # means of a sweep are not joined
+    # means of a sweep are not joined
+    assert not [line for line in axis.lines if len(line.get_xdata()) > 2]
     figure = plot_summary(cells)
     assert len(figure.axes[0].patches) == 2  # the bars of none and simam at the paper's lambda
     with pytest.raises(GridError, match="no lambda study"):
@@ -724,9 +726,12 @@ def test_the_standard_verdict_corrects_for_five_modules_and_explores_simam_again
     assert "p = <" not in text and ("p < 0.001" in text) == (simam.p_welch < 0.001)
     # 5 + 5 seeds: the smallest permutation p is 2/252, times 5 is 0.04
     assert "cannot fall below" not in text
-    fewer = [l for l in clear_lines if not (l["attention"] == "simam" and l["seed"] > 2)]
+    fewer = [
+        line for line in clear_lines if not (line["attention"] == "simam" and line["seed"] > 2)
+    ]
     assert (
-        "SimAM − none's permutation p cannot fall below 0.018, nor below 0.089 after Holm's correction over 5"
+        "SimAM − none's permutation p cannot fall below 0.018, "
+        "nor below 0.089 after Holm's correction over 5"
         in verdict_text(judge(summarise(fewer), fewer, "resnet20"))
     )
     assert comparison_table(clear.rows).count("\n") == 2 + 12
@@ -740,7 +745,8 @@ def test_the_verdict_needs_two_seeds_and_the_lambda_table_pools_the_spread():
     )
     table = lambda_points(cells, "resnet20")
     assert "pooled spread, 1 degrees of freedom" in table and "| 0.01 | 1 | 87.00 | [" in table
-    # one pooled spread, 0.71 points with 1 degree of freedom: half-widths t(0.975, 1) * 0.71 / sqrt(n)
+    # one pooled spread, 0.71 points with 1 degree of freedom: half-widths
+    # t(0.975, 1) * 0.71 / sqrt(n)
     half = 12.706 * statistics.stdev([86, 87]) / math.sqrt(2)
     assert f"| 0.0001 (the grid's) | 2 | 86.50 | [{86.5 - half:.2f}, {86.5 + half:.2f}] |" in table
 
@@ -796,7 +802,7 @@ def test_readme_section_is_generated_between_the_markers_only(tmp_path, monkeypa
     readme.write_text(
         f"# Title\n\n## Results\n\n{README_START}\nold text\n{README_END}\n\n## After\nkept\n"
     )
-    gpu_lines = [dict(l, device="NVIDIA H200 (CUDA 13.0)") for l in SYNTHETIC[:5]]
+    gpu_lines = [dict(line, device="NVIDIA H200 (CUDA 13.0)") for line in SYNTHETIC[:5]]
     section = update_readme(readme, gpu_lines, "results")
     text = readme.read_text()
     assert text.startswith(f"# Title\n\n## Results\n\n{README_START}\n") and text.endswith(
@@ -844,7 +850,8 @@ def test_the_committed_readme_section_is_what_the_readme_command_writes():
         and text.index(README_START) < text.index(README_END)
     )
     committed = text[text.index(README_START) + len(README_START) : text.index(README_END)]
-    # results/results.jsonl is committed with the README it fills; without it the section says how to make it
+    # results/results.jsonl is committed with the README it fills; without it the section says how
+    # to make it
     results = read_results(REPO / "results")
     assert committed == "\n" + results_section(results, "results/")
 

@@ -102,7 +102,8 @@ def test_grad_cam_is_the_class_activation_map_of_pool_and_linear() -> None:
 
 
 def test_grad_cam_upsamples_after_the_relu() -> None:
-    """Coarse 4x4 maps: ReLU on the coarse map, bilinear upsampling to 8x8, then the maximum -> 1."""
+    """Coarse 4x4 maps: ReLU on the coarse map, bilinear upsampling to 8x8, then the
+    maximum -> 1."""
     model = PoolAndLinear(channels=3, classes=2, features=nn.AvgPool2d(2))
     x = torch.randn(4, 3, 8, 8)
     classes = torch.tensor([0, 1, 1, 0])

@@ -46,8 +46,8 @@ def bn(channels: int) -> int:
 def resnet_count(
     depth: int, bottleneck: bool, classes: int, preact: bool
 ) -> tuple[int, list[tuple[int, int]]]:
-    """He et al. 2016 (a/b): 3x3 stem conv (16), three stages (16, 32, 64 planes), BN after every conv
-    (post-activation) or before it (pre-activation, with one more BN at the end); projection
+    """He et al. 2016 (a/b): 3x3 stem conv (16), three stages (16, 32, 64 planes), BN after every
+    conv (post-activation) or before it (pre-activation, with one more BN at the end); projection
     shortcuts: 1x1 conv + BN (post-activation) or 1x1 conv (pre-activation)."""
     per_stage = (depth - 2) // (9 if bottleneck else 6)
     expansion = 4 if bottleneck else 1
@@ -237,8 +237,8 @@ def small_models() -> list[tuple[str, str]]:
 
 
 def build(name: str, attention: str, **kwargs) -> nn.Module:
-    """A model of the list, or a one-block-per-stage bottleneck network ("resnet11b", "preresnet11b")
-    that covers the bottleneck blocks with every attention module cheaply."""
+    """A model of the list, or a one-block-per-stage bottleneck network ("resnet11b",
+    "preresnet11b") that covers the bottleneck blocks with every attention module cheaply."""
     if name == "resnet11b":
         return ResNet(11, attention=attention, block="bottleneck", **kwargs)
     if name == "preresnet11b":

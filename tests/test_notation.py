@@ -9,7 +9,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 GLOSSARY_HEADING = "## Notation of the course"
 # Indices and shape letters, which the table names in its introduction rather than in a row.
 INDICES_AND_SHAPES = set("ijkncCHW")
-# Commands whose argument is words or a set, not a symbol, and commands that are operators or layout.
+# Commands whose argument is words or a set, not a symbol, and commands that are operators or
+# layout.
 WORD_ARGUMENTS = r"\\(?:text|mathrm|operatorname|mathbb|label|tag)\s*\{[^{}]*\}"
 NOT_SYMBOLS = {
     "frac",
@@ -122,7 +123,8 @@ def symbols_in(math: str) -> set[str]:
 
 
 def formulas(markdown: str) -> list[str]:
-    """The formulas of some markdown; a dollar sign inside a code span (`$SIMAM_RUNS`) is not maths."""
+    """The formulas of some markdown; a dollar sign inside a code span (`$SIMAM_RUNS`) is not
+    maths."""
     markdown = re.sub(r"`[^`\n]*`", " ", markdown)
     return [a or b for a, b in re.findall(r"\$\$(.*?)\$\$|\$([^$]+?)\$", markdown, flags=re.S)]
 

@@ -1,5 +1,5 @@
-"""Every notebook is stored with its outputs, opens with the Colab install cell, and is paired with a
-py:percent script that is exactly what jupytext writes for it (``make refresh`` keeps them so)."""
+"""Every notebook is stored with its outputs, opens with the Colab install cell, and is paired with
+a py:percent script that is exactly what jupytext writes for it (``make refresh`` keeps them so)."""
 
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ def colab_install_problem(source: str) -> str | None:
 GOOD_CELLS = [
     'import sys\nif "google.colab" in sys.modules:\n    %pip install -q simam',
     "# install first\nimport sys\n\nif 'google.colab' in sys.modules:\n    import subprocess\n\n"
-    '    subprocess.run(\n        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course]"],\n'
+    "    subprocess.run(\n"
+    '        [sys.executable, "-m", "pip", "install", "--quiet", "simam[course]"],\n'
     "        check=True,\n    )",
     'import sys\nIN_COLAB = "google.colab" in sys.modules\nif IN_COLAB:\n    !pip install simam\n'
     "print(IN_COLAB)",

@@ -16,7 +16,10 @@ import simam
 
 REPO = Path(__file__).resolve().parents[1]
 
-PRETEND = "import torch; torch.__version__ = torch.torch_version.TorchVersion({version!r}); import simam; print('imported')"
+PRETEND = (
+    "import torch; torch.__version__ = torch.torch_version.TorchVersion({version!r}); "
+    "import simam; print('imported')"
+)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +51,10 @@ def test_the_minimum_compares_as_a_version() -> None:
 
 
 def test_import_simam_leaves_the_grid_runner_out() -> None:
-    check = "import simam, sys; print(sorted(m for m in sys.modules if m.startswith('simam.experiments')))"
+    check = (
+        "import simam, sys; "
+        "print(sorted(m for m in sys.modules if m.startswith('simam.experiments')))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, timeout=300
     )

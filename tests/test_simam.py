@@ -45,7 +45,8 @@ def seed() -> None:
 
 
 def feature_map(shape, dtype=torch.float64, device="cpu", scale=1.0, offset=0.0) -> torch.Tensor:
-    """Random activations with a per-channel offset, as after a conv (offsets stress the centring)."""
+    """Random activations with a per-channel offset, as after a conv (offsets stress the
+    centring)."""
     x = torch.randn(shape, dtype=dtype, device=device)
     shift = torch.randn(shape[:2] + (1,) * (len(shape) - 2), dtype=dtype, device=device)
     return (x + offset * shift) * scale
@@ -223,7 +224,8 @@ def test_constant_channels_get_weight_sigmoid_half(
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float16, 2**-10), (torch.bfloat16, 2**-7)])
 def test_16_bit_inputs_match_float32(device: str, dtype: torch.dtype, tolerance: float) -> None:
     """Statistics in float32, one rounding to the input's dtype at the end: within one half-ulp of
-    the float32 result (relative ``tolerance``), where the reference formula overflows in float16."""
+    the float32 result (relative ``tolerance``), where the reference formula overflows in
+    float16."""
     x = feature_map((2, 8, 16, 16), dtype=torch.float32, device=device, scale=60.0).to(dtype)
     expected = simam(x.float())
     y = simam(x)
@@ -419,7 +421,8 @@ def test_torchscript_export_reproduces_the_output() -> None:
         with pytest.raises(Exception, match=r"floating-point tensor of shape \(N, C, \*spatial\)"):
             scripted(bad)
     exact = SimAM(8, exact=True)
-    # Traced, the shape arithmetic of the leave-one-out statistics runs on tensors, M / (M - 1) in float32.
+    # Traced, the shape arithmetic of the leave-one-out statistics runs on tensors,
+    # M / (M - 1) in float32.
     torch.testing.assert_close(
         _round_trip(torch.jit.trace(exact, x))(x), exact(x), rtol=1e-6, atol=1e-6
     )
@@ -473,7 +476,8 @@ def test_more_simam_shapes_than_the_recompile_limit_stay_compiled(fresh_compiled
     torch's recompile limit of 8: compiled with sizes as arguments, they need one graph per grad
     mode. Should the limit be reached all the same (here: a new dtype once the limit is lowered to
     the graphs made), the module that met it warns once and computes with its eager form; the other
-    modules, and the function simam_compiled, go on with the compiled code until they meet it too."""
+    modules, and the function simam_compiled, go on with the compiled code until they meet it
+    too."""
     from torch._dynamo.utils import counters
 
     limit = torch._dynamo.config.recompile_limit

@@ -1,5 +1,6 @@
-"""The statistics behind the course's verdict: Student's t against closed forms, Welch's interval, the exact permutation test on a case counted by hand, Holm's
-correction, and the seeds an effect needs."""
+"""The statistics behind the course's verdict: Student's t against closed forms, Welch's interval,
+the exact permutation test on a case counted by hand, Holm's correction, and the seeds an effect
+needs."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_welch_interval_is_the_difference_plus_minus_t_standard_errors():
 
 
 def test_permutation_p_counts_every_split(monkeypatch):
-    # {1, 2} against {3, 4}: of the 6 ways to split the four values in two pairs, two differ by 2 in size.
+    # {1, 2} against {3, 4}: of the 6 ways to split the four values in two pairs, two differ by 2 in
+    # size.
     assert (
         stats.permutation_p([1, 2], [3, 4]) == (pytest.approx(2 / 6), True)
         and stats.smallest_permutation_p(2, 2) == 2 / 6

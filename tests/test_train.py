@@ -4,7 +4,8 @@ on a non-finite loss, command-line errors, and the paper recipe's schedule.
 The runs train ResNet-20 with SimAM on 48 real CIFAR-10 training images and evaluate on 100 test
 images, one CPU thread, so that they take seconds; they are skipped when ``SIMAM_DATA`` does not
 hold CIFAR-10. Only the run that is killed is a child process (importing torch takes seconds on a
-busy machine); the others call ``main`` in this process, which is what ``python -m simam.train`` runs.
+busy machine); the others call ``main`` in this process, which is what ``python -m simam.train``
+runs.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def test_short_real_run_writes_documented_files_and_the_loss_falls(finished_run)
 @pytest.mark.cifar10
 def test_steady_images_per_second_leaves_out_the_first_steps(tmp_path, monkeypatch):
     """The first step of a session stands in for compilation: a second longer than the others. The
-    steady speed leaves out the first quarter of this 12-step run (3 steps); the overall one does not."""
+    steady speed leaves out the first quarter of this 12-step run (3 steps); the overall one does
+    not."""
     step, calls = simam.train.train_step, []
 
     def compiles_first(*args, **kwargs):
@@ -490,7 +492,8 @@ def test_help_lists_every_option_and_exits_0(capsys):
 
 
 def test_options_read_as_their_recipe_with_the_fields_they_give_over_it():
-    """config_from_args, which the trainer, a grid's runs and the benchmarks all read options with."""
+    """config_from_args, which the trainer, a grid's runs and the benchmarks all read options
+    with."""
     config, given = config_from_args(
         [
             "--recipe",

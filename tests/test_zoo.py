@@ -1,6 +1,6 @@
 """Trained networks: exporting a run's weights with their hashes, loading them back by name, from a
-path or from a URL (a loopback HTTP server), refusing a damaged file, and, for every network committed
-under results/, its hash and its test accuracy."""
+path or from a URL (a loopback HTTP server), refusing a damaged file, and, for every network
+committed under results/, its hash and its test accuracy."""
 
 from __future__ import annotations
 
@@ -196,8 +196,8 @@ def test_each_committed_network_has_its_hash_and_the_accuracy_of_its_run(path):
     model = pretrained(
         spec["model"], spec["attention"], spec["dataset"], spec["recipe"], spec["seed"]
     )
-    # The precision of the run where this CPU has it natively, float32 elsewhere: a few images of the
-    # 10,000 may change their class between the two, no more.
+    # The precision of the run where this CPU has it natively, float32 elsewhere: a few images of
+    # the 10,000 may change their class between the two, no more.
     config = resolve(
         dataclasses.replace(config_from_dict(spec), device="cpu", amp=None, amp_dtype=None),
         torch.device("cpu"),
