@@ -53,8 +53,8 @@
 # The chapter ends with exercises, their solutions collapsed, and the references.
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:

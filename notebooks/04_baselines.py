@@ -42,8 +42,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
