@@ -32,8 +32,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -111,10 +111,12 @@ difference = (simam_in_five_lines(x, module.lambda_) - module(x)).abs().max().it
 assert difference <= TOLERANCE, difference
 assert module.lambda_ == PAPER_LAMBDA  # the paper's value on CIFAR
 print(
-    f"simam.SimAM(): lambda = {module.lambda_:g}, {sum(p.numel() for p in module.parameters())} parameters"
+    f"simam.SimAM(): lambda = {module.lambda_:g}, "
+    f"{sum(p.numel() for p in module.parameters())} parameters"
 )
 print(
-    f"the five lines and simam.SimAM() agree within {TOLERANCE:g} on a {tuple(x.shape)} float64 tensor"
+    f"the five lines and simam.SimAM() agree within {TOLERANCE:g} "
+    f"on a {tuple(x.shape)} float64 tensor"
 )
 
 # %% [markdown]
@@ -181,7 +183,8 @@ def step_label(block: torch.nn.Module, step: str) -> str:
 
 
 def draw_block(ax, block: torch.nn.Module, steps: list[str], title: str) -> None:
-    """The block's steps top to bottom from the record, SimAM filled, the shortcut on the right."""
+    """The block's steps top to bottom from the record, SimAM filled, the shortcut on
+    the right."""
     add = steps.index("add")
     path = [
         "x",
@@ -278,7 +281,8 @@ plt.show()
 all_lines = experiments.read_results(simam.zoo.DEFAULT_RESULTS)  # the committed runs
 lines = [
     line
-    for line in all_lines  # the grid: the paper's λ and place, the quick recipe as it is
+    # the grid: the paper's λ and place, the quick recipe as it is
+    for line in all_lines
     if (line["dataset"], line["model"], line["recipe"])
     == ("cifar10", "resnet20", "quick")
     and line["lambda"] in (None, 1e-4)
@@ -287,7 +291,8 @@ lines = [
 ]
 cells = experiments.summarise(lines)
 print(
-    f"ResNet-20, CIFAR-10, final top-1 %: course ({RECIPES['quick'].iterations:,} iterations, mean ± std)"
+    "ResNet-20, CIFAR-10, final top-1 %: course "
+    f"({RECIPES['quick'].iterations:,} iterations, mean ± std)"
     f" | paper, Table 2 ({RECIPES['paper'].iterations:,} iterations, 5 runs)"
 )
 for cell in cells:
@@ -295,7 +300,8 @@ for cell in cells:
     paper = PAPER_TABLE2[("cifar10", "resnet20", cell.attention)]
     seeds = f"{cell.n}" if cell.complete else f"{cell.n} of {cell.seeds_asked}"
     print(
-        f"{cell.attention:>6}: {cell.mean:.2f}{spread:7} ({seeds} seeds) | {paper[0]:.2f} ± {paper[1]:.2f}"
+        f"{cell.attention:>6}: {cell.mean:.2f}{spread:7} ({seeds} seeds) | "
+        f"{paper[0]:.2f} ± {paper[1]:.2f}"
     )
 
 # %% [markdown]
@@ -322,7 +328,8 @@ for study in experiments.read_studies(simam.zoo.DEFAULT_RESULTS):
         )
         p = "< 0.001" if row.holm_welch < 0.001 else f"= {row.holm_welch:.3f}"
         print(
-            f"  {row.planned.name}: {row.estimate:+.2f} points [{row.low:+.2f}, {row.high:+.2f}], "
+            f"  {row.planned.name}: {row.estimate:+.2f} points "
+            f"[{row.low:+.2f}, {row.high:+.2f}], "
             f"Holm-adjusted Welch p {p}: {outcome}"
         )
     if not primary:

@@ -53,8 +53,8 @@
 # The chapter ends with exercises, their solutions collapsed, and the references.
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -128,12 +128,14 @@ print(f"quick mode: {QUICK}")
 # folded before the one cell of section 3 that uses it.
 
 # %%
-# ---- Helpers of this chapter ----------------------------------------------------------------
-CHECKS = {}  # every numerical check: name -> (largest |difference|, largest |expected value|)
+# ---- Helpers of this chapter ---------------------------------------------------------
+# every numerical check: name -> (largest |difference|, largest |expected value|)
+CHECKS = {}
 
 
 def check_close(name, actual, expected, tol=1e-12):
-    """Assert that two tensors agree to `tol` everywhere; print the comparison, free of round-off."""
+    """Assert that two tensors agree to `tol` everywhere; print the comparison, free of
+    round-off."""
     difference = (actual - expected).abs().max().item()
     CHECKS[name] = (difference, expected.abs().max().item())
     print(f"{name}: max |difference| {'<' if difference < tol else '>='} {tol:g}")
@@ -146,8 +148,9 @@ def sigmoid(v):
 
 
 def others_of(x):
-    """For every neuron t of every channel of x (N, C, *spatial): the other M - 1 neurons of
-    its channel, as a tensor of shape (N, C, M, M - 1). Quadratic in M; used only for checks."""
+    """For every neuron t of every channel of x (N, C, *spatial): the other M - 1
+    neurons of its channel, as a tensor of shape (N, C, M, M - 1). Quadratic in M; used
+    only for checks."""
     n, c = x.shape[:2]
     flat = x.reshape(n, c, -1)
     m = flat.shape[-1]
@@ -156,7 +159,8 @@ def others_of(x):
 
 
 def energy_by_definition(x, w, b, lambda_):
-    """Equation (2) evaluated literally, with the explicit sum over the other neurons."""
+    """Equation (2) evaluated literally, with the explicit sum over the other
+    neurons."""
     others = others_of(x)
     per_neuron = others.shape[:-1]
     t_, w_, b_ = (
@@ -170,7 +174,8 @@ def energy_by_definition(x, w, b, lambda_):
     return (mean_over_others + target + lambda_ * w_.square()).reshape(x.shape)
 
 
-# A small feature map to test on: 2 samples, 3 channels, 5 x 5 neurons (M = 25), not centred.
+# A small feature map to test on: 2 samples, 3 channels, 5 x 5 neurons (M = 25), not
+# centred.
 x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.3
 
 # %% [markdown]
@@ -503,7 +508,8 @@ display(sp.Add(*above_two))
 positive_lambda = {lam: sp.Symbol("lambda", positive=True)}
 signs = [term.subs(positive_lambda).is_nonnegative for term in above_two]
 print(
-    f"SymPy finds each of the {len(above_two)} terms non-negative for lambda > 0: {all(signs)}"
+    f"SymPy finds each of the {len(above_two)} terms non-negative for lambda > 0: "
+    f"{all(signs)}"
 )
 assert all(signs)
 
@@ -545,7 +551,8 @@ for label, (w_value, b_value) in pairs.items():
     mapped_others = [w_value * v + b_value for v in rest]
     print(
         f"{label:22s}  w = {str(w_value):7s} b = {str(b_value):7s}  "
-        f"t^ = {str(mapped_target):7s} x^ = {[str(v) for v in mapped_others]}  energy = {energy_value}"
+        f"t^ = {str(mapped_target):7s} x^ = {[str(v) for v in mapped_others]}  "
+        f"energy = {energy_value}"
     )
 
 # %% [markdown]
@@ -603,7 +610,8 @@ pairs = {"corrected (3)": (w_star, b_star), "printed (3)": (-w_star, -b_star)}
 
 
 def energy_of_target(w, b):
-    """Equation (2) for the target neuron of `channel`, at every (w, b) of broadcastable w and b."""
+    """Equation (2) for the target neuron of `channel`, at every (w, b) of broadcastable
+    w and b."""
     w, b = (
         torch.as_tensor(v, dtype=torch.float64)[..., None, None, None] for v in (w, b)
     )
@@ -633,7 +641,8 @@ print(f"lowest energy on the 301 x 301 grid: {landscape.min().item():.4f}")
 for name, energy_value in at.items():
     print(f"energy at the {name} pair: {energy_value:.4f}")
 print(
-    f"difference {at['printed (3)'] - at['corrected (3)']:.4f} = 8 (t - mu_t)^2 / D_t = {excess_5:.4f}"
+    f"difference {at['printed (3)'] - at['corrected (3)']:.4f} = "
+    f"8 (t - mu_t)^2 / D_t = {excess_5:.4f}"
 )
 
 # %%
@@ -890,8 +899,8 @@ def e_star_shared(variance):
 e_star_paper = e_star_shared(sigma2_hat)  # denominator M, as (5) prints
 # denominator M - 1, as the reference code
 e_star_reference = e_star_shared(M * sigma2_hat / (M - 1))
-# Numerator and denominator are both of degree 2 in M, so the limit M -> infinity is the ratio
-# of their M^2 coefficients.
+# Numerator and denominator are both of degree 2 in M, so the limit M -> infinity is the
+# ratio of their M^2 coefficients.
 assert sp.degree(exact_numerator, M) == sp.degree(exact_denominator, M) == 2
 large_m_limit = (
     4 * sp.Poly(exact_numerator, M).LC() / sp.Poly(exact_denominator, M).LC()
@@ -998,8 +1007,8 @@ for side in (2, 4, 8):
             )
             agree &= (order == order_by_d2).all(dim=-1)
     print(
-        f"{side}x{side}: channels whose neurons all six importances order exactly as d^2: "
-        f"{int(agree.sum())} of {agree.numel()}"
+        f"{side}x{side}: channels whose neurons all six importances order exactly "
+        f"as d^2: {int(agree.sum())} of {agree.numel()}"
     )
     assert agree.all()
 
@@ -1141,7 +1150,8 @@ for m in map_sizes:
             cells.append(f"{'-':^15}")
             continue
         cells.append(
-            f"{ratio_functions['paper'](m, zv):6.4f} / {ratio_functions['reference'](m, zv):6.4f}"
+            f"{ratio_functions['paper'](m, zv):6.4f} / "
+            f"{ratio_functions['reference'](m, zv):6.4f}"
         )
         gap = sigmoid(inverse_functions["exact"](m, zv)) - sigmoid(
             inverse_functions["reference"](m, zv)
@@ -1210,7 +1220,8 @@ for side in (2, 3, 4, 8, 16, 32):
         assert shortfall[name].min().item() > -1e-12  # shared never over-estimates
         weight_gap = (torch.sigmoid(exact) - torch.sigmoid(shared[name])).max().item()
         row.append(
-            f"{shortfall[name].median().item():13.2e} {shortfall[name].quantile(0.99).item():9.2e} {weight_gap:7.4f}"
+            f"{shortfall[name].median().item():13.2e} "
+            f"{shortfall[name].quantile(0.99).item():9.2e} {weight_gap:7.4f}"
         )
     error_ratio = (shortfall["paper"] / shortfall["reference"]).median().item()
     print(
@@ -1225,8 +1236,8 @@ z_squared = (
     .item()
 )
 print(
-    f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, where (1 + z^2)/(2 + z^2) = "
-    f"{(1 + z_squared) / (2 + z_squared):.2f}"
+    f"median z^2 over the 32x32 maps' neurons: {z_squared:.2f}, "
+    f"where (1 + z^2)/(2 + z^2) = {(1 + z_squared) / (2 + z_squared):.2f}"
 )
 
 # %% [markdown]
@@ -1249,7 +1260,8 @@ print(
 
 # %% jupyter={"source_hidden": true}
 def discordant_pairs(a, b):
-    """How many pairs of entries the tensors a and b (same shape) put in strictly opposite order."""
+    """How many pairs of entries the tensors a and b (same shape) put in strictly
+    opposite order."""
     a, b = a.flatten(), b.flatten()
     return (
         int(((a[:, None] - a[None, :]) * (b[:, None] - b[None, :]) < 0).sum().item())
@@ -1270,7 +1282,8 @@ for lambda_ in (0.0, 1e-4, 0.1):
         for name in ("paper", "reference")
     }
     print(
-        f"lambda = {lambda_:g}: pairs ordered differently from the exact importance, of {pair_count}: "
+        f"lambda = {lambda_:g}: pairs ordered differently from the exact importance, "
+        f"of {pair_count}: "
         f"paper {swapped_pairs['paper']}, reference {swapped_pairs['reference']}"
     )
     assert swapped_pairs["reference"] == 0 and (
@@ -1520,7 +1533,8 @@ bound_functions = {
     name: sp.lambdify(M, expression, "math") for name, expression in spike_bound.items()
 }
 print(
-    f"{'map':>6} {'M':>5} | {'max 1/e* paper':>14} {'reference':>10} | {'weight range (reference statistics)':>36}"
+    f"{'map':>6} {'M':>5} | {'max 1/e* paper':>14} {'reference':>10} | "
+    f"{'weight range (reference statistics)':>36}"
 )
 for side in (1, 2, 3, 4, 7, 8, 14, 16, 32):
     m = side * side
@@ -1541,7 +1555,8 @@ for side in (1, 2, 3, 4, 7, 8, 14, 16, 32):
         else f"1 - {sigmoid(-bound_functions['reference'](m)):.1e}"
     )
     print(
-        f"{f'{side}x{side}':>6} {m:>5} | {bound_functions['paper'](m):14.4f} {bound_functions['reference'](m):10.4f} "
+        f"{f'{side}x{side}':>6} {m:>5} | {bound_functions['paper'](m):14.4f} "
+        f"{bound_functions['reference'](m):10.4f} "
         f"| [{sigmoid(0.5):.4f}, {upper_text}]"
     )
 
@@ -1594,7 +1609,8 @@ for side in (2, 4, 8, 32):
         <= sigmoid(bound_functions["reference"](side * side)) + 1e-12
     )
     print(
-        f"{f'{side}x{side}':>6} | {weights.min().item():15.4f} {weights.max().item():15.4f}"
+        f"{f'{side}x{side}':>6} | {weights.min().item():15.4f} "
+        f"{weights.max().item():15.4f}"
     )
 
 # %% [markdown]
@@ -1604,7 +1620,7 @@ for side in (2, 4, 8, 32):
 # compared when the notebook is tested; its assertion bounds them instead.
 
 # %% tags=["nbval-ignore-output"]
-for name, (difference, size) in CHECKS.items():
+for name, (difference, _size) in CHECKS.items():
     print(f"{difference:9.2e}  {name}")
 largest_relative = max(
     difference / max(size, 1.0) for difference, size in CHECKS.values()
@@ -1648,17 +1664,19 @@ assert largest_relative < 1e-10
 # importance $1/e_t^*$ and to the order of the neurons, and would SimAM's weights change?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# The general solution of section 2 scales w_t with (y_t - y_o) and e_t* with (y_t - y_o)^2:
-# with labels 1 and 0, w_t is halved and e_t* is a quarter of (2)'s. The importance is 4 times
-# larger, so the order of the neurons is the same, but sigmoid(4/e*) differs from sigmoid(1/e*):
-# the weights would change (a neuron at the mean would get sigmoid(2) = 0.88 instead of 0.62).
+# The general solution of section 2 scales w_t with (y_t - y_o) and e_t* with
+# (y_t - y_o)^2: with labels 1 and 0, w_t is halved and e_t* is a quarter of (2)'s. The
+# importance is 4 times larger, so the order of the neurons is the same, but
+# sigmoid(4/e*) differs from sigmoid(1/e*): the weights would change (a neuron at the
+# mean would get sigmoid(2) = 0.88 instead of 0.62).
 zero_one = {y_t: 1, y_o: 0}
 assert sp.simplify(w_general.subs(zero_one) - w_derived / 2) == 0
 assert sp.simplify(e_star_general.subs(zero_one) - e_star_derived / 4) == 0
 print("with labels 1 and 0: e_t* =")
 display(sp.factor(e_star_general.subs(zero_one)))
 print(
-    f"weight of a neuron at its channel mean: sigmoid(2) = {sigmoid(2.0):.4f} instead of {sigmoid(0.5):.4f}"
+    f"weight of a neuron at its channel mean: sigmoid(2) = {sigmoid(2.0):.4f} "
+    f"instead of {sigmoid(0.5):.4f}"
 )
 
 # %% [markdown]
@@ -1667,9 +1685,10 @@ print(
 # energy (2) at both, by hand. Then check with the package.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# The others are 0, 0, 0: mu_t = 0, sigma_t^2 = 0, so D_t = 1. Corrected: w_t = 2, b_t = -(1 + 0) 2 / 2
-# = -1, mapping the target to +1 and the others to -1 exactly: energy 0. Printed: w_t = -2, b_t = +1,
-# mapping the target to -1 and the others to +1: energy (1 - (-1))^2 + (-1 - 1)^2 = 8.
+# The others are 0, 0, 0: mu_t = 0, sigma_t^2 = 0, so D_t = 1. Corrected: w_t = 2,
+# b_t = -(1 + 0) 2 / 2 = -1, mapping the target to +1 and the others to -1 exactly:
+# energy 0. Printed: w_t = -2, b_t = +1, mapping the target to -1 and the others to +1:
+# energy (1 - (-1))^2 + (-1 - 1)^2 = 8.
 four = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).reshape(1, 1, 2, 2)
 w_four, b_four = (
     v[0, 0, 1, 1].item() for v in simam.closed_form_minimiser(four, lambda_=0.0)
@@ -1693,9 +1712,10 @@ print(
 # it? What would it be with the paper's $1/M$?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Samuelson: z^2 <= M - 1 = 8, reached by a single spike on a constant channel. Reference statistics:
-# 1/e* <= (M - 1)^2 / (4 M) + 1/2 = 64/36 + 1/2 = 41/18, weight sigmoid(41/18) = 0.907. Paper's 1/M:
-# 1/e* <= (M - 1)/4 + 1/2 = 5/2, weight sigmoid(5/2) = 0.924.
+# Samuelson: z^2 <= M - 1 = 8, reached by a single spike on a constant channel.
+# Reference statistics: 1/e* <= (M - 1)^2 / (4 M) + 1/2 = 64/36 + 1/2 = 41/18, weight
+# sigmoid(41/18) = 0.907. Paper's 1/M: 1/e* <= (M - 1)/4 + 1/2 = 5/2, weight
+# sigmoid(5/2) = 0.924.
 spike_3x3 = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
 spike_3x3[0, 0, 1, 1] = 5.0
 largest = {
@@ -1716,7 +1736,8 @@ for name, value in largest.items():
 # r_t/4 + 1/2$ with $r_t = d^2/(s^2 + \lambda)$; write $\sigma_t^2 + \lambda$ and $t - \mu_t$ with the down-dates.)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# With s = S/(M-1) + lambda: t - mu_t = M d/(M-1) and sigma_t^2 + lambda = s - M d^2/(M-1)^2, so
+# With s = S/(M-1) + lambda: t - mu_t = M d/(M-1) and
+# sigma_t^2 + lambda = s - M d^2/(M-1)^2, so
 #   e_exact = 4 (sigma_t^2 + lambda) / ((t - mu_t)^2 + 2 (sigma_t^2 + lambda))
 #           = 4 ((M-1)^2 - M r) / (M (M-2) r + 2 (M-1)^2),   r = 4 I - 2,
 # a decreasing function of r alone: the same in every channel, whatever lambda is.
@@ -1755,10 +1776,11 @@ for lambda_ in (1e-4, 0.1):
 # with a single spike, at different positions.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# A product A^ch * A^sp makes the C x HW matrix of weights have rank one: every 2 x 2 minor vanishes.
-# Spikes at positions 0 (channel 0) and 3 (channel 1) give the weights [[H, L, L, L], [L, L, L, H]]
-# with H > L, whose minor over positions 0 and 3 is H^2 - L^2 > 0: no product of a channel weight and
-# a spatial weight gives it. Each neuron's weight depends on its own channel and position jointly.
+# A product A^ch * A^sp makes the C x HW matrix of weights have rank one: every 2 x 2
+# minor vanishes. Spikes at positions 0 (channel 0) and 3 (channel 1) give the weights
+# [[H, L, L, L], [L, L, L, H]] with H > L, whose minor over positions 0 and 3 is
+# H^2 - L^2 > 0: no product of a channel weight and a spatial weight gives it. Each
+# neuron's weight depends on its own channel and position jointly.
 two_spikes = torch.zeros(1, 2, 2, 2, dtype=torch.float64)
 two_spikes[0, 0, 0, 0] = two_spikes[0, 1, 1, 1] = 1.0
 weights = torch.sigmoid(simam.importance(two_spikes)).reshape(2, 4)

@@ -65,8 +65,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -135,9 +135,10 @@ STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 
 # `shared_versus_exact` and `relative_error_from_r` in section 4; `gradient_at` in section 6.
 
 # %%
-# ---- Helpers of this chapter ----------------------------------------------------------------
+# ---- Helpers of this chapter ---------------------------------------------------------
 def check_below(claim: str, value: float, bound: float) -> None:
-    """Assert that value < bound; print the comparison made (free of round-off), not the value."""
+    """Assert that value < bound; print the comparison made (free of round-off), not
+    the value."""
     print(f"{claim}: {'<' if value < bound else '>='} {bound:g}")
     assert value < bound, f"{claim} = {value:.3g}"
 
@@ -196,7 +197,8 @@ with torch.no_grad():
 
 print(f"source: {source}")
 print(
-    f"feature maps: {tuple(maps.shape)}, M = {maps.shape[2] * maps.shape[3]} neurons per channel"
+    f"feature maps: {tuple(maps.shape)}, "
+    f"M = {maps.shape[2] * maps.shape[3]} neurons per channel"
 )
 print(
     f"values: mean {maps.mean().item():.3f}, std {maps.std().item():.3f}, "
@@ -222,7 +224,8 @@ for threshold, expected in normal_tail.items():
     beyond = int((z.abs() > threshold).sum())
     fraction = beyond / z.numel()
     print(
-        f"|z| > {threshold}: {beyond} of {z.numel()} neurons, a fraction {fraction:.1e}; normal: {expected:.1e}"
+        f"|z| > {threshold}: {beyond} of {z.numel()} neurons, "
+        f"a fraction {fraction:.1e}; normal: {expected:.1e}"
     )
 
 # %%
@@ -275,7 +278,8 @@ print(
     f"{solved.numel()} neurons to solve ({N_SOLVED} image(s) x 16 channels x 32 x 32)"
 )
 print(
-    f"closed form: |w*| <= {w_star.abs().max().item():.3f}, e* in [{e_star.min().item():.4f}, {e_star.max().item():.4f}]"
+    f"closed form: |w*| <= {w_star.abs().max().item():.3f}, "
+    f"e* in [{e_star.min().item():.4f}, {e_star.max().item():.4f}]"
 )
 
 # %% [markdown]
@@ -325,7 +329,8 @@ H = hessians(solved, LAMBDA)
 eig_min, eig_max = torch.linalg.eigvalsh(H).unbind(-1)
 kappa = eig_max / eig_min
 
-# Autograd: second derivatives at an arbitrary point (the energy is quadratic, any point will do).
+# Autograd: second derivatives at an arbitrary point (the energy is quadratic, any
+# point will do).
 w = torch.full_like(solved, 0.3, requires_grad=True)
 b = torch.full_like(solved, -0.2, requires_grad=True)
 grad_w, grad_b = torch.autograd.grad(
@@ -342,7 +347,8 @@ check_below(
     "Hessian formula against autograd, largest difference", hessian_error, 1e-10
 )
 print(
-    f"neurons with a positive definite Hessian: {int((eig_min > 0).sum())} of {eig_min.numel()}"
+    f"neurons with a positive definite Hessian: {int((eig_min > 0).sum())} "
+    f"of {eig_min.numel()}"
 )
 assert (eig_min > 0).all()
 
@@ -398,7 +404,8 @@ SGD_LR = 2 / (EIG_MAX + EIG_MIN)
 TAU = (KAPPA_BAR - 1) / (KAPPA_BAR + 1)
 print(f"joint condition number kappa_bar = {KAPPA_BAR:.4g}")
 print(
-    f"gradient descent: learning rate gamma = {SGD_LR:.4g}, contraction per step tau = {TAU:.5f}"
+    f"gradient descent: learning rate gamma = {SGD_LR:.4g}, "
+    f"contraction per step tau = {TAU:.5f}"
 )
 STEPS["sgd"] = int(np.ceil(1.25 * np.log(1e-13) / np.log(TAU)))
 print(f"steps to shrink the error by 1e-13, with 25% to spare: {STEPS['sgd']}")
@@ -447,7 +454,8 @@ def errors(
     b_exact: torch.Tensor,
     e_exact: torch.Tensor,
 ) -> dict:
-    """Largest absolute and relative errors of an optimiser's (w, b, e) against the closed form."""
+    """Largest absolute and relative errors of an optimiser's (w, b, e) against the
+    closed form."""
     return {
         "w abs": (run.w - w_exact).abs().max().item(),
         "w rel": ((run.w - w_exact).abs().max() / w_exact.abs().max()).item(),
@@ -504,7 +512,8 @@ check_below(
 )
 sign_flipped = (runs["lbfgs"].w + w_star).abs().max().item()
 print(
-    f"with the sign of the paper's equation (3), w = -w*, the L-BFGS answer would be off by up to {sign_flipped:.3g}"
+    "with the sign of the paper's equation (3), w = -w*, "
+    f"the L-BFGS answer would be off by up to {sign_flipped:.3g}"
 )
 
 # %% [markdown]
@@ -546,13 +555,16 @@ last = adam_gap[-200:]
 turns = int((np.diff(np.sign(np.diff(last))) != 0).sum())
 largest_neuron_gap = (runs["adam"].energy - e_star).max().item()
 print(
-    f"Adam: smallest mean gap {adam_gap[best_step]:.1e}, at step {best_step} of {STEPS['adam']}"
+    f"Adam: smallest mean gap {adam_gap[best_step]:.1e}, "
+    f"at step {best_step} of {STEPS['adam']}"
 )
 print(
-    f"last 200 steps: mean gap between {last.min():.1e} and {last.max():.1e}, {turns} changes of direction"
+    f"last 200 steps: mean gap between {last.min():.1e} and {last.max():.1e}, "
+    f"{turns} changes of direction"
 )
 print(
-    f"at the end: mean gap {adam_gap[-1]:.1e}, largest single-neuron gap {largest_neuron_gap:.1e}"
+    f"at the end: mean gap {adam_gap[-1]:.1e}, "
+    f"largest single-neuron gap {largest_neuron_gap:.1e}"
 )
 
 # %% [markdown]
@@ -563,10 +575,12 @@ print(
 visible_gap = solved.numel() * torch.finfo(DTYPE).eps * mean_e_star
 resolvable_error = (2 * visible_gap / eig_min.min().item()) ** 0.5
 print(
-    f"P eps_mach e_bar = {visible_gap:.1e}: the smallest single-neuron gap a sum of P energies shows"
+    f"P eps_mach e_bar = {visible_gap:.1e}: "
+    "the smallest single-neuron gap a sum of P energies shows"
 )
 print(
-    f"sqrt(2 P eps_mach e_bar / l_min) = {resolvable_error:.0e}: the error in (w, b) such a gap allows"
+    f"sqrt(2 P eps_mach e_bar / l_min) = {resolvable_error:.0e}: "
+    "the error in (w, b) such a gap allows"
 )
 
 # %% [markdown]
@@ -617,7 +631,8 @@ print(
 def energy_by_definition(
     x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, lambda_: float
 ) -> torch.Tensor:
-    """Equation (2) written out: for every target t, the sum over the M - 1 other neurons of its channel."""
+    """Equation (2) written out: for every target t, the sum over the M - 1 other
+    neurons of its channel."""
     values, w, b = x.flatten(2), w.flatten(2), b.flatten(2)  # (N, C, M)
     m = values.shape[-1]
     # is_other[t, i]: neuron i is not the target t
@@ -630,10 +645,12 @@ def energy_by_definition(
 
 
 def minimise_by_definition(x: torch.Tensor, lambda_: float, max_iterations: int = 300):
-    """Minimise energy_by_definition for every neuron at once with torch.optim.LBFGS, from w = b = 0.
+    """Minimise energy_by_definition for every neuron at once with torch.optim.LBFGS,
+    from w = b = 0.
 
-    One call of `step` runs the whole minimisation. Both stopping tolerances are 0: it stops when the
-    line search can no longer lower the summed energy, or after max_iterations.
+    One call of `step` runs the whole minimisation. Both stopping tolerances are 0: it
+    stops when the line search can no longer lower the summed energy, or after
+    max_iterations.
     """
     w = torch.zeros_like(x, requires_grad=True)
     b = torch.zeros_like(x, requires_grad=True)
@@ -712,7 +729,8 @@ check_below(
 # %% tags=["nbval-ignore-output"]
 print(f"L-BFGS on the literal sum: {iterations} iterations, {literal_seconds:.1f} s")
 print(
-    f"max |w - w*| = {literal['w']:.1e}, max |b - b*| = {literal['b']:.1e}, max |e - e*| = {literal['e']:.1e}"
+    f"max |w - w*| = {literal['w']:.1e}, max |b - b*| = {literal['b']:.1e}, "
+    f"max |e - e*| = {literal['e']:.1e}"
 )
 
 # %% [markdown]
@@ -799,17 +817,20 @@ print(
 
 # %% jupyter={"source_hidden": true}
 def exact_from_r(r: torch.Tensor, m: int) -> torch.Tensor:
-    """The exact minimum of equation (2) as a function of r = (t - mean)^2 / (S / (M - 1) + lambda)."""
+    """The exact minimum of equation (2) as a function of
+    r = (t - mean)^2 / (S / (M - 1) + lambda)."""
     return 4 * ((m - 1) ** 2 - m * r) / (m * (m - 2) * r + 2 * (m - 1) ** 2)
 
 
 def descents(shared: torch.Tensor, exact: torch.Tensor) -> int:
-    """Sorted by the shared energy along the last dimension, how often the exact energy decreases."""
+    """Sorted by the shared energy along the last dimension, how often the exact energy
+    decreases."""
     return int((exact.gather(-1, shared.argsort(-1)).diff(dim=-1) < -1e-12).sum())
 
 
 def shared_versus_exact(x: torch.Tensor, lambda_: float) -> dict:
-    """Section 4 for one map size: the shared energies (paper, reference) against the exact minimum."""
+    """Section 4 for one map size: the shared energies (paper, reference) against the
+    exact minimum."""
     m = x.shape[2] * x.shape[3]
     exact = minimal_energy(x, lambda_, "exact")
     mean, variance = channel_statistics(x, correction=1)
@@ -820,7 +841,8 @@ def shared_versus_exact(x: torch.Tensor, lambda_: float) -> dict:
         "formula gap": (exact_from_r(r, m) - exact).abs().max().item(),
         "below exact": max((exact - e).max().item() for e in shared.values()),
         "paper above reference": (shared["paper"] - shared["reference"]).max().item(),
-        # the exact order kept: over each layer (all channels of an image) and within each channel
+        # the exact order kept: over each layer (all channels of an image) and within
+        # each channel
         "descents, reference, layer": descents(
             shared["reference"].flatten(1), exact.flatten(1)
         ),
@@ -853,15 +875,16 @@ pooled = {k: F.adaptive_avg_pool2d(maps, k) for k in SIZES}
 comparison = {k * k: shared_versus_exact(x, LAMBDA) for k, x in pooled.items()}
 
 print(
-    f"{'M':>5} {'statistics':>10} {'median':>9} {'99%':>9} {'max':>9} {'1 - rho':>9} {'weight':>9}"
+    f"{'M':>5} {'statistics':>10} {'median':>9} {'99%':>9} "
+    f"{'max':>9} {'1 - rho':>9} {'weight':>9}"
 )
 for m, result in comparison.items():
     for statistics in ["paper", "reference"]:
         row = result[statistics]
         rank_gap = f"{row['1 - rho']:.1e}" if row["1 - rho"] > 1e-13 else "0"
         print(
-            f"{m:>5} {statistics:>10} {row['median']:>9.3g} {row['99%']:>9.3g} {row['max']:>9.3g}"
-            f" {rank_gap:>9} {row['weight']:>9.3g}"
+            f"{m:>5} {statistics:>10} {row['median']:>9.3g} {row['99%']:>9.3g}"
+            f" {row['max']:>9.3g} {rank_gap:>9} {row['weight']:>9.3g}"
         )
 
 # %% [markdown]
@@ -897,7 +920,8 @@ for label, key in orders.items():
 
 # %% tags=["nbval-ignore-output"]
 print(
-    f"largest difference between the formula in r and the exact energy: {largest['formula gap']:.1e}"
+    "largest difference between the formula in r and the exact energy: "
+    f"{largest['formula gap']:.1e}"
 )
 
 # %% [markdown]
@@ -990,7 +1014,8 @@ sweep = {}
 for lambda_ in [1e-1, 1e-4, 1e-8, 0.0]:
     determinant = torch.linalg.det(hessians(subset, lambda_)) / 4
     print(
-        f"{lambda_:>8.0e} {determinant.min().item():>14.4g} {condition_numbers(subset, lambda_).max().item():>10.4g}"
+        f"{lambda_:>8.0e} {determinant.min().item():>14.4g} "
+        f"{condition_numbers(subset, lambda_).max().item():>10.4g}"
     )
     w_exact, b_exact = closed_form_minimiser(subset, lambda_)
     run = numeric_minimiser(subset, lambda_, "lbfgs", 100)
@@ -1002,7 +1027,8 @@ for lambda_ in [1e-1, 1e-4, 1e-8, 0.0]:
 # %% tags=["nbval-ignore-output"]
 for lambda_, (w_error, e_error) in sweep.items():
     print(
-        f"lambda = {lambda_:.0e}: L-BFGS max |w - w*| = {w_error:.1e}, max |e - e*| = {e_error:.1e}"
+        f"lambda = {lambda_:.0e}: L-BFGS max |w - w*| = {w_error:.1e}, "
+        f"max |e - e*| = {e_error:.1e}"
     )
 
 # %%
@@ -1037,7 +1063,8 @@ for epsilon in [1e-2, 1e-4]:
         e_exact = minimal_energy(x, lambda_, "exact")
         print(
             f"{epsilon:>8.0e} {lambda_:>7.0e} {w_exact.abs().max().item():>10.3g}"
-            f" {condition_numbers(x, lambda_).max().item():>10.3g} {e_exact.min().item():>7.3f}"
+            f" {condition_numbers(x, lambda_).max().item():>10.3g}"
+            f" {e_exact.min().item():>7.3f}"
         )
         run = numeric_minimiser(x, lambda_, "lbfgs", FLAT_STEPS)
         flat_runs[epsilon, lambda_] = {
@@ -1050,7 +1077,8 @@ for epsilon in [1e-2, 1e-4]:
 for (epsilon, lambda_), result in flat_runs.items():
     print(
         f"epsilon = {epsilon:.0e}, lambda = {lambda_:.0e}: "
-        f"L-BFGS max |e - e*| = {result['e']:.1e}, max |w - w*| / max |w*| = {result['w']:.1e}"
+        f"L-BFGS max |e - e*| = {result['e']:.1e}, "
+        f"max |w - w*| / max |w*| = {result['w']:.1e}"
     )
 
 # %%
@@ -1098,7 +1126,8 @@ for ax in (left, right):
     ax.set_xlabel(r"fluctuation $\varepsilon$ of the channel")
     ax.legend(fontsize=8)
 fig.suptitle(
-    r"Nearly constant channels $1 + \varepsilon z$: $\lambda$ caps the slope and the conditioning"
+    r"Nearly constant channels $1 + \varepsilon z$: "
+    r"$\lambda$ caps the slope and the conditioning"
 )
 plt.show()
 
@@ -1129,14 +1158,16 @@ for lambda_ in [1e-4, 0.0]:
     print(
         f"lambda = {lambda_:.0e}: e* by statistics {e_by_statistics}, "
         f"w = b = 0: {bool((w_c == 0).all() and (b_c == 0).all())}, "
-        f"attention weight {weight.tolist()[0]:.4f} (sigmoid(1/2) = {torch.sigmoid(torch.tensor(0.5)).item():.4f})"
+        f"attention weight {weight.tolist()[0]:.4f} "
+        f"(sigmoid(1/2) = {torch.sigmoid(torch.tensor(0.5)).item():.4f})"
     )
     along_valley = [
         energy(constant, w_, -0.7 * w_, lambda_)[0, 0, 0, 0].item()
         for w_ in [0.0, 1.0, 10.0, 100.0]
     ]
     print(
-        f"    energy along b = -0.7 w at w = 0, 1, 10, 100: {[round(v, 6) for v in along_valley]}"
+        "    energy along b = -0.7 w at w = 0, 1, 10, 100: "
+        f"{[round(v, 6) for v in along_valley]}"
     )
     assert all(values == [2.0] for values in e_by_statistics.values())
     assert (w_c == 0).all() and (b_c == 0).all()
@@ -1165,7 +1196,8 @@ for lambda_ in [1e-4, 0.0]:
 SMALL_STEPS = 800 if QUICK_BUDGET else 1500
 small_runs = {}
 print(
-    f"{'M':>3} {'median e* exact':>16} {'paper':>7} {'reference':>10} {'max |w*|':>9} {'max kappa':>10}"
+    f"{'M':>3} {'median e* exact':>16} {'paper':>7} "
+    f"{'reference':>10} {'max |w*|':>9} {'max kappa':>10}"
 )
 for m in [2, 3]:
     x = F.adaptive_avg_pool2d(maps, (1, m))
@@ -1175,7 +1207,8 @@ for m in [2, 3]:
     ]
     w_exact, _ = closed_form_minimiser(x, LAMBDA)
     print(
-        f"{m:>3} {medians[0]:>16.4f} {medians[1]:>7.4f} {medians[2]:>10.4f} {w_exact.abs().max().item():>9.3g}"
+        f"{m:>3} {medians[0]:>16.4f} {medians[1]:>7.4f} {medians[2]:>10.4f}"
+        f" {w_exact.abs().max().item():>9.3g}"
         f" {condition_numbers(x, LAMBDA).max().item():>10.3g}"
     )
     run = numeric_minimiser(x[:N_SOLVED], LAMBDA, "lbfgs", SMALL_STEPS)
@@ -1238,7 +1271,8 @@ for name, (x, lambda_) in cases.items():
 # %% tags=["nbval-ignore-output"]
 for name, (at_start, at_closed_form) in gradients.items():
     print(
-        f"{name:<30} max |gradient| at w = b = 0: {at_start:.2e}, at the closed form: {at_closed_form:.1e}"
+        f"{name:<30} max |gradient| at w = b = 0: {at_start:.2e}, "
+        f"at the closed form: {at_closed_form:.1e}"
     )
 
 # %%
@@ -1268,9 +1302,10 @@ for name, (_, at_closed_form) in gradients.items():
 # pooled to $8 \times 8$, with the gradient from autograd and the Hessian from `hessians`.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# e_t is quadratic, so its second-order Taylor expansion is exact and one Newton step from any point
-# reaches the minimiser. At w = b = 0 the gradient is (2 (mu_t - t), 2 - 2) = (-2 (t - mu_t), 0), so
-# the step solves Q_t (w, b) = (2 (t - mu_t), 0): Cramer's rule of section 2 gives the closed form.
+# e_t is quadratic, so its second-order Taylor expansion is exact and one Newton step
+# from any point reaches the minimiser. At w = b = 0 the gradient is
+# (2 (mu_t - t), 2 - 2) = (-2 (t - mu_t), 0), so the step solves
+# Q_t (w, b) = (2 (t - mu_t), 0): Cramer's rule of section 2 gives the closed form.
 newton_maps = F.adaptive_avg_pool2d(maps[:1], 8)
 w_start = torch.zeros_like(newton_maps, requires_grad=True)
 b_start = torch.zeros_like(newton_maps, requires_grad=True)
@@ -1302,11 +1337,15 @@ check_below(
 # package on random $1 \times 2$ maps.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Exact: the other neuron is alone, mu_t = that neuron, sigma_t^2 = 0, (t - mu_t)^2 = Delta^2,
+# Exact: the other neuron is alone, mu_t = that neuron, sigma_t^2 = 0,
+# (t - mu_t)^2 = Delta^2,
 #   so e* = 4 lambda / (Delta^2 + 2 lambda).
-# Shared: the mean is the midpoint, (t - mu)^2 = Delta^2 / 4, and S = 2 (Delta / 2)^2 = Delta^2 / 2.
-#   Paper, S / 2 = Delta^2 / 4: e* = 4 (Delta^2/4 + lambda) / (3 Delta^2/4 + 2 lambda).
-#   Reference, S / 1 = Delta^2 / 2: e* = 4 (Delta^2/2 + lambda) / (5 Delta^2/4 + 2 lambda).
+# Shared: the mean is the midpoint, (t - mu)^2 = Delta^2 / 4,
+# and S = 2 (Delta / 2)^2 = Delta^2 / 2.
+#   Paper, S / 2 = Delta^2 / 4:
+#     e* = 4 (Delta^2/4 + lambda) / (3 Delta^2/4 + 2 lambda).
+#   Reference, S / 1 = Delta^2 / 2:
+#     e* = 4 (Delta^2/2 + lambda) / (5 Delta^2/4 + 2 lambda).
 pairs = torch.randn(4, 8, 1, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(5))
 delta2 = (pairs[..., :1] - pairs[..., 1:]).square().expand_as(pairs)
 two_neuron_energies = {
@@ -1328,10 +1367,10 @@ for name, formula in two_neuron_energies.items():
 # maps of section 1.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# |w_t| = 2 d / (d^2 + 2 sigma_t^2 + 2 lambda) <= 2 d / (d^2 + 2 lambda) with d = |t - mu_t|, and
-# 2 d / (d^2 + 2 lambda) is largest at d = sqrt(2 lambda), where it equals 1 / sqrt(2 lambda).
-# Equality needs sigma_t^2 = 0 and d = sqrt(2 lambda): fifteen equal neurons and one that differs
-# from them by sqrt(2 lambda).
+# |w_t| = 2 d / (d^2 + 2 sigma_t^2 + 2 lambda) <= 2 d / (d^2 + 2 lambda) with
+# d = |t - mu_t|, and 2 d / (d^2 + 2 lambda) is largest at d = sqrt(2 lambda), where it
+# equals 1 / sqrt(2 lambda). Equality needs sigma_t^2 = 0 and d = sqrt(2 lambda):
+# fifteen equal neurons and one that differs from them by sqrt(2 lambda).
 steepest = torch.zeros(1, 1, 4, 4, dtype=DTYPE)
 steepest[0, 0, 0, 0] = np.sqrt(2 * LAMBDA)
 w_steepest = closed_form_minimiser(steepest, LAMBDA)[0][0, 0, 0, 0].item()
@@ -1353,10 +1392,11 @@ check_below(
 # (`torch.optim.lr_scheduler.CosineAnnealingLR`). Compare both end points with the closed form.
 
 # %% jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
-# With the fixed rate Adam reaches round-off and then oscillates above the minimum, as in section 3,
-# and ends with some neurons far from it (the printed numbers depend on round-off; the assert
-# does not). As the annealed rate shrinks, the scaled curvature times the rate falls back below the
-# stability limit and every error decays: Adam ends at the closed form to round-off.
+# With the fixed rate Adam reaches round-off and then oscillates above the minimum, as
+# in section 3, and ends with some neurons far from it (the printed numbers depend on
+# round-off; the assert does not). As the annealed rate shrinks, the scaled curvature
+# times the rate falls back below the stability limit and every error decays: Adam ends
+# at the closed form to round-off.
 adam_maps = F.adaptive_avg_pool2d(maps[:1], 8)
 adam_e_star = minimal_energy(adam_maps, LAMBDA, "exact")
 adam_end_gap = {}

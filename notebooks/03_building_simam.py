@@ -56,8 +56,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -105,7 +105,7 @@ print(f"quick mode: {QUICK}")
 
 
 # %%
-# ---- Helpers of this chapter ----------------------------------------------------------------
+# ---- Helpers of this chapter ---------------------------------------------------------
 LARGEST_DIFFERENCES = {}  # name of a check -> largest |difference| it found
 
 
@@ -121,8 +121,8 @@ def check_close(
 
 
 def best_time(function, x: torch.Tensor, budget_s: float = 0.5) -> float:
-    """The fastest of repeated runs (at least 3, at most 100, about budget_s seconds), in milliseconds.
-    On a CPU, PyTorch runs on one thread meanwhile."""
+    """The fastest of repeated runs (at least 3, at most 100, about budget_s seconds),
+    in milliseconds. On a CPU, PyTorch runs on one thread meanwhile."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -169,7 +169,8 @@ print("images: CIFAR-10 test set")
 
 
 def normalise(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N, 3, H, W) -> float32, zero mean and unit spread per colour channel."""
+    """uint8 images (N, 3, H, W) -> float32, zero mean and unit spread per colour
+    channel."""
     return (batch.float() / 255 - MEAN) / STD
 
 
@@ -229,7 +230,8 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 
 # %%
 def simam_loop(x: torch.Tensor, lambda_: float = LAMBDA) -> dict[str, torch.Tensor]:
-    """SimAM on (N, C, H, W), one channel at a time; returns every intermediate result."""
+    """SimAM on (N, C, H, W), one channel at a time; returns every intermediate
+    result."""
     n_samples, n_channels, height, width = x.shape
     m = height * width
     mean = torch.empty(n_samples, n_channels, 1, 1, dtype=x.dtype, device=x.device)
@@ -323,11 +325,13 @@ for size in (8, 32):
     spread = by_m_minus_1.flatten(2).std(dim=-1).mean().item()
     assert bool((by_m_minus_1 <= by_m + 1e-12).all()) and gap < spread / 10
     print(
-        f"M = {size * size:4d}: largest change of a weight {gap:.0e}, spread of the weights {spread:.3f}, "
+        f"M = {size * size:4d}: largest change of a weight {gap:.0e}, "
+        f"spread of the weights {spread:.3f}, "
         f"same ranking in {int(same_ranking.sum())} of {same_ranking.numel()} channels"
     )
 print(
-    f"largest change at M = 64 over largest change at M = 1024: {largest_change[64] / largest_change[1024]:.0f}"
+    "largest change at M = 64 over largest change at M = 1024: "
+    f"{largest_change[64] / largest_change[1024]:.0f}"
 )
 
 # %%
@@ -388,8 +392,9 @@ check_close(
 )
 
 # %% tags=["nbval-ignore-output"]
-# Timings vary from machine to machine; the cell above checks that both versions agree. On a CPU
-# both run on one thread, so that a busy machine's sharing of its cores does not blur the comparison.
+# Timings vary from machine to machine; the cell above checks that both versions agree.
+# On a CPU both run on one thread, so that a busy machine's sharing of its cores does
+# not blur the comparison.
 timings = {
     "loop over channels": best_time(lambda t: simam_loop(t)["out"], x),
     "broadcast": best_time(simam_broadcast, x),
@@ -455,7 +460,8 @@ for name, shape in other_shapes.items():
 
 # %%
 class Sigmoid(sp.Function):
-    """sigmoid(xi) = 1 / (1 + exp(-xi)), with its derivative written as sigmoid (1 - sigmoid)."""
+    """sigmoid(xi) = 1 / (1 + exp(-xi)), with its derivative written as
+    sigmoid (1 - sigmoid)."""
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
@@ -471,12 +477,14 @@ derivative_gap = sp.simplify(
 )
 assert derivative_gap == 0
 print(
-    f"d sigmoid/dxi - sigmoid (1 - sigmoid), with sigmoid = 1/(1 + exp(-xi)), simplifies to {derivative_gap}"
+    "d sigmoid/dxi - sigmoid (1 - sigmoid), with sigmoid = 1/(1 + exp(-xi)), "
+    f"simplifies to {derivative_gap}"
 )
 
 
 def channel_model(m: int):
-    """Symbols and the expressions d, s2, a, phi, omega, y of one channel with m neurons."""
+    """Symbols and the expressions d, s2, a, phi, omega, y of one channel with m
+    neurons."""
     xs = sp.symbols(f"x1:{m + 1}", real=True)
     gs = sp.symbols(f"g1:{m + 1}", real=True)
     lam = sp.Symbol("lambda", positive=True)
@@ -539,7 +547,8 @@ pairs_confirmed = sum(
 )
 assert pairs_confirmed == M * M
 print(
-    f"dphi_k/dx_j = 2a d_k ([k = j] - 1/M) - 8a^2 d_k^2 d_j/(M-1) for {pairs_confirmed} of {M * M} pairs, M = {M}"
+    "dphi_k/dx_j = 2a d_k ([k = j] - 1/M) - 8a^2 d_k^2 d_j/(M-1) "
+    f"for {pairs_confirmed} of {M * M} pairs, M = {M}"
 )
 
 # %% [markdown]
@@ -588,7 +597,8 @@ for m in (2, 3, 4, 5):
         inputs_confirmed += sp.cancel(sp.together(gap)) == 0
     assert inputs_confirmed == m
     print(
-        f"M = {m}: the closed form equals SymPy's derivative dL/dx_j for {inputs_confirmed} of {m} inputs"
+        f"M = {m}: the closed form equals SymPy's derivative dL/dx_j "
+        f"for {inputs_confirmed} of {m} inputs"
     )
 
 # %% [markdown]
@@ -636,11 +646,14 @@ for name, inputs in cases.items():
     )
     mine = simam_backward(inputs, g)
     for function in (simam_reference, simam_broadcast):
-        other = autograd_gradient(lambda t: function(t, LAMBDA), inputs, g)
+        other = autograd_gradient(
+            lambda t, function=function: function(t, LAMBDA), inputs, g
+        )
         check_close(f"{name}, vs autograd({function.__name__})", mine, other, 1e-12)
 
 # %% tags=["nbval-ignore-output"]
-# The size of the round-off gap depends on the machine; the cell above asserts it is tiny.
+# The size of the round-off gap depends on the machine; the cell above asserts it is
+# tiny.
 backward_gaps = {
     name: gap for name, gap in LARGEST_DIFFERENCES.items() if "vs autograd" in name
 }
@@ -713,7 +726,8 @@ for name, function in [
     assert rest % per_channel_bytes == 0
     kept[name] = (whole_maps, rest // per_channel_bytes)
     print(
-        f"{name:36s} feature maps: {whole_maps}, numbers per channel: {rest // per_channel_bytes}"
+        f"{name:36s} feature maps: {whole_maps}, "
+        f"numbers per channel: {rest // per_channel_bytes}"
     )
 assert kept["reference formula, plain autograd"] == (4, 1) and kept[
     "package SimAM() (fast function)"
@@ -727,7 +741,8 @@ ax.barh(list(kept), in_input_sizes, color=["tab:red", "tab:orange", "tab:green"]
 ax.axvline(1, color="grey", linestyle="--", linewidth=1, label="the input itself")
 ax.invert_yaxis()
 ax.set_xlabel(
-    f"saved for the backward pass, in multiples of the input's size ({neurons} neurons per channel)"
+    "saved for the backward pass, in multiples of the input's size "
+    f"({neurons} neurons per channel)"
 )
 ax.legend(loc="lower right")
 plt.show()
@@ -794,7 +809,8 @@ check_close(
 def show_attention_maps(
     image, title, features, simam_weights, channel_weights, spatial_weights, shown
 ):
-    """The image, the 1-D and 2-D weights, and some feature maps above their SimAM weights."""
+    """The image, the 1-D and 2-D weights, and some feature maps above their SimAM
+    weights."""
     layout = [
         ["image", "channel", "channel", "spatial"],
         [f"map{c}" for c in shown],
@@ -866,7 +882,8 @@ show_attention_maps(
 
 # %%
 def axis_variation(weights: torch.Tensor) -> list[float]:
-    """Standard deviation along channels, rows and columns, each averaged over the other two axes."""
+    """Standard deviation along channels, rows and columns, each averaged over the
+    other two axes."""
     return [weights.std(dim=axis).mean().item() for axis in range(3)]
 
 
@@ -887,7 +904,8 @@ attentions = {
     "SimAM (3-D)": simam_weights,
 }
 print(
-    f"{'attention':24s} {'std along C':>12s} {'along H':>8s} {'along W':>8s} {'rank-1 residual':>16s}"
+    f"{'attention':24s} {'std along C':>12s} {'along H':>8s} {'along W':>8s} "
+    f"{'rank-1 residual':>16s}"
 )
 variation = {}
 for name, weights in attentions.items():
@@ -932,8 +950,9 @@ print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
 def explore_weights(
     lambda_over_variance: float, m: int, z: float, channel: int = 5
 ) -> None:
-    """The weight curve against z at this lambda / variance and M, with z marked; beside it SimAM's
-    weights of one channel of the horse's features, with lambda at the same multiple of its variance."""
+    """The weight curve against z at this lambda / variance and M, with z marked; beside
+    it SimAM's weights of one channel of the horse's features, with lambda at the same
+    multiple of its variance."""
     zs = torch.linspace(0, 4, 201, dtype=torch.float64)
 
     def weight(z_values):
@@ -950,7 +969,8 @@ def explore_weights(
         xlabel="$|z|$",
         ylabel="weight",
         ylim=(0.6, 1.0),
-        title=f"M = {m}, $\\lambda/\\hat\\sigma^2$ = {lambda_over_variance:.0e}, weight at z = {z:.1f}: "
+        title=f"M = {m}, $\\lambda/\\hat\\sigma^2$ = {lambda_over_variance:.0e}, "
+        f"weight at z = {z:.1f}: "
         f"{weight(torch.tensor([z], dtype=torch.float64)).item():.3f}",
     )
     one_channel = features[channel][None, None]
@@ -979,7 +999,8 @@ check_close(
 )
 
 # %% tags=["nbval-ignore-output", "remove-output"]
-# Sliders over the same figure, in a live notebook (the output stored here depends on the front end).
+# Sliders over the same figure, in a live notebook (the output stored here depends on
+# the front end).
 import ipywidgets as widgets
 
 widgets.interact(
@@ -1006,7 +1027,8 @@ widgets.interact(
 # %%
 single = torch.randn(2, 4, 1, 1, device=device)
 print(
-    f"simam_reference with H = W = 1: all NaN? {bool(simam_reference(single, LAMBDA).isnan().all())}"
+    "simam_reference with H = W = 1: all NaN? "
+    f"{bool(simam_reference(single, LAMBDA).isnan().all())}"
 )
 half_weight = torch.sigmoid(torch.tensor(0.5)).item()
 check_close(
@@ -1047,7 +1069,8 @@ rounded_once = torch.equal(
 )
 assert rounded_once and bool(package_half.isfinite().all())
 print(
-    f"package SimAM() in float16: dtype {package_half.dtype}, all finite: {bool(package_half.isfinite().all())}, "
+    f"package SimAM() in float16: dtype {package_half.dtype}, "
+    f"all finite: {bool(package_half.isfinite().all())}, "
     f"equal to the float32 result rounded to float16: {rounded_once}"
 )
 
@@ -1102,8 +1125,9 @@ plt.show()
 # happens to the importances of a channel multiplied by $\nu = 10^{-3}$ if $\lambda$ is left alone?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# A shift moves t and the mean together, so t - mu and S do not change. Scaling by nu multiplies
-# (t - mu)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is multiplied by nu^2 / nu^2 = 1.
+# A shift moves t and the mean together, so t - mu and S do not change. Scaling by nu
+# multiplies (t - mu)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is multiplied
+# by nu^2 / nu^2 = 1.
 exercise_generator = torch.Generator().manual_seed(3)
 random_maps = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=exercise_generator)
 shifts = torch.randn(1, 3, 1, 1, dtype=torch.float64, generator=exercise_generator)
@@ -1119,11 +1143,13 @@ for nu in (-0.5, 3.0, 1e-3):
     check_close(
         f"1. channels times {nu:g}, lambda times {nu * nu:g}", scaled, base, 1e-12
     )
-# Left alone, lambda = 1e-4 dwarfs the variance (about 1e-6) of the scaled maps: every importance nears 1/2.
+# Left alone, lambda = 1e-4 dwarfs the variance (about 1e-6) of the scaled maps: every
+# importance nears 1/2.
 shrunk = simam.importance(1e-3 * random_maps, LAMBDA)
 assert bool((shrunk < base).all()) and shrunk.max().item() < 0.6
 print(
-    f"1. with nu = 1e-3 and lambda unchanged: importances at most {shrunk.max().item():.3f}, "
+    "1. with nu = 1e-3 and lambda unchanged: "
+    f"importances at most {shrunk.max().item():.3f}, "
     f"against up to {base.max().item():.2f} before"
 )
 
@@ -1136,9 +1162,11 @@ print(
 # to build $J$?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# d(x~_k)/dx_j = [k = j] (omega_k + 2a q_k d_k) - (2a/M) q_k d_k - (8a^2/(M-1)) q_k d_k^2 d_j, so
-# J = diag(omega + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one matrix p r^T
-# applied to g needs only the one sum r . g: that is why the gradient needs two sums per channel.
+# d(x~_k)/dx_j = [k = j] (omega_k + 2a q_k d_k) - (2a/M) q_k d_k
+#                - (8a^2/(M-1)) q_k d_k^2 d_j, so
+# J = diag(omega + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one
+# matrix p r^T applied to g needs only the one sum r . g: that is why the gradient needs
+# two sums per channel.
 channel = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=exercise_generator)
 n = channel.numel()
 jacobian_by_autograd = torch.autograd.functional.jacobian(
@@ -1185,7 +1213,8 @@ class ReferenceSimAM(nn.Module):
         return simam_reference(t, LAMBDA)
 
 
-# Per block: 4 maps + 1 number per channel minus 1 map + 3 numbers per channel, 4 bytes each.
+# Per block: 4 maps + 1 number per channel minus 1 map + 3 numbers per channel, 4 bytes
+# each.
 block_outputs = [(16, 32, 32)] * 3 + [(32, 16, 16)] * 3 + [(64, 8, 8)] * 3
 predicted = sum(4 * (3 * math.prod(shape) - 2 * shape[0]) for shape in block_outputs)
 torch.manual_seed(0)
@@ -1209,10 +1238,12 @@ print(
 # maps and on $8\times8$ maps? Check just below and just above each threshold.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# S = M x0^2 stays finite while x0 <= sqrt(65504 / M): about 8 for M = 1024 and 32 for M = 64.
-# Larger maps overflow at smaller activations; above the threshold every weight is sigmoid(1/2).
+# S = M x0^2 stays finite while x0 <= sqrt(65504 / M): about 8 for M = 1024 and 32 for
+# M = 64. Larger maps overflow at smaller activations; above the threshold every weight
+# is sigmoid(1/2).
 def weight_of(channel: torch.Tensor) -> float:
-    """The reference expression's mean weight (output over input) on a channel without zeros."""
+    """The reference expression's mean weight (output over input) on a channel without
+    zeros."""
     return (simam_reference(channel, LAMBDA).float() / channel.float()).mean().item()
 
 
@@ -1231,7 +1262,8 @@ for side in (32, 8):
         and abs(weight_above - half_weight) < 1e-3
     )
     print(
-        f"4. {side}x{side} maps: threshold x0 = {threshold:.2f}; weight at 0.99 x threshold {weight_below:.3f} "
+        f"4. {side}x{side} maps: threshold x0 = {threshold:.2f}; "
+        f"weight at 0.99 x threshold {weight_below:.3f} "
         f"(float32 {weight_float32:.3f}), at 1.01 x threshold {weight_above:.3f}"
     )
 

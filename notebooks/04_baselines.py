@@ -42,8 +42,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -149,7 +149,8 @@ for name in ["se", "cbam", "eca", "gc", "simam"]:
 for channels in [16, 32, 64, 128, 256, 512, 1024, 2048]:
     argument = (math.log2(channels) + 1) / 2
     print(
-        f"C = {channels:4d}: (log2 C + 1)/2 = {argument:4.2f}  ->  K = {eca_kernel_size(channels)}"
+        f"C = {channels:4d}: (log2 C + 1)/2 = {argument:4.2f}  ->  "
+        f"K = {eca_kernel_size(channels)}"
     )
 
 # %% [markdown]
@@ -218,7 +219,8 @@ def count_flops(module: nn.Module, in_channels: int, size: int) -> int:
 def block_costs(
     channels: int, size: int, bottleneck: bool
 ) -> dict[str, tuple[int, int]]:
-    """(parameters, FLOPs) of the last conv and of every attention module at this width."""
+    """(parameters, FLOPs) of the last conv and of every attention module at this
+    width."""
     conv = last_conv(channels, bottleneck)
     costs = {
         "conv": (count_parameters(conv), count_flops(conv, conv.in_channels, size))
@@ -310,8 +312,9 @@ print("all parameter and FLOP counts match the closed forms")
 
 # %%
 class OpCounter(TorchDispatchMode):
-    """Record every ATen operation but views: its name, whether FlopCounterMode counts it, and the
-    number of elements it touches (the larger of its largest input and its output)."""
+    """Record every ATen operation but views: its name, whether FlopCounterMode counts
+    it, and the number of elements it touches (the larger of its largest input and its
+    output)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -339,7 +342,8 @@ class OpCounter(TorchDispatchMode):
 
 # %%
 class ReferenceSimAM(nn.Module):
-    """The reference code's formula as a module: x * sigmoid(d / (4 (v + lambda)) + 1/2)."""
+    """The reference code's formula as a module:
+    x * sigmoid(d / (4 (v + lambda)) + 1/2)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return simam_reference(x)
@@ -368,7 +372,8 @@ counters = {
     for name in MODULES + ["simam-reference", "simam-exact"]
 }
 print(
-    f"every ATen operation of one forward pass on a {channels} @ {size}x{size} map, one image"
+    "every ATen operation of one forward pass "
+    f"on a {channels} @ {size}x{size} map, one image"
 )
 print(f"{'module':>16} {'ATen ops':>9} {'element ops per element':>24}")
 for name, counter in counters.items():
@@ -379,7 +384,8 @@ for name in ["simam-reference", "simam"]:
     full = [op for op, _, n in ops if n >= elements]
     print(f"\n{name}: {len(full)} passes over the whole map: {', '.join(full)}")
     print(
-        f"{'':>{len(name)}}  and {len(ops) - len(full)} operations on per-channel numbers"
+        f"{'':>{len(name)}}  and {len(ops) - len(full)} "
+        "operations on per-channel numbers"
     )
 
 # %% [markdown]
@@ -466,7 +472,8 @@ print(
 )
 
 print(
-    "\nArithmetic added per image, millions: FLOPs (FlopCounterMode) and element operations"
+    "\nArithmetic added per image, millions: "
+    "FLOPs (FlopCounterMode) and element operations"
 )
 print(header)
 for network, total in totals.items():
@@ -485,8 +492,10 @@ print(
 for name in MODULES:
     parameters, flops, element_ops = totals["ResNet-50"][name]
     print(
-        f"{LABELS[name]:>6} adds {100 * parameters / resnet50_parameters:4.1f}% parameters, "
-        f"{100 * flops / resnet50_flops:4.2f}% FLOPs, element ops {100 * element_ops / resnet50_flops:4.2f}% of its FLOPs"
+        f"{LABELS[name]:>6} adds "
+        f"{100 * parameters / resnet50_parameters:4.1f}% parameters, "
+        f"{100 * flops / resnet50_flops:4.2f}% FLOPs, "
+        f"element ops {100 * element_ops / resnet50_flops:4.2f}% of its FLOPs"
     )
 
 # %% [markdown]
@@ -508,10 +517,12 @@ spatial_gates = sum(
 se_total, cbam_total = totals["ResNet-50"]["se"][0], totals["ResNet-50"]["cbam"][0]
 assert cbam_total == se_total + se_biases + spatial_gates
 print(
-    f"ResNet-50, {resnet50_blocks} blocks: SE's MLP biases {se_biases:,}, SE with them +{se_total + se_biases:,}"
+    f"ResNet-50, {resnet50_blocks} blocks: SE's MLP biases {se_biases:,}, "
+    f"SE with them +{se_total + se_biases:,}"
 )
 print(
-    f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases + {spatial_gates:,} in the spatial gates"
+    f"CBAM - SE = {cbam_total - se_total:,} = {se_biases:,} MLP biases "
+    f"+ {spatial_gates:,} in the spatial gates"
 )
 
 # %% [markdown]
@@ -643,7 +654,8 @@ def time_side_by_side(
     repeats: int,
     calls: int,
 ) -> dict[str, float]:
-    """Median seconds per call of every layer, the layers timed interleaved in rotating order."""
+    """Median seconds per call of every layer, the layers timed interleaved in rotating
+    order."""
     names = list(layers)
     for layer in layers.values():
         layer.train(backward)
@@ -674,7 +686,8 @@ threads = torch.get_num_threads()
 if device.type == "cpu":
     torch.set_num_threads(1)
 print(
-    f"device: {device}, {torch.get_num_threads()} thread(s), {REPEATS} repeats x {CALLS} calls"
+    f"device: {device}, {torch.get_num_threads()} thread(s), "
+    f"{REPEATS} repeats x {CALLS} calls"
 )
 generator = torch.Generator().manual_seed(0)
 timings = {}
@@ -700,7 +713,7 @@ for backward, title in [(False, "forward"), (True, "forward + backward")]:
         f"{'shape':>18} {'batch':>6} {'alone, ms':>10}"
         + "".join(f"{LABELS[n]:>8}" for n in MODULES)
     )
-    for label, channels, size, bottleneck, batch in TIMED_SHAPES:
+    for label, _channels, _size, _bottleneck, batch in TIMED_SHAPES:
         t = timings[label, backward]
         ratios = "".join(f"{t[n] / t['none']:>8.2f}" for n in MODULES)
         print(f"{label:>18} {batch:>6} {t['none'] * 1e3:>10.2f}{ratios}")
@@ -708,7 +721,8 @@ print("\ncheapest to dearest, as measured here:")
 for (label, backward), t in timings.items():
     order = sorted(MODULES, key=t.get)
     print(
-        f"  {label:>18}, {'forward + backward' if backward else 'forward':<18}: {' < '.join(LABELS[n] for n in order)}"
+        f"  {label:>18}, {'forward + backward' if backward else 'forward':<18}: "
+        f"{' < '.join(LABELS[n] for n in order)}"
     )
     assert all(math.isfinite(t[n]) and t[n] > 0 for n in VARIANTS)
 print(f"\ntimed in {time.perf_counter() - started:.0f} s")
@@ -852,8 +866,10 @@ on_raw, on_normalised = (
 )
 gap = (on_raw - on_normalised).abs().max().item()
 print(
-    f"raw channel variances {'>' if raw_variance.min() > 100 * 1e-4 else '<='} 100 lambda; "
-    f"SimAM's weights on the raw and on the normalised map differ by {'<' if gap < 1e-3 else '>='} 1e-3"
+    f"raw channel variances {'>' if raw_variance.min() > 100 * 1e-4 else '<='} "
+    "100 lambda; "
+    "SimAM's weights on the raw and on the normalised map differ by "
+    f"{'<' if gap < 1e-3 else '>='} 1e-3"
 )
 assert raw_variance.min() > 100 * 1e-4 and gap < 1e-3
 
@@ -951,8 +967,8 @@ plt.show()
 # spatial map and SimAM's weights for the same three channels.
 
 # %%
-# The three channels whose SimAM weights vary most, skipping any whose map resembles one already
-# chosen (correlation above 0.5), so that the three show different things.
+# The three channels whose SimAM weights vary most, skipping any whose map resembles one
+# already chosen (correlation above 0.5), so that the three show different things.
 shown = []
 for c in weights["simam"].flatten(1).std(dim=1).argsort(descending=True).tolist():
     maps_so_far = [weights["simam"][d].flatten() for d in shown]
@@ -1019,7 +1035,8 @@ for name in MODULES:
     added = count_parameters(network) - resnet50_parameters
     assert added == totals["ResNet-50"][name][0], (name, added)
     print(
-        f"{LABELS[name]:>6} inserted into torchvision's resnet50: +{added:,} parameters, as summed in 4.3"
+        f"{LABELS[name]:>6} inserted into torchvision's resnet50: "
+        f"+{added:,} parameters, as summed in 4.3"
     )
 
 # %% [markdown]
@@ -1050,7 +1067,8 @@ by_hand = torch.relu(
 )
 assert torch.allclose(block(features), by_hand)
 print(
-    "layer1[0] by hand: relu(bn2(SimAM(conv2(relu(bn1(conv1(x)))))) + x), as the block computes it"
+    "layer1[0] by hand: relu(bn2(SimAM(conv2(relu(bn1(conv1(x)))))) + x), "
+    "as the block computes it"
 )
 
 try:
@@ -1098,7 +1116,8 @@ for channels in (64, 256, 2048):
     k = t if t % 2 else t + 1
     assert k == eca_kernel_size(channels)
     print(f"2. ECA, {channels} channels: K = {k}")
-# 3. (t - mean)^2 / variance is unchanged by x -> a x + b; lambda breaks it when a^2 variance ~ lambda.
+# 3. (t - mean)^2 / variance is unchanged by x -> a x + b; lambda breaks it when
+#    a^2 variance ~ lambda.
 x = torch.randn(
     2, 8, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64
 )
@@ -1109,10 +1128,11 @@ changed = (
 )
 assert invariant and changed > 0.1
 print(
-    f"3. lambda = 0: unchanged by x -> {a:g} x + {b:g}: {invariant}; lambda = 1e-4: changed by more than 0.1: {changed > 0.1}"
+    f"3. lambda = 0: unchanged by x -> {a:g} x + {b:g}: {invariant}; "
+    f"lambda = 1e-4: changed by more than 0.1: {changed > 0.1}"
 )
-# 4. The last convolution of GC's transform starts at zero, so the block adds nothing: a residual
-#    branch with GC starts as the branch without it.
+# 4. The last convolution of GC's transform starts at zero, so the block adds nothing: a
+#    residual branch with GC starts as the branch without it.
 gc = create_attention("gc", 64)
 x = torch.randn(2, 64, 8, 8, generator=torch.Generator().manual_seed(0))
 unchanged = torch.equal(gc(x), x)

@@ -46,8 +46,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -129,14 +129,17 @@ CIFAR10_TRAIN_IMAGES = 50_000
 def epochs(
     iterations: int, batch_size: int, images: int = CIFAR10_TRAIN_IMAGES
 ) -> float:
-    """Passes over ``images`` training images that ``iterations`` batches of ``batch_size`` make."""
+    """Passes over ``images`` training images that ``iterations`` batches of
+    ``batch_size`` make."""
     return iterations * batch_size / images
 
 
 for start, end in zip((0, *PAPER.milestones), (*PAPER.milestones, PAPER.iterations)):
     print(
-        f"iterations {start:>6,} to {end:>6,}: learning rate {learning_rate(PAPER, start):g}, "
-        f"epochs {epochs(start, PAPER.batch_size):6.2f} to {epochs(end, PAPER.batch_size):6.2f}"
+        f"iterations {start:>6,} to {end:>6,}: "
+        f"learning rate {learning_rate(PAPER, start):g}, "
+        f"epochs {epochs(start, PAPER.batch_size):6.2f} "
+        f"to {epochs(end, PAPER.batch_size):6.2f}"
     )
 print(
     f"in all: {epochs(PAPER.iterations, PAPER.batch_size):.2f} epochs, "
@@ -247,7 +250,8 @@ for attention in ("none", "simam"):
     model = simam.create_model("resnet20", attention=attention, num_classes=10)
     initial[attention] = model.state_dict()
     print(
-        f"resnet20 + {attention:<5}: {simam.count_parameters(model):,} parameters, {len(initial[attention])} tensors"
+        f"resnet20 + {attention:<5}: {simam.count_parameters(model):,} parameters, "
+        f"{len(initial[attention])} tensors"
     )
 assert initial["none"].keys() == initial["simam"].keys()
 differing = [
@@ -256,8 +260,8 @@ differing = [
     if not torch.equal(initial["none"][name], initial["simam"][name])
 ]
 print(
-    f"same seed: {len(initial['none']) - len(differing)} of {len(initial['none'])} initial tensors "
-    f"bit-identical between the two networks"
+    f"same seed: {len(initial['none']) - len(differing)} of {len(initial['none'])} "
+    f"initial tensors bit-identical between the two networks"
 )
 assert not differing
 
@@ -327,11 +331,19 @@ run_folders = {
     attention: run_root / f"resnet20-{attention}-{run_config.recipe}-seed{SEED}"
     for attention in ATTENTIONS
 }
+run_epochs = epochs(
+    run_config.iterations,
+    run_config.batch_size,
+    run_config.subset or CIFAR10_TRAIN_IMAGES,
+)
 print(
-    f"{run_config.recipe} recipe: {run_config.iterations:,} iterations of {run_config.batch_size}, "
-    f"{run_config.schedule} schedule from learning rate {run_config.lr:g}, warm-up {run_config.warmup}, "
-    f"training images {run_config.subset or CIFAR10_TRAIN_IMAGES:,}, test images {run_config.test_subset or 10_000:,}, "
-    f"{epochs(run_config.iterations, run_config.batch_size, run_config.subset or CIFAR10_TRAIN_IMAGES):.2f} epochs"
+    f"{run_config.recipe} recipe: {run_config.iterations:,} iterations "
+    f"of {run_config.batch_size}, "
+    f"{run_config.schedule} schedule from learning rate {run_config.lr:g}, "
+    f"warm-up {run_config.warmup}, "
+    f"training images {run_config.subset or CIFAR10_TRAIN_IMAGES:,}, "
+    f"test images {run_config.test_subset or 10_000:,}, "
+    f"{run_epochs:.2f} epochs"
 )
 
 # %% [markdown]
@@ -356,7 +368,8 @@ gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED, attention="simam
 low, high = simam.course.estimated_gpu_minutes(gpu_config, runs=len(ATTENTIONS))
 print(f"training FLOPs per image (forward and backward): {flops_per_image / 1e6:.0f} M")
 print(
-    f"GPU mode: {len(ATTENTIONS)} runs of {gpu_config.iterations * gpu_config.batch_size:,} "
+    f"GPU mode: {len(ATTENTIONS)} runs of "
+    f"{gpu_config.iterations * gpu_config.batch_size:,} "
     f"training images -> about {low:.0f} to {high:.0f} minutes on a T4 at "
     f"{simam.course.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, compilation included"
 )
@@ -395,18 +408,24 @@ stored = {
     for attention in ATTENTIONS
 }
 print(
-    f"{'network':<20} {'iterations':>10} {'epochs':>7} {'final test acc.':>16} {'best (selected on test set)':>28}"
+    f"{'network':<20} {'iterations':>10} {'epochs':>7} {'final test acc.':>16} "
+    f"{'best (selected on test set)':>28}"
 )
 for attention in ATTENTIONS:
     final = stored[attention]
-    best = f"{100 * final['best_test_accuracy_selected_on_test_set']:.1f}% at {final['best_iteration_selected_on_test_set']:,}"
+    best = (
+        f"{100 * final['best_test_accuracy_selected_on_test_set']:.1f}% at "
+        f"{final['best_iteration_selected_on_test_set']:,}"
+    )
     print(
-        f"{'ResNet-20 + ' + attention:<20} {final['iterations']:>10,} {final['epochs']:>7.2f} "
+        f"{'ResNet-20 + ' + attention:<20} {final['iterations']:>10,} "
+        f"{final['epochs']:>7.2f} "
         f"{100 * final['final_test_accuracy']:>15.1f}% {best:>28}"
     )
 
-# The accuracies differ in their last digits from one CPU model or GPU to another, so this cell's
-# output is not compared when the notebook is tested; these checks hold on every machine.
+# The accuracies differ in their last digits from one CPU model or GPU to another, so
+# this cell's output is not compared when the notebook is tested; these checks hold on
+# every machine.
 evaluations = math.ceil(run_config.iterations / run_config.eval_every)
 chance = 0.1
 for attention in ATTENTIONS:
@@ -419,7 +438,9 @@ for attention in ATTENTIONS:
     assert (
         stored[attention]["final_test_accuracy"] == rows[attention][-1]["test_accuracy"]
     )
-    if not SMOKE:  # 160 quick iterations: well above chance (about 30%); the whole quick recipe: about 88%
+    # 160 quick iterations: well above chance (about 30%); the whole quick recipe:
+    # about 88%
+    if not SMOKE:
         assert stored[attention]["final_test_accuracy"] > (
             2 * chance if QUICK else 0.85
         )
@@ -440,7 +461,8 @@ for attention in ATTENTIONS:
     final = stored[attention]
     print(
         f"ResNet-20 + {attention:<6} wall time {final['wall_seconds']:7.1f} s, "
-        f"training {final['train_images_per_second']:7.1f} images/s on {final['device']}"
+        f"training {final['train_images_per_second']:7.1f} images/s "
+        f"on {final['device']}"
     )
 slowdown = (
     stored["none"]["train_images_per_second"]
@@ -483,10 +505,12 @@ finished = {
 for attention, folder in finished.items():
     final = json.loads((folder / FINAL).read_text())
     print(
-        f"ResNet-20 + {attention:<6} {final['iterations']:,} iterations ({final['epochs']:.1f} epochs): "
+        f"ResNet-20 + {attention:<6} {final['iterations']:,} iterations "
+        f"({final['epochs']:.1f} epochs): "
         f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
         f"(flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%), "
-        f"{final['wall_seconds'] / 60:.1f} minutes at {final['train_images_per_second']:.0f} images/s on {final['device']}"
+        f"{final['wall_seconds'] / 60:.1f} minutes at "
+        f"{final['train_images_per_second']:.0f} images/s on {final['device']}"
     )
 for attention in [attention for attention in ATTENTIONS if attention not in finished]:
     print(f"ResNet-20 + {attention}: not yet run (the command above trains it)")
@@ -530,11 +554,13 @@ if experiments.grid_seeds_needed(grid_cells, "resnet20") is not None:
         by_attention["simam"].accuracies, by_attention["none"].accuracies
     )
     print(
-        f"SimAM - none with the quick recipe: {gain:+.2f} points, Welch's 95% CI [{low:+.2f}, {high:+.2f}]"
+        f"SimAM - none with the quick recipe: {gain:+.2f} points, "
+        f"Welch's 95% CI [{low:+.2f}, {high:+.2f}]"
     )
 else:
     print(
-        "fewer than two seeds per network so far: the next section uses the paper's spread only"
+        "fewer than two seeds per network so far: "
+        "the next section uses the paper's spread only"
     )
 
 # %% [markdown]
@@ -584,7 +610,8 @@ def difference_se(n: int) -> float:
 print(f"gain in the paper: {gain:.2f} points")
 for n in (1, 2, 5, 10):
     print(
-        f"  {n:>2} run(s) per network: SE of the difference {difference_se(n):.3f} points, "
+        f"  {n:>2} run(s) per network: "
+        f"SE of the difference {difference_se(n):.3f} points, "
         f"gain / SE = {gain / difference_se(n):.1f}"
     )
 
@@ -593,34 +620,40 @@ z_alpha = NormalDist().inv_cdf(1 - alpha / 2)
 # the formula above, rounded up
 runs_needed = seeds_needed(sd_plain, sd_simam, gain, alpha, power)
 print(
-    f"runs per network to detect {gain:.2f} points (two-sided alpha {alpha}, power {power:.0%}): {runs_needed}"
+    f"runs per network to detect {gain:.2f} points "
+    f"(two-sided alpha {alpha}, power {power:.0%}): {runs_needed}"
 )
 for delta in (0.2, 0.1):
     print(
-        f"  ... to detect {delta:.1f} points: {seeds_needed(sd_plain, sd_simam, delta, alpha, power)}"
+        f"  ... to detect {delta:.1f} points: "
+        f"{seeds_needed(sd_plain, sd_simam, delta, alpha, power)}"
     )
 # the same function, chapter 6 too
 grid_needed = experiments.grid_seeds_needed(grid_cells, "resnet20", effect=0.4)
 # section 4: the spread of the course's own quick-recipe runs
 if grid_needed is not None:
     print(
-        f"  ... to detect 0.4 points with the quick recipe's own spread ({by_attention['none'].std:.2f} and "
+        "  ... to detect 0.4 points with the quick recipe's own spread "
+        f"({by_attention['none'].std:.2f} and "
         f"{by_attention['simam'].std:.2f} points): {grid_needed}"
     )
 single_run_power = NormalDist().cdf(gain / difference_se(1) - z_alpha)
 print(
-    f"power of one run per network to find the {gain:.2f}-point gain at alpha {alpha}: {single_run_power:.0%}"
+    f"power of one run per network to find the {gain:.2f}-point gain "
+    f"at alpha {alpha}: {single_run_power:.0%}"
 )
 plain_ahead = NormalDist().cdf(-gain / difference_se(1))
 print(
-    f"chance that a single pair of runs puts the plain network ahead: {plain_ahead:.1%} (one pair in {1 / plain_ahead:.0f})"
+    "chance that a single pair of runs puts the plain network ahead: "
+    f"{plain_ahead:.1%} (one pair in {1 / plain_ahead:.0f})"
 )
 
 test_images = 10_000
 for name, mean in (("none", mean_plain), ("simam", mean_simam)):
     p = mean / 100
     print(
-        f"binomial noise of the {test_images:,}-image test set at {mean:.2f}% ({name}): "
+        f"binomial noise of the {test_images:,}-image test set "
+        f"at {mean:.2f}% ({name}): "
         f"{100 * math.sqrt(p * (1 - p) / test_images):.2f} points"
     )
 
@@ -661,13 +694,15 @@ binomial_se = 100 * math.sqrt(
 )
 print(
     f"observed difference (SimAM - plain): {observed:+.1f} points, "
-    f"{observed / binomial_se:+.1f} binomial standard errors (test-set noise alone, seed noise not counted)"
+    f"{observed / binomial_se:+.1f} binomial standard errors "
+    "(test-set noise alone, seed noise not counted)"
 )
 simam_ahead = sum(
     s["test_accuracy"] > n["test_accuracy"] for s, n in zip(rows["simam"], rows["none"])
 )
 print(
-    f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} evaluations along the way"
+    f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} "
+    "evaluations along the way"
 )
 # p(1 - p) <= 1/4 for each network
 assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)
@@ -722,7 +757,8 @@ assert again["final_test_accuracy"] == finals["simam"]["final_test_accuracy"]
 metrics_unchanged = read_metrics(run_folders["simam"]) == rows["simam"]
 print(
     f"after resume=True: {again['iterations']:,} iterations, final test accuracy "
-    f"{100 * again['final_test_accuracy']:.1f}% (before: {100 * finals['simam']['final_test_accuracy']:.1f}%), "
+    f"{100 * again['final_test_accuracy']:.1f}% "
+    f"(before: {100 * finals['simam']['final_test_accuracy']:.1f}%), "
     f"metrics file unchanged: {metrics_unchanged}"
 )
 assert metrics_unchanged
@@ -789,7 +825,8 @@ assert math.isclose(
     rates[-1], QUICK_RECIPE.lr / (QUICK_RECIPE.iterations - QUICK_RECIPE.warmup + 1)
 )
 print(
-    f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; last step: {rates[-1]:.2e}"
+    f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; "
+    f"last step: {rates[-1]:.2e}"
 )
 # 2. Epochs are images seen over the training set's size.
 quick_epochs, paper_epochs = (
@@ -798,7 +835,8 @@ quick_epochs, paper_epochs = (
 )
 assert math.isclose(paper_epochs, 163.84)
 print(f"2. quick recipe {quick_epochs:.1f} epochs, paper {paper_epochs:.1f}")
-# 3. n grows with the sum of the variances: twice the deviations, four times the runs (before rounding up).
+# 3. n grows with the sum of the variances: twice the deviations, four times the runs
+#    (before rounding up).
 doubled = seeds_needed(2 * sd_plain, 2 * sd_simam, gain, alpha, power)
 assert 4 * (runs_needed - 1) < doubled <= 4 * runs_needed
 print(f"3. {doubled} runs per network (one deviation each: {runs_needed})")

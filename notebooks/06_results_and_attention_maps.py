@@ -48,8 +48,8 @@
 # [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
 
 # %%
-# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and SciPy stay as
-# they are); elsewhere `make course` has installed it.
+# On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
+# SciPy stay as they are); elsewhere `make course` has installed it.
 import sys
 
 if "google.colab" in sys.modules:
@@ -109,7 +109,8 @@ header = "| model | " + " | ".join(ATTENTIONS) + " |\n|---|" + "---|" * len(ATTE
 rows = [
     f"| {model} | "
     + " | ".join(
-        f"{PAPER_TABLE2['cifar10', model, a][0]:.2f} ± {PAPER_TABLE2['cifar10', model, a][1]:.2f}"
+        f"{PAPER_TABLE2['cifar10', model, a][0]:.2f} ± "
+        f"{PAPER_TABLE2['cifar10', model, a][1]:.2f}"
         for a in ATTENTIONS
     )
     + " |"
@@ -131,7 +132,8 @@ BAR = 2.3
 
 
 def paper_t(dataset: str, model: str, attention: str) -> tuple[float, float]:
-    """Table 2's gain of ``attention`` over no attention, in points, and its rough t score."""
+    """Table 2's gain of ``attention`` over no attention, in points, and its rough t
+    score."""
     (base_mean, base_std), (mean, std) = (
         PAPER_TABLE2[dataset, model, "none"],
         PAPER_TABLE2[dataset, model, attention],
@@ -144,14 +146,16 @@ def paper_t(dataset: str, model: str, attention: str) -> tuple[float, float]:
 for dataset in ("cifar10", "cifar100"):
     for model in ("resnet20", "resnet56", "resnet110"):
         scores = [
-            f"{a} {paper_t(dataset, model, a)[0]:+.2f} (t = {paper_t(dataset, model, a)[1]:+.1f})"
+            f"{a} {paper_t(dataset, model, a)[0]:+.2f} "
+            f"(t = {paper_t(dataset, model, a)[1]:+.1f})"
             for a in ATTENTIONS[1:]
         ]
         print(f"{dataset:8s} {model:9s}  " + ",  ".join(scores))
 comparisons = [key for key in PAPER_TABLE2 if key[2] != "none"]
 print(
     f"Table 2 compares a module with no attention {len(comparisons)} times "
-    f"({len(comparisons) // 2} per data set); gains with t > {BAR}, over all its networks:"
+    f"({len(comparisons) // 2} per data set); "
+    f"gains with t > {BAR}, over all its networks:"
 )
 for dataset in ("cifar10", "cifar100"):
     clear = [
@@ -161,7 +165,8 @@ for dataset in ("cifar10", "cifar100"):
         f"{a} {sum(x == a for _, x in clear)}" for a in ATTENTIONS[1:]
     )
     print(
-        f"  {dataset}: {len(clear)} of {len(comparisons) // 2} ({per_module} of {len(comparisons) // 10} networks each)"
+        f"  {dataset}: {len(clear)} of {len(comparisons) // 2} "
+        f"({per_module} of {len(comparisons) // 10} networks each)"
     )
 
 # %% [markdown]
@@ -198,7 +203,8 @@ for dataset in ("cifar10", "cifar100"):
 # float32 per run, into a temporary folder.
 
 # %%
-# Every run reads CIFAR-10 from simam.data_root(); fetch it once here if it is not there yet (Colab).
+# Every run reads CIFAR-10 from simam.data_root(); fetch it once here if it is not there
+# yet (Colab).
 course_cifar10(train=False)
 grid = experiments.plan(
     ["resnet20"], ATTENTIONS, ["cifar10"], seeds=[0], recipes=["quick"]
@@ -252,8 +258,8 @@ gpu_runs = len(grid) + 2
 quick_simam = dataclasses.replace(simam.config.QUICK, attention="simam")
 low, high = estimated_gpu_minutes(quick_simam, gpu_runs)
 print(
-    f"GPU mode: {gpu_runs} runs of the quick recipe, about {low:.0f} to {high:.0f} minutes "
-    "on a T4, compilation included"
+    f"GPU mode: {gpu_runs} runs of the quick recipe, "
+    f"about {low:.0f} to {high:.0f} minutes on a T4, compilation included"
 )
 
 # %% tags=["nbval-ignore-output"]
@@ -344,12 +350,16 @@ if grid_cells:
     print("\n".join(readme.grid_commands(grid_cells, "results/")))
 else:
     print(
-        "No results in results/results.jsonl yet: python -m simam.experiments run --models resnet20 "
-        "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe quick --out results/"
+        "No results in results/results.jsonl yet: "
+        "python -m simam.experiments run --models resnet20 "
+        "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 "
+        "--recipe quick --out results/"
     )
 print(
-    "The paper's recipe, on a GPU: python -m simam.experiments run --models resnet20,resnet56 "
-    "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 --recipe paper --out results/"
+    "The paper's recipe, on a GPU: "
+    "python -m simam.experiments run --models resnet20,resnet56 "
+    "--attentions none,se,cbam,eca,gc,simam --datasets cifar10 --seeds 5 "
+    "--recipe paper --out results/"
 )
 
 # %% [markdown]
@@ -422,14 +432,16 @@ if needed is None:
 else:
     have = {cell.attention: cell for cell in grid_cells}
     print(
-        f"spread over seeds: {have['none'].std:.2f} points without attention, {have['simam'].std:.2f} with SimAM"
+        f"spread over seeds: {have['none'].std:.2f} points without attention, "
+        f"{have['simam'].std:.2f} with SimAM"
     )
     strict = experiments.grid_seeds_needed(
         grid_cells, "resnet20", effect=0.4, alpha=0.05 / 5
     )
     print(
-        f"seeds per network to find 0.4 points: {needed} at the 5% level, {strict} at 1% (Holm's first "
-        f"step over five comparisons); the committed grid has {have['none'].n} without attention and "
+        f"seeds per network to find 0.4 points: {needed} at the 5% level, "
+        f"{strict} at 1% (Holm's first step over five comparisons); "
+        f"the committed grid has {have['none'].n} without attention and "
         f"{have['simam'].n} with SimAM"
     )
 
@@ -467,7 +479,8 @@ print(
 )
 
 # %% tags=["nbval-ignore-output"]
-# two runs; the paper's study is left to the command line (35 runs of the paper's recipe)
+# two runs; the paper's study is left to the command line (35 runs of the paper's
+# recipe)
 ablation_outcomes = experiments.run_grid(
     ablation, OUT, workers=WORKERS, extra_args=TRAINER_OPTIONS
 )
@@ -483,12 +496,15 @@ if len(study) == len(ablation):
     plt.show()
     for cell in experiments.summarise(study):
         print(
-            f"{cell.attention:6s} lambda {cell.lambda_ if cell.lambda_ is not None else '-':>6}  {cell.mean:.2f}%  (n = {cell.n})"
+            f"{cell.attention:6s} "
+            f"lambda {cell.lambda_ if cell.lambda_ is not None else '-':>6}  "
+            f"{cell.mean:.2f}%  (n = {cell.n})"
         )
     assert all(0 < line["final_test_accuracy"] < 1 for line in study)
 else:
     print(
-        f"{len(ablation) - len(study)} runs of the study have no results under {ablation_out} yet."
+        f"{len(ablation) - len(study)} runs of the study "
+        f"have no results under {ablation_out} yet."
     )
 
 # %% [markdown]
@@ -539,9 +555,9 @@ if verdict.lambda_studies(course_cells):
 
 # %% tags=["nbval-ignore-output"]
 def branch_spread(block, x):
-    """Per channel, the spread of the residual branch of ``block`` (a BasicBlock with SimAM after
-    conv2) just before the addition: without SimAM, with it before bn2, with it after bn2. bn2
-    standardises with the batch's statistics, as in training."""
+    """Per channel, the spread of the residual branch of ``block`` (a BasicBlock with
+    SimAM after conv2) just before the addition: without SimAM, with it before bn2, with
+    it after bn2. bn2 standardises with the batch's statistics, as in training."""
 
     def bn2(t):
         return F.batch_norm(
@@ -582,7 +598,8 @@ plt.show()
 before = (spread["SimAM before the batch norm"] / spread["no SimAM"]).median().item()
 after = (spread["SimAM after the batch norm"] / spread["no SimAM"]).median().item()
 print(
-    f"median spread ratio to no SimAM: before the batch norm {before:.3f}, after it {after:.2f}"
+    f"median spread ratio to no SimAM: before the batch norm {before:.3f}, "
+    f"after it {after:.2f}"
 )
 # the batch norm undoes SimAM's scale; after it, SimAM shrinks
 assert abs(before - 1) < 1e-3 < 1 - after
@@ -669,7 +686,8 @@ for attention in ATTENTIONS:
         if not QUICK:
             models[attention] = load_model(own_run, device=device)
             print(
-                f"ResNet-20 + {attention:<5}: this notebook's quick-recipe run of section 6.2"
+                f"ResNet-20 + {attention:<5}: "
+                "this notebook's quick-recipe run of section 6.2"
             )
         else:
             print(f"ResNet-20 + {attention:<5}: no committed weights yet, left out")
@@ -727,14 +745,16 @@ for name, model in models.items():
     share = torch.cat(shares)
     centre_shares[name] = share.mean().item()
     print(
-        f"ResNet-20 + {name:<5}: centre share {share.mean():.3f} (quartiles {share.quantile(0.25):.2f}-"
-        f"{share.quantile(0.75):.2f}), accuracy on these images {correct / len(sample):.1%}"
+        f"ResNet-20 + {name:<5}: centre share {share.mean():.3f} "
+        f"(quartiles {share.quantile(0.25):.2f}-{share.quantile(0.75):.2f}), "
+        f"accuracy on these images {correct / len(sample):.1%}"
     )
     assert share.isfinite().all() and 0 <= share.min() and share.max() <= 1 + 1e-6
 if centre_shares:
     ranked = sorted(centre_shares, key=centre_shares.get, reverse=True)
     print(
-        f"most concentrated on the centre: {ranked[0]} ({centre_shares[ranked[0]]:.3f}); "
+        "most concentrated on the centre: "
+        f"{ranked[0]} ({centre_shares[ranked[0]]:.3f}); "
         f"least: {ranked[-1]} ({centre_shares[ranked[-1]]:.3f}); a uniform map: 0.250"
     )
 
@@ -821,11 +841,13 @@ if has_simam:
     for name in stage_ends:
         v = variances[name]
         print(
-            f"{name}: channel variances, median {v.median():.3g}, 5% quantile {v.quantile(0.05):.3g}"
+            f"{name}: channel variances, median {v.median():.3g}, "
+            f"5% quantile {v.quantile(0.05):.3g}"
         )
     print(
-        f"all {len(variances)} SimAM modules: lambda = {lambda_:g} is below the variance of "
-        f"{100 * (every > lambda_).float().mean():.1f}% of channel maps and below a tenth of it for "
+        f"all {len(variances)} SimAM modules: lambda = {lambda_:g} "
+        f"is below the variance of {100 * (every > lambda_).float().mean():.1f}% "
+        "of channel maps and below a tenth of it for "
         f"{100 * (every > 10 * lambda_).float().mean():.1f}%"
     )
     assert every.isfinite().all() and (every >= 0).all()
@@ -888,7 +910,8 @@ assert all(
     for m in beyond
 )
 print(f"   more than two standard errors: {len(beyond)} networks ({', '.join(beyond)})")
-# 2. A uniform map spreads its mass evenly: 256 of 1024 pixels; a map inside the centre has share 1.
+# 2. A uniform map spreads its mass evenly: 256 of 1024 pixels; a map inside the centre
+#    has share 1.
 uniform, centred = torch.ones(32, 32), torch.zeros(32, 32)
 centred[8:24, 8:24] = 1
 shares = [float(m[8:24, 8:24].sum() / m.sum()) for m in (uniform, centred)]
@@ -907,6 +930,7 @@ spike_weight = (simam.SimAM(lambda_=1e-6)(spike) / spike.clamp_min(1e-30))[
 ].item()
 assert spike_weight > 0.999
 print(
-    f"3. constant channels: every weight {1 / (1 + math.exp(-0.5)):.4f}; the outlier's weight {spike_weight:.4f}"
+    f"3. constant channels: every weight {1 / (1 + math.exp(-0.5)):.4f}; "
+    f"the outlier's weight {spike_weight:.4f}"
 )
 
