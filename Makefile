@@ -1,6 +1,7 @@
 # The course's commands. Each sets up .venv on first use (Python 3.10 or newer, default python3).
 #   make course   run every notebook top to bottom into build/ (committed notebooks stay untouched)
-#   make test     unit tests and nbval over the notebooks, in quick mode (what CI runs)
+#   make test     make lint, then unit tests and nbval over the notebooks, in quick mode (what CI runs)
+#   make lint     ruff's linter and formatter check over the package, tests, scripts and notebooks
 #   make test-other-cpu  nbval over the notebooks again as on a CPU without vector units, one thread
 #                 (CI runs it too: the stored outputs must not depend on the CPU)
 #   make test-installed  the wheel installed into a fresh environment outside the checkout: import,
@@ -28,7 +29,7 @@ BOOK_PY   := .venv-book/bin/python
 BOOK_HTML := build/book/html
 MATHJAX   := build/book/static/mathjax/tex-chtml.js
 
-.PHONY: course test test-other-cpu test-installed lab refresh book book-check device-check device-data clean
+.PHONY: course test lint test-other-cpu test-installed lab refresh book book-check device-check device-data clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +40,13 @@ $(READY): requirements.txt pyproject.toml
 course: $(READY)
 	$(EXECUTE) --output-dir build/notebooks $(NOTEBOOKS)
 
-test: $(READY)
+test: lint
 	$(PY) -m pytest
+
+# pyproject.toml configures ruff (notebooks/ruff.toml narrows the notebooks' code to 88 characters).
+lint: $(READY)
+	$(PY) -m ruff check
+	$(PY) -m ruff format --check
 
 # torch and oneDNN limited to SSE4.1 (no AVX) and one thread: training gives other bits than on the
 # CPU the outputs were stored on, and every checked output must still match. One-thread kernels

@@ -55,8 +55,9 @@ if "google.colab" in sys.modules:
 
     # The repository named in pyproject.toml's [project.urls]
     REPOSITORY = "https://github.com/simam-course/simam"
-    pip_install = [sys.executable, "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip_install, f"simam @ git+{REPOSITORY}"], check=True)
+    package = f"simam @ git+{REPOSITORY}"
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "install", "--quiet", package], check=True)
 
 # %%
 import dataclasses
