@@ -43,30 +43,24 @@ class Config:
     # the network and the data
     model: str = "resnet20"
     attention: str = "simam"
-    lambda_: float = (
-        1e-4  # SimAM's regulariser (paper: 1e-4 on CIFAR); only the simam attentions use it
-    )
-    place: str | None = (
-        None  # where a block puts the attention (simam.attention.PLACES); None: the paper's place
-    )
+    # SimAM's regulariser (paper: 1e-4 on CIFAR); only the simam attentions use it
+    lambda_: float = 1e-4
+    # where a block puts the attention (simam.attention.PLACES); None: the paper's place
+    place: str | None = None
     dataset: str = "cifar10"
     subset: int | None = None  # train on a seeded, class-balanced subset of this many images
     test_subset: int | None = None  # evaluate on a subset of the test split (smoke tests only)
     augment: bool = True  # pad, random 32x32 crop, random horizontal flip
     padding: int = 4
-    eval_flip: bool = (
-        False  # also report the accuracy of test-time flip averaging (beside the plain one)
-    )
+    # also report the accuracy of test-time flip averaging (beside the plain one)
+    eval_flip: bool = False
     # optimisation, counted in iterations (batches)
     iterations: int = 64_000
     batch_size: int = 128
     lr: float = 0.1  # the initial (step) or peak (onecycle) learning rate
     schedule: str = "step"  # "step" or "onecycle", see learning_rate()
-    # step: the learning rate is multiplied by gamma at each
-    milestones: tuple[int, ...] = (
-        32_000,
-        48_000,
-    )
+    # step: the learning rate is multiplied by gamma at each of these iterations
+    milestones: tuple[int, ...] = (32_000, 48_000)
     gamma: float = 0.1
     warmup: int = 0  # onecycle: iterations of linear warm-up
     momentum: float = 0.9
@@ -75,32 +69,26 @@ class Config:
     norm_bias_decay: bool = True  # weight decay on BN parameters and biases too, as plain SGD does
     label_smoothing: float = 0.0
     seed: int = 0
-    sync_bn: bool = (
-        False  # under torchrun: batch norm with the global batch's statistics (CUDA only)
-    )
+    # under torchrun: batch norm with the global batch's statistics (CUDA only)
+    sync_bn: bool = False
     # how the run is watched and saved, and where it runs: these may change when a run is resumed
     eval_every: int = 1_000
     checkpoint_every: int = 2_000
     data_root: str | None = None  # None: $SIMAM_DATA or ~/.cache/simam
     download: bool = False
     device: str = "auto"  # "auto": CUDA when present, else the CPU
-    amp: bool | None = (
-        None  # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
-    )
-    amp_dtype: str | None = (
-        None  # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
-    )
+    # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
+    amp: bool | None = None
+    # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
+    amp_dtype: str | None = None
     channels_last: bool | None = None  # None: on for CUDA
-    compile: bool | None = (
-        None  # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
-    )
-    compile_simam: bool | None = (
-        None  # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
-    )
+    # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
+    compile: bool | None = None
+    # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
+    compile_simam: bool | None = None
     threads: int | None = None  # torch CPU threads; None: torch's default
-    deterministic: bool = (
-        False  # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
-    )
+    # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
+    deterministic: bool = False
     progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
 
 
@@ -181,9 +169,8 @@ QUICK_4X = dataclasses.replace(
 RECIPES = {"paper": PAPER, "quick": QUICK, "quick-4x": QUICK_4X}
 
 
-COMPILE_SIMAM_FROM = (
-    200  # iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
-)
+# iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
+COMPILE_SIMAM_FROM = 200
 
 
 class ConfigError(ValueError):

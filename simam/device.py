@@ -234,9 +234,8 @@ def cuda_settings(deterministic: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
-CUBLAS_DETERMINISTIC = (
-    ":4096:8"  # a cuBLAS workspace setting under which its results repeat (CUDA 10.2+)
-)
+# a cuBLAS workspace setting under which its results repeat (CUDA 10.2+)
+CUBLAS_DETERMINISTIC = ":4096:8"
 
 
 def deterministic_cublas() -> None:

@@ -108,9 +108,8 @@ EVAL_BATCH = 1000
 
 SYNC_EVERY = 50  # iterations between looks at the loss: each look waits for the GPU
 
-STEADY_AFTER = (
-    50  # first steps of a session left out of steady_images_per_second: compilation and warm-up
-)
+# first steps of a session left out of steady_images_per_second: compilation and warm-up
+STEADY_AFTER = 50
 
 
 class Diverged(RuntimeError):
@@ -358,18 +357,15 @@ class _Run:
     criterion: nn.Module
     train_loader: CifarLoader
     test_loader: CifarLoader
-    forward: nn.Module | None = (
-        None  # the model as it trains: wrapped by DDP, compiled, as configured
-    )
-    eval_forward: nn.Module | None = (
-        None  # the model as it evaluates (never DDP: no collective per batch)
-    )
+    # the model as it trains: wrapped by DDP, compiled, as configured
+    forward: nn.Module | None = None
+    # the model as it evaluates (never DDP: no collective per batch)
+    eval_forward: nn.Module | None = None
     iteration: int = 0
     elapsed_before: float = 0.0  # seconds spent in earlier sessions, before a resume
     train_seconds: float = 0.0  # time in training steps only, between evaluations and saves
-    steady_seconds: float = (
-        0.0  # the part of train_seconds after each session's first steps (steady_from)
-    )
+    # the part of train_seconds after each session's first steps (steady_from)
+    steady_seconds: float = 0.0
     steady_steps: int = 0  # the steps timed in steady_seconds
     saved: int | None = None  # iteration of the last checkpoint
     loss_sum: torch.Tensor | None = None  # training loss since the last evaluation, on the device

@@ -232,9 +232,8 @@ def _simam(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     return _SimAMFunction.apply(x, float(lambda_))
 
 
-_compiled_simam_ops = (
-    None  # torch.compile of _simam_ops, made on first use: compiling is slow to set up
-)
+# torch.compile of _simam_ops, made on first use: compiling is slow to set up
+_compiled_simam_ops = None
 
 
 class _CompiledSimAM:

@@ -61,9 +61,8 @@ class PlannedCell:
     recipe: str
     place: str | None = None
     lambda_: float | None = None
-    reused_from: str | None = (
-        None  # the study that trained this cell's runs before this plan (``from``)
-    )
+    # the study that trained this cell's runs before this plan (``from``)
+    reused_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -38,15 +38,12 @@ class Cell:
     devices: tuple[str, ...]
     gpus_per_run: tuple[int, ...]
     accuracies: tuple[float, ...] = ()  # every seed's final test accuracy, in seed order
-    flip_accuracies: tuple[float, ...] | None = (
-        None  # the same, flip-averaged; None if a run lacks it
-    )
-    images_per_second: float | None = (
-        None  # mean training speed over every step, compilation included
-    )
-    steady_images_per_second: float | None = (
-        None  # the same after compilation and warm-up (runs that record it)
-    )
+    # the same, flip-averaged; None if a run lacks it
+    flip_accuracies: tuple[float, ...] | None = None
+    # mean training speed over every step, compilation included
+    images_per_second: float | None = None
+    # the same after compilation and warm-up (runs that record it)
+    steady_images_per_second: float | None = None
 
     @property
     def difference(self) -> float | None:
