@@ -13,11 +13,10 @@ each choice and its source). Every field of :class:`Config` can be overridden, o
 
 **The command line.** :func:`config_from_args` is the one road from text to a checked
 :class:`Config`: ``python -m simam.train``, a grid's runs (:meth:`simam.experiments.RunSpec.config`)
-and the benchmarks' ``--config FIELD=VALUE`` all take it. Its options are written by hand rather
-than generated from the fields, because their help gives each default per recipe or says what the
-device decides, and several take a form of their own (``--lambda``, comma-separated
-``--milestones``, ``--no-FLAG``) that generated options would need as much per-field metadata to
-express.
+and the benchmarks' ``--config FIELD=VALUE`` all take it. Its options are made from the fields of
+:class:`Config`: each field's metadata holds its help and anything its option needs beyond its type
+(choices, a parser of its own for ``--milestones``), so a new field is one line here and its option
+follows. Plain ``argparse`` does this in a dozen lines, so no further dependency is needed.
 """
 
 from __future__ import annotations
@@ -34,62 +33,138 @@ from simam.attention import PLACES, SimAM, attention_kind, attention_options
 from simam.data import dataset_spec
 from simam.models import create_model, list_models
 
+# iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
+COMPILE_SIMAM_FROM = 200
+
+
+def option(help: str, shown: str | None = None, **argparse_options: Any) -> dict[str, Any]:
+    """A field's command-line option, as the field's metadata: its ``help``, what its default is
+    when the recipes do not say (``shown``, for a default of None that the device decides), and any
+    further argument of ``add_argument`` (``choices``, ``type``, ``metavar``)."""
+    return {"help": help, "shown": shown, "options": argparse_options}
+
+
+def _field(default: Any, help: str, shown: str | None = None, **argparse_options: Any) -> Any:
+    return dataclasses.field(default=default, metadata=option(help, shown, **argparse_options))
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated iterations such as 32000,48000, got {text!r}"
+        ) from None
+
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines a run. The defaults are the paper's recipe."""
+    """Everything that defines a run. The defaults are the paper's recipe. Each field's metadata is
+    its command-line option (:func:`build_parser`)."""
 
-    recipe: str = "paper"  # the recipe this configuration started from (a label)
+    recipe: str = _field(
+        "paper",
+        "the recipe the options override: paper, the SimAM paper's 64,000-iteration recipe; quick, "
+        "about 15 minutes on a 2-core CPU; quick-4x, the quick recipe at four times its iterations",
+        "default paper",
+        choices=("paper", "quick", "quick-4x"),
+    )
     # the network and the data
-    model: str = "resnet20"
-    attention: str = "simam"
-    # SimAM's regulariser (paper: 1e-4 on CIFAR); only the simam attentions use it
-    lambda_: float = 1e-4
-    # where a block puts the attention (simam.attention.PLACES); None: the paper's place
-    place: str | None = None
-    dataset: str = "cifar10"
-    subset: int | None = None  # train on a seeded, class-balanced subset of this many images
-    test_subset: int | None = None  # evaluate on a subset of the test split (smoke tests only)
-    augment: bool = True  # pad, random 32x32 crop, random horizontal flip
-    padding: int = 4
-    # also report the accuracy of test-time flip averaging (beside the plain one)
-    eval_flip: bool = False
+    model: str = _field("resnet20", f"network: {', '.join(list_models())}")
+    attention: str = _field(
+        "simam", "attention module: none, se, cbam, eca, gc, simam, simam-exact"
+    )
+    lambda_: float = _field(
+        1e-4, "SimAM's regulariser lambda (paper: 1e-4 on CIFAR)", metavar="LAMBDA"
+    )
+    place: str | None = _field(
+        None,
+        "where each block puts the attention: after_conv (right after the 3x3 convolution, before "
+        "its batch norm: SimAM's place) or end_of_branch (after the branch's last batch norm: SE's "
+        "place)",
+        "default: the paper's place for the module",
+        choices=PLACES,
+    )
+    dataset: str = _field("cifar10", "cifar10 or cifar100")
+    subset: int | None = _field(
+        None, "train on a seeded, class-balanced subset of this many images", "default: all"
+    )
+    test_subset: int | None = _field(
+        None, "evaluate on this many test images, for smoke tests", "default: all"
+    )
+    augment: bool = _field(True, "pad-and-crop and horizontal-flip augmentation")
+    padding: int = _field(4, "pixels of zero padding before the random 32x32 crop")
+    eval_flip: bool = _field(False, "also report the flip-averaged test accuracy")
     # optimisation, counted in iterations (batches)
-    iterations: int = 64_000
-    batch_size: int = 128
-    lr: float = 0.1  # the initial (step) or peak (onecycle) learning rate
-    schedule: str = "step"  # "step" or "onecycle", see learning_rate()
-    # step: the learning rate is multiplied by gamma at each of these iterations
-    milestones: tuple[int, ...] = (32_000, 48_000)
-    gamma: float = 0.1
-    warmup: int = 0  # onecycle: iterations of linear warm-up
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    norm_bias_decay: bool = True  # weight decay on BN parameters and biases too, as plain SGD does
-    label_smoothing: float = 0.0
-    seed: int = 0
-    # under torchrun: batch norm with the global batch's statistics (CUDA only)
-    sync_bn: bool = False
+    iterations: int = _field(64_000, "training steps")
+    batch_size: int = _field(128, "images per step")
+    lr: float = _field(0.1, "initial (step) or peak (onecycle) learning rate")
+    schedule: str = _field("step", "learning-rate schedule", choices=("step", "onecycle"))
+    milestones: tuple[int, ...] = _field(
+        (32_000, 48_000),
+        "step schedule: comma-separated iterations where the rate is multiplied by --gamma",
+        type=_milestones,
+    )
+    gamma: float = _field(0.1, "step schedule factor")
+    warmup: int = _field(0, "onecycle: iterations of linear warm-up")
+    momentum: float = _field(0.9, "SGD momentum")
+    nesterov: bool = _field(False, "Nesterov momentum")
+    weight_decay: float = _field(5e-4, "L2 weight decay")
+    norm_bias_decay: bool = _field(
+        True, "weight decay on BN parameters and biases too, as plain SGD does"
+    )
+    label_smoothing: float = _field(0.0, "label smoothing of the training loss")
+    seed: int = _field(0, "seeds the weights, the order of the batches and the augmentation")
+    sync_bn: bool = _field(
+        False,
+        "under torchrun: batch norm with the statistics of the global batch, not of each "
+        "process's share (CUDA only)",
+    )
     # how the run is watched and saved, and where it runs: these may change when a run is resumed
-    eval_every: int = 1_000
-    checkpoint_every: int = 2_000
-    data_root: str | None = None  # None: $SIMAM_DATA or ~/.cache/simam
-    download: bool = False
-    device: str = "auto"  # "auto": CUDA when present, else the CPU
-    # mixed precision; None: where the device computes in bfloat16 natively (or on CUDA)
-    amp: bool | None = None
-    # "bfloat16" or "float16"; None: bfloat16 where the device has it natively
-    amp_dtype: str | None = None
-    channels_last: bool | None = None  # None: on for CUDA
-    # torch.compile of the whole model; None: on for CUDA where Triton runs (7.0+)
-    compile: bool | None = None
-    # only SimAM's formula compiled (SimAM(compiled=True)); None: device.resolve()
-    compile_simam: bool | None = None
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    # CUDA: deterministic algorithms, no cuDNN autotuning (slower; device.cuda_settings)
-    deterministic: bool = False
-    progress: bool | None = None  # progress bar; None: when stderr is a terminal and CI is not set
+    eval_every: int = _field(1_000, "iterations between evaluations on the test split")
+    checkpoint_every: int = _field(2_000, "iterations between checkpoints")
+    data_root: str | None = _field(
+        None,
+        "folder holding cifar-10-batches-py/ or cifar-100-python/",
+        "default: $SIMAM_DATA or ~/.cache/simam",
+    )
+    download: bool = _field(False, "download the official archive when the data are missing")
+    device: str = _field("auto", "auto, cpu, cuda or cuda:N (auto: CUDA when present)")
+    amp: bool | None = _field(
+        None, "mixed precision", "default: on for CUDA and for CPUs with native bfloat16"
+    )
+    amp_dtype: str | None = _field(
+        None,
+        "mixed-precision type",
+        "default: bfloat16 where the device has it natively, else float16 with a gradient scaler",
+        choices=("bfloat16", "float16"),
+    )
+    channels_last: bool | None = _field(None, "channels_last memory format", "default: on for CUDA")
+    compile: bool | None = _field(
+        None,
+        "torch.compile the whole model",
+        "default: on for CUDA GPUs of compute capability 7.0+, where Triton runs",
+    )
+    compile_simam: bool | None = _field(
+        None,
+        "torch.compile only SimAM's formula (SimAM(compiled=True))",
+        f"default: on the CPU for runs of {COMPILE_SIMAM_FROM:,} iterations or more, where a C++ "
+        "compiler is found",
+    )
+    threads: int | None = _field(
+        None,
+        "torch CPU threads (on a small or busy machine 1 thread can be several times faster, as "
+        "on the 2-core machine the quick recipe was timed on)",
+        "default: torch's choice",
+    )
+    deterministic: bool = _field(
+        False,
+        "on CUDA: deterministic algorithms and no cuDNN autotuning, so that a run repeats bit for "
+        "bit on the same GPU, more slowly",
+    )
+    progress: bool | None = _field(
+        None, "progress bar", "default: when stderr is a terminal and CI is not set"
+    )
 
 
 CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(Config))
@@ -167,10 +242,6 @@ QUICK_4X = dataclasses.replace(
 )
 
 RECIPES = {"paper": PAPER, "quick": QUICK, "quick-4x": QUICK_4X}
-
-
-# iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
-COMPILE_SIMAM_FROM = 200
 
 
 class ConfigError(ValueError):
@@ -341,194 +412,36 @@ def _defaults(name: str) -> str:
     return "default " + ", ".join(f"{value} ({recipe})" for recipe, value in values.items())
 
 
-def _milestones(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated iterations such as 32000,48000, got {text!r}"
-        ) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The trainer's options: one per field of :class:`Config`, named by :func:`option_name`, with
+    the help and the argparse arguments of the field's metadata (a flag with ``--no-`` for a
+    boolean field) and its default per recipe; then ``--out`` and ``--resume``, which say where a
+    run goes rather than what it is. Only the options given are parsed: they override the recipe."""
     parser = OneLineParser(
         prog="simam-train",
         description="Train a CIFAR network with SimAM or another attention module. Options not "
         "given take the value of the recipe (--recipe); "
         "see simam/config.py for what each recipe does and why.",
-        # only the options given appear: they override the recipe
         argument_default=argparse.SUPPRESS,
     )
-    flag = argparse.BooleanOptionalAction
-    add = parser.add_argument
-    add(
-        "--recipe",
-        choices=sorted(RECIPES),
-        help="paper: the SimAM paper's 64,000-iteration recipe; quick: about 15 minutes on a "
-        "2-core CPU; quick-4x: the quick recipe at four times its iterations (default paper)",
+    for field in dataclasses.fields(Config):
+        metadata = field.metadata
+        shown = metadata["shown"] or _defaults(field.name)
+        options = dict(metadata["options"])
+        if field.type.startswith("bool"):
+            options["action"] = argparse.BooleanOptionalAction
+        elif "type" not in options and "choices" not in options:
+            options["type"] = {"int": int, "float": float}.get(field.type.split(" | ")[0], str)
+        parser.add_argument(
+            option_name(field.name),
+            dest=field.name,
+            help=f"{metadata['help']} ({shown})",
+            **options,
+        )
+    parser.add_argument(
+        "--out", help="output folder (default runs/MODEL-ATTENTION-RECIPE-seedSEED)"
     )
-    add("--model", help=f"network: {', '.join(list_models())} ({_defaults('model')})")
-    add(
-        "--attention",
-        help="attention module: none, se, cbam, eca, gc, simam, simam-exact "
-        f"({_defaults('attention')})",
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
-    add(
-        "--lambda",
-        dest="lambda_",
-        type=float,
-        metavar="LAMBDA",
-        help=f"SimAM's regulariser lambda ({_defaults('lambda_')})",
-    )
-    add(
-        "--place",
-        choices=PLACES,
-        help="where each block puts the attention: after_conv (right after the 3x3 "
-        "convolution, before its batch norm: SimAM's place) or end_of_branch (after the branch's "
-        "last batch norm: SE's place) (default: the paper's place for the module)",
-    )
-    add("--dataset", help=f"cifar10 or cifar100 ({_defaults('dataset')})")
-    add(
-        "--data-root",
-        help="folder holding cifar-10-batches-py/ or cifar-100-python/ "
-        "(default $SIMAM_DATA or ~/.cache/simam)",
-    )
-    add(
-        "--download",
-        action="store_true",
-        help="download the official archive when the data are missing",
-    )
-    add("--out", help="output folder (default runs/MODEL-ATTENTION-RECIPE-seedSEED)")
-    add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    add(
-        "--seed",
-        type=int,
-        help="seeds the weights, the order of the batches and the augmentation "
-        f"({_defaults('seed')})",
-    )
-    add("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
-    add("--iterations", type=int, help=f"training steps ({_defaults('iterations')})")
-    add("--batch-size", type=int, help=f"images per step ({_defaults('batch_size')})")
-    add(
-        "--lr",
-        type=float,
-        help=f"initial (step) or peak (onecycle) learning rate ({_defaults('lr')})",
-    )
-    add(
-        "--schedule",
-        choices=["step", "onecycle"],
-        help=f"learning-rate schedule ({_defaults('schedule')})",
-    )
-    add(
-        "--milestones",
-        type=_milestones,
-        help="step schedule: comma-separated iterations where the rate is multiplied by --gamma "
-        f"({_defaults('milestones')})",
-    )
-    add("--gamma", type=float, help=f"step schedule factor ({_defaults('gamma')})")
-    add(
-        "--warmup", type=int, help=f"onecycle: iterations of linear warm-up ({_defaults('warmup')})"
-    )
-    add("--momentum", type=float, help=f"SGD momentum ({_defaults('momentum')})")
-    add("--nesterov", action=flag, help=f"Nesterov momentum ({_defaults('nesterov')})")
-    add("--weight-decay", type=float, help=f"L2 weight decay ({_defaults('weight_decay')})")
-    add(
-        "--norm-bias-decay",
-        action=flag,
-        help=f"weight decay on BN parameters and biases too ({_defaults('norm_bias_decay')})",
-    )
-    add(
-        "--label-smoothing",
-        type=float,
-        help=f"label smoothing of the training loss ({_defaults('label_smoothing')})",
-    )
-    add(
-        "--augment",
-        action=flag,
-        help=f"pad-and-crop and horizontal-flip augmentation ({_defaults('augment')})",
-    )
-    add(
-        "--eval-flip",
-        action=flag,
-        help=f"also report the flip-averaged test accuracy ({_defaults('eval_flip')})",
-    )
-    add(
-        "--padding",
-        type=int,
-        help=f"pixels of zero padding before the random crop ({_defaults('padding')})",
-    )
-    add(
-        "--subset",
-        type=int,
-        help="train on a class-balanced subset of this many images (default: all)",
-    )
-    add(
-        "--test-subset",
-        type=int,
-        help="evaluate on this many test images, for smoke tests (default: all)",
-    )
-    _add_runtime_options(parser)
     return parser
-
-
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    """The options that say how a run is evaluated, saved and computed, and where."""
-    flag = argparse.BooleanOptionalAction
-    add = parser.add_argument
-    add(
-        "--eval-every",
-        type=int,
-        help=f"iterations between evaluations on the test split ({_defaults('eval_every')})",
-    )
-    add(
-        "--checkpoint-every",
-        type=int,
-        help=f"iterations between checkpoints ({_defaults('checkpoint_every')})",
-    )
-    add(
-        "--amp",
-        action=flag,
-        help="mixed precision (default: on for CUDA and for CPUs with native bfloat16)",
-    )
-    add(
-        "--amp-dtype",
-        choices=["bfloat16", "float16"],
-        help="mixed-precision type (default: bfloat16 where the device has it natively, else "
-        "float16 with a gradient scaler)",
-    )
-    add(
-        "--deterministic",
-        action=flag,
-        help="on CUDA: deterministic algorithms and no cuDNN autotuning, so that a "
-        "run repeats bit for bit on the same GPU, more slowly (default: off)",
-    )
-    add("--channels-last", action=flag, help="channels_last memory format (default: on for CUDA)")
-    add(
-        "--compile",
-        action=flag,
-        help="torch.compile the model (default: on for CUDA GPUs of compute capability 7.0+)",
-    )
-    add(
-        "--compile-simam",
-        action=flag,
-        help="torch.compile only SimAM's formula (default: on the CPU for runs of "
-        f"{COMPILE_SIMAM_FROM:,} iterations or more, where a C++ compiler is found)",
-    )
-    add(
-        "--threads",
-        type=int,
-        help="torch CPU threads (default: torch's choice; on a small or busy machine "
-        "1 thread can be several times faster, as on the 2-core machine the quick "
-        "recipe was timed on)",
-    )
-    add(
-        "--progress",
-        action=flag,
-        help="progress bar (default: when stderr is a terminal and CI is not set)",
-    )
-    add(
-        "--sync-bn",
-        action=flag,
-        help="under torchrun: batch norm with the statistics of the global batch, "
-        f"not of each process's share (CUDA only; {_defaults('sync_bn')})",
-    )

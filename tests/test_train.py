@@ -10,6 +10,7 @@ runs.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -529,11 +530,18 @@ def test_options_read_as_their_recipe_with_the_fields_they_give_over_it():
         config_from_args(["--recipe", "quick", "--iterations", "600"])
 
 
-def test_each_option_is_named_after_what_it_sets():
+def test_each_option_is_named_after_what_it_sets_and_helped_by_its_field():
     actions = [action for action in build_parser()._actions if action.dest != "help"]
     assert {action.dest for action in actions} == CONFIG_FIELDS | {"out", "resume"}
     for action in actions:
         assert option_name(action.dest) in action.option_strings
+    by_field = {action.dest: action for action in actions}
+    for field in dataclasses.fields(Config):
+        assert by_field[field.name].help.startswith(field.metadata["help"])
+    assert by_field["recipe"].choices == tuple(RECIPES)  # every recipe, and only those
+    assert isinstance(by_field["nesterov"], argparse.BooleanOptionalAction)
+    assert by_field["milestones"].type("5,9") == (5, 9)
+    assert by_field["iterations"].type is int and by_field["lr"].type is float
 
 
 # --------------------------------------------------------------------------------------------------
