@@ -49,6 +49,10 @@ exclude_patterns = ["**/.ipynb_checkpoints"]
 # The stored outputs are the pages: nothing is executed. Exercise solutions come folded.
 nb_execution_mode = "off"
 nb_custom_formats = {".ipynb": ["notebook_reader.read_notebook", {}, False]}
+# Markdown a cell displays (display(Markdown(...))) is read as the notebooks' own Markdown cells
+# are, with MyST and the extensions below: its tables become tables and its $...$ formulas
+# formulas, as in JupyterLab. ("commonmark", the default, has no tables; "gfm" has no math.)
+nb_render_markdown_format = "myst"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 # As in JupyterLab, $$...$$ may stand inside a paragraph.
 myst_dmath_double_inline = True
