@@ -49,6 +49,10 @@ exclude_patterns = ["**/.ipynb_checkpoints"]
 # The stored outputs are the pages: nothing is executed. Exercise solutions come folded.
 nb_execution_mode = "off"
 nb_custom_formats = {".ipynb": ["notebook_reader.read_notebook", {}, False]}
+# Markdown a cell displays (display(Markdown(...))) is read as the notebooks' own Markdown cells
+# are, with MyST and the extensions below: its tables become tables and its $...$ formulas
+# formulas, as in JupyterLab. ("commonmark", the default, has no tables; "gfm" has no math.)
+nb_render_markdown_format = "myst"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 # As in JupyterLab, $$...$$ may stand inside a paragraph.
 myst_dmath_double_inline = True
@@ -63,6 +67,21 @@ html_css_files = ["book.css"]
 html_favicon = "_static/favicon.svg"
 
 
+# The landing page's placeholders: the addresses it links to, all made from pyproject.toml.
+PLACEHOLDERS = {
+    "@COLAB@": COLAB,
+    "@REPOSITORY@": REPOSITORY,
+    "@NAME@": REPOSITORY.rsplit("/", 1)[-1],
+}
+
+
+def fill_placeholders(app, docname, source):
+    """Put the repository's addresses into the landing page's links and commands."""
+    if docname == root_doc:
+        for placeholder, value in PLACEHOLDERS.items():
+            source[0] = source[0].replace(placeholder, value)
+
+
 def add_colab_link(app, doctree):
     """Put an "Open in Colab" link under the title of every chapter."""
     docname = app.env.docname
@@ -75,4 +94,5 @@ def add_colab_link(app, doctree):
 
 
 def setup(app):
+    app.connect("source-read", fill_placeholders)
     app.connect("doctree-read", add_colab_link)

@@ -1001,10 +1001,12 @@ check_close(
 
 # %% tags=["nbval-ignore-output", "remove-output"]
 # Sliders over the same figure, in a live notebook (the output stored here depends on
-# the front end).
+# the front end). Where no kernel runs (GitHub, the stored notebook), the line in
+# "text/plain" stands in their place, not the widget's repr.
 import ipywidgets as widgets
+from IPython.display import display
 
-widgets.interact(
+sliders = widgets.interactive(
     explore_weights,
     lambda_over_variance=widgets.FloatLogSlider(
         value=1e-4, base=10, min=-6, max=1, step=0.25
@@ -1012,7 +1014,19 @@ widgets.interact(
     m=widgets.IntSlider(value=1024, min=4, max=4096, step=4),
     z=widgets.FloatSlider(value=2.0, min=0, max=4),
     channel=widgets.IntSlider(value=5, min=0, max=features.shape[0] - 1),
-);
+)
+display(
+    {
+        "application/vnd.jupyter.widget-view+json": {
+            "version_major": 2,
+            "version_minor": 0,
+            "model_id": sliders.model_id,
+        },
+        "text/plain": "[Sliders for lambda / variance, M, z and the channel: they "
+        "redraw the figure above in a live notebook, JupyterLab or Colab.]",
+    },
+    raw=True,
+)
 
 # %% [markdown]
 # ## 5. Edge cases

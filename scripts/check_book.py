@@ -3,11 +3,13 @@ see broken.
 
     python scripts/check_book.py build/book/html
 
-Each page is served from a local HTTP server (fonts do not load from file:// pages) and checked for:
-a console error, a request that leaves the site, an image that does not load, a formula that MathJax
-did not typeset (an error, or raw TeX such as $...$ or \\( left in the text), and a link to a page
-or an anchor of the site that does not exist. It uses Debian's chromium and chromedriver, never a
-downloaded browser.
+Each page is served from a local HTTP server (fonts do not load from file:// pages), in a window
+1400 pixels wide, and checked for: a console error, a request that leaves the site, an image that
+does not load, a formula that MathJax did not typeset (an error, or raw TeX such as $...$ or \\(
+left in the text), a Markdown table left as text (a line of `| --- |` outside code blocks), a block
+of code that scrolls sideways, and a link to a page or an anchor of the site that does not exist.
+Before the site, a page made here with a raw table and a too-wide code block must fail both checks.
+It uses Debian's chromium and chromedriver, never a downloaded browser.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import functools
 import http.server
 import re
 import sys
+import tempfile
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +28,10 @@ from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+WINDOW = (1400, 1600)
+# The separator line of a Markdown table, its dashes perhaps turned into en or em dashes by
+# Sphinx's smartquotes: | --- | :---: |, |---|---|, | — | — |.
+RAW_TABLE = re.compile(r"^[ \t]*\|(?:[ \t]*:?(?:-{3,}|[—–]+):?[ \t]*\|)+[ \t]*$", re.MULTILINE)
 RAW_TEX = re.compile(r"\$[^$\s][^$]*\$|\\\(|\\\)|\\\[|\\\]|\\(frac|begin|mathrm|sigma|lambda)\b")
 
 # Runs in the page once MathJax has typeset it: what did not load or render, and every link.
@@ -43,6 +50,12 @@ ready.then(() => {
                                       .map(i => i.getAttribute('src').slice(0, 80)),
     mathErrors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent),
     formulas: document.querySelectorAll('mjx-container').length,
+    // Code, in a cell or a highlighted block of a Markdown cell (not a cell's output), whose lines
+    // do not fit: the reader would have to scroll sideways.
+    wideCode: [...document.querySelectorAll('div.cell_input pre, div.highlight pre')]
+      .filter(e => !e.closest('.cell_output, .output') && e.scrollWidth > e.clientWidth + 1)
+      .map(e => `${e.scrollWidth} > ${e.clientWidth} pixels: ${e.textContent.slice(0, 60)}`),
+    width: window.innerWidth,
     text: visibleText.join(' '),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     resources: performance.getEntriesByType('resource').map(r => r.name),
@@ -89,12 +102,13 @@ def browser() -> webdriver.Chrome:
         "--no-sandbox",
         "--disable-gpu",
         "--disable-dev-shm-usage",
-        "--window-size=1280,1600",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_script_timeout(60)
+    driver.set_window_size(*WINDOW)
     return driver
 
 
@@ -124,6 +138,8 @@ def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> lis
         for entry in driver.get_log("browser")
         if entry["level"] == "SEVERE"
     ]
+    if report["width"] != WINDOW[0]:
+        problems.append(f"window {report['width']} pixels wide, not {WINDOW[0]}")
     problems += [f"image not loaded: {src}" for src in report["brokenImages"]]
     problems += [f"MathJax error: {text}" for text in report["mathErrors"]]
     problems += [
@@ -135,8 +151,45 @@ def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> lis
         f"formula left as TeX: ...{report['text'][max(m.start() - 30, 0) : m.end() + 30]}..."
         for m in RAW_TEX.finditer(report["text"])
     ]
+    problems += [
+        f"Markdown table left as text: {report['text'][max(m.start() - 60, 0) : m.end()]!r}"
+        for m in RAW_TABLE.finditer(report["text"])
+    ]
+    problems += [f"code scrolls sideways: {text}" for text in report["wideCode"]]
     problems += sorted({p for link in report["links"] if (p := link_problem(link, base, site))})
     return problems
+
+
+# A page with one of each problem the checks of a page's layout must catch, and the same text where
+# it is fine: a raw table inside a code block, a wide line in a cell's output (outputs may scroll).
+SELF_TEST_PAGE = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>self-test</title></head>
+<body style="width: 600px">
+<p>| model | top-1 % |
+| --- | --- |
+| resnet20 | 92.33 |</p>
+<div class="cell_input"><div class="highlight">
+<pre style="overflow-x: auto">x = [{"1, " * 80}]</pre></div></div>
+<div class="cell_output"><div class="output highlight"><pre style="overflow-x: auto">{"9 " * 200}
+| --- | --- |</pre></div></div>
+</body></html>
+"""
+
+
+def self_test(driver: webdriver.Chrome) -> None:
+    """Fail unless the page above fails the table check and the code check, each exactly once."""
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "index.html").write_text(SELF_TEST_PAGE, encoding="utf-8")
+        server, base = serve(Path(folder))
+        try:
+            problems = check_page(driver, base + "index.html", base, Path(folder))
+        finally:
+            server.shutdown()
+    caught = [p.split(":")[0] for p in problems]
+    expected = ["Markdown table left as text", "code scrolls sideways"]
+    if caught != expected:
+        sys.exit(f"self-test: a page with one raw table and one wide code block gave {problems}")
+    print("self-test: a raw Markdown table and a code block that scrolls sideways are caught")
 
 
 def main() -> int:
@@ -150,6 +203,7 @@ def main() -> int:
     driver = browser()
     failures = 0
     try:
+        self_test(driver)
         for page in pages:
             url = urljoin(base, page.relative_to(site).as_posix())
             problems = check_page(driver, url, base, site)
