@@ -626,7 +626,8 @@ print(
 # $M - 1$ other neurons of the channel with $\lambda w^2$ added, in plain torch, and
 # `minimise_by_definition` hands it to `torch.optim.LBFGS` directly. The sum costs $M$ terms per
 # neuron, $M^2$ per channel, so we use the first image's maps average-pooled to $16 \times 16$ (the
-# size of a CIFAR ResNet's middle stage): 4096 neurons, about a million terms.
+# size of a CIFAR ResNet's middle stage): $16 \times 16 = 256$ neurons in each of its 16
+# channels, about a million terms in all.
 
 # %% jupyter={"source_hidden": true}
 def energy_by_definition(

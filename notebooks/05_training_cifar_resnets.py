@@ -285,7 +285,7 @@ assert not differing
 # overrides a recipe's fields and keeps the rest, which is how any variation of a recipe is
 # written. Starting from `QUICK`:
 #
-# - 160 iterations of 32 images (5,120 images, under a minute per network at one thread).
+# - 160 iterations of 32 images (under a minute per network at one thread).
 #   Smaller batches give more steps for the same images, and a short run gains from steps. The
 #   peak learning rate is scaled with the batch, $0.2 \cdot 32/128 = 0.05$: the linear scaling
 #   rule of Goyal et al. (2017). The warm-up stays 20% of the run.
