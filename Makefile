@@ -12,6 +12,10 @@
 #                 is executed; its own environment .venv-book, MathJax from npm, served by the site)
 #   make book-check  make book, then open every page in headless Chromium (Debian's, installed with
 #                 apt-get where missing) and fail on a console error, a broken image, formula or link
+#   make lab-check  JupyterLab from .venv in headless Chromium, used as a reader does: chapter 3,
+#                 in a temporary copy, run from the Run menu, failing on an error output or a cell
+#                 left unrun, then its lambda slider moved and the figure checked to redraw, the
+#                 screenshot in build/lab-check/ (selenium from .venv-book; Chromium as book-check)
 #   make device-check OUT=folder  every CUDA code path on this machine's GPU in under 5 minutes, each
 #                 check under its own time limit, the table in folder/device-check.md; with the machine's
 #                 own python3, no .venv (made for a borrowed GPU machine: see the README). DRY_RUN=1:
@@ -29,7 +33,7 @@ BOOK_PY   := .venv-book/bin/python
 BOOK_HTML := build/book/html
 MATHJAX   := build/book/static/mathjax/tex-chtml.js
 
-.PHONY: course test lint test-other-cpu test-installed lab refresh book book-check device-check device-data clean
+.PHONY: course test lint test-other-cpu test-installed lab lab-check refresh book book-check device-check device-data clean
 
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,6 +91,12 @@ book-check: book
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	    (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
 	$(BOOK_PY) scripts/check_book.py $(BOOK_HTML)
+
+# The check runs in .venv-book, where selenium is; JupyterLab and the kernel run in .venv.
+lab-check: $(READY) .venv-book/.ready
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	    (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
+	$(BOOK_PY) scripts/check_lab.py --python $(PY)
 
 # Not on $(READY): a GPU machine lent for minutes has torch in its own python3 and no network for a .venv.
 device-check:
