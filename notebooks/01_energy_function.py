@@ -51,6 +51,8 @@
 # 5. **Summary** of the verdicts.
 #
 # The chapter ends with exercises, their solutions collapsed, and the references.
+#
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -178,55 +180,6 @@ def energy_by_definition(x, w, b, lambda_):
 # A small feature map to test on: 2 samples, 3 channels, 5 x 5 neurons (M = 25), not
 # centred.
 x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.3
-
-# %% [markdown]
-# ## Notation of the course
-#
-# Every symbol means one thing in all six chapters; this table is where to look one up. "Ch. 1 §3"
-# is chapter 1, section 3. (Indices such as $i$, $j$, $k$, the sample and channel indices $n$ and
-# $c$, and the shape letters $C$, $H$, $W$ keep their usual meanings throughout.) Code uses plain
-# names for the same things (`lambda_`, `mean`, `variance`).
-#
-# | symbol | meaning | defined in |
-# | --- | --- | --- |
-# | $X$, $\tilde X$ | a feature map ($N$ samples, $C$ channels of $H \times W$ neurons); SimAM's output, equation (6) | ch. 1 §4 |
-# | $M = H W$ | the number of neurons in one channel | ch. 1 §1 |
-# | $t$; $x_i$, $x_k$ | the target neuron; the other $M - 1$ neurons of its channel (ch. 1), all $M$ neurons $x_1, \dots, x_M$ (ch. 3) | ch. 1 §1 |
-# | $w_t$, $b_t$; $\hat t$, $\hat x_i$ | slope and offset of the linear map of equation (1); the mapped neurons | ch. 1 §1 |
-# | $y_t$, $y_o$; $o$ | the labels of the target and of the others ($1$ and $-1$ in (2)); the offset $y_o - w_t\mu_t - b_t$ | ch. 1 §1 |
-# | $\lambda$ | the ridge penalty on $w_t$, SimAM's one setting ($10^{-4}$ on CIFAR) | ch. 1 §1 |
-# | $e_t$, $e_t^*$, $E$ | the energy of neuron $t$; its minimum over $(w_t, b_t)$; all minima of a feature map | ch. 1 §1, §2, §4 |
-# | $1/e_t^*$ | the importance of neuron $t$ | ch. 1 §4 |
-# | $\mu_t$, $\sigma_t^2$, $\delta_i$, $\delta_t$ | leave-one-out statistics: the mean and variance (denominator $M - 1$) of the others; $x_i - \mu_t$ and $t - \mu_t$ | ch. 1 §1, ch. 2 §5 |
-# | $D_t$ | $(t - \mu_t)^2 + 2\sigma_t^2 + 2\lambda$, the denominator of the minimiser | ch. 1 §2 |
-# | $\hat\mu$, $S$, $\hat\sigma^2$ | a channel's mean, its sum of squared deviations, and $S/M$ (the paper's equation (5)) | ch. 1 §3 |
-# | $s^2$ | $S/(M-1)$, the reference code's variance and the package's default | ch. 2 §4, ch. 3 §1 |
-# | $v$ | $\hat\sigma^2$ or $s^2$, in a formula that holds for both | ch. 2 §4 |
-# | $d$, $d_k$ | $t - \hat\mu$, a neuron's deviation from its channel's mean | ch. 1 §3 |
-# | $z$ | $d/\hat\sigma$, the standardised deviation | ch. 1 §3 |
-# | $r_t$ | $d^2/(s^2 + \lambda)$, the squared deviation in units of the regularised spread | ch. 2 §4 |
-# | $Q_t$; $\ell_{\min}$, $\ell_{\max}$; $\kappa_t$, $\bar\kappa$ | the Hessian of $e_t$ in $(w_t, b_t)$; its eigenvalues; its condition number $\ell_{\max}/\ell_{\min}$, and $\max_t \ell_{\max} / \min_t \ell_{\min}$ over all neurons | ch. 1 §2, ch. 2 §2 |
-# | $\gamma$, $\tau$ | gradient descent's learning rate; the factor by which it shrinks every error per step | ch. 2 §2 |
-# | $P$, $\boldsymbol\zeta$, $\bar e$, $\epsilon_{\mathrm{mach}}$ | the number of neurons an optimiser solves together; an error in $(w_t, b_t)$; the mean of the $e_t^*$; float64's unit round-off | ch. 2 §3 |
-# | $\rho$ | Spearman's rank correlation | ch. 2 §4 |
-# | $\varepsilon$, $x_0$, $\nu$ | the fluctuation of a nearly constant channel $1 + \varepsilon z_i$; the value of a constant channel; a factor that scales a channel | ch. 2 §5, ch. 3 exercises 1, 4 |
-# | $\Delta\omega$ | the largest change of an attention weight between two statistics | ch. 1 §3 |
-# | $\operatorname{sigmoid}$, $\xi$ | $1/(1 + \exp(-\xi))$, of any number $\xi$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
-# | $a$, $\phi_k$, $\omega_k$ | $1/(4(s^2 + \lambda))$; neuron $k$'s importance $a d_k^2 + \tfrac12$; its weight $\operatorname{sigmoid}(\phi_k)$ | ch. 3 §3 |
-# | $\tilde x_k$, $L$, $g_k$, $h_k$ | the output $x_k \omega_k$; the loss; $\partial L/\partial \tilde x_k$; $g_k x_k \omega_k (1 - \omega_k)$ | ch. 3 §3 |
-# | $[k = j]$ | 1 when $k = j$, else 0 | ch. 3 §3 |
-# | $u$ | $d / (2\sqrt{s^2 + \lambda})$, so that $a d^2 = u^2$: the package's fast function works with it | ch. 3 §3.4 |
-# | $J$, $q_k$ | the Jacobian $\partial \tilde x_k/\partial x_j$ of one channel; $x_k \omega_k (1 - \omega_k)$ | ch. 3, exercise 2 |
-# | $\varsigma_i$ | the singular values of a $C \times HW$ matrix of weights | ch. 3 §4 |
-# | $A$, $A^{\mathrm{ch}}$, $A^{\mathrm{sp}}$; $Y$ | a module's weight tensor, its entry $A_c$ for channel $c$; CBAM's channel and spatial weights; a module's output | ch. 1 (why an energy function), ch. 4 §4.1, §4.5 |
-# | $C'$, $W_1$, $W_2$ | the width $C/16$ of a bottleneck; SE's two layers | ch. 4 §4.1 |
-# | $\hat{\boldsymbol\mu}$, $K$, $\psi$, $\mathbf v$, $T$ | all channel means (SE's squeeze); ECA's kernel size and $\psi(C)$, the ECA paper's rule for it; GC's context vector and the term it adds | ch. 4 §4.1 |
-# | $N$, $B$ | a number of images: a batch, a training or a test set; the batch size of training | ch. 1 §4, ch. 5 §1 |
-# | $n$, $n_1$, $n_2$; $\sigma$, $\sigma_1$, $\sigma_2$ | runs (seeds) per network; the standard deviation of their accuracies | ch. 5 §5 |
-# | $\Delta$; $\alpha$, $1 - \beta$; $\Phi$ | a difference of mean accuracies; a test's significance level and power; the standard normal distribution function | ch. 5 §5 |
-# | $\theta$ | an accuracy as a binomial proportion | ch. 5 §5 |
-# | $t_{\mathrm W}$ | Welch's statistic for a difference of two means | ch. 6 §6.1 |
-# | $F^k$, $\eta_k$ | channel $k$ of the layer Grad-CAM reads; the spatial mean of the score's gradient with respect to it | ch. 6 §6.5 |
 
 # %% [markdown]
 # ## 1. Equations (1) and (2): the energy of one neuron

@@ -38,8 +38,7 @@
 # The numbers are set against the paper's Table 3 (parameters added to ResNet-50 and speed on a
 # GPU), and every difference is explained.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and

@@ -42,8 +42,7 @@
 #    run is next to that, and how many runs it takes to see such an effect.
 # 6. **Resuming** a run, and (7) the same runs from the command line.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
