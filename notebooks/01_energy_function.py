@@ -470,8 +470,8 @@ assert all(signs)
 # %% [markdown]
 # The excess is $8(t - \mu_t)^2 / D_t$. It is positive for every neuron that differs from the
 # mean of its neighbours. Even the trivial map $w_t = b_t = 0$ has energy 2, and the printed pair
-# never does better than that. With $u = (t - \mu_t)^2/D_t$ its energy is
-# $$e_t = 2 + 4u + 2u^2 + \frac{4(t-\mu_t)^2(\sigma_t^2+\lambda)}{D_t^2} \ \ge\ 2 .$$
+# never does better than that. With $\chi_t = (t - \mu_t)^2/D_t$ its energy is
+# $$e_t = 2 + 4\chi_t + 2\chi_t^2 + \frac{4(t-\mu_t)^2(\sigma_t^2+\lambda)}{D_t^2} \ \ge\ 2 .$$
 # The last cell asserts the identity and lets SymPy decide the sign of each term from the
 # assumptions alone ($t, \mu_t$ real, $\sigma_t^2 \ge 0$, $\lambda > 0$; at $\lambda = 0$ the bound
 # follows by continuity).
