@@ -917,7 +917,7 @@ importance_of_d2 = {
     name: sp.simplify((1 / e).subs(t, mu_hat + sp.sqrt(d2)))
     for name, e in e_star_by_name.items()
 }
-spread_sum = M * (M - 1) * sigma2_hat + (M - 1) ** 2 * lam  # the bracket A below
+spread_sum = M * (M - 1) * sigma2_hat + (M - 1) ** 2 * lam  # the bracket Gamma below
 neat_slope = {
     "exact": M**2 * spread_sum / (4 * (spread_sum - M * d2) ** 2),
     "paper": 1 / (4 * (sigma2_hat + lam)),
@@ -930,10 +930,10 @@ for name, expression in importance_of_d2.items():
 
 # %% [markdown]
 # The paper's and the reference code's slopes are positive constants. The exact slope is
-# $M^2 A / (4 (A - M d^2)^2)$ with $A = M(M-1)\hat\sigma^2 + (M-1)^2\lambda > 0$, positive too; its
-# denominator never vanishes, because by the down-date identity $A - M d^2 = (M-1)^2(\sigma_t^2 +
-# \lambda)$. So all three importances increase with $d^2$, and sorting a channel's neurons by any of
-# them sorts them by $d^2$. On random channels of three sizes, for two values of $\lambda$:
+# $M^2 \Gamma / (4 (\Gamma - M d^2)^2)$ with $\Gamma = M(M-1)\hat\sigma^2 + (M-1)^2\lambda > 0$,
+# positive too; its denominator never vanishes, because by the down-date identity
+# $\Gamma - M d^2 = (M-1)^2(\sigma_t^2 + \lambda)$. So all three importances increase with $d^2$, and
+# sorting a channel's neurons by any of them sorts them by $d^2$. On random channels of three sizes, for two values of $\lambda$:
 
 # %%
 for side in (2, 4, 8):
