@@ -517,8 +517,9 @@ print(
 )
 
 # %% [markdown]
-# The plot shows the mean energy gap $\frac1N\sum_t (e_t - e_t^*)$ after each step, on a log scale:
-# the closed form's value is the floor that every curve approaches. The dashed line is the bound
+# The plot shows the mean energy gap $\frac1P\sum_t (e_t - e_t^*)$ over the $P$ neurons solved
+# together (the number in its title) after each step, on a log scale: the closed form's value is the
+# floor that every curve approaches. The dashed line is the bound
 # $\tau^{2k}$ times the starting gap for gradient descent. Gaps below about $10^{-16}$ are round-off
 # and are drawn at $10^{-17}$.
 
