@@ -195,7 +195,7 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 # $$
 #
 # The most literal implementation loops over samples and channels. For each channel
-# $X_{n,c} \in \mathbb{R}^{H\times W}$ it computes
+# $X_c \in \mathbb{R}^{H\times W}$ of each sample it computes
 #
 # 1. the mean over all spatial positions, $\hat\mu = \frac1M \sum_i x_i$;
 # 2. the variance $s^2 = S/(M-1)$;

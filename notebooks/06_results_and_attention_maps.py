@@ -380,11 +380,12 @@ print(
 #   other module", which the data chose. It suggests the next study; it decides nothing.
 #
 # Each comparison is a difference (or any signed sum) of cell means, in points, with **Welch's 95%
-# interval** (the standard error $\sqrt{\sum_i s_i^2/n_i}$ times Student's quantile at the
-# Welch–Satterthwaite degrees of freedom, so unequal spreads and seed counts are allowed) and two
-# p-values: Welch's test, and an exact **permutation test**, which counts, over every way of
-# splitting the pooled seeds into two groups of the same sizes, how often the difference is as
-# large as the one observed. It needs no normality; it tests that both groups' accuracies come from
+# interval** (the standard error $\sqrt{\sum_i \sigma_i^2/n_i}$, over the cells $i$ of the
+# comparison with their $n_i$ seeds and sample standard deviations $\sigma_i$, times Student's
+# quantile at the Welch–Satterthwaite degrees of freedom, so unequal spreads and seed counts are
+# allowed) and two p-values: Welch's test, and an exact **permutation test**, which counts, over
+# every way of splitting the pooled seeds into two groups of the same sizes, how often the
+# difference is as large as the one observed. It needs no normality; it tests that both groups' accuracies come from
 # one distribution, so with unequal spreads and seed counts it can be too eager, which is why
 # Welch's test must agree. A difference is *established* when every p-value that applies (both for
 # two cells; Welch's alone for a contrast of four cells, which has no permutation test here) is

@@ -10,7 +10,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTATION = NOTEBOOKS / "notation.md"
 NOTATION_LINK = "](notation.md)"
 # Indices and shape letters, which the table names in its introduction rather than in a row.
-INDICES_AND_SHAPES = set("ijkncCHW")
+INDICES_AND_SHAPES = set("ijkcCHW")
 # Commands whose argument is words or a set, not a symbol, and commands that are operators or
 # layout.
 WORD_ARGUMENTS = r"\\(?:text|mathrm|operatorname|mathbb|label|tag)\s*\{[^{}]*\}"
