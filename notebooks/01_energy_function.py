@@ -637,8 +637,9 @@ plt.show()
 # * `minimal_energy(..., statistics="exact")` against the derived $e_t^*$, and against `energy`
 #   evaluated at the package's minimiser,
 # * and the minimum property itself. Because (2) is quadratic,
-#   $e_t(w_t^* + \Delta w, b_t^* + \Delta b) - e_t^* = \tfrac12 [\Delta w, \Delta b]\, Q_t\, [\Delta w, \Delta b]^\top$, with $Q_t$ the Hessian below,
-#   exactly. So random perturbations must raise the energy by exactly that amount, and never lower it.
+#   $e_t\bigl((w_t^*, b_t^*) + \boldsymbol\zeta\bigr) - e_t^* = \tfrac12 \boldsymbol\zeta^\top Q_t\, \boldsymbol\zeta$
+#   for any change $\boldsymbol\zeta$ of $(w_t, b_t)$, with $Q_t$ the Hessian below, exactly. So
+#   random perturbations must raise the energy by exactly that amount, and never lower it.
 
 # %%
 to_torch = {

@@ -1334,20 +1334,20 @@ check_below(
 )
 
 # %% [markdown]
-# **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons that
-# differ by $\Delta$: the exact one, the paper's and the reference code's. Check them against the
+# **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons whose
+# difference is $\delta_t = t - \mu_t$: the exact one, the paper's and the reference code's. Check them against the
 # package on random $1 \times 2$ maps.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Exact: the other neuron is alone, mu_t = that neuron, sigma_t^2 = 0,
-# (t - mu_t)^2 = Delta^2,
-#   so e* = 4 lambda / (Delta^2 + 2 lambda).
-# Shared: the mean is the midpoint, (t - mu)^2 = Delta^2 / 4,
-# and S = 2 (Delta / 2)^2 = Delta^2 / 2.
-#   Paper, S / 2 = Delta^2 / 4:
-#     e* = 4 (Delta^2/4 + lambda) / (3 Delta^2/4 + 2 lambda).
-#   Reference, S / 1 = Delta^2 / 2:
-#     e* = 4 (Delta^2/2 + lambda) / (5 Delta^2/4 + 2 lambda).
+# (t - mu_t)^2 = delta_t^2,
+#   so e* = 4 lambda / (delta_t^2 + 2 lambda).
+# Shared: the mean is the midpoint, (t - muhat)^2 = delta_t^2 / 4,
+# and S = 2 (delta_t / 2)^2 = delta_t^2 / 2.
+#   Paper, S / 2 = delta_t^2 / 4:
+#     e* = 4 (delta_t^2/4 + lambda) / (3 delta_t^2/4 + 2 lambda).
+#   Reference, S / 1 = delta_t^2 / 2:
+#     e* = 4 (delta_t^2/2 + lambda) / (5 delta_t^2/4 + 2 lambda).
 pairs = torch.randn(4, 8, 1, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(5))
 delta2 = (pairs[..., :1] - pairs[..., 1:]).square().expand_as(pairs)
 two_neuron_energies = {
