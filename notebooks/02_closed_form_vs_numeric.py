@@ -1140,9 +1140,10 @@ plt.show()
 # $\varepsilon/\lambda$, as the fluctuations sink below $\sqrt\lambda$ and stop counting, and the
 # condition number levels off below $10^5$.
 #
-# **Exactly constant channels.** If all $M$ neurons equal one value $x_0$, then $t = \mu_t = x_0$ and
-# $\sigma_t^2 = 0$. For $\lambda > 0$, $e^* = 4\lambda/2\lambda = 2$ and $w = b = 0$. For $\lambda = 0$
-# the formula is $0/0$: the Hessian is singular, and the energy along the line $b = -x_0 w$ is
+# **Exactly constant channels.** If all $M$ neurons equal one value, which is then the channel's mean
+# $\hat\mu$, then $t = \mu_t = \hat\mu$ and $\sigma_t^2 = 0$. For $\lambda > 0$,
+# $e^* = 4\lambda/2\lambda = 2$ and $w = b = 0$. For $\lambda = 0$ the formula is $0/0$: the Hessian
+# is singular, and the energy along the line $b = -\hat\mu w$ is
 # $(1 + 0)^2 + (1 - 0)^2 + \lambda w^2 = 2 + \lambda w^2$. Every point of that line is a minimiser
 # with energy 2. The package returns the limit $e^* = 2$ and the minimum-norm minimiser $w = b = 0$, the
 # point that $\lambda \to 0^+$ selects. The attention weight is then $\operatorname{sigmoid}(1/2)$
