@@ -1255,9 +1255,9 @@ for lambda_ in (0.0, 1e-4, 0.1):
 # shared ones.
 
 # %% [markdown]
-# **Verdict on (5):** the form $4(\sigma^2 + \lambda)/((t-\mu)^2 + 2\sigma^2 + 2\lambda)$ is the
-# exact minimum of (2) with the leave-one-out $\mu_t, \sigma_t^2$. With the channel's $\hat\mu$
-# and $\hat\sigma^2$, as printed, it is an approximation. It always over-estimates $e_t^*$ (under-
+# **Verdict on (5):** the form $4(\sigma_t^2 + \lambda)/((t-\mu_t)^2 + 2\sigma_t^2 + 2\lambda)$ is
+# the exact minimum of (2) with the leave-one-out $\mu_t, \sigma_t^2$. With the channel's $\hat\mu$
+# and $\hat\sigma^2$ in their place, as printed, it is an approximation. It always over-estimates $e_t^*$ (under-
 # estimates the importance), by a relative amount
 # $z^2(1+z^2)/((M-1-z^2)(2+z^2))$ when $\lambda = 0$. That is large on $2\times2$ and $3\times3$
 # maps and below 1% on $32\times32$ maps for $|z| \le 3$. On the denominator: $H W - 1$ and the
@@ -1270,7 +1270,9 @@ for lambda_ in (0.0, 1e-4, 0.1):
 #
 # ## 4. The importance $1/e_t^*$ and the refinement (6)
 #
-# Inverting the form of (5) splits the importance into a distance term and a constant:
+# Inverting the form of (5) splits the importance into a distance term and a constant. The cell does
+# it for a general mean and variance, the SymPy symbols `mu` and `sigma^2`, since the form is the
+# same whichever statistics go into it:
 
 # %%
 mu_sym, sigma2_sym = sp.symbols("mu sigma^2", positive=True)
@@ -1281,11 +1283,14 @@ print("1/e_t* =")
 display(importance_form)
 
 # %% [markdown]
-# $$\frac{1}{e_t^*} = \frac{(t - \mu)^2}{4(\sigma^2 + \lambda)} + \frac12 .$$
+# With the channel's mean $\hat\mu$ and the variance $s^2 = S/(M-1)$, the sum of squares divided by
+# $H W - 1$, it reads
 #
-# This is exactly what the reference code computes, with $\mu = \hat\mu$ and $\sigma^2$ the sum of
-# squares divided by $H W - 1$. The refinement (6) multiplies every neuron by the sigmoid of its
-# importance:
+# $$\frac{1}{e_t^*} = \frac{(t - \hat\mu)^2}{4(s^2 + \lambda)} + \frac12 ,$$
+#
+# which is exactly what the reference code computes. (With $\hat\sigma^2$ in place of $s^2$ it is the
+# inverse of the printed (5); with $\mu_t$ and $\sigma_t^2$ in place of $\hat\mu$ and $s^2$, the exact
+# importance.) The refinement (6) multiplies every neuron by the sigmoid of its importance:
 #
 # $$\tilde X = \operatorname{sigmoid}\!\left(\frac{1}{E}\right) \odot X, \tag{6}$$
 #
@@ -1593,7 +1598,7 @@ assert largest_relative < 1e-10
 # | (3) | $w_t = -2(t-\mu_t)/D_t$ | **does not hold: wrong sign**; correct is $w_t = +2(t-\mu_t)/D_t$, as the authors confirm (issue 11) | derived $+$ printed $= 0$; the printed form is the minimiser for swapped labels; it exceeds the minimum by $8(t-\mu_t)^2/D_t$ (example $3,0,1,0$: energy $130/17$ instead of $2/17$; the energy landscape of a 5-neuron channel shows the printed pair on the far side of the bowl) |
 # | (4) | $b_t = -\tfrac12(t+\mu_t)w_t$ | **holds** (for any $w_t$) | $\partial e_t/\partial b_t = 0$ at that $b_t$ identically |
 # | (5) | $e_t^* = 4(\hat\sigma^2+\lambda)/((t-\hat\mu)^2+2\hat\sigma^2+2\lambda)$ with channel statistics | **holds exactly with leave-one-out statistics; with channel statistics an approximation** | exact form in channel statistics derived; it under-estimates $1/e^*$ by $z^2(1+z^2)/((M-1-z^2)(2+z^2))$ ($\lambda = 0$), at $z = 1$ 33% on $2\times2$ maps and 0.07% on $32\times32$; the reference code's $H W - 1$ ranks the neurons of a channel exactly as $1/M$ and the exact energy do, but is farther from the exact value than $1/M$, for every neuron (at $z = 1$ on large maps the error with $1/M$ is two thirds of that with $H W - 1$) |
-# | (6) | $\tilde X = \operatorname{sigmoid}(1/E) \odot X$ | **holds** (a definition) | $1/e^* = (t-\mu)^2/(4(\sigma^2+\lambda)) + \tfrac12$; `simam.importance` equals $1/$`minimal_energy` and the reference formula; weights lie in $[0.6225,\ \operatorname{sigmoid}((M-1)^2/(4M)+\tfrac12)]$, only $[0.6225, 0.7432]$ on $2\times2$ maps |
+# | (6) | $\tilde X = \operatorname{sigmoid}(1/E) \odot X$ | **holds** (a definition) | $1/e_t^* = (t-\hat\mu)^2/(4(s^2+\lambda)) + \tfrac12$ with the reference code's $s^2$; `simam.importance` equals $1/$`minimal_energy` and the reference formula; weights lie in $[0.6225,\ \operatorname{sigmoid}((M-1)^2/(4M)+\tfrac12)]$, only $[0.6225, 0.7432]$ on $2\times2$ maps |
 #
 # ## What this chapter established
 #
