@@ -811,9 +811,9 @@ print(
 # - **Nothing is lost.** The exact energy can be computed from the reference code's output
 #   ($r = 4/e^{\text{reference}} - 2$), with no second pass over the data.
 #
-# We measure this on the feature maps, average-pooled to $k \times k$ for $k = 2, 4, 8, 16, 32$: the
-# sizes of feature maps deeper in a network, made from the same images. `shared_versus_exact` (helper
-# cell) computes, for one size, the relative errors of both shared energies, Spearman's rank
+# We measure this on the feature maps, average-pooled to $H \times W$ with $H = W = 2, 4, 8, 16, 32$:
+# the sizes of feature maps deeper in a network, made from the same images. `shared_versus_exact`
+# (helper cell) computes, for one size, the relative errors of both shared energies, Spearman's rank
 # correlation $\rho$ with the exact energy over all neurons of all images, the largest change of the
 # attention weight $\operatorname{sigmoid}(1/e)$, and the checks below.
 
@@ -1100,9 +1100,9 @@ check_below(
 # is a description of this run, not a check: what must hold everywhere is that no optimiser goes
 # below the closed form, and that with $\lambda = 10^{-4}$ it gets there.) This is a practical
 # reason for $\lambda > 0$ that the paper does not give: it bounds $|w_t|$ by $1/\sqrt{2\lambda}$
-# (the maximum over $d$ of $2d/(d^2 + 2\lambda)$), and with it the conditioning. The whole family
-# of such channels, from $\varepsilon = 1$ down to $10^{-5}$, computed from the closed form and the
-# Hessians:
+# (the maximum over $\delta_t = t - \mu_t$ of $2|\delta_t|/(\delta_t^2 + 2\lambda)$), and with it the
+# conditioning. The whole family of such channels, from $\varepsilon = 1$ down to $10^{-5}$, computed
+# from the closed form and the Hessians:
 
 # %%
 epsilons = np.logspace(-5, 0, 21)
@@ -1370,10 +1370,12 @@ for name, formula in two_neuron_energies.items():
 # maps of section 1.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# |w_t| = 2 d / (d^2 + 2 sigma_t^2 + 2 lambda) <= 2 d / (d^2 + 2 lambda) with
-# d = |t - mu_t|, and 2 d / (d^2 + 2 lambda) is largest at d = sqrt(2 lambda), where it
-# equals 1 / sqrt(2 lambda). Equality needs sigma_t^2 = 0 and d = sqrt(2 lambda):
-# fifteen equal neurons and one that differs from them by sqrt(2 lambda).
+# With delta_t = t - mu_t,
+# |w_t| = 2 |delta_t| / (delta_t^2 + 2 sigma_t^2 + 2 lambda)
+#      <= 2 |delta_t| / (delta_t^2 + 2 lambda),
+# which is largest at |delta_t| = sqrt(2 lambda), where it equals 1 / sqrt(2 lambda).
+# Equality needs sigma_t^2 = 0 and |delta_t| = sqrt(2 lambda): fifteen equal neurons
+# and one that differs from them by sqrt(2 lambda).
 steepest = torch.zeros(1, 1, 4, 4, dtype=DTYPE)
 steepest[0, 0, 0, 0] = np.sqrt(2 * LAMBDA)
 w_steepest = closed_form_minimiser(steepest, LAMBDA)[0][0, 0, 0, 0].item()
