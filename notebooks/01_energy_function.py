@@ -1696,14 +1696,14 @@ for name, value in largest.items():
 # r_t/4 + 1/2$ with $r_t = d^2/(s^2 + \lambda)$; write $\sigma_t^2 + \lambda$ and $t - \mu_t$ with the down-dates.)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# With s = S/(M-1) + lambda: t - mu_t = M d/(M-1) and
-# sigma_t^2 + lambda = s - M d^2/(M-1)^2, so
+# With s_sym = s^2 + lambda = S/(M-1) + lambda: t - mu_t = M d/(M-1) and
+# sigma_t^2 + lambda = s_sym - M d^2/(M-1)^2, so
 #   e_exact = 4 (sigma_t^2 + lambda) / ((t - mu_t)^2 + 2 (sigma_t^2 + lambda))
 #           = 4 ((M-1)^2 - M r) / (M (M-2) r + 2 (M-1)^2),   r = 4 I - 2,
 # a decreasing function of r alone: the same in every channel, whatever lambda is.
 r_sym = sp.Symbol("r", nonnegative=True)
 s_sym = sp.Symbol("s", positive=True)
-d_of_r = sp.sqrt(r_sym * s_sym)  # d^2 = r s
+d_of_r = sp.sqrt(r_sym * s_sym)  # d^2 = r (s^2 + lambda)
 loo_spread = s_sym - M * d_of_r**2 / (M - 1) ** 2  # sigma_t^2 + lambda
 e_exact_of_r = 4 * loo_spread / ((M * d_of_r / (M - 1)) ** 2 + 2 * loo_spread)
 assert (

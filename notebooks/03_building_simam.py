@@ -96,12 +96,12 @@ print(f"quick mode: {QUICK}")
 # The helpers of this chapter are in the next cell. They measure and draw; none of them computes
 # SimAM. `check_close` asserts that two tensors agree and prints the bound it checked, not the
 # difference itself, whose last digits depend on the machine (it keeps the differences in
-# `LARGEST_DIFFERENCES`). It compares the *relative difference*, the largest $|a - b|$ over the
-# largest $|b|$. `best_time` times a function (section 2), `autograd_gradient` differentiates one
-# with autograd (section 3). Two more come from elsewhere: `saved_bytes`, which adds up what
-# autograd keeps for the backward pass (section 3.5), is the module benchmark's
-# (`simam.bench.modules`), and `show_attention_maps`, which draws the figure of section 4, sits
-# folded just before that figure.
+# `LARGEST_DIFFERENCES`). It compares the *relative difference*, the largest
+# $|\text{actual} - \text{expected}|$ over the largest $|\text{expected}|$. `best_time` times a
+# function (section 2), `autograd_gradient` differentiates one with autograd (section 3). Two more
+# come from elsewhere: `saved_bytes`, which adds up what autograd keeps for the backward pass
+# (section 3.5), is the module benchmark's (`simam.bench.modules`), and `show_attention_maps`, which
+# draws the figure of section 4, sits folded just before that figure.
 
 
 # %%
@@ -1139,9 +1139,9 @@ plt.show()
 # happens to the importances of a channel multiplied by $\nu = 10^{-3}$ if $\lambda$ is left alone?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# A shift moves t and the mean together, so t - mu and S do not change. Scaling by nu
-# multiplies (t - mu)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is multiplied
-# by nu^2 / nu^2 = 1.
+# A shift moves t and the mean together, so t - muhat and S do not change. Scaling by
+# nu multiplies (t - muhat)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is
+# multiplied by nu^2 / nu^2 = 1.
 exercise_generator = torch.Generator().manual_seed(3)
 random_maps = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=exercise_generator)
 shifts = torch.randn(1, 3, 1, 1, dtype=torch.float64, generator=exercise_generator)
