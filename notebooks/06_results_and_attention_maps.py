@@ -543,9 +543,9 @@ if verdict.lambda_studies(course_cells):
 # Table 2, the paper's and the course's, changes two things at once: the module, and where it sits.
 # SimAM sits right after the block's last $3 \times 3$ convolution, *before* the batch norm that
 # follows it; SE, CBAM, ECA and GC sit *after* that batch norm, at the end of the residual branch.
-# That batch norm matters. Before it, SimAM's weights $w \in [\operatorname{sigmoid}(1/2), 1)$ scale
-# each neuron, and then the batch norm standardises every channel again: whatever SimAM did to a
-# channel's overall size is undone, and only *which* neurons it favoured survives. After it, the
+# That batch norm matters. Before it, SimAM's weights $\omega_k \in [\operatorname{sigmoid}(1/2), 1)$
+# scale each neuron, and then the batch norm standardises every channel again: whatever SimAM did to
+# a channel's overall size is undone, and only *which* neurons it favoured survives. After it, the
 # weights reach the addition with the shortcut unchanged, so SimAM also shrinks the branch against
 # the shortcut. One block of the committed ResNet-20 + SimAM shows it: the spread of each channel of
 # the residual branch, just before the addition, without SimAM, with SimAM at its place, and with the
