@@ -1179,8 +1179,8 @@ print(
 # d(x~_k)/dx_j = [k = j] (omega_k + 2a q_k d_k) - (2a/M) q_k d_k
 #                - (8a^2/(M-1)) q_k d_k^2 d_j, so
 # J = diag(omega + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one
-# matrix p r^T applied to g needs only the one sum r . g: that is why the gradient needs
-# two sums per channel.
+# matrix, a column times a row, applied to g needs only one sum, the row times g: that
+# is why the gradient needs two sums per channel.
 channel = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=exercise_generator)
 n = channel.numel()
 jacobian_by_autograd = torch.autograd.functional.jacobian(
