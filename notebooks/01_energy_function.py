@@ -934,7 +934,8 @@ for name, expression in importance_of_d2.items():
 # $M^2 \Gamma / (4 (\Gamma - M d^2)^2)$ with $\Gamma = M(M-1)\hat\sigma^2 + (M-1)^2\lambda > 0$,
 # positive too; its denominator never vanishes, because by the down-date identity
 # $\Gamma - M d^2 = (M-1)^2(\sigma_t^2 + \lambda)$. So all three importances increase with $d^2$, and
-# sorting a channel's neurons by any of them sorts them by $d^2$. On random channels of three sizes, for two values of $\lambda$:
+# sorting a channel's neurons by any of them sorts them by $d^2$. On random channels of three sizes,
+# for two values of $\lambda$:
 
 # %%
 for side in (2, 4, 8):
@@ -1257,8 +1258,8 @@ for lambda_ in (0.0, 1e-4, 0.1):
 # %% [markdown]
 # **Verdict on (5):** the form $4(\sigma_t^2 + \lambda)/((t-\mu_t)^2 + 2\sigma_t^2 + 2\lambda)$ is
 # the exact minimum of (2) with the leave-one-out $\mu_t, \sigma_t^2$. With the channel's $\hat\mu$
-# and $\hat\sigma^2$ in their place, as printed, it is an approximation. It always over-estimates $e_t^*$ (under-
-# estimates the importance), by a relative amount
+# and $\hat\sigma^2$ in their place, as printed, it is an approximation. It always over-estimates
+# $e_t^*$ (under-estimates the importance), by a relative amount
 # $z^2(1+z^2)/((M-1-z^2)(2+z^2))$ when $\lambda = 0$. That is large on $2\times2$ and $3\times3$
 # maps and below 1% on $32\times32$ maps for $|z| \le 3$. On the denominator: $H W - 1$ and the
 # printed $M$ rank the neurons of a channel identically; in value, $H W - 1$ is *farther* from the
@@ -1288,9 +1289,9 @@ display(importance_form)
 #
 # $$\frac{1}{e_t^*} = \frac{(t - \hat\mu)^2}{4(s^2 + \lambda)} + \frac12 ,$$
 #
-# which is exactly what the reference code computes. (With $\hat\sigma^2$ in place of $s^2$ it is the
-# inverse of the printed (5); with $\mu_t$ and $\sigma_t^2$ in place of $\hat\mu$ and $s^2$, the exact
-# importance.) The refinement (6) multiplies every neuron by the sigmoid of its importance:
+# which is exactly what the reference code computes. (With $\hat\sigma^2$ in place of $s^2$ it is
+# the inverse of the printed (5); with $\mu_t$ and $\sigma_t^2$ in place of $\hat\mu$ and $s^2$, the
+# exact importance.) The refinement (6) multiplies every neuron by the sigmoid of its importance:
 #
 # $$\tilde X = \operatorname{sigmoid}\!\left(\frac{1}{E}\right) \odot X, \tag{6}$$
 #

@@ -1336,8 +1336,8 @@ check_below(
 
 # %% [markdown]
 # **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons whose
-# difference is $\delta_t = t - \mu_t$: the exact one, the paper's and the reference code's. Check them against the
-# package on random $1 \times 2$ maps.
+# difference is $\delta_t = t - \mu_t$: the exact one, the paper's and the reference code's. Check
+# them against the package on random $1 \times 2$ maps.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Exact: the other neuron is alone, mu_t = that neuron, sigma_t^2 = 0,

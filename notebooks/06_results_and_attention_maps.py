@@ -385,11 +385,11 @@ print(
 # quantile at the Welch–Satterthwaite degrees of freedom, so unequal spreads and seed counts are
 # allowed) and two p-values: Welch's test, and an exact **permutation test**, which counts, over
 # every way of splitting the pooled seeds into two groups of the same sizes, how often the
-# difference is as large as the one observed. It needs no normality; it tests that both groups' accuracies come from
-# one distribution, so with unequal spreads and seed counts it can be too eager, which is why
-# Welch's test must agree. A difference is *established* when every p-value that applies (both for
-# two cells; Welch's alone for a contrast of four cells, which has no permutation test here) is
-# below 0.05, Holm-adjusted for a primary comparison.
+# difference is as large as the one observed. It needs no normality; it tests that both groups'
+# accuracies come from one distribution, so with unequal spreads and seed counts it can be too
+# eager, which is why Welch's test must agree. A difference is *established* when every p-value
+# that applies (both for two cells; Welch's alone for a contrast of four cells, which has no
+# permutation test here) is below 0.05, Holm-adjusted for a primary comparison.
 #
 # The grid's plan was written **after** its runs, and says so. Its cells, seeds and metric were set
 # before the first result; the comparisons and Holm's correction were written into the code after
