@@ -28,8 +28,7 @@
 # The six chapters derive, build, compare and train what this page states; the list at the end says
 # where each thing is shown.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and

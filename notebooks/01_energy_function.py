@@ -51,6 +51,8 @@
 # 5. **Summary** of the verdicts.
 #
 # The chapter ends with exercises, their solutions collapsed, and the references.
+#
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -178,55 +180,6 @@ def energy_by_definition(x, w, b, lambda_):
 # A small feature map to test on: 2 samples, 3 channels, 5 x 5 neurons (M = 25), not
 # centred.
 x = 1.5 * torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) + 0.3
-
-# %% [markdown]
-# ## Notation of the course
-#
-# Every symbol means one thing in all six chapters; this table is where to look one up. "Ch. 1 §3"
-# is chapter 1, section 3. (Indices such as $i$, $j$, $k$, the sample and channel indices $n$ and
-# $c$, and the shape letters $C$, $H$, $W$ keep their usual meanings throughout.) Code uses plain
-# names for the same things (`lambda_`, `mean`, `variance`).
-#
-# | symbol | meaning | defined in |
-# | --- | --- | --- |
-# | $X$, $\tilde X$ | a feature map ($N$ samples, $C$ channels of $H \times W$ neurons); SimAM's output, equation (6) | ch. 1 §4 |
-# | $M = H W$ | the number of neurons in one channel | ch. 1 §1 |
-# | $t$; $x_i$, $x_k$ | the target neuron; the other $M - 1$ neurons of its channel (ch. 1), all $M$ neurons $x_1, \dots, x_M$ (ch. 3) | ch. 1 §1 |
-# | $w_t$, $b_t$; $\hat t$, $\hat x_i$ | slope and offset of the linear map of equation (1); the mapped neurons | ch. 1 §1 |
-# | $y_t$, $y_o$; $o$ | the labels of the target and of the others ($1$ and $-1$ in (2)); the offset $y_o - w_t\mu_t - b_t$ | ch. 1 §1 |
-# | $\lambda$ | the ridge penalty on $w_t$, SimAM's one setting ($10^{-4}$ on CIFAR) | ch. 1 §1 |
-# | $e_t$, $e_t^*$, $E$ | the energy of neuron $t$; its minimum over $(w_t, b_t)$; all minima of a feature map | ch. 1 §1, §2, §4 |
-# | $1/e_t^*$ | the importance of neuron $t$ | ch. 1 §4 |
-# | $\mu_t$, $\sigma_t^2$, $\delta_i$, $\delta_t$ | leave-one-out statistics: the mean and variance (denominator $M - 1$) of the others; $x_i - \mu_t$ and $t - \mu_t$ | ch. 1 §1, ch. 2 §5 |
-# | $D_t$ | $(t - \mu_t)^2 + 2\sigma_t^2 + 2\lambda$, the denominator of the minimiser | ch. 1 §2 |
-# | $\hat\mu$, $S$, $\hat\sigma^2$ | a channel's mean, its sum of squared deviations, and $S/M$ (the paper's equation (5)) | ch. 1 §3 |
-# | $s^2$ | $S/(M-1)$, the reference code's variance and the package's default | ch. 2 §4, ch. 3 §1 |
-# | $v$ | $\hat\sigma^2$ or $s^2$, in a formula that holds for both | ch. 2 §4 |
-# | $d$, $d_k$ | $t - \hat\mu$, a neuron's deviation from its channel's mean | ch. 1 §3 |
-# | $z$ | $d/\hat\sigma$, the standardised deviation | ch. 1 §3 |
-# | $r_t$ | $d^2/(s^2 + \lambda)$, the squared deviation in units of the regularised spread | ch. 2 §4 |
-# | $Q_t$; $\ell_{\min}$, $\ell_{\max}$; $\kappa_t$, $\bar\kappa$ | the Hessian of $e_t$ in $(w_t, b_t)$; its eigenvalues; its condition number $\ell_{\max}/\ell_{\min}$, and $\max_t \ell_{\max} / \min_t \ell_{\min}$ over all neurons | ch. 1 §2, ch. 2 §2 |
-# | $\gamma$, $\tau$ | gradient descent's learning rate; the factor by which it shrinks every error per step | ch. 2 §2 |
-# | $P$, $\boldsymbol\zeta$, $\bar e$, $\epsilon_{\mathrm{mach}}$ | the number of neurons an optimiser solves together; an error in $(w_t, b_t)$; the mean of the $e_t^*$; float64's unit round-off | ch. 2 §3 |
-# | $\rho$ | Spearman's rank correlation | ch. 2 §4 |
-# | $\varepsilon$, $x_0$, $\nu$ | the fluctuation of a nearly constant channel $1 + \varepsilon z_i$; the value of a constant channel; a factor that scales a channel | ch. 2 §5, ch. 3 exercises 1, 4 |
-# | $\Delta\omega$ | the largest change of an attention weight between two statistics | ch. 1 §3 |
-# | $\operatorname{sigmoid}$, $\xi$ | $1/(1 + \exp(-\xi))$, of any number $\xi$; a neuron's weight is $\operatorname{sigmoid}(1/e_t^*)$ | ch. 1 §4 |
-# | $a$, $\phi_k$, $\omega_k$ | $1/(4(s^2 + \lambda))$; neuron $k$'s importance $a d_k^2 + \tfrac12$; its weight $\operatorname{sigmoid}(\phi_k)$ | ch. 3 §3 |
-# | $\tilde x_k$, $L$, $g_k$, $h_k$ | the output $x_k \omega_k$; the loss; $\partial L/\partial \tilde x_k$; $g_k x_k \omega_k (1 - \omega_k)$ | ch. 3 §3 |
-# | $[k = j]$ | 1 when $k = j$, else 0 | ch. 3 §3 |
-# | $u$ | $d / (2\sqrt{s^2 + \lambda})$, so that $a d^2 = u^2$: the package's fast function works with it | ch. 3 §3.4 |
-# | $J$, $q_k$ | the Jacobian $\partial \tilde x_k/\partial x_j$ of one channel; $x_k \omega_k (1 - \omega_k)$ | ch. 3, exercise 2 |
-# | $\varsigma_i$ | the singular values of a $C \times HW$ matrix of weights | ch. 3 §4 |
-# | $A$, $A^{\mathrm{ch}}$, $A^{\mathrm{sp}}$; $Y$ | a module's weight tensor, its entry $A_c$ for channel $c$; CBAM's channel and spatial weights; a module's output | ch. 1 (why an energy function), ch. 4 §4.1, §4.5 |
-# | $C'$, $W_1$, $W_2$ | the width $C/16$ of a bottleneck; SE's two layers | ch. 4 §4.1 |
-# | $\hat{\boldsymbol\mu}$, $K$, $\psi$, $\mathbf v$, $T$ | all channel means (SE's squeeze); ECA's kernel size and $\psi(C)$, the ECA paper's rule for it; GC's context vector and the term it adds | ch. 4 §4.1 |
-# | $N$, $B$ | a number of images: a batch, a training or a test set; the batch size of training | ch. 1 §4, ch. 5 §1 |
-# | $n$, $n_1$, $n_2$; $\sigma$, $\sigma_1$, $\sigma_2$ | runs (seeds) per network; the standard deviation of their accuracies | ch. 5 §5 |
-# | $\Delta$; $\alpha$, $1 - \beta$; $\Phi$ | a difference of mean accuracies; a test's significance level and power; the standard normal distribution function | ch. 5 §5 |
-# | $\theta$ | an accuracy as a binomial proportion | ch. 5 §5 |
-# | $t_{\mathrm W}$ | Welch's statistic for a difference of two means | ch. 6 §6.1 |
-# | $F^k$, $\eta_k$ | channel $k$ of the layer Grad-CAM reads; the spatial mean of the score's gradient with respect to it | ch. 6 §6.5 |
 
 # %% [markdown]
 # ## 1. Equations (1) and (2): the energy of one neuron
@@ -517,8 +470,8 @@ assert all(signs)
 # %% [markdown]
 # The excess is $8(t - \mu_t)^2 / D_t$. It is positive for every neuron that differs from the
 # mean of its neighbours. Even the trivial map $w_t = b_t = 0$ has energy 2, and the printed pair
-# never does better than that. With $u = (t - \mu_t)^2/D_t$ its energy is
-# $$e_t = 2 + 4u + 2u^2 + \frac{4(t-\mu_t)^2(\sigma_t^2+\lambda)}{D_t^2} \ \ge\ 2 .$$
+# never does better than that. With $\chi_t = (t - \mu_t)^2/D_t$ its energy is
+# $$e_t = 2 + 4\chi_t + 2\chi_t^2 + \frac{4(t-\mu_t)^2(\sigma_t^2+\lambda)}{D_t^2} \ \ge\ 2 .$$
 # The last cell asserts the identity and lets SymPy decide the sign of each term from the
 # assumptions alone ($t, \mu_t$ real, $\sigma_t^2 \ge 0$, $\lambda > 0$; at $\lambda = 0$ the bound
 # follows by continuity).
@@ -684,8 +637,9 @@ plt.show()
 # * `minimal_energy(..., statistics="exact")` against the derived $e_t^*$, and against `energy`
 #   evaluated at the package's minimiser,
 # * and the minimum property itself. Because (2) is quadratic,
-#   $e_t(w_t^* + \Delta w, b_t^* + \Delta b) - e_t^* = \tfrac12 [\Delta w, \Delta b]\, Q_t\, [\Delta w, \Delta b]^\top$, with $Q_t$ the Hessian below,
-#   exactly. So random perturbations must raise the energy by exactly that amount, and never lower it.
+#   $e_t\bigl((w_t^*, b_t^*) + \boldsymbol\zeta\bigr) - e_t^* = \tfrac12 \boldsymbol\zeta^\top Q_t\, \boldsymbol\zeta$
+#   for any change $\boldsymbol\zeta$ of $(w_t, b_t)$, with $Q_t$ the Hessian below, exactly. So
+#   random perturbations must raise the energy by exactly that amount, and never lower it.
 
 # %%
 to_torch = {
@@ -964,7 +918,7 @@ importance_of_d2 = {
     name: sp.simplify((1 / e).subs(t, mu_hat + sp.sqrt(d2)))
     for name, e in e_star_by_name.items()
 }
-spread_sum = M * (M - 1) * sigma2_hat + (M - 1) ** 2 * lam  # the bracket A below
+spread_sum = M * (M - 1) * sigma2_hat + (M - 1) ** 2 * lam  # the bracket Gamma below
 neat_slope = {
     "exact": M**2 * spread_sum / (4 * (spread_sum - M * d2) ** 2),
     "paper": 1 / (4 * (sigma2_hat + lam)),
@@ -977,10 +931,11 @@ for name, expression in importance_of_d2.items():
 
 # %% [markdown]
 # The paper's and the reference code's slopes are positive constants. The exact slope is
-# $M^2 A / (4 (A - M d^2)^2)$ with $A = M(M-1)\hat\sigma^2 + (M-1)^2\lambda > 0$, positive too; its
-# denominator never vanishes, because by the down-date identity $A - M d^2 = (M-1)^2(\sigma_t^2 +
-# \lambda)$. So all three importances increase with $d^2$, and sorting a channel's neurons by any of
-# them sorts them by $d^2$. On random channels of three sizes, for two values of $\lambda$:
+# $M^2 \Gamma / (4 (\Gamma - M d^2)^2)$ with $\Gamma = M(M-1)\hat\sigma^2 + (M-1)^2\lambda > 0$,
+# positive too; its denominator never vanishes, because by the down-date identity
+# $\Gamma - M d^2 = (M-1)^2(\sigma_t^2 + \lambda)$. So all three importances increase with $d^2$, and
+# sorting a channel's neurons by any of them sorts them by $d^2$. On random channels of three sizes,
+# for two values of $\lambda$:
 
 # %%
 for side in (2, 4, 8):
@@ -1301,10 +1256,10 @@ for lambda_ in (0.0, 1e-4, 0.1):
 # shared ones.
 
 # %% [markdown]
-# **Verdict on (5):** the form $4(\sigma^2 + \lambda)/((t-\mu)^2 + 2\sigma^2 + 2\lambda)$ is the
-# exact minimum of (2) with the leave-one-out $\mu_t, \sigma_t^2$. With the channel's $\hat\mu$
-# and $\hat\sigma^2$, as printed, it is an approximation. It always over-estimates $e_t^*$ (under-
-# estimates the importance), by a relative amount
+# **Verdict on (5):** the form $4(\sigma_t^2 + \lambda)/((t-\mu_t)^2 + 2\sigma_t^2 + 2\lambda)$ is
+# the exact minimum of (2) with the leave-one-out $\mu_t, \sigma_t^2$. With the channel's $\hat\mu$
+# and $\hat\sigma^2$ in their place, as printed, it is an approximation. It always over-estimates
+# $e_t^*$ (under-estimates the importance), by a relative amount
 # $z^2(1+z^2)/((M-1-z^2)(2+z^2))$ when $\lambda = 0$. That is large on $2\times2$ and $3\times3$
 # maps and below 1% on $32\times32$ maps for $|z| \le 3$. On the denominator: $H W - 1$ and the
 # printed $M$ rank the neurons of a channel identically; in value, $H W - 1$ is *farther* from the
@@ -1316,7 +1271,9 @@ for lambda_ in (0.0, 1e-4, 0.1):
 #
 # ## 4. The importance $1/e_t^*$ and the refinement (6)
 #
-# Inverting the form of (5) splits the importance into a distance term and a constant:
+# Inverting the form of (5) splits the importance into a distance term and a constant. The cell does
+# it for a general mean and variance, the SymPy symbols `mu` and `sigma^2`, since the form is the
+# same whichever statistics go into it:
 
 # %%
 mu_sym, sigma2_sym = sp.symbols("mu sigma^2", positive=True)
@@ -1327,11 +1284,14 @@ print("1/e_t* =")
 display(importance_form)
 
 # %% [markdown]
-# $$\frac{1}{e_t^*} = \frac{(t - \mu)^2}{4(\sigma^2 + \lambda)} + \frac12 .$$
+# With the channel's mean $\hat\mu$ and the variance $s^2 = S/(M-1)$, the sum of squares divided by
+# $H W - 1$, it reads
 #
-# This is exactly what the reference code computes, with $\mu = \hat\mu$ and $\sigma^2$ the sum of
-# squares divided by $H W - 1$. The refinement (6) multiplies every neuron by the sigmoid of its
-# importance:
+# $$\frac{1}{e_t^*} = \frac{(t - \hat\mu)^2}{4(s^2 + \lambda)} + \frac12 ,$$
+#
+# which is exactly what the reference code computes. (With $\hat\sigma^2$ in place of $s^2$ it is
+# the inverse of the printed (5); with $\mu_t$ and $\sigma_t^2$ in place of $\hat\mu$ and $s^2$, the
+# exact importance.) The refinement (6) multiplies every neuron by the sigmoid of its importance:
 #
 # $$\tilde X = \operatorname{sigmoid}\!\left(\frac{1}{E}\right) \odot X, \tag{6}$$
 #
@@ -1639,7 +1599,7 @@ assert largest_relative < 1e-10
 # | (3) | $w_t = -2(t-\mu_t)/D_t$ | **does not hold: wrong sign**; correct is $w_t = +2(t-\mu_t)/D_t$, as the authors confirm (issue 11) | derived $+$ printed $= 0$; the printed form is the minimiser for swapped labels; it exceeds the minimum by $8(t-\mu_t)^2/D_t$ (example $3,0,1,0$: energy $130/17$ instead of $2/17$; the energy landscape of a 5-neuron channel shows the printed pair on the far side of the bowl) |
 # | (4) | $b_t = -\tfrac12(t+\mu_t)w_t$ | **holds** (for any $w_t$) | $\partial e_t/\partial b_t = 0$ at that $b_t$ identically |
 # | (5) | $e_t^* = 4(\hat\sigma^2+\lambda)/((t-\hat\mu)^2+2\hat\sigma^2+2\lambda)$ with channel statistics | **holds exactly with leave-one-out statistics; with channel statistics an approximation** | exact form in channel statistics derived; it under-estimates $1/e^*$ by $z^2(1+z^2)/((M-1-z^2)(2+z^2))$ ($\lambda = 0$), at $z = 1$ 33% on $2\times2$ maps and 0.07% on $32\times32$; the reference code's $H W - 1$ ranks the neurons of a channel exactly as $1/M$ and the exact energy do, but is farther from the exact value than $1/M$, for every neuron (at $z = 1$ on large maps the error with $1/M$ is two thirds of that with $H W - 1$) |
-# | (6) | $\tilde X = \operatorname{sigmoid}(1/E) \odot X$ | **holds** (a definition) | $1/e^* = (t-\mu)^2/(4(\sigma^2+\lambda)) + \tfrac12$; `simam.importance` equals $1/$`minimal_energy` and the reference formula; weights lie in $[0.6225,\ \operatorname{sigmoid}((M-1)^2/(4M)+\tfrac12)]$, only $[0.6225, 0.7432]$ on $2\times2$ maps |
+# | (6) | $\tilde X = \operatorname{sigmoid}(1/E) \odot X$ | **holds** (a definition) | $1/e_t^* = (t-\hat\mu)^2/(4(s^2+\lambda)) + \tfrac12$ with the reference code's $s^2$; `simam.importance` equals $1/$`minimal_energy` and the reference formula; weights lie in $[0.6225,\ \operatorname{sigmoid}((M-1)^2/(4M)+\tfrac12)]$, only $[0.6225, 0.7432]$ on $2\times2$ maps |
 #
 # ## What this chapter established
 #
@@ -1737,14 +1697,14 @@ for name, value in largest.items():
 # r_t/4 + 1/2$ with $r_t = d^2/(s^2 + \lambda)$; write $\sigma_t^2 + \lambda$ and $t - \mu_t$ with the down-dates.)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# With s = S/(M-1) + lambda: t - mu_t = M d/(M-1) and
-# sigma_t^2 + lambda = s - M d^2/(M-1)^2, so
+# With s_sym = s^2 + lambda = S/(M-1) + lambda: t - mu_t = M d/(M-1) and
+# sigma_t^2 + lambda = s_sym - M d^2/(M-1)^2, so
 #   e_exact = 4 (sigma_t^2 + lambda) / ((t - mu_t)^2 + 2 (sigma_t^2 + lambda))
 #           = 4 ((M-1)^2 - M r) / (M (M-2) r + 2 (M-1)^2),   r = 4 I - 2,
 # a decreasing function of r alone: the same in every channel, whatever lambda is.
 r_sym = sp.Symbol("r", nonnegative=True)
 s_sym = sp.Symbol("s", positive=True)
-d_of_r = sp.sqrt(r_sym * s_sym)  # d^2 = r s
+d_of_r = sp.sqrt(r_sym * s_sym)  # d^2 = r (s^2 + lambda)
 loo_spread = s_sym - M * d_of_r**2 / (M - 1) ** 2  # sigma_t^2 + lambda
 e_exact_of_r = 4 * loo_spread / ((M * d_of_r / (M - 1)) ** 2 + 2 * loo_spread)
 assert (

@@ -61,8 +61,7 @@
 #
 # Exercises with collapsed solutions close the chapter.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -518,8 +517,9 @@ print(
 )
 
 # %% [markdown]
-# The plot shows the mean energy gap $\frac1N\sum_t (e_t - e_t^*)$ after each step, on a log scale:
-# the closed form's value is the floor that every curve approaches. The dashed line is the bound
+# The plot shows the mean energy gap $\frac1P\sum_t (e_t - e_t^*)$ over the $P$ neurons solved
+# together (the number in its title) after each step, on a log scale: the closed form's value is the
+# floor that every curve approaches. The dashed line is the bound
 # $\tau^{2k}$ times the starting gap for gradient descent. Gaps below about $10^{-16}$ are round-off
 # and are drawn at $10^{-17}$.
 
@@ -811,9 +811,9 @@ print(
 # - **Nothing is lost.** The exact energy can be computed from the reference code's output
 #   ($r = 4/e^{\text{reference}} - 2$), with no second pass over the data.
 #
-# We measure this on the feature maps, average-pooled to $k \times k$ for $k = 2, 4, 8, 16, 32$: the
-# sizes of feature maps deeper in a network, made from the same images. `shared_versus_exact` (helper
-# cell) computes, for one size, the relative errors of both shared energies, Spearman's rank
+# We measure this on the feature maps, average-pooled to $H \times W$ with $H = W = 2, 4, 8, 16, 32$:
+# the sizes of feature maps deeper in a network, made from the same images. `shared_versus_exact`
+# (helper cell) computes, for one size, the relative errors of both shared energies, Spearman's rank
 # correlation $\rho$ with the exact energy over all neurons of all images, the largest change of the
 # attention weight $\operatorname{sigmoid}(1/e)$, and the checks below.
 
@@ -1100,9 +1100,9 @@ check_below(
 # is a description of this run, not a check: what must hold everywhere is that no optimiser goes
 # below the closed form, and that with $\lambda = 10^{-4}$ it gets there.) This is a practical
 # reason for $\lambda > 0$ that the paper does not give: it bounds $|w_t|$ by $1/\sqrt{2\lambda}$
-# (the maximum over $d$ of $2d/(d^2 + 2\lambda)$), and with it the conditioning. The whole family
-# of such channels, from $\varepsilon = 1$ down to $10^{-5}$, computed from the closed form and the
-# Hessians:
+# (the maximum over $\delta_t = t - \mu_t$ of $2|\delta_t|/(\delta_t^2 + 2\lambda)$), and with it the
+# conditioning. The whole family of such channels, from $\varepsilon = 1$ down to $10^{-5}$, computed
+# from the closed form and the Hessians:
 
 # %%
 epsilons = np.logspace(-5, 0, 21)
@@ -1140,9 +1140,10 @@ plt.show()
 # $\varepsilon/\lambda$, as the fluctuations sink below $\sqrt\lambda$ and stop counting, and the
 # condition number levels off below $10^5$.
 #
-# **Exactly constant channels.** If all $M$ neurons equal one value $x_0$, then $t = \mu_t = x_0$ and
-# $\sigma_t^2 = 0$. For $\lambda > 0$, $e^* = 4\lambda/2\lambda = 2$ and $w = b = 0$. For $\lambda = 0$
-# the formula is $0/0$: the Hessian is singular, and the energy along the line $b = -x_0 w$ is
+# **Exactly constant channels.** If all $M$ neurons equal one value, which is then the channel's mean
+# $\hat\mu$, then $t = \mu_t = \hat\mu$ and $\sigma_t^2 = 0$. For $\lambda > 0$,
+# $e^* = 4\lambda/2\lambda = 2$ and $w = b = 0$. For $\lambda = 0$ the formula is $0/0$: the Hessian
+# is singular, and the energy along the line $b = -\hat\mu w$ is
 # $(1 + 0)^2 + (1 - 0)^2 + \lambda w^2 = 2 + \lambda w^2$. Every point of that line is a minimiser
 # with energy 2. The package returns the limit $e^* = 2$ and the minimum-norm minimiser $w = b = 0$, the
 # point that $\lambda \to 0^+$ selects. The attention weight is then $\operatorname{sigmoid}(1/2)$
@@ -1334,20 +1335,20 @@ check_below(
 )
 
 # %% [markdown]
-# **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons that
-# differ by $\Delta$: the exact one, the paper's and the reference code's. Check them against the
-# package on random $1 \times 2$ maps.
+# **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons whose
+# difference is $\delta_t = t - \mu_t$: the exact one, the paper's and the reference code's. Check
+# them against the package on random $1 \times 2$ maps.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Exact: the other neuron is alone, mu_t = that neuron, sigma_t^2 = 0,
-# (t - mu_t)^2 = Delta^2,
-#   so e* = 4 lambda / (Delta^2 + 2 lambda).
-# Shared: the mean is the midpoint, (t - mu)^2 = Delta^2 / 4,
-# and S = 2 (Delta / 2)^2 = Delta^2 / 2.
-#   Paper, S / 2 = Delta^2 / 4:
-#     e* = 4 (Delta^2/4 + lambda) / (3 Delta^2/4 + 2 lambda).
-#   Reference, S / 1 = Delta^2 / 2:
-#     e* = 4 (Delta^2/2 + lambda) / (5 Delta^2/4 + 2 lambda).
+# (t - mu_t)^2 = delta_t^2,
+#   so e* = 4 lambda / (delta_t^2 + 2 lambda).
+# Shared: the mean is the midpoint, (t - muhat)^2 = delta_t^2 / 4,
+# and S = 2 (delta_t / 2)^2 = delta_t^2 / 2.
+#   Paper, S / 2 = delta_t^2 / 4:
+#     e* = 4 (delta_t^2/4 + lambda) / (3 delta_t^2/4 + 2 lambda).
+#   Reference, S / 1 = delta_t^2 / 2:
+#     e* = 4 (delta_t^2/2 + lambda) / (5 delta_t^2/4 + 2 lambda).
 pairs = torch.randn(4, 8, 1, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(5))
 delta2 = (pairs[..., :1] - pairs[..., 1:]).square().expand_as(pairs)
 two_neuron_energies = {
@@ -1369,10 +1370,12 @@ for name, formula in two_neuron_energies.items():
 # maps of section 1.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# |w_t| = 2 d / (d^2 + 2 sigma_t^2 + 2 lambda) <= 2 d / (d^2 + 2 lambda) with
-# d = |t - mu_t|, and 2 d / (d^2 + 2 lambda) is largest at d = sqrt(2 lambda), where it
-# equals 1 / sqrt(2 lambda). Equality needs sigma_t^2 = 0 and d = sqrt(2 lambda):
-# fifteen equal neurons and one that differs from them by sqrt(2 lambda).
+# With delta_t = t - mu_t,
+# |w_t| = 2 |delta_t| / (delta_t^2 + 2 sigma_t^2 + 2 lambda)
+#      <= 2 |delta_t| / (delta_t^2 + 2 lambda),
+# which is largest at |delta_t| = sqrt(2 lambda), where it equals 1 / sqrt(2 lambda).
+# Equality needs sigma_t^2 = 0 and |delta_t| = sqrt(2 lambda): fifteen equal neurons
+# and one that differs from them by sqrt(2 lambda).
 steepest = torch.zeros(1, 1, 4, 4, dtype=DTYPE)
 steepest[0, 0, 0, 0] = np.sqrt(2 * LAMBDA)
 w_steepest = closed_form_minimiser(steepest, LAMBDA)[0][0, 0, 0, 0].item()

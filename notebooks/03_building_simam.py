@@ -52,8 +52,7 @@
 #
 # Exercises with their solutions close the chapter.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -97,12 +96,12 @@ print(f"quick mode: {QUICK}")
 # The helpers of this chapter are in the next cell. They measure and draw; none of them computes
 # SimAM. `check_close` asserts that two tensors agree and prints the bound it checked, not the
 # difference itself, whose last digits depend on the machine (it keeps the differences in
-# `LARGEST_DIFFERENCES`). It compares the *relative difference*, the largest $|a - b|$ over the
-# largest $|b|$. `best_time` times a function (section 2), `autograd_gradient` differentiates one
-# with autograd (section 3). Two more come from elsewhere: `saved_bytes`, which adds up what
-# autograd keeps for the backward pass (section 3.5), is the module benchmark's
-# (`simam.bench.modules`), and `show_attention_maps`, which draws the figure of section 4, sits
-# folded just before that figure.
+# `LARGEST_DIFFERENCES`). It compares the *relative difference*, the largest
+# $|\text{actual} - \text{expected}|$ over the largest $|\text{expected}|$. `best_time` times a
+# function (section 2), `autograd_gradient` differentiates one with autograd (section 3). Two more
+# come from elsewhere: `saved_bytes`, which adds up what autograd keeps for the backward pass
+# (section 3.5), is the module benchmark's (`simam.bench.modules`), and `show_attention_maps`, which
+# draws the figure of section 4, sits folded just before that figure.
 
 
 # %%
@@ -196,7 +195,7 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 # $$
 #
 # The most literal implementation loops over samples and channels. For each channel
-# $X_{n,c} \in \mathbb{R}^{H\times W}$ it computes
+# $X_c \in \mathbb{R}^{H\times W}$ of each sample it computes
 #
 # 1. the mean over all spatial positions, $\hat\mu = \frac1M \sum_i x_i$;
 # 2. the variance $s^2 = S/(M-1)$;
@@ -1140,9 +1139,9 @@ plt.show()
 # happens to the importances of a channel multiplied by $\nu = 10^{-3}$ if $\lambda$ is left alone?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# A shift moves t and the mean together, so t - mu and S do not change. Scaling by nu
-# multiplies (t - mu)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is multiplied
-# by nu^2 / nu^2 = 1.
+# A shift moves t and the mean together, so t - muhat and S do not change. Scaling by
+# nu multiplies (t - muhat)^2 and S/(M-1) by nu^2; with nu^2 lambda the fraction is
+# multiplied by nu^2 / nu^2 = 1.
 exercise_generator = torch.Generator().manual_seed(3)
 random_maps = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=exercise_generator)
 shifts = torch.randn(1, 3, 1, 1, dtype=torch.float64, generator=exercise_generator)
@@ -1180,8 +1179,8 @@ print(
 # d(x~_k)/dx_j = [k = j] (omega_k + 2a q_k d_k) - (2a/M) q_k d_k
 #                - (8a^2/(M-1)) q_k d_k^2 d_j, so
 # J = diag(omega + 2a q d) - (2a/M) (q d) 1^T - (8a^2/(M-1)) (q d^2) d^T. A rank-one
-# matrix p r^T applied to g needs only the one sum r . g: that is why the gradient needs
-# two sums per channel.
+# matrix, a column times a row, applied to g needs only one sum, the row times g: that
+# is why the gradient needs two sums per channel.
 channel = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=exercise_generator)
 n = channel.numel()
 jacobian_by_autograd = torch.autograd.functional.jacobian(

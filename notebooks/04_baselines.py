@@ -38,8 +38,7 @@
 # The numbers are set against the paper's Table 3 (parameters added to ResNet-50 and speed on a
 # GPU), and every difference is explained.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -528,7 +527,7 @@ print(
 
 # %% [markdown]
 # **SE: +2,514,944, the paper's +2.515M.** Each block adds $2 C^2 / 16 = C^2 / 8$ weights, and
-# $\sum_b C_b^2 / 8$ over the 16 blocks is exactly 2,514,944. That agreement depends on a
+# $\sum_k C_k^2 / 8$ over the 16 blocks $k$ is exactly 2,514,944. That agreement depends on a
 # convention: the two FC layers have no bias. Hu et al.'s SE layers do have biases, $C/16 + C$
 # more per block, 16,048 over ResNet-50, which would give 2.531M (the cell above prints both). The library follows the
 # paper's count by default; `create_attention("se", C, bias=True)` builds the original.
@@ -1006,7 +1005,7 @@ plt.show()
 # %% [markdown]
 # SimAM's weight is high wherever a neuron stands out from the rest of its channel, in either
 # direction: the feature maps are signed (blue below the channel's mean, red above), SimAM's
-# importance $(t - \hat\mu)^2 / 4(\hat\sigma^2 + \lambda) + \tfrac12$ is not. Each channel gets
+# importance $(t - \hat\mu)^2 / \bigl(4(s^2 + \lambda)\bigr) + \tfrac12$ is not. Each channel gets
 # its own map, so two channels can emphasise different places of the same image, which neither
 # the channel-wise modules (one number per channel) nor CBAM (one map for all channels) can
 # express. (The bright frame in some maps comes from the convolution's zero padding: border

@@ -42,8 +42,7 @@
 #    run is next to that, and how many runs it takes to see such an effect.
 # 6. **Resuming** a run, and (7) the same runs from the command line.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -570,7 +569,7 @@ else:
 # The paper reports, for ResNet-20 on CIFAR-10, $92.33 \pm 0.19$ without attention and
 # $92.73 \pm 0.18$ with SimAM: means and standard deviations over $n = 5$ runs each (Table 2;
 # [chapter 6](06_results_and_attention_maps.ipynb) reproduces the whole table with `python -m simam.experiments`). How does a gain of
-# $\Delta = 0.40$ points compare with the noise?
+# $G = 0.40$ points compare with the noise?
 #
 # **Seed to seed.** Each run's accuracy scatters around its mean with a standard deviation
 # $\sigma \approx 0.19$ points. The difference of the means of two independent groups of $n$ runs has
@@ -580,12 +579,12 @@ else:
 # \sqrt{\frac{\sigma_1^2}{n} + \frac{\sigma_2^2}{n}} .
 # $$
 #
-# **How many runs.** To detect a true difference $\Delta$ with a two-sided test at significance
+# **How many runs.** To detect a true difference $G$ with a two-sided test at significance
 # $\alpha$ and power $1-\beta$ (the normal approximation, with $\sigma$ taken as known, and $\Phi$ the
 # standard normal distribution function), each group needs
 #
 # $$
-# n \;\ge\; \frac{(\sigma_1^2 + \sigma_2^2)\,\bigl(\Phi^{-1}(1-\alpha/2) + \Phi^{-1}(1-\beta)\bigr)^2}{\Delta^2} .
+# n \;\ge\; \frac{(\sigma_1^2 + \sigma_2^2)\,\bigl(\Phi^{-1}(1-\alpha/2) + \Phi^{-1}(1-\beta)\bigr)^2}{G^2} .
 # $$
 #
 # **The test set itself.** Even a model that never changed would be measured with noise: its

@@ -44,8 +44,7 @@
 # with a budget of seconds each. Those numbers show the machinery working; they say nothing about
 # which module is better.
 #
-# The symbols follow the course's one notation, listed in
-# [chapter 1, "Notation of the course"](01_energy_function.ipynb#notation-of-the-course).
+# The symbols follow the course's one notation: see the [notation](notation.md) page.
 
 # %%
 # On Colab, install the course's package (Colab's own PyTorch, matplotlib, SymPy and
@@ -381,15 +380,16 @@ print(
 #   other module", which the data chose. It suggests the next study; it decides nothing.
 #
 # Each comparison is a difference (or any signed sum) of cell means, in points, with **Welch's 95%
-# interval** (the standard error $\sqrt{\sum_i s_i^2/n_i}$ times Student's quantile at the
-# Welch–Satterthwaite degrees of freedom, so unequal spreads and seed counts are allowed) and two
-# p-values: Welch's test, and an exact **permutation test**, which counts, over every way of
-# splitting the pooled seeds into two groups of the same sizes, how often the difference is as
-# large as the one observed. It needs no normality; it tests that both groups' accuracies come from
-# one distribution, so with unequal spreads and seed counts it can be too eager, which is why
-# Welch's test must agree. A difference is *established* when every p-value that applies (both for
-# two cells; Welch's alone for a contrast of four cells, which has no permutation test here) is
-# below 0.05, Holm-adjusted for a primary comparison.
+# interval** (the standard error $\sqrt{\sum_i \sigma_i^2/n_i}$, over the cells $i$ of the
+# comparison with their $n_i$ seeds and sample standard deviations $\sigma_i$, times Student's
+# quantile at the Welch–Satterthwaite degrees of freedom, so unequal spreads and seed counts are
+# allowed) and two p-values: Welch's test, and an exact **permutation test**, which counts, over
+# every way of splitting the pooled seeds into two groups of the same sizes, how often the
+# difference is as large as the one observed. It needs no normality; it tests that both groups'
+# accuracies come from one distribution, so with unequal spreads and seed counts it can be too
+# eager, which is why Welch's test must agree. A difference is *established* when every p-value
+# that applies (both for two cells; Welch's alone for a contrast of four cells, which has no
+# permutation test here) is below 0.05, Holm-adjusted for a primary comparison.
 #
 # The grid's plan was written **after** its runs, and says so. Its cells, seeds and metric were set
 # before the first result; the comparisons and Holm's correction were written into the code after
@@ -543,9 +543,9 @@ if verdict.lambda_studies(course_cells):
 # Table 2, the paper's and the course's, changes two things at once: the module, and where it sits.
 # SimAM sits right after the block's last $3 \times 3$ convolution, *before* the batch norm that
 # follows it; SE, CBAM, ECA and GC sit *after* that batch norm, at the end of the residual branch.
-# That batch norm matters. Before it, SimAM's weights $w \in [\operatorname{sigmoid}(1/2), 1)$ scale
-# each neuron, and then the batch norm standardises every channel again: whatever SimAM did to a
-# channel's overall size is undone, and only *which* neurons it favoured survives. After it, the
+# That batch norm matters. Before it, SimAM's weights $\omega_k \in [\operatorname{sigmoid}(1/2), 1)$
+# scale each neuron, and then the batch norm standardises every channel again: whatever SimAM did to
+# a channel's overall size is undone, and only *which* neurons it favoured survives. After it, the
 # weights reach the addition with the shortcut unchanged, so SimAM also shrinks the branch against
 # the shortcut. One block of the committed ResNet-20 + SimAM shows it: the spread of each channel of
 # the residual branch, just before the addition, without SimAM, with SimAM at its place, and with the

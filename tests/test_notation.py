@@ -1,4 +1,5 @@
-"""Every symbol the course's prose uses is in the notation table of chapter 1."""
+"""Every symbol the course's prose uses is in the notation table, notebooks/notation.md, and every
+chapter links to that page."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import re
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-GLOSSARY_HEADING = "## Notation of the course"
+NOTATION = NOTEBOOKS / "notation.md"
+NOTATION_LINK = "](notation.md)"
 # Indices and shape letters, which the table names in its introduction rather than in a row.
-INDICES_AND_SHAPES = set("ijkncCHW")
+INDICES_AND_SHAPES = set("ijkcCHW")
 # Commands whose argument is words or a set, not a symbol, and commands that are operators or
 # layout.
 WORD_ARGUMENTS = r"\\(?:text|mathrm|operatorname|mathbb|label|tag)\s*\{[^{}]*\}"
@@ -129,9 +131,13 @@ def formulas(markdown: str) -> list[str]:
     return [a or b for a, b in re.findall(r"\$\$(.*?)\$\$|\$([^$]+?)\$", markdown, flags=re.S)]
 
 
+def chapters() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("0*.py"))
+
+
 def glossary() -> tuple[str, set[str]]:
-    chapter_one = markdown_of(NOTEBOOKS / "01_energy_function.py")
-    section = chapter_one.split(GLOSSARY_HEADING, 1)[1].split("\n## ", 1)[0]
+    """The notation page's text, and the symbols its rows define (those of its first column)."""
+    section = NOTATION.read_text(encoding="utf-8")
     rows = [line for line in section.splitlines() if line.startswith("| $")]
     defined = set().union(*(symbols_in(f) for row in rows for f in formulas(row.split("|")[1])))
     return section, defined
@@ -158,18 +164,33 @@ def test_the_glossary_has_a_row_per_symbol_group():
 
 
 def test_every_symbol_of_the_prose_is_in_the_glossary():
-    section, defined = glossary()
+    _, defined = glossary()
     missing = {}
-    for script in sorted(NOTEBOOKS.glob("0*.py")):
-        markdown = markdown_of(script).replace(section, "")
-        for formula in formulas(markdown):
+    for script in chapters():
+        for formula in formulas(markdown_of(script)):
             for symbol in symbols_in(formula) - defined - INDICES_AND_SHAPES:
                 missing.setdefault(symbol, set()).add(script.stem[:2])
     assert not missing, (
-        f"symbols without a row in chapter 1's notation table (symbol: chapters): {missing}"
+        f"symbols without a row in notebooks/notation.md (symbol: chapters): {missing}"
     )
 
 
 def test_the_check_catches_an_undefined_symbol():
     _, defined = glossary()
     assert "Omega" in symbols_in(r"\Omega_t + \lambda") - defined
+
+
+def test_every_chapter_links_to_the_notation_page():
+    assert chapters()
+    unlinked = [script.stem for script in chapters() if NOTATION_LINK not in markdown_of(script)]
+    assert not unlinked, f"chapters without a link to notation.md: {unlinked}"
+
+
+def test_the_table_lives_only_on_the_notation_page():
+    """No chapter keeps a copy of the table (a second copy would drift from the first)."""
+    copies = [
+        script.stem
+        for script in chapters()
+        if any(line.startswith("| symbol |") for line in markdown_of(script).splitlines())
+    ]
+    assert not copies, f"chapters with a notation table of their own: {copies}"
