@@ -85,7 +85,8 @@ def fill_placeholders(app, docname, source):
 def add_colab_link(app, doctree):
     """Put an "Open in Colab" link under the title of every chapter."""
     docname = app.env.docname
-    if not docname.startswith("notebooks/"):
+    # a chapter, not a Markdown page of the folder (the notation)
+    if not docname.startswith("notebooks/") or not app.env.doc2path(docname).suffix == ".ipynb":
         return
     url = f"{COLAB}{docname}.ipynb"
     link = nodes.reference("", "Open in Colab", refuri=url, classes=["colab-link"])
