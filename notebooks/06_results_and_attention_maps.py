@@ -447,10 +447,10 @@ else:
     )
 
 # %% [markdown]
-# The README's results section is made from the same file by a command, never typed:
-# `python -m simam.course.readme results/ --readme README.md` rewrites the text between two
-# markers with one table per data set and recipe, each stating the recipe, the hardware and the
-# number of seeds behind it.
+# The course's results page and the README's headline are made from the same file by a command,
+# never typed: `python -m simam.course.readme results/ --page book/guide/results.md --readme
+# README.md` rewrites the text between two markers of each, the page's with one table per data set
+# and recipe, each stating the recipe, the hardware and the number of seeds behind it.
 #
 # ## 6.4 The $\lambda$ study
 #
@@ -865,8 +865,8 @@ else:
 # ## 6.8 What this chapter can and cannot show
 #
 # * The grid runner, the results file, the summary and the plots are the same in quick mode and on
-#   a GPU; only the budget differs. The README's results section comes from the results file by
-#   command, so a table can always be traced to the runs behind it.
+#   a GPU; only the budget differs. The results page and the README's headline come from the
+#   results file by command, so a table can always be traced to the runs behind it.
 # * A reproduction of Table 2 needs the paper's recipe (64,000 iterations per run) and five seeds
 #   per cell: 60 runs for the two ResNets of CIFAR-10 alone. Most of the table's differences are
 #   within two standard errors (section 6.1).

@@ -1,6 +1,6 @@
 """The experiment runner: planning, the append-only results file, a real grid that resumes an
-interrupted run, the cluster commands, the summary beside the paper's Table 2, the README section,
-and command-line errors.
+interrupted run, the cluster commands, the summary beside the paper's Table 2, the results page and
+the README's headline, and command-line errors.
 
 The real runs train ResNet-20 for 4 iterations of 16 images on 64 CIFAR-10 training images and
 evaluate on 100 test images, one CPU thread each; they are skipped when ``SIMAM_DATA`` does not
@@ -29,9 +29,14 @@ import torch
 import simam.train
 from simam.config import QUICK, changed_settings
 from simam.course.readme import (
-    README_END,
-    README_START,
+    HEADLINE_END,
+    HEADLINE_START,
+    SECTION_END,
+    SECTION_START,
+    headline,
+    link,
     results_section,
+    update_page,
     update_readme,
     write_figures,
 )
@@ -793,67 +798,127 @@ def test_the_figures_show_every_seed_and_are_small(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# The README section
+# The results page and the README's headline
 
 
-def test_readme_section_is_generated_between_the_markers_only(tmp_path, monkeypatch):
+def test_the_results_section_is_generated_between_the_markers_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a results folder without plans: the standard verdict
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        f"# Title\n\n## Results\n\n{README_START}\nold text\n{README_END}\n\n## After\nkept\n"
+    page = Path("book/guide/results.md")
+    page.parent.mkdir(parents=True)
+    page.write_text(
+        f"# Results\n\nIntro.\n\n{SECTION_START}\nold text\n{SECTION_END}\n\n## After\nkept\n"
     )
     gpu_lines = [dict(line, device="NVIDIA H200 (CUDA 13.0)") for line in SYNTHETIC[:5]]
-    section = update_readme(readme, gpu_lines, "results")
-    text = readme.read_text()
-    assert text.startswith(f"# Title\n\n## Results\n\n{README_START}\n") and text.endswith(
-        f"{README_END}\n\n## After\nkept\n"
+    section = update_page(page, gpu_lines, "results")
+    text = page.read_text()
+    assert text.startswith(f"# Results\n\nIntro.\n\n{SECTION_START}\n") and text.endswith(
+        f"{SECTION_END}\n\n## After\nkept\n"
     )
     assert "old text" not in text and section in text
+    # headings start at level 2, under the page's title
     assert (
-        "### cifar10, quick" in section
+        "\n## cifar10, quick\n" in section
         and "Recipe: quick (about 8 epochs on a 2-core CPU" in section
     )
     assert (
-        "#### resnet20: the verdict" in section
+        "\n### resnet20: the verdict\n" in section
         and "| SimAM − none | primary | final test accuracy | 2, 3 | +2.00 [" in section
     )
     assert verdict_text(judge(summarise(gpu_lines), gpu_lines, "resnet20")) in section
-    assert "![every seed of resnet20](results/cifar10-resnet20-quick-seeds.png)" in section
+    # the figure is linked from the page's folder, two below the results folder's
+    assert "![every seed of resnet20](../../results/cifar10-resnet20-quick-seeds.png)" in section
     assert (
         "--attentions none,simam --datasets cifar10 --seeds 3 --recipe quick --out results"
         in section
     )
     assert "Hardware: NVIDIA H200 (CUDA 13.0); 1 GPU(s) per run." in section
     assert "Seeds per cell: 2 to 3 (5 runs)." in section and "2 of 3 *" in section
-    assert "python -m simam.course.readme results --readme README.md" in section
+    command = (
+        "python -m simam.course.readme results --page book/guide/results.md --readme README.md"
+    )
+    assert command in section
 
-    empty = results_section([], "results")
+    empty = results_section([], "results", page=page)
     assert "No results yet" in empty and "python -m simam.experiments run" in empty
-    update_readme(readme, [], "results")
-    assert empty in readme.read_text() and "### cifar10" not in readme.read_text()
+    assert command in empty
+    update_page(page, [], "results")
+    assert empty in page.read_text() and "## cifar10" not in page.read_text()
+
+
+def test_figure_links_are_relative_to_the_file_that_holds_them(tmp_path, monkeypatch):
+    figure = "results/cifar10-resnet20-quick-seeds.png"
+    assert link(figure, "README.md") == figure
+    assert link(figure, "book/guide/results.md") == "../../" + figure
+    assert link("book/guide/results.md", "README.md") == "book/guide/results.md"
+    monkeypatch.chdir(tmp_path)  # paths relative to the working folder and absolute ones agree
+    assert link(tmp_path / figure, tmp_path / "docs" / "results.md") == "../" + figure
+
+
+def test_the_readme_headline_is_generated_between_its_markers_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    readme = Path("README.md")
+    readme.write_text(
+        f"# Title\n\n## Results\n\n{HEADLINE_START}\nold\n{HEADLINE_END}\n\n## After\n"
+    )
+    text = update_readme(readme, SYNTHETIC, "results", page="book/guide/results.md")
+    assert readme.read_text() == (
+        f"# Title\n\n## Results\n\n{HEADLINE_START}\n{text}{HEADLINE_END}\n\n## After\n"
+    )
+    # the table with the most runs, without trainer overrides; every number from the results
+    assert (
+        "resnet20 on cifar10, recipe quick (about 8 epochs" in text and "iterations=60" not in text
+    )
+    assert "| none | 3 | 83.00 ± 3.61 |  |  |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| simam |"))
+    table = [cell for cell in summarise(SYNTHETIC) if not cell.overrides]
+    verdict = judge(table, SYNTHETIC, "resnet20")
+    simam_row = next(r for r in verdict.rows if r.planned.name == "SimAM − none")
+    assert row == (
+        f"| simam | 2 of 3 * | 85.00 ± 1.41 | {simam_row.estimate:+.2f} "
+        f"[{simam_row.low:+.2f}, {simam_row.high:+.2f}] | **not established** |"
+    )
+    assert (
+        "the standard comparisons of a grid, fixed before any result (5 of 6 runs finished)" in text
+    )
+    assert "![every seed of resnet20](results/cifar10-resnet20-quick-seeds.png)" in text
+    assert "[Results](book/guide/results.md)" in text
+    assert "--page book/guide/results.md --readme README.md" in text
+
+    empty = headline([], "results")
+    assert "No results yet: [the results page](book/guide/results.md)" in empty
+    with pytest.raises(GridError, match="lacks the markers"):
+        update_page(readme, SYNTHETIC, "results")
 
 
 def test_the_readme_command_says_in_one_line_what_is_wrong(tmp_path, capsys):
     from simam.course.readme import main as readme_main
 
-    assert readme_main([str(tmp_path), "--readme", str(tmp_path / "README.md")]) == 2
+    page, readme = tmp_path / "results.md", tmp_path / "README.md"
+    assert readme_main([str(tmp_path), "--page", str(page), "--readme", str(readme)]) == 2
+    assert capsys.readouterr().err.strip().endswith("results.md not found")
+    page.write_text("no markers\n")
+    assert readme_main([str(tmp_path), "--page", str(page), "--readme", str(readme)]) == 2
     assert capsys.readouterr().err.strip().endswith("README.md not found")
     assert readme_main([str(tmp_path), "--seeds", "three"]) == 2
     assert "invalid int value" in capsys.readouterr().err
 
 
-def test_the_committed_readme_section_is_what_the_readme_command_writes():
-    text = (REPO / "README.md").read_text()
-    assert (
-        text.count(README_START) == 1
-        and text.count(README_END) == 1
-        and text.index(README_START) < text.index(README_END)
-    )
-    committed = text[text.index(README_START) + len(README_START) : text.index(README_END)]
-    # results/results.jsonl is committed with the README it fills; without it the section says how
-    # to make it
-    results = read_results(REPO / "results")
-    assert committed == "\n" + results_section(results, "results/")
+def _between(text: str, start: str, end: str) -> str:
+    assert text.count(start) == 1 and text.count(end) == 1 and text.index(start) < text.index(end)
+    return text[text.index(start) + len(start) : text.index(end)]
+
+
+def test_the_committed_results_page_and_headline_are_what_the_readme_command_writes(
+    monkeypatch,
+):
+    monkeypatch.chdir(REPO)  # the command runs from the checkout's root
+    # results/results.jsonl is committed with the files it fills; without it they say how to make
+    # it
+    results = read_results("results")
+    page = Path("book/guide/results.md").read_text()
+    assert _between(page, SECTION_START, SECTION_END) == "\n" + results_section(results, "results/")
+    readme = Path("README.md").read_text()
+    assert _between(readme, HEADLINE_START, HEADLINE_END) == "\n" + headline(results, "results/")
 
 
 # --------------------------------------------------------------------------------------------------
