@@ -18,7 +18,7 @@
 #                 screenshot in build/lab-check/ (selenium from .venv-book; Chromium as book-check)
 #   make device-check OUT=folder  every CUDA code path on this machine's GPU in under 5 minutes, each
 #                 check under its own time limit, the table in folder/device-check.md; with the machine's
-#                 own python3, no .venv (made for a borrowed GPU machine: see the README). DRY_RUN=1:
+#                 own python3, no .venv (made for a borrowed GPU machine: see book/guide/gpu-check.md). DRY_RUN=1:
 #                 the same plumbing on the CPU at tiny sizes (CI runs it with PYTHON=.venv/bin/python)
 #   make device-data  the CIFAR-10 subset the device check reads (device-data/), from $SIMAM_DATA
 PYTHON ?= python3

@@ -3,8 +3,8 @@
 
 Read top to bottom: a grid is planned as a list of :class:`RunSpec` (one training run each), run
 (several at once, resuming what was interrupted), recorded one line per finished run, then
-summarised beside the SimAM paper's Table 2 and plotted. The course writes them into its README
-(:mod:`simam.course.readme`).
+summarised beside the SimAM paper's Table 2 and plotted. The course writes them into its results
+page and the README's headline (:mod:`simam.course.readme`).
 
 **The output folder** (``--out``, default ``results/``):
 
