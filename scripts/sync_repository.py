@@ -21,8 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BADGE = re.compile(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/")
 # GitHub Pages addresses, as the README links the website.
 WEBSITE = re.compile(r"https://[\w-]+\.github\.io/[\w.-]+/")
-# The install cell's address (in an .ipynb the quote before it is escaped), and CITATION.cff's.
-INSTALL = re.compile(r'(REPOSITORY = \\?"|repository-code: ")https://github\.com/[\w.-]+/[\w.-]+')
+# The install cell's address (in an .ipynb the quote before it is escaped), the README's pip
+# install line and CITATION.cff's.
+INSTALL = re.compile(
+    r'(REPOSITORY = \\?"|repository-code: "|simam @ git\+)https://github\.com/[\w.-]+/[\w.-]+'
+)
 
 
 def urls() -> dict[str, str]:

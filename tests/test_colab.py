@@ -67,9 +67,10 @@ def test_the_sync_rewrites_badges_and_install_cells_for_a_fork():
         '    "    REPOSITORY = \\"https://github.com/a/b\\"\\n",\n'
         "the website: <https://a.github.io/b/>\n"
         'repository-code: "https://github.com/a/b"\nurl: "https://a.github.io/b/"\n'
+        'pip install "simam @ git+https://github.com/a/b"\n'
     )
     forked = sync_repository.synced(
         text, "https://github.com/me/simam-fork", "https://me.github.io/simam-fork/"
     )
-    assert forked.count("me/simam-fork") == 4 and forked.count("me.github.io/simam-fork/") == 2
+    assert forked.count("me/simam-fork") == 5 and forked.count("me.github.io/simam-fork/") == 2
     assert "a/b" not in forked and "a.github.io" not in forked
