@@ -366,12 +366,13 @@ plt.show()
 # ## 2. All channels at once
 #
 # The loop runs about twenty small operations per channel, and each of them pays a fixed overhead
-# (on a GPU, a kernel launch) that outweighs its arithmetic on so few numbers. Every step above is a reduction over the
-# spatial axes or an elementwise operation, so the loop disappears once the reductions keep their
-# dimensions (`keepdim=True`): the per-channel mean then has shape $(N, C, 1, 1)$ and broadcasts
-# against $x$. Reducing over *all axes after the first two*, rather than over axes 2 and 3, makes
-# the same code work for sequences of shape (batch, channels, length) and volumes of shape (batch,
-# channels, depth, height, width), where $M$ is the product of the spatial sizes.
+# (on a GPU, a kernel launch) that outweighs its arithmetic on so few numbers. Every step above is
+# a reduction over the spatial axes or an elementwise operation, so the loop disappears once the
+# reductions keep their dimensions (`keepdim=True`): the per-channel mean then has shape
+# $(N, C, 1, 1)$ and broadcasts against $x$. Reducing over *all axes after the first two*, rather
+# than over axes 2 and 3, makes the same code work for sequences of shape (batch, channels, length)
+# and volumes of shape (batch, channels, depth, height, width), where $M$ is the product of the
+# spatial sizes.
 
 
 # %%
@@ -752,16 +753,16 @@ plt.show()
 # %% [markdown]
 # The reference expression keeps four tensors of the input's size (and its denominator, one number
 # per channel). The fast function keeps the input itself and three numbers per channel (the
-# power-of-two scale, and the mean and $1/\bigl(2\sqrt{s^2+\lambda}\bigr)$ of the rescaled channel),
-# which on $32\times32$ maps add $3/1024$ of the input's size. In the reference CIFAR blocks SimAM sits
-# between the second convolution and its batch norm. Without SimAM, that batch norm saves the
-# convolution's output for its backward pass; with SimAM it saves SimAM's output instead, and
-# whatever SimAM saves comes on top: one feature map per block for the fast function, four for the
-# reference expression (exercise 3 counts it for a whole ResNet-20). That is the kind of growth
-# users of the reference code reported, from about 22 GB to over 32 GB of training memory
+# power-of-two scale, and the mean and $1/\bigl(2\sqrt{s^2+\lambda}\bigr)$ of the rescaled
+# channel), which on $32\times32$ maps add $3/1024$ of the input's size. In the reference CIFAR
+# blocks SimAM sits between the second convolution and its batch norm. Without SimAM, that batch
+# norm saves the convolution's output for its backward pass; with SimAM it saves SimAM's output
+# instead, and whatever SimAM saves comes on top: one feature map per block for the fast function,
+# four for the reference expression (exercise 3 counts it for a whole ResNet-20). That is the kind
+# of growth users of the reference code reported, from about 22 GB to over 32 GB of training memory
 # (authors' repository, issue 3). The price of the fast function is compute: its backward pass
-# recomputes $d$ and $\omega$, a few elementwise operations that are cheap next to the convolutions
-# around them.
+# recomputes $d$ and $\omega$, a few more elementwise passes over the feature map
+# ([chapter 4](04_baselines.ipynb) counts such passes and times them against a convolution).
 #
 # ## 4. Full 3-D attention weights
 #
@@ -866,12 +867,12 @@ show_attention_maps(
 
 # %% [markdown]
 # Each SimAM weight map highlights the neurons that stand out *in their own channel*, and the
-# channels disagree: in the image above, one channel's weights pick out near-vertical edges, another's
-# the horizontal edges of the horse's back and belly, another's the body as a whole. Some channels also light up
-# the border of the map: there the convolution's zero padding makes the responses unusual, and
-# unusual is exactly what SimAM rewards. Every weight lies in $[\operatorname{sigmoid}(1/2), 1) \approx [0.62, 1)$,
-# because $1/e^*_t \ge 1/2$: SimAM never silences a neuron, it only boosts the distinctive ones
-# relative to the rest.
+# channels disagree: in the image above, one channel's weights pick out near-vertical edges,
+# another's the horizontal edges of the horse's back and belly, another's the body as a whole. Some
+# channels also light up the border of the map: there the convolution's zero padding makes the
+# responses unusual, and unusual is exactly what SimAM rewards. Every weight lies in
+# $[\operatorname{sigmoid}(1/2), 1) \approx [0.62, 1)$, because $1/e^*_t \ge 1/2$: SimAM never
+# silences a neuron, it only boosts the distinctive ones relative to the rest.
 #
 # To make "varies along all three axes" a number, we measure for each attention how much its
 # weights change when one index moves and the other two stay fixed: the standard deviation along
