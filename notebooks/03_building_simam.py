@@ -50,7 +50,9 @@
 #    next to a channel-only (1-D) and a spatial-only (2-D) attention.
 # 4. **Edge cases** (section 5). Feature maps with a single position, and half precision.
 #
-# Exercises with their solutions close the chapter.
+# Six exercises close the chapter, each followed by its folded solution. In the first four you
+# derive or predict something and check it with the package; in the last two you break SimAM's
+# gradient on purpose and build its exact leave-one-out form yourself.
 #
 # The symbols follow the course's one notation: see the [notation](notation.md) page.
 
@@ -363,13 +365,14 @@ plt.show()
 #
 # ## 2. All channels at once
 #
-# The loop runs a dozen tiny operations per channel, which is slow on a CPU and far slower on a
-# GPU, where each one is a separate kernel launch. Every step above is a reduction over the
-# spatial axes or an elementwise operation, so the loop disappears once the reductions keep their
-# dimensions (`keepdim=True`): the per-channel mean then has shape $(N, C, 1, 1)$ and broadcasts
-# against $x$. Reducing over *all axes after the first two*, rather than over axes 2 and 3, makes
-# the same code work for sequences of shape (batch, channels, length) and volumes of shape (batch,
-# channels, depth, height, width), where $M$ is the product of the spatial sizes.
+# The loop runs about twenty small operations per channel, and each of them pays a fixed overhead
+# (on a GPU, a kernel launch) that outweighs its arithmetic on so few numbers. Every step above is
+# a reduction over the spatial axes or an elementwise operation, so the loop disappears once the
+# reductions keep their dimensions (`keepdim=True`): the per-channel mean then has shape
+# $(N, C, 1, 1)$ and broadcasts against $x$. Reducing over *all axes after the first two*, rather
+# than over axes 2 and 3, makes the same code work for sequences of shape (batch, channels, length)
+# and volumes of shape (batch, channels, depth, height, width), where $M$ is the product of the
+# spatial sizes.
 
 
 # %%
@@ -664,7 +667,7 @@ for name, gap in backward_gaps.items():
 # %% [markdown]
 # ### 3.4 The package's fast function
 #
-# `simam.attention.simam.simam`, which `SimAM()` calls by default, is a custom
+# `simam.attention.simam.simam`, which `SimAM()` calls by default, runs a custom
 # `torch.autograd.Function` whose backward is this closed form. It writes the formula in terms of
 # $u = d / \bigl(2\sqrt{s^2+\lambda}\bigr)$, so that $a\,d^2 = u^2$, and it evaluates everything on
 # each channel multiplied by a power of two, chosen so that the channel's values lie in $(-1, 1)$.
@@ -750,16 +753,16 @@ plt.show()
 # %% [markdown]
 # The reference expression keeps four tensors of the input's size (and its denominator, one number
 # per channel). The fast function keeps the input itself and three numbers per channel (the
-# power-of-two scale, the rescaled channel mean and $1/\bigl(2\sqrt{s^2+\lambda}\bigr)$), which on
-# $32\times32$ maps add $3/1024$ of the input's size. In the reference CIFAR blocks SimAM sits
-# between the second convolution and its batch norm. Without SimAM, that batch norm saves the
-# convolution's output for its backward pass; with SimAM it saves SimAM's output instead, and
-# whatever SimAM saves comes on top: one feature map per block for the fast function, four for the
-# reference expression (exercise 3 counts it for a whole ResNet-20). That is the kind of growth
-# users of the reference code reported, from about 22 GB to over 32 GB of training memory
+# power-of-two scale, and the mean and $1/\bigl(2\sqrt{s^2+\lambda}\bigr)$ of the rescaled
+# channel), which on $32\times32$ maps add $3/1024$ of the input's size. In the reference CIFAR
+# blocks SimAM sits between the second convolution and its batch norm. Without SimAM, that batch
+# norm saves the convolution's output for its backward pass; with SimAM it saves SimAM's output
+# instead, and whatever SimAM saves comes on top: one feature map per block for the fast function,
+# four for the reference expression (exercise 3 counts it for a whole ResNet-20). That is the kind
+# of growth users of the reference code reported, from about 22 GB to over 32 GB of training memory
 # (authors' repository, issue 3). The price of the fast function is compute: its backward pass
-# recomputes $d$ and $\omega$, a few elementwise operations that are cheap next to the convolutions
-# around them.
+# recomputes $d$ and $\omega$, a few more elementwise passes over the feature map
+# ([chapter 4](04_baselines.ipynb) counts such passes and times them against a convolution).
 #
 # ## 4. Full 3-D attention weights
 #
@@ -864,12 +867,12 @@ show_attention_maps(
 
 # %% [markdown]
 # Each SimAM weight map highlights the neurons that stand out *in their own channel*, and the
-# channels disagree: in the image above, one channel's weights pick out near-vertical edges, another's
-# the lower edge of the horse's body, another's the body as a whole. Some channels also light up
-# the border of the map: there the convolution's zero padding makes the responses unusual, and
-# unusual is exactly what SimAM rewards. Every weight lies in $[\operatorname{sigmoid}(1/2), 1) \approx [0.62, 1)$,
-# because $1/e^*_t \ge 1/2$: SimAM never silences a neuron, it only boosts the distinctive ones
-# relative to the rest.
+# channels disagree: in the image above, one channel's weights pick out near-vertical edges,
+# another's the horizontal edges of the horse's back and belly, another's the body as a whole. Some
+# channels also light up the border of the map: there the convolution's zero padding makes the
+# responses unusual, and unusual is exactly what SimAM rewards. Every weight lies in
+# $[\operatorname{sigmoid}(1/2), 1) \approx [0.62, 1)$, because $1/e^*_t \ge 1/2$: SimAM never
+# silences a neuron, it only boosts the distinctive ones relative to the rest.
 #
 # To make "varies along all three axes" a number, we measure for each attention how much its
 # weights change when one index moves and the other two stay fixed: the standard deviation along
@@ -939,12 +942,15 @@ print(f"attentions that vary along C, H and W and are not rank one: {full_3d}")
 # \operatorname{sigmoid}\!\left(\frac{z^2}{4\,\bigl(M/(M-1) + \lambda/\hat\sigma^2\bigr)} + \frac12\right).
 # $$
 #
-# The folded cell below draws that curve with one neuron marked, and beside it the SimAM weights of
-# one channel of the horse's feature maps at the same $\lambda$ (computed by `simam.importance`).
+# The folded cell below draws that curve with one value of $z$ marked, and beside it the SimAM
+# weights of one channel of the horse's feature maps, with $\lambda$ at the same multiple of that
+# channel's variance (computed by `simam.importance`).
 # The cell after it draws the figure once; the last one gives it sliders (it needs a live
 # notebook, JupyterLab or Colab; on the website and in the stored notebook only the figure shows).
 # Move $\lambda$ up to about the channel's variance and watch the weights flatten towards
-# $\operatorname{sigmoid}(1/2)$; move $M$ down to a few neurons and watch the curve's room shrink.
+# $\operatorname{sigmoid}(1/2)$; move $M$ down to a few neurons and watch the curve drop, as the
+# factor $M/(M-1)$ grows, while the values of $z$ a channel can hold shrink to
+# $|z| \le \sqrt{M-1}$ ([chapter 1, "A bound that falls out"](01_energy_function.ipynb#a-bound-that-falls-out-how-far-a-neuron-can-be-from-its-channels-mean)).
 
 # %% jupyter={"source_hidden": true}
 def explore_weights(
@@ -1280,6 +1286,148 @@ for side in (32, 8):
         f"weight at 0.99 x threshold {weight_below:.3f} "
         f"(float32 {weight_float32:.3f}), at 1.01 x threshold {weight_above:.3f}"
     )
+
+# %% [markdown]
+# **Exercise 5 (break the gradient on purpose).** A forward pass can be right while its gradient
+# is wrong. Copy `simam_broadcast` and make autograd treat the channel mean as a constant
+# (`.detach()` it): in version (a) only where the mean enters the variance, in version (b)
+# everywhere. Both still return exactly what `simam_broadcast` returns. Before running anything,
+# predict from the derivative $\partial s^2/\partial x_j$ of section 3.1 which version
+# `torch.autograd.gradcheck` rejects, and which term of the gradient of section 3.2 that version
+# loses. Then run `gradcheck` on both (float64, a small random input) and measure the lost term
+# against the whole gradient.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# (a) passes: the variance's path through the mean carries the factor
+# sum_i d_i = 0 (section 3.1). (b) fails: it drops d(d_k)/dx_j's -1/M, the term
+# -2a mean_k(h_k d_k) of section 3.2, while the output does not change.
+def simam_mean_detached(t: torch.Tensor, everywhere: bool) -> torch.Tensor:
+    """simam_broadcast with the channel mean a constant for autograd, in the variance
+    only or everywhere."""
+    spatial = tuple(range(2, t.dim()))
+    mean = t.mean(dim=spatial, keepdim=True)
+    constant = mean.detach()
+    squared_distance = (t - (constant if everywhere else mean)).square()
+    m = math.prod(t.shape[2:])
+    variance = (t - constant).square().sum(dim=spatial, keepdim=True) / (m - 1)
+    return t * torch.sigmoid(squared_distance / (4 * (variance + LAMBDA)) + 0.5)
+
+
+probe = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=exercise_generator)
+passes = {}
+for everywhere in (False, True):
+    assert torch.equal(simam_mean_detached(probe, everywhere), simam_broadcast(probe))
+    passes[everywhere] = torch.autograd.gradcheck(
+        lambda t, everywhere=everywhere: simam_mean_detached(t, everywhere),
+        (probe.clone().requires_grad_(),),
+        raise_exception=False,
+    )
+assert passes == {False: True, True: False}
+print(
+    "5. output equal to simam_broadcast's; gradcheck passes with the mean detached "
+    f"(a) in the variance: {passes[False]}, (b) everywhere: {passes[True]}"
+)
+
+g_probe = torch.randn(probe.shape, dtype=torch.float64, generator=exercise_generator)
+deviation = probe - probe.mean(dim=(2, 3), keepdim=True)
+variance_probe = deviation.square().sum(dim=(2, 3), keepdim=True) / (
+    4 * 5 - 1
+)  # M = 20
+a_probe = 1 / (4 * (variance_probe + LAMBDA))
+omega_probe = torch.sigmoid(a_probe * deviation.square() + 0.5)
+h_probe = g_probe * probe * omega_probe * (1 - omega_probe)
+lost = -2 * a_probe * (h_probe * deviation).mean(dim=(2, 3), keepdim=True)
+broken = autograd_gradient(
+    lambda t: simam_mean_detached(t, everywhere=True), probe, g_probe
+)
+right = simam_backward(probe, g_probe)
+check_close(
+    "5. (b)'s gradient plus the lost term vs section 3.3", broken + lost, right, 1e-12
+)
+share = (lost.abs().max() / right.abs().max()).item()
+assert share > 1e-3
+print(f"5. the lost term reaches {100 * share:.1f}% of the largest gradient entry")
+
+# %% [markdown]
+# **Exercise 6 (the exact energy as a module).** The true minimum of the energy (2) compares a
+# neuron $t$ with the $M - 1$ *other* neurons of its channel, their mean $\mu_t$ and their variance
+# $\sigma_t^2$ (denominator $M - 1$), as equations (3) and (4) do; its importance is
+# $(t-\mu_t)^2/\bigl(4(\sigma_t^2+\lambda)\bigr)+\tfrac12$. Write it as an `nn.Module`,
+# `LeaveOneOutSimAM`, without a loop over neurons: take each neuron's $\mu_t$ and $\sigma_t^2$ from
+# its channel's sum and sum of squares, minus the neuron's own terms. Check it against
+# `SimAM(exact=True)` in float64 on the horse's feature maps of section 4. Before measuring on their
+# $8\times8$ corners and on the whole $32\times32$ maps, predict: are its weights above or below
+# those of `SimAM()`; how many times smaller is the largest difference on the larger maps; and is it
+# larger or smaller than the difference between $S/M$ and $S/(M-1)$ of section 1? Last, feed your
+# module a $1\times1$ map, and compare with what `SimAM(exact=True)` returns there.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Chapter 1: exact >= printed >= reference importance, every gap shrinking like 1/M.
+# Removing t from its own statistics raises (t - mu_t)^2 and lowers sigma_t^2: in units
+# of z, the exact importance exceeds the reference one by a factor of about
+# 1 + (2 + z^2)/M, the printed one by 1 + 1/M. With no other neuron, mu_t is 0/0.
+class LeaveOneOutSimAM(nn.Module):
+    """SimAM with each neuron compared with the mean and variance of the other
+    neurons of its channel."""
+
+    def __init__(self, lambda_: float = LAMBDA) -> None:
+        super().__init__()
+        self.lambda_ = lambda_
+
+    def weight(self, x: torch.Tensor) -> torch.Tensor:
+        spatial = tuple(range(2, x.dim()))
+        others = math.prod(x.shape[2:]) - 1
+        mu_t = (x.sum(dim=spatial, keepdim=True) - x) / others
+        mean_square = (x.square().sum(dim=spatial, keepdim=True) - x.square()) / others
+        sigma2_t = mean_square - mu_t.square()
+        return torch.sigmoid(
+            (x - mu_t).square() / (4 * (sigma2_t + self.lambda_)) + 0.5
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight(x)
+
+
+leave_one_out = LeaveOneOutSimAM()
+check_close(
+    "6. LeaveOneOutSimAM vs SimAM(exact=True), float64",
+    leave_one_out(features[None]),
+    SimAM(lambda_=LAMBDA, exact=True)(features[None]),
+    1e-12,
+)
+exact_gap, denominator_gap = {}, {}
+for size in (8, 32):
+    maps = features[None, :, :size, :size]
+    exact_weight = leave_one_out.weight(maps)
+    package_weight = torch.sigmoid(simam.importance(maps, LAMBDA))
+    paper_weight = torch.sigmoid(simam.importance(maps, LAMBDA, statistics="paper"))
+    assert bool((exact_weight >= package_weight - 1e-12).all())
+    exact_gap[size] = (exact_weight - package_weight).max().item()
+    denominator_gap[size] = (paper_weight - package_weight).max().item()
+    print(
+        f"6. M = {size * size:4d}: exact weights never below SimAM()'s, at most "
+        f"{exact_gap[size]:.2g} above them; S/M's at most {denominator_gap[size]:.2g}"
+    )
+ratio_m = exact_gap[8] / exact_gap[32]
+ratio_statistics = exact_gap[8] / denominator_gap[8]
+assert 10 < ratio_m < 25 and ratio_statistics > 3
+print(
+    f"6. largest gap at M = 64 over M = 1024: {ratio_m:.0f}; "
+    f"leave-one-out's gap over the denominator's at M = 64: {ratio_statistics:.0f}"
+)
+one_position = torch.randn(
+    1, 3, 1, 1, dtype=torch.float64, generator=exercise_generator
+)
+mine_on_one = leave_one_out(one_position)
+package_on_one = SimAM(lambda_=LAMBDA, exact=True)(one_position)
+assert bool(mine_on_one.isnan().all())
+check_close(
+    "6. SimAM(exact=True) on a 1x1 map vs x * sigmoid(1/2)",
+    package_on_one,
+    one_position / (1 + math.exp(-0.5)),
+    1e-12,
+)
+print("6. on a 1x1 map LeaveOneOutSimAM returns NaN everywhere (0/0: no other neuron)")
 
 # %% [markdown]
 # ## References

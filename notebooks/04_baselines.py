@@ -30,10 +30,10 @@
 #    SimAM has nothing to learn.
 # 2. **What they cost.** Parameters and multiply-accumulates can be counted exactly, but the
 #    elementwise work that dominates the cheap modules is invisible to the usual FLOP counters, and
-#    the wall-clock time depends on the hardware more than on either count.
+#    the wall-clock time depends on the hardware, which neither count sees.
 # 3. **What shape their weights have.** A module can rescale whole channels, whole positions, or
-#    every single neuron. The last section feeds one real CIFAR-10 image through all five and
-#    draws the weights each of them applies.
+#    every single neuron. Section 4.5 feeds one real CIFAR-10 image through all five and draws the
+#    weights each of them applies.
 #
 # The numbers are set against the paper's Table 3 (parameters added to ResNet-50 and speed on a
 # GPU), and every difference is explained.
@@ -167,11 +167,13 @@ print(sorted({str(op).removeprefix("aten.") for op in flop_counter.flop_registry
 
 # %% [markdown]
 # Pooling, sigmoid, softmax, normalisation and the final rescaling are all elementwise or
-# reductions, and none of them is counted. That is a small omission for CBAM and GC, whose
-# convolutions and matrix products touch every position, a large one for SE and ECA, whose only
-# matrix products act on a single pooled vector, and a total one for SimAM, which FlopCounterMode
-# charges 0. The count is true of what it measures and misleading as a statement of cost, so after
-# the tables below we count the elementwise work separately.
+# reductions, and none of them is counted. How much that leaves out differs by module, as the table
+# of section 4.3 shows: for GC, whose context scores and pooling are matrix products over every
+# position, the uncounted work is a fraction of the counted; for CBAM, whose $7 \times 7$
+# convolution runs over every position, it is of the same order; for SE and ECA, whose only matrix
+# products act on a single pooled vector, it is larger; and for SimAM it is all there is, since
+# FlopCounterMode charges it 0. The count is true of what it measures and misleading as a statement
+# of cost, so after the tables below we count the elementwise work separately.
 #
 # The widths are those of the networks the paper uses. CIFAR ResNet-20 and ResNet-56 have three
 # stages of basic blocks with 16, 32 and 64 channels at $32 \times 32$, $16 \times 16$ and
@@ -279,20 +281,22 @@ for (channels, size), costs in COSTS.items():
 print("all parameter and FLOP counts match the closed forms")
 
 # %% [markdown]
-# Two things stand out. First, every module is cheap next to the convolution it follows. The
-# most expensive by this count are CBAM on the 16-channel CIFAR stage, whose $7 \times 7$ spatial
-# convolution runs over all $32 \times 32$ positions (200,832 FLOPs beside the $3 \times 3$ conv's
-# 4,718,592), and GC on $256 @ 56 \times 56$, whose context scores and pooling touch every position
-# (3,227,648 beside the $1 \times 1$ conv's 102,760,448). Second, SE's and CBAM's parameters grow as $C^2$ while their MLP FLOPs do
-# not depend on $HW$ at all (the MLP acts on one pooled vector), so these modules are heavy in
-# parameters and light in arithmetic exactly where ResNet-50 is widest. ECA's kernel grows only
-# as $\log C$.
+# Two things stand out. First, in FLOPs every module is cheap next to the convolution it follows
+# (in parameters it need not be: on ResNet-50's widest stage SE adds 524,288 to the 1,048,576 of
+# the $1 \times 1$ convolution). The most expensive by this count are CBAM on the 16-channel CIFAR
+# stage, whose $7 \times 7$ spatial convolution runs over all $32 \times 32$ positions (200,832
+# FLOPs beside the $3 \times 3$ conv's 4,718,592), and GC on $256 @ 56 \times 56$, whose context
+# scores and pooling touch every position (3,227,648 beside the $1 \times 1$ conv's 102,760,448).
+# Second, SE's and CBAM's parameters grow as $C^2$ while their MLP FLOPs do not depend on $HW$ at
+# all (the MLP acts on one pooled vector), so these modules are heavy in parameters and light in
+# arithmetic exactly where ResNet-50 is widest. ECA's kernel grows only as $\log C$.
 #
 # One more thing hides in the smallest width. At $C = 16$ the bottleneck of SE, CBAM and GC has
 # $C' = \max(1, 16 / 16) = 1$ unit. SE and CBAM still pass information through that single unit,
-# but GC normalises it with a LayerNorm over that one value, which always returns 0: GC's
-# transform then adds a constant that ignores the context. On the first stage of a CIFAR ResNet,
-# GC with its published ratio is a learned bias, not an attention.
+# but GC normalises it with a LayerNorm over that one value, which turns any value into 0 before
+# adding the LayerNorm's learned shift: GC's transform then adds a constant that ignores the
+# context (exercise 3 checks it). On the first stage of a CIFAR ResNet, GC with its published ratio
+# is a learned bias, not an attention.
 #
 # ### What FlopCounterMode does not see
 #
@@ -390,15 +394,15 @@ for name in ["simam-reference", "simam"]:
 
 # %% [markdown]
 # The reference formula streams the map 8 times: the mean, the deviation, its square, the sum of
-# squares, the division by $4(s^2 + \lambda)$ (a per-channel number), the $+\tfrac12$,
-# the sigmoid and the product with $X$. Counted as floating-point operations, with the sigmoid as
-# three (an exponential, an addition, a reciprocal), that is **about 10 FLOPs per element**, or
+# squares, the division by $4(s^2 + \lambda)$ (a per-channel number), the $+\tfrac12$, the sigmoid
+# and the product with $X$. Counted as floating-point operations, with the sigmoid as three (an
+# exponential, an addition, a reciprocal), that is **about 10 FLOPs per element**, or
 # $\approx 10\,CHW$ per block. The library's `SimAM` (the second list) makes a couple of passes
-# more: it first finds a power of two per channel that brings the channel into $(-1, 1)$ (a max,
-# a min and one multiplication; this is what keeps it finite in float16 and for huge
-# activations), and it fuses the square with the sum (a vector norm) and $a\,d^2 + \tfrac12$ with
-# one `addcmul`. Its remaining ATen operations are bookkeeping on $C$ numbers per sample: cheap on
-# a CPU, but each one is a kernel launch on a GPU.
+# more: it first finds a power of two per channel that brings the channel into $(-1, 1)$ (a max, a
+# min and one multiplication, which keep its squares from overflowing for huge activations), and it
+# fuses the square with the sum (a vector norm) and $a\,d^2 + \tfrac12$ with one `addcmul`. Its
+# remaining ATen operations are bookkeeping on $C$ numbers per sample: cheap on a CPU, but each one
+# is a kernel launch on a GPU.
 #
 # The channel modules pass over the map twice (the squeeze and the rescale), GC once (the
 # additive fusion; its pooling is a matrix product, counted above), CBAM six times (two poolings
@@ -499,8 +503,8 @@ for name in MODULES:
     )
 
 # %% [markdown]
-# Two conventions hide in Table 3's SE and CBAM rows. This cell counts SE's MLP biases over ResNet-50,
-# and what CBAM adds beyond an SE with biases.
+# Two conventions hide in Table 3's SE and CBAM rows. This cell counts SE's MLP biases over
+# ResNet-50, and what CBAM adds beyond an SE with biases.
 
 # %%
 resnet50_stages = NETWORKS["ResNet-50"]
@@ -528,15 +532,16 @@ print(
 # %% [markdown]
 # **SE: +2,514,944, the paper's +2.515M.** Each block adds $2 C^2 / 16 = C^2 / 8$ weights, and
 # $\sum_k C_k^2 / 8$ over the 16 blocks $k$ is exactly 2,514,944. That agreement depends on a
-# convention: the two FC layers have no bias. Hu et al.'s SE layers do have biases, $C/16 + C$
-# more per block, 16,048 over ResNet-50, which would give 2.531M (the cell above prints both). The library follows the
-# paper's count by default; `create_attention("se", C, bias=True)` builds the original.
+# convention: the two FC layers have no bias. Hu et al.'s SE layers do have biases, $C/16 + C$ more
+# per block, 16,048 over ResNet-50, which would give 2.531M (the cell above prints both). The
+# library follows the paper's count by default; `create_attention("se", C, bias=True)` builds the
+# original.
 #
 # **CBAM: +2,532,592, the paper's +2.533M.** CBAM's shared MLP is SE's *with* biases
 # (2,514,944 + 16,048), plus $2 \times 7^2 = 98$ convolution weights and 2 BatchNorm parameters
-# for each of the 16 spatial gates (1,600). So Table 3 counts CBAM's MLP with biases and SE's
-# without: of the 17,648 parameters between its two rows, 16,048 are that difference of
-# convention and only 1,600 are the spatial gate.
+# for each of the 16 spatial gates (1,600). So Table 3's two figures are matched by counting
+# CBAM's MLP with biases and SE's without: of the 17,648 parameters between our two rows, 16,048
+# are that difference of convention and only 1,600 are the spatial gate.
 #
 # **ECA: +86, the paper's +88.** The adaptive rule gives $K = 5$ for 256, 512 and 1024
 # channels and $K = 7$ for 2048, so $3 \cdot 5 + 4 \cdot 5 + 6 \cdot 5 + 3 \cdot 7 = 86$. The
@@ -560,8 +565,8 @@ print(
 #
 # The figure puts the two axes side by side for ResNet-50, each as a share of the backbone:
 # parameters on the left, arithmetic on the right (the counted FLOPs and the element operations
-# that FlopCounterMode does not count). SimAM is last on the left and first on the right;
-# every bar on the right stays below 1%.
+# that FlopCounterMode does not count). SimAM has the lowest bar on the left (none) and the
+# highest on the right; every bar on the right stays below 1%.
 
 # %%
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained")
@@ -619,9 +624,9 @@ assert max(flop_share + element_share) < 1
 # so a slow moment hurts all variants alike. Each timing averages a few calls, and we report the
 # median over repeats. "Forward" is inference (`torch.inference_mode`, eval mode); "forward +
 # backward" is a training step in train mode, with the gradient flowing to the input as it would
-# in the middle of a network. On a CPU we time with a single thread: on a small, shared machine,
-# multi-threaded timings of small kernels mostly measure how long the threads wait for each
-# other, and vary from run to run far more than the ratios we are after.
+# in the middle of a network. On a CPU we time with a single thread: on a small, shared machine
+# the threads of a multi-threaded kernel also wait for each other and for other work, which makes
+# timings of small kernels vary from run to run by more than the differences we are after.
 
 # %%
 def timing_layer(name: str, channels: int, bottleneck: bool) -> nn.Module:
@@ -750,17 +755,19 @@ axes[0].legend()
 plt.show()
 
 # %% [markdown]
-# The exact ratios move by a tenth or more from run to run on a shared machine, and the order
-# the cell prints can change between CPUs and between runs where two modules are close; read it
-# from your own run, not from this text. Two things are worth looking for in it. First, whether
-# the order follows the FLOPs of section 4.2 or its passes over memory: FlopCounterMode charges
-# SimAM nothing, so any cost SimAM shows here is memory traffic and element operations. Second,
-# the columns' size against the layer: where the convolution is expensive (the $3 \times 3$
-# convolutions of the CIFAR blocks), and in training, where the convolution's backward pass
-# roughly triples its cost, one would expect every ratio to be pulled towards 1. Compare the two
-# columns: a module whose own backward pass is costly (CBAM's pooling and $7 \times 7$ spatial
-# convolution) need not follow. The $1 \times 1$ bottleneck convolution of ResNet-50 is cheap, so
-# there the modules' own passes show most.
+# The ratios change from run to run on a shared machine, and the order the cell prints can change
+# between CPUs and between runs where two modules are close; read them from your own run, not
+# from this text. Three things are worth looking for. First, whether the order follows the FLOPs
+# of section 4.2 or its passes over memory: FlopCounterMode charges SimAM nothing, so any cost
+# SimAM shows here is memory traffic and element operations. Second, the shapes: per element of
+# the map it produces, ResNet-50's $1 \times 1$ bottleneck convolution does the least arithmetic
+# of the three layers, so if arithmetic alone set the times, the modules would weigh most against
+# the layer there; see whether your run agrees. Third, training. The layer's own time (the
+# "alone" column) grows severalfold from the first table to the second: the convolution's
+# backward pass computes two gradients, for its input and for its weights, each about as costly
+# as its forward pass. A module's ratio falls towards 1 in training only where its own time grows
+# by a smaller factor than the layer's, and nothing guarantees that: CBAM also runs its poolings,
+# its $7 \times 7$ convolution and its BatchNorm backwards, and its ratio can rise.
 #
 # **These ratios do not predict a GPU.** A GPU runs elementwise kernels at memory bandwidth, so a
 # few passes over a map cost little, but every operation is a separate kernel launch, and at
@@ -788,18 +795,19 @@ for name, fps in PAPER_FPS.items():
 # %% [markdown]
 # SE, ECA and SimAM add the same 4.4 ms per image, about 0.27 ms for each of the 16 blocks, although
 # SE has 2.5M parameters, ECA 88 and SimAM none; CBAM adds 19 ms, 1.2 ms per block. One image
-# leaves a GPU of that size mostly idle, so these are the costs of issuing operations, not of
-# doing arithmetic, and the "ATen ops" column of section 4.2 is a better guide to them than any
-# FLOP count. It is a rough guide: it separates CBAM (19 operations per block) from the rest (SE 6,
-# ECA 4, the reference formula of SimAM 11, which is what the paper timed), but not ECA from SimAM.
+# leaves a GPU of that size mostly idle, so these times are mostly the cost of issuing operations
+# rather than of arithmetic, and the "ATen ops" column of section 4.2 is a better guide to them
+# than any FLOP count. It is a rough guide: it sets CBAM (19 operations per block) apart from the
+# rest (SE 6, ECA 4, the reference formula of SimAM 11, which is what the paper timed), but it
+# would make SimAM dearer than SE and ECA, which the paper measures alike.
 #
-# Two consequences for this library. Its `SimAM` runs more operations per block than the
-# reference formula (section 4.2), the extra ones being the per-channel bookkeeping of its
-# overflow guards; at batch size 1 on a GPU those launches may well cost more than the
-# arithmetic, so the paper's 64 FPS is a figure for the reference formula, not a promise for this
-# implementation. And at training batch sizes a GPU is limited by memory traffic instead, where
-# the "element ops" column becomes the better guide. In both cases the answer is to measure: the
-# timing cell above runs unchanged on a GPU, with larger batches and more repeats.
+# Two consequences for this library. Its `SimAM` runs more operations per block than the reference
+# formula (section 4.2), the extra ones being its overflow guards and their per-channel
+# bookkeeping; at batch size 1 on a GPU those launches may well cost more than the arithmetic, so
+# the paper's 64 FPS is a figure for the reference formula, not a promise for this implementation.
+# And at training batch sizes a GPU is limited by memory traffic instead, where the "element ops"
+# column becomes the better guide. In both cases the answer is to measure: the timing cell above
+# runs unchanged on a GPU, with larger batches and more repeats.
 
 # %% [markdown]
 # ## 4.5 What each module does to one image
@@ -825,16 +833,16 @@ for name, fps in PAPER_FPS.items():
 # redraw that convolution with PyTorch's default initialisation, under a fixed seed, so that the
 # shape of what it adds is visible.
 #
-# Where the input comes from matters for SimAM. The baselines sit after a block's last batch
-# norm, so they do see normalised features. SimAM does not: in every network of the course, as
-# in the reference code, it sits between the block's second convolution and that convolution's
-# batch norm, and sees the raw convolution output. SimAM's weight depends on a channel only
-# through $(t - \hat\mu)^2 / (s^2 + \lambda)$, which a per-channel shift and scale
-# (what a batch norm applies) leaves unchanged when $\lambda$ is negligible against the channel's
-# variance, and changes when it is not. So whether the raw or the normalised map goes in makes
-# no difference unless a channel's raw variance comes near $\lambda$; the cell below checks this
-# for the raw output of our convolution, and [chapter 6](06_results_and_attention_maps.ipynb) (section 6.7) measures the raw variances
-# inside a trained network.
+# Where the input comes from matters for SimAM. The baselines sit after a block's last batch norm,
+# so they do see normalised features. SimAM does not: in every network of the course, as in the
+# reference code, it sits by default between the block's second convolution and that convolution's
+# batch norm, and sees the raw convolution output. SimAM's weight depends on a channel only through
+# $(t - \hat\mu)^2 / (s^2 + \lambda)$, which a per-channel shift and scale (what a batch norm
+# applies) leaves unchanged when $\lambda$ is negligible against the channel's variance, and
+# changes when it is not. So whether the raw or the normalised map goes in makes little difference
+# unless a channel's raw variance comes near $\lambda$; the cell below checks this for the raw
+# output of our convolution, and [chapter 6](06_results_and_attention_maps.ipynb) (section 6.7)
+# measures the raw variances inside a trained network.
 
 # %%
 INDEX = 13
@@ -917,13 +925,14 @@ for name, w in weights.items():
     )
 
 # %% [markdown]
-# SimAM's weights lie between $\operatorname{sigmoid}(\tfrac12) \approx 0.622$ and 1, as they must: the
-# importance $1/e^*_t$ is never below $\tfrac12$. The gates of the untrained modules spread around
-# $\operatorname{sigmoid}(0) = 0.5$: SE's narrowly (two small random layers without biases shrink the pooled
-# signal), ECA's more (three weights applied directly to the channel means), CBAM's channel gate
-# the most (two MLP passes summed, with biases). A freshly built gate roughly halves every channel;
-# it is training that has to make it selective. GC's offsets are as large as the features only
-# because its last convolution was redrawn for the figure; at its real start they are all zero.
+# SimAM's weights lie between $\operatorname{sigmoid}(\tfrac12) \approx 0.622$ and 1, as they must:
+# the importance $1/e^*_t$ is never below $\tfrac12$. The gates of the untrained modules spread
+# around $\operatorname{sigmoid}(0) = 0.5$: SE's narrowly (two small random layers without biases
+# shrink the pooled signal), ECA's more (three weights applied directly to the channel means),
+# CBAM's channel gate the most (two MLP passes summed, with biases). A freshly built SE or ECA gate
+# roughly halves every channel, and CBAM's spatial map shrinks its channels further; it is training
+# that has to make the gates selective. GC's offsets are as large as the features only because its
+# last convolution was redrawn for the figure; at its real start they are all zero.
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(11, 5.5), sharex=True, layout="constrained")
@@ -958,13 +967,12 @@ plt.show()
 # SE and ECA differ in how their channel weights relate to each other. SE mixes all channels
 # through its bottleneck, so its gates have no order; ECA's 1-D kernel sees only neighbouring
 # channels, so each gate depends on $K = 3$ channels, itself and its two neighbours in the
-# (arbitrary) channel order.
-# CBAM's channel gate is SE's with max pooling added. GC's bars are not multipliers at all but
-# offsets added to every position of their channel.
+# (arbitrary) channel order. CBAM's channel gate is SE's with biases and max pooling added. GC's
+# bars are not multipliers at all but offsets added to every position of their channel.
 #
-# The maps are where SimAM differs. Below, the top row shows the image and three of the 64
-# feature channels (those whose SimAM weights vary most); the bottom row shows CBAM's single
-# spatial map and SimAM's weights for the same three channels.
+# The maps are where SimAM differs. Below, the top row shows the image and three of the 64 feature
+# channels (of those whose SimAM weights vary most, three whose weight maps differ); the bottom row
+# shows CBAM's single spatial map and SimAM's weights for the same three channels.
 
 # %%
 # The three channels whose SimAM weights vary most, skipping any whose map resembles one
@@ -1004,14 +1012,15 @@ plt.show()
 
 # %% [markdown]
 # SimAM's weight is high wherever a neuron stands out from the rest of its channel, in either
-# direction: the feature maps are signed (blue below the channel's mean, red above), SimAM's
+# direction: the feature maps are signed (blue negative, red positive), SimAM's
 # importance $(t - \hat\mu)^2 / \bigl(4(s^2 + \lambda)\bigr) + \tfrac12$ is not. Each channel gets
 # its own map, so two channels can emphasise different places of the same image, which neither
 # the channel-wise modules (one number per channel) nor CBAM (one map for all channels) can
 # express. (The bright frame in some maps comes from the convolution's zero padding: border
 # neurons differ from the rest of their channel, and SimAM weighs them up too; CBAM's $7 \times 7$
 # convolution, padded with zeros as well, marks the border in its map for the same reason.) The
-# price is the elementwise work counted in section 4.2, and nothing else.
+# price is the elementwise work counted in section 4.2 and, in training, the feature map it keeps
+# for the backward pass ([chapter 3](03_building_simam.ipynb), section 3.5).
 
 
 # %% [markdown]
@@ -1080,64 +1089,175 @@ except ValueError as error:
 # ## What this chapter established
 #
 # - SE, CBAM and GC add millions of parameters to ResNet-50, ECA a few dozen, SimAM none; by
-#   FlopCounterMode's count every module stays below 1% of the network.
-# - What a module costs in time depends on the hardware, so section 4.4 measures it on yours; on a
-#   GPU at small batches the number of kernels matters more than the arithmetic.
+#   FlopCounterMode's count, and with the elementwise work it does not count, every module stays
+#   below 1% of the network's FLOPs.
+# - What a module costs in time depends on the hardware, so section 4.4 measures it on yours; in
+#   the paper's GPU timings, one image at a time, SE, ECA and SimAM cost the same, whatever their
+#   arithmetic.
 # - SimAM alone gives every neuron its own weight, from a convolution's raw output, and
-#   `simam.insert_attention` puts any of the five into torchvision's and timm's ResNets.
+#   `simam.insert_attention` puts any of the five, or a module of your own (exercise 4), into
+#   torchvision's ResNets and any network whose blocks are laid out like theirs.
 #
 # Next, [chapter 5](05_training_cifar_resnets.ipynb) trains CIFAR ResNets with them.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. SE's two layers map $C$ channels to $C' = C/16$ and back. Write its parameter count for $C$
-#    channels and $C'$ hidden units, without and with biases, and check it against
-#    `create_attention("se", 256)` and `create_attention("se", 256, bias=True)`.
-# 2. ECA picks its kernel size from the channel count:
-#    $K = \lvert (\log_2 C + 1)/2 \rvert$, made odd.
-#    Compute $K$ by hand for $C = 64, 256, 2048$ and compare with `eca_kernel_size`.
-# 3. Show with `simam.importance` that with $\lambda = 0$ SimAM's weights do not change when every
-#    channel is scaled by a positive factor and shifted, and that with
-#    $\lambda = 10^{-4}$ they do once the channel's variance is scaled down to about $\lambda$.
-# 4. Section 4.5 redrew GC's last convolution "so that it adds something". Check that a GC block
-#    as built returns its input unchanged, and say why a residual network starts well that way.
+# Four exercises, each followed by its folded solution. In the first three you check a count or a
+# claim of this chapter; in the last you build a module of your own and measure it with the
+# chapter's tools.
+#
+# **Exercise 1 (SE's parameters).** SE's two layers map $C$ channels to $C' = C/16$ and back.
+# Write its parameter count for $C$ channels and $C'$ hidden units, without and with biases, and
+# check it against `create_attention("se", 256)` and `create_attention("se", 256, bias=True)`.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# 1. Two C x C' weight matrices, C' = C/16; the biases add C' + C.
+# Two C x C' weight matrices, C' = C/16; the biases add C' + C.
 for bias in (False, True):
     se = create_attention("se", 256, bias=bias)
     by_hand = 2 * 256 * (256 // 16) + (256 // 16 + 256 if bias else 0)
     assert count_parameters(se) == by_hand
     print(f"1. SE, 256 channels, C' = 16, bias={bias}: {by_hand:,} parameters")
-# 2. The integer part of log2(C)/2 + 1/2, plus one if it is even.
+
+# %% [markdown]
+# **Exercise 2 (ECA's kernel size).** ECA picks its kernel size from the channel count:
+# $K = \left|\frac{\log_2 C + 1}{2}\right|_{\text{odd}}$, the odd number nearest to
+# $(\log_2 C + 1)/2$, ties going up (section 4.1). Compute $K$ by hand for $C = 64, 256, 2048$ and
+# compare with `eca_kernel_size`.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# The odd number nearest to t = (log2 C + 1)/2, ties up: the integer part of t, plus
+# one if that is even.
 for channels in (64, 256, 2048):
-    t = int(abs((math.log2(channels) + 1) / 2))
-    k = t if t % 2 else t + 1
+    t = (math.log2(channels) + 1) / 2
+    k = int(t) if int(t) % 2 else int(t) + 1
     assert k == eca_kernel_size(channels)
-    print(f"2. ECA, {channels} channels: K = {k}")
-# 3. (t - mean)^2 / variance is unchanged by x -> a x + b; lambda breaks it when
-#    a^2 variance ~ lambda.
-x = torch.randn(
-    2, 8, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64
-)
-a, b = 1e-2, 3.0
-invariant = torch.allclose(simam.importance(a * x + b, 0.0), simam.importance(x, 0.0))
-changed = (
-    (simam.importance(a * x + b, 1e-4) - simam.importance(x, 1e-4)).abs().max().item()
-)
-assert invariant and changed > 0.1
-print(
-    f"3. lambda = 0: unchanged by x -> {a:g} x + {b:g}: {invariant}; "
-    f"lambda = 1e-4: changed by more than 0.1: {changed > 0.1}"
-)
-# 4. The last convolution of GC's transform starts at zero, so the block adds nothing: a
-#    residual branch with GC starts as the branch without it.
+    print(f"2. ECA, {channels} channels: (log2 C + 1)/2 = {t:g}, K = {k}")
+
+# %% [markdown]
+# **Exercise 3 (GC at its start, and at $C = 16$).** Section 4.5 redrew GC's last convolution "so
+# that it adds something". Check that a GC block as built returns its input unchanged, and say why
+# a residual network starts well that way. Then redraw that convolution, as section 4.5 does, in a
+# GC block for 16 channels and in one for 32, and feed each block two unrelated inputs. Predict
+# from section 4.2 which of the two blocks adds the same to both inputs, then check.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# As built, the last convolution of GC's transform is zero, so the block adds nothing:
+# a residual branch with GC starts as the branch without it, and the network as the
+# plain ResNet. At C = 16 the bottleneck has one unit, which the LayerNorm sets to its
+# shift whatever the input: the block adds a learned constant.
 gc = create_attention("gc", 64)
 x = torch.randn(2, 64, 8, 8, generator=torch.Generator().manual_seed(0))
 unchanged = torch.equal(gc(x), x)
 assert unchanged
-print(f"4. GC as built returns its input unchanged: {unchanged}")
+print(f"3. GC as built returns its input unchanged: {unchanged}")
+inputs_generator = torch.Generator().manual_seed(1)
+for channels in (16, 32):
+    torch.manual_seed(0)
+    gc = create_attention("gc", channels)
+    gc.transform[-1].reset_parameters()
+    added = []
+    hook = gc.transform.register_forward_hook(
+        lambda m, i, out, added=added: added.append(out)
+    )
+    with torch.no_grad():
+        for scale in (1.0, 5.0):
+            gc(scale * torch.randn(1, channels, 8, 8, generator=inputs_generator))
+    hook.remove()
+    same = torch.equal(added[0], added[1])
+    assert same == (channels == 16)
+    print(
+        f"3. GC, {channels} channels (C' = {max(1, channels // 16)}), last convolution "
+        f"redrawn: adds the same to two unrelated inputs: {same}"
+    )
+
+# %% [markdown]
+# **Exercise 4 (a module of your own).** SimAM measures how far a neuron lies from its channel's
+# *mean*, which the very neurons it looks for pull towards themselves. Write `MedianSimAM`: SimAM
+# with each channel's median in place of its mean, the spread measured around the median too
+# (divided by $M - 1$). Give it the shape of the package's modules: the channel count first, then
+# `lambda_`, and keyword arguments `device` and `dtype` that it accepts and ignores, as `SimAM`
+# does, since it has nothing to create. Before measuring, predict:
+#
+# - how many parameters `simam.insert_attention(resnet18, MedianSimAM)` adds to torchvision's
+#   `resnet18`, and how many FLOPs per image FlopCounterMode adds;
+# - how many element operations per element `OpCounter` charges it on the $256 @ 56 \times 56$ map
+#   of section 4.2, against the 8.00 of `simam-reference`, and whether that count can tell a
+#   median from a mean;
+# - where in a block `insert_attention` puts it, and how to put it where SimAM goes.
+#
+# Then measure all three.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# No parameters, and nothing FlopCounterMode counts. The same eight passes as the
+# reference formula, the median's among them: the counter charges a selection like a
+# sum. insert_attention keeps the place after conv2 for SimAM (section 4.6), so any
+# other module goes after bn2 unless position="after_conv" says otherwise.
+class MedianSimAM(nn.Module):
+    """SimAM with the median of each channel in place of its mean."""
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        lambda_: float = 1e-4,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels, self.lambda_ = channels, lambda_
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        median = flat.median(dim=-1, keepdim=True).values
+        squared_distance = (flat - median).square()
+        variance = squared_distance.sum(dim=-1, keepdim=True) / (flat.shape[-1] - 1)
+        weight = torch.sigmoid(squared_distance / (4 * (variance + self.lambda_)) + 0.5)
+        return x * weight.view_as(x)
+
+
+def flops_per_image(network: nn.Module) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        network.eval()(torch.randn(1, 3, 64, 64))
+    return counter.get_total_flops()
+
+
+plain = torchvision.models.resnet18(num_classes=10)
+with_median = simam.insert_attention(
+    torchvision.models.resnet18(num_classes=10), MedianSimAM
+)
+added_parameters = count_parameters(with_median) - count_parameters(plain)
+added_flops = flops_per_image(with_median) - flops_per_image(plain)
+assert added_parameters == 0 and added_flops == 0
+print(
+    f"4. MedianSimAM in resnet18: +{added_parameters} parameters, "
+    f"+{added_flops} FLOPs (FlopCounterMode, one 64x64 image)"
+)
+
+x = torch.randn(1, 256, 56, 56, generator=torch.Generator().manual_seed(0))
+with OpCounter() as counter, torch.no_grad():
+    MedianSimAM(256)(x)
+per_element = counter.element_ops / x.numel()
+reference_per_element = counters["simam-reference"].element_ops / elements
+assert round(per_element, 2) == round(reference_per_element, 2)
+full_passes = [op for op, _, n in counter.ops if n >= x.numel()]
+print(
+    f"4. element ops per element: MedianSimAM {per_element:.2f}, "
+    f"simam-reference {reference_per_element:.2f}"
+)
+print(f"4. MedianSimAM's {len(full_passes)} passes: {', '.join(full_passes)}")
+
+block = with_median.layer1[0]
+after_conv = simam.insert_attention(
+    torchvision.models.resnet18(num_classes=10), MedianSimAM, position="after_conv"
+).layer1[0]
+assert isinstance(block.bn2[1], MedianSimAM) and isinstance(
+    after_conv.conv2[1], MedianSimAM
+)
+default_place = ", ".join(type(m).__name__ for m in block.bn2)
+conv_place = ", ".join(type(m).__name__ for m in after_conv.conv2)
+print(f"4. by default: bn2 = Sequential({default_place}), the end of the branch")
+print(f"4. with position='after_conv': conv2 = Sequential({conv_place})")
 
 # %% [markdown]
 # ## References
