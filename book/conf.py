@@ -94,6 +94,31 @@ def add_colab_link(app, doctree):
     title.parent.insert(title.parent.index(title) + 1, nodes.paragraph("", "", link))
 
 
+# A section whose heading begins with this is a deep dive: a proof or an analysis the rest of its
+# chapter does not need.
+DEEP_DIVE = "Deep dive"
+
+
+def fold_deep_dives(app, doctree, docname):
+    """Fold every deep dive of a page, with no script: its heading becomes the <summary> of a closed
+    <details> element that holds the rest of the section (prose, cells, outputs, subsections, up to
+    the next heading of the same or a higher level), and a click on the heading opens it.
+
+    Done when the page is written (doctree-resolved), after the table of contents has been read
+    from the sections: the heading stays the section's title, so its level, anchor and permalink
+    are those of any other heading."""
+    if app.builder.format != "html":
+        return
+    for section in list(doctree.findall(nodes.section)):
+        title = next(iter(section.children), None)
+        if not isinstance(title, nodes.title) or not title.astext().startswith(DEEP_DIVE):
+            continue
+        section.insert(0, nodes.raw("", '<details class="deep-dive"><summary>', format="html"))
+        section.insert(2, nodes.raw("", "</summary>", format="html"))
+        section.append(nodes.raw("", "</details>", format="html"))
+
+
 def setup(app):
     app.connect("source-read", fill_placeholders)
     app.connect("doctree-read", add_colab_link)
+    app.connect("doctree-resolved", fold_deep_dives)

@@ -53,11 +53,15 @@
 #    that the minimum is unique and how hard each optimiser will find it.
 # 3. **Optimisers against the closed form.** L-BFGS, plain gradient descent and Adam on the
 #    package's energy, then L-BFGS on the literal sum of equation (2).
-# 4. **Exact versus shared statistics.** SimAM does not use $\mu_t, \sigma_t^2$ but one mean and
-#    one variance per channel. How much does that change the energies, and the order of neurons?
-# 5. **What $\lambda$ does.** $\lambda \to 0$, constant channels, and channels with two or three
+# 4. **What $\lambda$ does.** $\lambda \to 0$, constant channels, and channels with two or three
 #    neurons.
-# 6. **A gradient check.** Autograd confirms that the gradient vanishes at the closed form.
+# 5. **A gradient check.** Autograd confirms that the gradient vanishes at the closed form.
+#
+# SimAM itself does not use $\mu_t$ and $\sigma_t^2$: it puts one mean $\hat\mu$ and one variance per
+# channel into the same formula, by default the reference code's $s^2 = S/(M-1)$, with $S$ the
+# channel's sum of squared deviations. How far that moves the energies and the attention weights,
+# in closed form and on the feature maps of this chapter, is analysed once for the whole course, in
+# [chapter 1's deep dive "Leave-one-out against channel statistics"](01_energy_function.ipynb#deep-dive-leave-one-out-against-channel-statistics).
 #
 # Exercises with collapsed solutions close the chapter.
 #
@@ -84,7 +88,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
 
 import simam
 from simam.course import course_cifar10, smoke_test
@@ -110,14 +113,14 @@ print(f"quick mode: {QUICK}")
 # Every computation runs in float64: we want to see errors shrink to round-off, about $10^{-16}$
 # relative, and float32 would stop them at $10^{-7}$. Quick mode (CI, or a machine without a GPU)
 # solves the neurons of one image and computes statistics over 8 images; on a GPU the same cells
-# solve 64 images and compute statistics over 256.
+# solve 64 images and compute statistics over four times as many.
 
 # %%
 DTYPE = torch.float64
 device = "cuda" if torch.cuda.is_available() else "cpu"
 LAMBDA = 1e-4  # the paper's value for CIFAR
 
-# images behind the statistics of sections 1, 4 and 5
+# images behind the statistics of sections 1 and 4
 N_IMAGES = 8 if QUICK_BUDGET else 256
 # images whose neurons the optimisers solve in section 3
 N_SOLVED = 1 if QUICK_BUDGET else 64
@@ -127,12 +130,11 @@ STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 
 # %% [markdown]
 # The helpers that serve the whole chapter are in the next cell. `check_below` asserts that a
 # quantity is below a bound and prints the comparison it made, not the quantity itself, whose last
-# digits depend on the machine. `hessians` and `condition_numbers` serve sections 2 and 5. The
+# digits depend on the machine. `hessians` and `condition_numbers` serve sections 2 and 4. The
 # helpers of one section sit folded just before the cell that first uses them: `errors` in
 # section 3; `energy_by_definition`, which evaluates equation (2) as the literal sum over the other
 # $M - 1$ neurons at a cost quadratic in $M$, and `minimise_by_definition`, which minimises it with
-# `torch.optim.LBFGS` (neither uses the package), in section 3 too; `exact_from_r`, `descents`,
-# `shared_versus_exact` and `relative_error_from_r` in section 4; `gradient_at` in section 6.
+# `torch.optim.LBFGS` (neither uses the package), in section 3 too; `gradient_at` in section 5.
 
 # %%
 # ---- Helpers of this chapter ---------------------------------------------------------
@@ -165,17 +167,18 @@ def condition_numbers(x: torch.Tensor, lambda_: float) -> torch.Tensor:
 # SimAM sits after a convolution, so its inputs are convolution outputs. We take CIFAR-10 test
 # images, normalise each colour channel with CIFAR-10's mean and standard deviation, and pass them
 # through one $3\times 3$ convolution with 16 output channels and zero padding, like the stem of a
-# CIFAR ResNet. The convolution is randomly initialised (seeded), not trained. That is enough here
+# CIFAR ResNet: the images and filters of [chapter 1](01_energy_function.ipynb)'s opening picture.
+# The convolution is randomly initialised (seeded), not trained. That is enough here
 # because the claim under test is an identity that must hold for *any* real numbers in a channel.
 # What the data has to supply is realism in the places where numerics can fail, and a random filter
 # bank over natural images supplies it:
 #
 # - neighbouring pixels are alike, so most neurons sit near their channel's mean and a few (edges,
-#   the zero-padded border) lie far out: heavy tails, which is where the energies of section 4
-#   differ most;
+#   the zero-padded border) lie far out: heavy tails, which is where the exact and the shared
+#   statistics differ most;
 # - each channel has its own level and spread (each filter has its own weights and bias), and the
 #   conditioning of section 2 depends on both;
-# - it is what SimAM sees at the first step of training, before any filter is learnt.
+# - it is the kind of input a convolution gives SimAM before training has shaped its filters.
 #
 # `course_cifar10` reads CIFAR-10 from `simam.data_root()` and downloads it there first when it is
 # missing (on Colab, say); without the data and without a network it stops with one message that
@@ -314,7 +317,7 @@ print(
 #
 # - **near the mean** like $4/t^2$. In general the determinant, $(t-\mu_t)^2 + 2\sigma_t^2 +
 #   2\lambda$, is smallest for a neuron at the mean of a channel that hardly varies, and then only
-#   $2\lambda$ keeps $\ell_{\min}$ away from zero (section 5).
+#   $2\lambda$ keeps $\ell_{\min}$ away from zero (section 4).
 # - **far out** like $t^2$, and likewise for a large channel level $|\mu_t|$: the trace grows like
 #   $2(t^2 + \mu_t^2)$ and the determinant only like $4(t - \mu_t)^2$. The bias must cancel $w t$, so
 #   $w$ and $b$ are strongly coupled: a long, thin valley. Un-normalised activations of size 10 or
@@ -748,257 +751,7 @@ print(
 # minimiser would point the wrong way.
 
 # %% [markdown]
-# ## 4. Exact versus shared statistics
-#
-# The closed form needs each neuron's leave-one-out statistics. SimAM instead computes one mean
-# $\hat\mu$ and one variance per channel, over all $M$ neurons, and puts them in the same formula
-# (equation 5):
-#
-# $$
-# e_t^{\text{shared}} = \frac{4(v + \lambda)}{(t - \hat\mu)^2 + 2 v + 2\lambda},
-# $$
-#
-# with $S = \sum_{i=1}^M (x_i - \hat\mu)^2$ and either $v = \hat\sigma^2 = S/M$, as the paper prints
-# it (`"paper"`, chapter 1's notation), or $v = s^2 = S/(M-1)$, as the reference code computes it
-# (`"reference"`). This is no longer the minimum of equation (2). Which of the two denominators is
-# better is settled in [chapter 1, "Importance, and which denominator is closer"](01_energy_function.ipynb#importance-and-which-denominator-is-closer): both
-# rank the neurons of a channel identically and differ in value, the paper's $S/M$ being the closer
-# to the exact minimum; across the channels of a layer the reference code's $S/(M-1)$ keeps the
-# exact order for any $\lambda$. This section measures how large the differences are on real feature
-# maps, and adds an exact formula for the reference code's error.
-#
-# The down-date identities of [chapter 1](01_energy_function.ipynb#the-down-date-identities) give that formula. Measure each neuron by
-#
-# $$
-# r_t = \frac{(t - \hat\mu)^2}{s^2 + \lambda}, \qquad s^2 = \frac{S}{M-1},
-# $$
-#
-# its squared distance from the channel mean in units of the regularised spread. The reference
-# code computes exactly this: its importance $1/e_t$ is $r_t/4 + 1/2$. With
-# $t - \mu_t = \frac{M}{M-1}(t - \hat\mu)$ and $\sigma_t^2 = s^2 - \frac{M}{(M-1)^2}(t - \hat\mu)^2$,
-# both the reference energy and the exact minimum are functions of $r_t$ and $M$ alone, for every
-# $\lambda$:
-#
-# $$
-# e^{\text{reference}} = \frac{4}{r + 2},\qquad
-# e^{\text{exact}} = \frac{4\bigl((M-1)^2 - M r\bigr)}{M(M-2)\,r + 2(M-1)^2}.
-# $$
-#
-# (For the paper's $\hat\sigma^2$ the same holds only at $\lambda = 0$, where $e^{\text{paper}} =
-# 4/(\frac{M}{M-1} r + 2)$: it weighs $\lambda$ against $S/M$ instead of $S/(M-1)$.) Three things follow.
-#
-# - **The error is a fixed function of $r$ and $M$.** Dividing the two,
-#
-#   $$
-#   \frac{e^{\text{reference}} - e^{\text{exact}}}{e^{\text{exact}}}
-#   = \frac{r\,(2M - 1 + Mr)}{\bigl((M-1)^2 - Mr\bigr)(r + 2)} \;\ge\; 0,
-#   \qquad \approx \frac{r}{M} \text{ for } r \ll M .
-#   $$
-#
-#   This is the same quantity as chapter 1's under-estimate of the importance, $e^{\text{reference}}/
-#   e^{\text{exact}} - 1$. The shared energy never falls below the exact one, so it always understates
-#   how distinctive a neuron is. Both equal 2 for a neuron at the mean ($r = 0$). For a typical
-#   neuron, one spread from the mean ($r \approx 1$), the error is about $1/M$. It grows without bound
-#   at the other end: when a single neuron carries all of the channel's variation and $\lambda = 0$,
-#   $r$ reaches its largest value $(M-1)^2/M$ and the exact energy is 0, since a line separates that
-#   neuron perfectly from the others, which are all equal. The reference energy stays at
-#   $4M/((M-1)^2 + 2M)$, because that neuron's own deviation inflates the variance it divides by.
-#   The error is largest for the most distinctive neurons, the ones attention is meant to find.
-# - **The order of the neurons is kept.** For $M \ge 2$, $e^{\text{exact}}$ decreases with $r$ (its
-#   numerator falls, its denominator does not), and so does $e^{\text{reference}}$. So the reference
-#   energy is an increasing function of the exact one, the *same* function in every channel of the
-#   layer: the two rank all neurons of a layer identically, for any $\lambda$.
-# - **Nothing is lost.** The exact energy can be computed from the reference code's output
-#   ($r = 4/e^{\text{reference}} - 2$), with no second pass over the data.
-#
-# We measure this on the feature maps, average-pooled to $H \times W$ with $H = W = 2, 4, 8, 16, 32$:
-# the sizes of feature maps deeper in a network, made from the same images. `shared_versus_exact`
-# (helper cell) computes, for one size, the relative errors of both shared energies, Spearman's rank
-# correlation $\rho$ with the exact energy over all neurons of all images, the largest change of the
-# attention weight $\operatorname{sigmoid}(1/e)$, and the checks below.
-
-# %% jupyter={"source_hidden": true}
-def exact_from_r(r: torch.Tensor, m: int) -> torch.Tensor:
-    """The exact minimum of equation (2) as a function of
-    r = (t - mean)^2 / (S / (M - 1) + lambda)."""
-    return 4 * ((m - 1) ** 2 - m * r) / (m * (m - 2) * r + 2 * (m - 1) ** 2)
-
-
-def descents(shared: torch.Tensor, exact: torch.Tensor) -> int:
-    """Sorted by the shared energy along the last dimension, how often the exact energy
-    decreases."""
-    return int((exact.gather(-1, shared.argsort(-1)).diff(dim=-1) < -1e-12).sum())
-
-
-def shared_versus_exact(x: torch.Tensor, lambda_: float) -> dict:
-    """Section 4 for one map size: the shared energies (paper, reference) against the
-    exact minimum."""
-    m = x.shape[2] * x.shape[3]
-    exact = minimal_energy(x, lambda_, "exact")
-    mean, variance = channel_statistics(x, correction=1)
-    r = (x - mean).square() / (variance + lambda_)
-    shared = {name: minimal_energy(x, lambda_, name) for name in ("paper", "reference")}
-    result = {
-        "r": r.flatten().cpu().numpy(),
-        "formula gap": (exact_from_r(r, m) - exact).abs().max().item(),
-        "below exact": max((exact - e).max().item() for e in shared.values()),
-        "paper above reference": (shared["paper"] - shared["reference"]).max().item(),
-        # the exact order kept: over each layer (all channels of an image) and within
-        # each channel
-        "descents, reference, layer": descents(
-            shared["reference"].flatten(1), exact.flatten(1)
-        ),
-        "descents, paper, channel": descents(
-            shared["paper"].flatten(2), exact.flatten(2)
-        ),
-    }
-    for name, e in shared.items():
-        relative = ((e - exact) / exact).flatten().cpu().numpy()
-        rho = spearmanr(
-            exact.flatten().cpu().numpy(), e.flatten().cpu().numpy()
-        ).statistic
-        result[name] = {
-            "relative": relative,
-            "median": np.median(np.abs(relative)),
-            "99%": np.quantile(np.abs(relative), 0.99),
-            "max": np.abs(relative).max(),
-            "1 - rho": 1 - rho,
-            "weight": (torch.sigmoid(1 / e) - torch.sigmoid(1 / exact))
-            .abs()
-            .max()
-            .item(),
-        }
-    return result
-
-
-# %%
-SIZES = [2, 4, 8, 16, 32]
-pooled = {k: F.adaptive_avg_pool2d(maps, k) for k in SIZES}
-comparison = {k * k: shared_versus_exact(x, LAMBDA) for k, x in pooled.items()}
-
-print(
-    f"{'M':>5} {'statistics':>10} {'median':>9} {'99%':>9} "
-    f"{'max':>9} {'1 - rho':>9} {'weight':>9}"
-)
-for m, result in comparison.items():
-    for statistics in ["paper", "reference"]:
-        row = result[statistics]
-        rank_gap = f"{row['1 - rho']:.1e}" if row["1 - rho"] > 1e-13 else "0"
-        print(
-            f"{m:>5} {statistics:>10} {row['median']:>9.3g} {row['99%']:>9.3g}"
-            f" {row['max']:>9.3g} {rank_gap:>9} {row['weight']:>9.3g}"
-        )
-
-# %% [markdown]
-# The columns are the median, 99th percentile and maximum of $|e^{\text{shared}} - e^{\text{exact}}|
-# / e^{\text{exact}}$ over the neurons, $1 - \rho$, and the largest change of the attention weight.
-# The checks: the exact energy is the formula in $r$; neither shared energy falls below the exact
-# one, and the paper's never lies above the reference code's (so the paper's is the closer, for
-# every neuron); and sorted by the reference energy over a whole layer, or by the paper's within a
-# channel, the exact energies never decrease.
-
-# %%
-largest = {
-    key: max(result[key] for result in comparison.values())
-    for key in ("formula gap", "below exact", "paper above reference")
-}
-check_below(
-    "exact energy against the formula in r, largest difference",
-    largest["formula gap"],
-    1e-12,
-)
-check_below(
-    "largest e_exact - e_shared, paper and reference", largest["below exact"], 1e-12
-)
-check_below("largest e_paper - e_reference", largest["paper above reference"], 1e-12)
-orders = {
-    "reference energy over each layer": "descents, reference, layer",
-    "paper's energy within each channel": "descents, paper, channel",
-}
-for label, key in orders.items():
-    total = sum(result[key] for result in comparison.values())
-    print(f"sorted by the {label}, every M: the exact energy decreases {total} times")
-    assert total == 0
-
-# %% tags=["nbval-ignore-output"]
-print(
-    "largest difference between the formula in r and the exact energy: "
-    f"{largest['formula gap']:.1e}"
-)
-
-# %% [markdown]
-# On the left, the distribution of the relative error of the reference code's energy for each $M$
-# (errors below $10^{-8}$, neurons almost exactly at the mean, are counted at $10^{-8}$); on the
-# right, the same errors against $r$, with the formula above drawn as lines. Every neuron lies on
-# the line of its $M$: the error is not noise but a fixed function of how far the neuron stands out.
-
-# %% jupyter={"source_hidden": true}
-def relative_error_from_r(r: np.ndarray, m: int) -> np.ndarray:
-    """(e_reference - e_exact) / e_exact as a function of r."""
-    return r * (2 * m - 1 + m * r) / (((m - 1) ** 2 - m * r) * (r + 2))
-
-
-# %%
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-bins = np.logspace(-8, 3, 80)
-rng = np.random.default_rng(0)
-for i, (m, result) in enumerate(comparison.items()):
-    relative = result["reference"]["relative"]
-    left.hist(
-        np.maximum(relative, 1e-8),
-        bins=bins,
-        weights=np.full(relative.size, 1 / relative.size),
-        histtype="step",
-        color=f"C{i}",
-        label=f"M = {m}",
-    )
-    shown = rng.choice(relative.size, size=min(5000, relative.size), replace=False)
-    right.scatter(result["r"][shown], relative[shown], s=2, alpha=0.4, color=f"C{i}")
-    grid = np.logspace(-6, np.log10((m - 1) ** 2 / m), 400)[:-1]
-    right.plot(
-        grid,
-        relative_error_from_r(grid, m),
-        color=f"C{i}",
-        linewidth=1,
-        label=f"M = {m}",
-    )
-left.set_xscale("log")
-left.set_xlabel(
-    r"$(e^{\mathrm{reference}} - e^{\mathrm{exact}}) \,/\, e^{\mathrm{exact}}$"
-)
-left.set_ylabel("fraction of neurons")
-left.legend()
-right.set_xscale("log")
-right.set_yscale("log")
-right.set_xlim(1e-4, 1e3)
-right.set_ylim(1e-8, 1e3)
-right.set_xlabel(r"$r = (t - \hat\mu)^2 / (s^2 + \lambda)$")
-right.set_ylabel("relative error")
-right.legend()
-fig.suptitle("The reference code's energy against the exact minimum")
-plt.show()
-
-# %% [markdown]
-# What this means for the module:
-#
-# - For a $32 \times 32$ map the typical energy changes by a few parts in ten thousand and the
-#   attention weight $\operatorname{sigmoid}(1/e)$ by about $10^{-3}$ at most. At $8\times 8$, the
-#   last stage of a CIFAR ResNet, the error reaches tens of percent for the most distinctive
-#   neurons. At $2\times 2$ the shared energies are off by tens of percent for the median neuron and
-#   by more than an order of magnitude for outliers, and the weights move by up to a quarter.
-# - The measurements agree with chapter 1's answer to the denominator question. Within a channel
-#   both denominators order the neurons as the exact energy does; they differ in value. In value
-#   the paper's $S/M$ is the closer: its median, 99% and maximum errors in the table are below the
-#   reference code's at every $M$, and the check above shows it for every single neuron. The
-#   reference code's $S/(M-1)$ is farther, but it is an exact monotone function of the true minimum,
-#   the same in every channel, so it also keeps the order across the channels of a layer
-#   ($1 - \rho = 0$); the paper's does so only up to a rank-correlation deficit that vanishes
-#   quickly with $M$.
-# - Either way the shortcut changes the *spacing* of the energies, hence the weights, not which
-#   neurons count as more important within a channel, and it matters most at small $M$.
-
-# %% [markdown]
-# ## 5. What $\lambda$ does
+# ## 4. What $\lambda$ does
 #
 # $\lambda$ enters the Hessian only through its entry $\partial^2 e_t/\partial w^2$ and the determinant, $\det Q_t = 4[(t-\mu_t)^2 +
 # 2\sigma_t^2 + 2\lambda]$. It is a floor under the variance: in $e_t^*$ it always appears as
@@ -1177,7 +930,8 @@ for lambda_ in [1e-4, 0.0]:
 
 # %% [markdown]
 # **Two or three neurons per channel.** The smallest maps show the gap between exact and shared
-# statistics most starkly. With $M = 2$, the "others" of a neuron are a single neuron, so
+# statistics most starkly (chapter 1's deep dive measures it on maps from $2 \times 2$ to
+# $32 \times 32$). With $M = 2$, the "others" of a neuron are a single neuron, so
 # $\sigma_t^2 = 0$ and, with $\delta_t = t - \mu_t$ the difference of the two values,
 #
 # $$
@@ -1233,10 +987,11 @@ check_below("M = 2 and M = 3: L-BFGS max |e - e*|", max(small_runs.values()), 1e
 # also the hardest case for the optimisers. With $M = 2$, $\sigma_t^2 = 0$ and $\det Q_t / 4 =
 # \delta_t^2 + 2\lambda$: where the two halves of a map nearly agree, only $\lambda$ keeps the Hessian
 # away from singular, $|w_t|$ runs up to the bound $1/\sqrt{2\lambda}$, and $\kappa_t$ reaches
-# $10^4$. L-BFGS gets there, but needs several hundred iterations instead of one hundred.
+# $10^4$. L-BFGS still gets there (the check above), with a larger budget of steps than in
+# section 3: `SMALL_STEPS`, 800 in quick mode against 100.
 
 # %% [markdown]
-# ## 6. A gradient check
+# ## 5. A gradient check
 #
 # The last check needs no optimiser at all. At a minimiser of a differentiable function the
 # gradient vanishes. We evaluate equation (2) at the closed-form $(w_t, b_t)$, let autograd
@@ -1290,8 +1045,8 @@ for name, (_, at_closed_form) in gradients.items():
 #   included; none goes below it, and Adam at a constant rate oscillates just above it.
 # - Each neuron's energy is a quadratic that is ill-conditioned on nearly constant channels;
 #   $\lambda$ is a variance floor that bounds it.
-# - The shared statistics are not the minimum of (2): their error is a fixed function of $M$ and
-#   $r_t$, small for typical neurons of large maps, unbounded for outliers and tiny maps.
+# - The closed form holds on constant channels and on maps of two or three neurons; on the latter
+#   SimAM's shared channel statistics lie far from it (chapter 1's deep dive compares them).
 #
 # Next, [chapter 3](03_building_simam.ipynb) builds the module from these formulas.
 
@@ -1335,7 +1090,7 @@ check_below(
 )
 
 # %% [markdown]
-# **2. Two neurons.** Derive the three energies of section 5 for a channel of two neurons whose
+# **2. Two neurons.** Derive the three energies of section 4 for a channel of two neurons whose
 # difference is $\delta_t = t - \mu_t$: the exact one, the paper's and the reference code's. Check
 # them against the package on random $1 \times 2$ maps.
 

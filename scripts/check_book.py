@@ -7,14 +7,18 @@ Each page is served from a local HTTP server (fonts do not load from file:// pag
 1400 pixels wide, and checked for: a console error, a request that leaves the site, an image that
 does not load, a formula that MathJax did not typeset (an error, or raw TeX such as $...$ or \\(
 left in the text), a Markdown table left as text (a line of `| --- |` outside code blocks), a block
-of code that scrolls sideways, and a link to a page or an anchor of the site that does not exist.
-Before the site, a page made here with a raw table and a too-wide code block must fail both checks.
-It uses Debian's chromium and chromedriver, never a downloaded browser.
+of code that scrolls sideways, a link to a page or an anchor of the site that does not exist, and a
+"Deep dive" section that is not folded: its heading must be the summary of a closed <details>
+element whose content is hidden and shows on a click on the heading, and a chapter's page must fold
+as many deep dives as its notebook has. Before the site, a page made here with a raw table, a
+too-wide code block and an unfolded deep dive must fail those three checks, and a folded deep dive
+on the same page must pass. It uses Debian's chromium and chromedriver, never a downloaded browser.
 """
 
 import argparse
 import functools
 import http.server
+import json
 import re
 import sys
 import tempfile
@@ -25,7 +29,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WINDOW = (1400, 1600)
@@ -33,6 +39,8 @@ WINDOW = (1400, 1600)
 # Sphinx's smartquotes: | --- | :---: |, |---|---|, | — | — |.
 RAW_TABLE = re.compile(r"^[ \t]*\|(?:[ \t]*:?(?:-{3,}|[—–]+):?[ \t]*\|)+[ \t]*$", re.MULTILINE)
 RAW_TEX = re.compile(r"\$[^$\s][^$]*\$|\\\(|\\\)|\\\[|\\\]|\\(frac|begin|mathrm|sigma|lambda)\b")
+# A Markdown heading that opens a deep dive, as the notebooks write it.
+DEEP_DIVE_HEADING = re.compile(r"^#{1,6} Deep dive", re.MULTILINE)
 
 # Runs in the page once MathJax has typeset it: what did not load or render, and every link.
 PAGE_REPORT = """
@@ -55,6 +63,20 @@ ready.then(() => {
     wideCode: [...document.querySelectorAll('div.cell_input pre, div.highlight pre')]
       .filter(e => !e.closest('.cell_output, .output') && e.scrollWidth > e.clientWidth + 1)
       .map(e => `${e.scrollWidth} > ${e.clientWidth} pixels: ${e.textContent.slice(0, 60)}`),
+    // Every heading that opens a deep dive: is it the summary of a closed <details>, and is the
+    // rest of the section hidden (checkVisibility: not rendered) while the heading shows?
+    deepDives: [...document.querySelectorAll('h1, h2, h3, h4, h5, h6')]
+      .filter(h => h.textContent.trim().startsWith('Deep dive'))
+      .map(h => {
+        const summary = h.parentElement;
+        const details = summary.parentElement;
+        const folded = summary.tagName === 'SUMMARY' && details.tagName === 'DETAILS'
+          && details.classList.contains('deep-dive') && details.firstElementChild === summary;
+        const content = folded ? [...details.children].slice(1) : [];
+        return {heading: h.textContent.trim().slice(0, 70), folded, closed: folded && !details.open,
+                headingShown: h.checkVisibility(), content: content.length,
+                contentShown: content.some(e => e.checkVisibility())};
+      }),
     width: window.innerWidth,
     text: visibleText.join(' '),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
@@ -128,7 +150,52 @@ def link_problem(link: str, base: str, site: Path) -> str | None:
     return None
 
 
-def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> list[str]:
+def fold_problems(driver: webdriver.Chrome, deep_dives: list[dict]) -> list[str]:
+    """What is wrong with the page's deep dives: one not folded, or folded but shown, empty, or not
+    opened by a click on its heading."""
+    problems = []
+    for dive in deep_dives:
+        if not dive["folded"]:
+            problems.append(f"deep dive not folded: {dive['heading']}")
+        elif not (dive["closed"] and dive["headingShown"] and dive["content"]):
+            problems.append(f"deep dive not closed, heading hidden or empty: {dive}")
+        elif dive["contentShown"]:
+            problems.append(f"deep dive content shown while closed: {dive['heading']}")
+    shown = (
+        "const details = arguments[0].parentElement;"
+        "return details.open && [...details.children].slice(1).some(e => e.checkVisibility());"
+    )
+    # Each is opened by a click, checked, and closed again, so that the page keeps its layout.
+    for summary in driver.find_elements(By.CSS_SELECTOR, "details.deep-dive > summary"):
+        driver.execute_script(
+            "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", summary
+        )
+        summary.click()
+        if not driver.execute_script(shown, summary):
+            problems.append(f"deep dive does not open on a click: {summary.text[:70]}")
+        summary.click()
+    return problems
+
+
+def notebook_deep_dives(page: Path, site: Path) -> int | None:
+    """How many deep dives the notebook behind a chapter's page has (None for other pages)."""
+    if not page.is_relative_to(site / "notebooks"):
+        return None
+    notebook = NOTEBOOKS / page.relative_to(site / "notebooks").with_suffix(".ipynb")
+    if not notebook.is_file():
+        return None
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return sum(
+        len(DEEP_DIVE_HEADING.findall("".join(cell["source"])))
+        for cell in cells
+        if cell["cell_type"] == "markdown"
+    )
+
+
+def check_page(
+    driver: webdriver.Chrome, url: str, base: str, site: Path, deep_dives: int | None = None
+) -> list[str]:
+    """The problems of one page; deep_dives, where given, is how many it must fold."""
     driver.get(url)
     report = driver.execute_async_script(PAGE_REPORT)
     if "fatal" in report:
@@ -156,12 +223,18 @@ def check_page(driver: webdriver.Chrome, url: str, base: str, site: Path) -> lis
         for m in RAW_TABLE.finditer(report["text"])
     ]
     problems += [f"code scrolls sideways: {text}" for text in report["wideCode"]]
+    problems += fold_problems(driver, report["deepDives"])
+    if deep_dives is not None and len(report["deepDives"]) != deep_dives:
+        problems.append(
+            f"deep dives: {len(report['deepDives'])} on the page, {deep_dives} in the notebook"
+        )
     problems += sorted({p for link in report["links"] if (p := link_problem(link, base, site))})
     return problems
 
 
 # A page with one of each problem the checks of a page's layout must catch, and the same text where
-# it is fine: a raw table inside a code block, a wide line in a cell's output (outputs may scroll).
+# it is fine: a raw table inside a code block, a wide line in a cell's output (outputs may scroll),
+# a deep dive folded as the site folds them.
 SELF_TEST_PAGE = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>self-test</title></head>
 <body style="width: 600px">
@@ -172,12 +245,15 @@ SELF_TEST_PAGE = f"""<!DOCTYPE html>
 <pre style="overflow-x: auto">x = [{"1, " * 80}]</pre></div></div>
 <div class="cell_output"><div class="output highlight"><pre style="overflow-x: auto">{"9 " * 200}
 | --- | --- |</pre></div></div>
+<section><h3>Deep dive: left open</h3><p>a proof</p></section>
+<section><details class="deep-dive"><summary><h3>Deep dive: folded</h3></summary>
+<p>a proof</p></details></section>
 </body></html>
 """
 
 
 def self_test(driver: webdriver.Chrome) -> None:
-    """Fail unless the page above fails the table check and the code check, each exactly once."""
+    """Fail unless the page above fails the table, code and fold checks, each exactly once."""
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "index.html").write_text(SELF_TEST_PAGE, encoding="utf-8")
         server, base = serve(Path(folder))
@@ -186,10 +262,16 @@ def self_test(driver: webdriver.Chrome) -> None:
         finally:
             server.shutdown()
     caught = [p.split(":")[0] for p in problems]
-    expected = ["Markdown table left as text", "code scrolls sideways"]
+    expected = ["Markdown table left as text", "code scrolls sideways", "deep dive not folded"]
     if caught != expected:
-        sys.exit(f"self-test: a page with one raw table and one wide code block gave {problems}")
-    print("self-test: a raw Markdown table and a code block that scrolls sideways are caught")
+        sys.exit(
+            "self-test: a page with one raw table, one wide code block and one unfolded deep dive "
+            f"gave {problems}"
+        )
+    print(
+        "self-test: a raw Markdown table, a code block that scrolls sideways and an unfolded deep "
+        "dive are caught; a folded deep dive passes"
+    )
 
 
 def main() -> int:
@@ -206,7 +288,7 @@ def main() -> int:
         self_test(driver)
         for page in pages:
             url = urljoin(base, page.relative_to(site).as_posix())
-            problems = check_page(driver, url, base, site)
+            problems = check_page(driver, url, base, site, notebook_deep_dives(page, site))
             failures += bool(problems)
             print(f"{'FAIL' if problems else 'ok  '} {page.relative_to(site)}")
             for problem in problems:
