@@ -91,7 +91,7 @@ print(
 # The cell checks them against the package's module, `simam.SimAM()`, on a random tensor in double
 # precision. (The package computes the same formula with a hand-written backward pass, and guards
 # the cases where these five lines fail: $M = 1$ and 16-bit inputs, [chapter 3](03_building_simam.ipynb),
-# section 5; constant channels with $\lambda = 0$, [chapter 2](02_closed_form_vs_numeric.ipynb), section 5.)
+# section 5; constant channels with $\lambda = 0$, [chapter 2](02_closed_form_vs_numeric.ipynb), section 4.)
 
 # %%
 def simam_in_five_lines(x: torch.Tensor, lambda_: float = 1e-4) -> torch.Tensor:
@@ -343,10 +343,11 @@ print(f"paper, Table 2: SimAM − none {paper_gain:+.2f} points")
 # %% [markdown]
 # ## 6. How to read this course
 #
-# 1. [The energy function, derived](01_energy_function.ipynb): equation (2) solved in SymPy, a
-#    verdict on each printed equation, leave-one-out versus channel statistics.
+# 1. [The energy function, derived](01_energy_function.ipynb): SimAM's weights on a picture,
+#    then equation (2) solved in SymPy, a verdict on each printed equation, and leave-one-out
+#    versus channel statistics.
 # 2. [Closed form versus numerical minimisation](02_closed_form_vs_numeric.ipynb): optimisers reach
-#    the closed form on real CIFAR-10 feature maps; exact versus shared statistics; what $\lambda$ does.
+#    the closed form on real CIFAR-10 feature maps; what $\lambda$ does; a gradient check.
 # 3. [Building SimAM](03_building_simam.ipynb): from $1/e^*$ to a vectorised module, its backward
 #    pass, its 3-D weights, and the $\lambda$ explorer.
 # 4. [The baselines side by side](04_baselines.ipynb): SE, CBAM, ECA and GC, their parameters,

@@ -215,8 +215,8 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 # variance enters the minimum of the energy (2), and [chapter 1, "What equation (5) approximates"](01_energy_function.ipynb#what-equation-5-approximates)
 # showed that (5) with channel statistics is the large-$M$ limit of that minimum. Dividing by
 # $M - 1$ moves the importance further from the exact one, not closer: for every neuron, the
-# exact importance is at least the printed one, which is at least the reference code's (chapter 1,
-# "Importance, and which denominator is closer").
+# exact importance is at least the printed one, which is at least the reference code's
+# ([chapter 1, "Deep dive: leave-one-out against channel statistics"](01_energy_function.ipynb#deep-dive-leave-one-out-against-channel-statistics)).
 #
 # The choice does not reorder the neurons: within a channel every version increases with
 # $(t-\hat\mu)^2$. It changes their values. With $\lambda = 0$ the code's importance is
