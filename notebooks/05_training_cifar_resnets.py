@@ -22,25 +22,31 @@
 #
 # Chapters 1 to 4 built SimAM and its rivals and measured what they cost. This chapter trains
 # with them. It takes ResNet-20, the smallest network of the paper's Table 2, and trains it on
-# CIFAR-10 twice, once plain (`attention="none"`) and once with SimAM at the end of every residual
-# branch, from the same seed. Everything goes through one function of the package,
+# CIFAR-10 plain (`attention="none"`) and with SimAM in every residual block, right after the
+# block's last convolution. Everything goes through one function of the package,
 # `simam.train.train(config, out)`, and one configuration object, `simam.config.Config`:
 #
 # 1. **The recipes.** The paper's CIFAR recipe (section 4.1) as a `Config`, its learning-rate
 #    schedule, and the quick recipe that the course uses when there is no GPU, with the reason and
 #    the source of each choice.
-# 2. **The run.** On a GPU the quick recipe on all of CIFAR-10, minutes per network on a
-#    T4-class GPU (section 2 estimates them), into folders of `runs/` (or of `$SIMAM_RUNS`) that survive a dead session. In quick mode (CI, or no GPU)
-#    a short demonstration of the trainer on the real CIFAR-10 that keeps the whole chapter within
-#    about three minutes of a 2-core CPU. The paper's 64,000-iteration recipe is one command away
-#    (section 7).
-# 3. **The curves and the numbers**, read back from the files each run wrote.
-# 4. **Trained once.** The course's real runs of the quick recipe, made by a command and committed
-#    under `results/`: their curves, and the spread between their seeds.
+# 2. **The run.** On a GPU the quick recipe on all of CIFAR-10, once plain and once with SimAM from
+#    the same seed, minutes per network on a T4-class GPU (section 2 estimates them), into folders
+#    of `runs/` (or of `$SIMAM_RUNS`) that survive a dead session. In quick mode (CI, or no GPU) a
+#    CPU cannot train long enough to compare the two networks, so the chapter trains one, briefly:
+#    a demonstration that the trainer works on the real CIFAR-10, and of its speed. The paper's
+#    64,000-iteration recipe is one command away (section 7).
+# 3. **The curves and the numbers**, read back from the files runs write: first the course's
+#    committed runs of the whole quick recipe, which do compare the two networks, then this
+#    notebook's own.
+# 4. **Every seed.** The course's grid trained each network with 10 seeds, by a command, and
+#    committed the results under `results/`: their spread, and SimAM's gain with its interval.
 # 5. **What one run can show.** The paper's gain from SimAM on ResNet-20 / CIFAR-10 is 0.4 points
 #    (92.73 ± 0.18 against 92.33 ± 0.19 over 5 runs). We compute how large the noise of a single
-#    run is next to that, and how many runs it takes to see such an effect.
-# 6. **Resuming** a run, and (7) the same runs from the command line.
+#    run is next to that, how many runs it takes to see such an effect, and how far apart single
+#    pairs of the committed runs land.
+# 6. **Resuming.** A run stopped halfway and resumed ends bit for bit where an uninterrupted run
+#    ends, checked on a run small enough to train three times in seconds; and (7) the same runs
+#    from the command line.
 #
 # The symbols follow the course's one notation: see the [notation](notation.md) page.
 
@@ -59,13 +65,18 @@ if "google.colab" in sys.modules:
     subprocess.run([*pip, "install", "--quiet", package], check=True)
 
 # %%
+import contextlib
 import dataclasses
+import io
+import itertools
 import json
 import math
+import shutil
+import statistics
 import tempfile
-import time
 from pathlib import Path
 from statistics import NormalDist
+from unittest import mock
 
 import matplotlib.pyplot as plt
 import torch
@@ -78,7 +89,7 @@ from simam import experiments
 from simam.config import PAPER
 from simam.paper_results import paper_accuracy
 from simam.plots import plot_training_curves
-from simam.runs import FINAL, read_metrics
+from simam.runs import CHECKPOINT, FINAL, read_final, read_metrics
 from simam.stats import seeds_needed, welch
 from simam.train import learning_rate
 
@@ -191,7 +202,7 @@ assert (
 # %% [markdown]
 # ### The quick recipe
 #
-# 64,000 iterations of ResNet-20 are work for a GPU: on a 2-core CPU they take about five hours
+# 64,000 iterations of ResNet-20 are work for a GPU: on a 2-core CPU they take about 4.6 hours
 # (computed below). `simam.config.QUICK` is what the package does with a quarter of an hour of such a
 # CPU: about eight epochs, sized at the speed printed below. Two things make that quarter of an
 # hour go far. The trainer computes in bfloat16 where the CPU does so natively (AVX-512 BF16 or
@@ -210,7 +221,7 @@ assert (
 # - **No weight decay on batch-norm scales and shifts and on biases** (He et al., *Bag of Tricks*,
 #   CVPR 2019, section 3.1): decay regularises the weights that can overfit, and these are few.
 # - **Label smoothing 0.1** (Szegedy et al., CVPR 2016): the training targets put 0.9 on the true
-#   class and share 0.1 among all ten, which keeps the logits from growing without bound early on.
+#   class and share 0.1 among all ten, which keeps the logits from growing without bound.
 # - **Flip-averaged evaluation reported beside the plain one** (test-time augmentation with the
 #   flip that training used, as in Krizhevsky et al., NeurIPS 2012): each test image and its mirror
 #   image are classified and their logits added. The plain accuracy stays the headline number.
@@ -236,16 +247,17 @@ print(
 # %% [markdown]
 # ## 2. The run
 #
-# Both networks are trained from the same seed. The seed fixes the initial weights, the order of
-# the batches and every crop and flip. SimAM has no parameters, so with the same seed the two
+# The two networks are trained from the same seed. The seed fixes the initial weights, the order
+# of the batches and every crop and flip. SimAM has no parameters, so with the same seed the two
 # networks start from *identical* weights and see identical batches: the one difference between
 # the runs is the SimAM operation in each block. The next cell checks the first half of that
 # claim.
 
 # %%
 SEED = 0
+COMPARED = ("none", "simam")
 initial = {}
-for attention in ("none", "simam"):
+for attention in COMPARED:
     simam.seed_everything(SEED)
     model = simam.create_model("resnet20", attention=attention, num_classes=10)
     initial[attention] = model.state_dict()
@@ -266,45 +278,46 @@ print(
 assert not differing
 
 # %% [markdown]
-# **On a GPU** the configuration is the quick recipe itself, on the whole training set and
+# **On a GPU** both networks train with the quick recipe itself, on the whole training set and
 # evaluated on all 10,000 test images: the same runs as `python -m simam.train --recipe quick`,
-# so their numbers compare directly with the CPU runs that [chapter 6](06_results_and_attention_maps.ipynb) summarises. Each run writes
-# into a folder of `simam.settings.runs_root()` (`runs/`, or the folder `SIMAM_RUNS` names) and
-# checkpoints as it goes; the cell passes `resume=True`, so when a
-# Colab session dies in the middle, running the cell again continues both runs from their last
-# checkpoint, and running it on finished runs only reads them back. (A Colab virtual machine takes
-# its disk with it when it is recycled: to keep checkpoints across machines, mount Google Drive and
-# set `SIMAM_RUNS` to a folder on it before this cell, e.g.
-# `os.environ["SIMAM_RUNS"] = "/content/drive/MyDrive/simam-runs"`.) How long that takes on a T4, the GPU of a free Colab session,
-# is estimated in the next cell; the paper's 64,000-iteration runs are left to the command line
-# (section 7).
+# so their numbers can be set beside the course's committed runs of sections 3 and 4. Each run
+# writes into a folder of `simam.settings.runs_root()` (`runs/`, or the folder `SIMAM_RUNS` names)
+# and checkpoints as it goes; the cell passes `resume=True`, so when a Colab session dies in the
+# middle, running the cell again continues both runs from their last checkpoint, and running it on
+# finished runs only reads them back. (A Colab virtual machine takes its disk with it when it is
+# recycled: to keep checkpoints across machines, mount Google Drive and set `SIMAM_RUNS` to a
+# folder on it before this cell, e.g.
+# `os.environ["SIMAM_RUNS"] = "/content/drive/MyDrive/simam-runs"`.) How long that takes on a T4,
+# the GPU of a free Colab session, is estimated in the next cell; the paper's 64,000-iteration
+# runs are left to the command line (section 7).
 #
-# **In quick mode** the chapter has about three minutes of a 2-core CPU, shared with everything
-# else, for two runs: a demonstration of the trainer, not trained networks. `dataclasses.replace`
-# overrides a recipe's fields and keeps the rest, which is how any variation of a recipe is
-# written. Starting from `QUICK`:
+# **In quick mode** a CPU shared with everything else cannot train either network far enough for
+# a comparison to mean anything (section 5 says how far that would be), so the chapter trains one,
+# ResNet-20 + SimAM, for about a minute. It is a demonstration of the trainer on the real data, not
+# a trained network. `dataclasses.replace` overrides a recipe's fields and keeps the rest, which is
+# how any variation of a recipe is written. Starting from `QUICK`:
 #
-# - 160 iterations of 32 images (under a minute per network at one thread).
-#   Smaller batches give more steps for the same images, and a short run gains from steps. The
-#   peak learning rate is scaled with the batch, $0.2 \cdot 32/128 = 0.05$: the linear scaling
-#   rule of Goyal et al. (2017). The warm-up stays 20% of the run.
+# - 160 iterations of 32 images. Smaller batches give more steps for the same images, and a short
+#   run gains from steps. The peak learning rate is scaled with the batch,
+#   $0.2 \cdot 32/128 = 0.05$: the linear scaling rule of Goyal et al. (2017). The warm-up stays
+#   20% of the run.
 # - A class-balanced subset of 5,000 training images (500 per class), so that the 160 iterations
 #   make about one epoch rather than a tenth of one.
 # - Evaluation on a class-balanced 1,000 of the 10,000 test images every 40 iterations. A forward
 #   pass costs roughly a third of a training step (the backward pass costs about twice the
 #   forward), so four evaluations on all 10,000 images would take longer than the training.
-# - One thread and float32, so that the runs do the same arithmetic on every CPU that they can:
+# - One thread and float32, so that the run does the same arithmetic on every CPU that it can:
 #   the accuracies still differ in the last digits between CPU models and instruction sets, so
 #   the cells that print them are not compared when the notebook is tested, and asserts check
 #   what must hold anywhere instead.
 #
-# The runs go into a fresh temporary folder, so executing the notebook again starts afresh and
+# The run goes into a fresh temporary folder, so executing the notebook again starts afresh and
 # nothing is written into the repository. Both configurations set `download=True`: where CIFAR-10 is
 # not yet under `simam.data_root()` (on Colab, say), the first run fetches the official archive.
 
 # %%
-ATTENTIONS = ("none", "simam")
 if QUICK:
+    ATTENTIONS = ("simam",)  # a demonstration of the trainer: one network
     batch_size, iterations = 32, 160
     run_config = dataclasses.replace(
         simam.config.QUICK,
@@ -323,6 +336,7 @@ if QUICK:
     )
     run_root = Path(tempfile.mkdtemp(prefix="simam-chapter5-"))
 else:
+    ATTENTIONS = COMPARED
     run_config = dataclasses.replace(
         simam.config.QUICK, seed=SEED, download=True, **simam.settings.smoke_overrides()
     )
@@ -336,6 +350,7 @@ run_epochs = epochs(
     run_config.batch_size,
     run_config.subset or CIFAR10_TRAIN_IMAGES,
 )
+print(f"networks trained here: {', '.join(f'ResNet-20 + {a}' for a in ATTENTIONS)}")
 print(
     f"{run_config.recipe} recipe: {run_config.iterations:,} iterations "
     f"of {run_config.batch_size}, "
@@ -365,10 +380,10 @@ flops_per_image = simam.models.training_flops_per_image(
     simam.create_model("resnet20", attention="simam")
 )
 gpu_config = dataclasses.replace(simam.config.QUICK, seed=SEED, attention="simam")
-low, high = simam.course.estimated_gpu_minutes(gpu_config, runs=len(ATTENTIONS))
+low, high = simam.course.estimated_gpu_minutes(gpu_config, runs=len(COMPARED))
 print(f"training FLOPs per image (forward and backward): {flops_per_image / 1e6:.0f} M")
 print(
-    f"GPU mode: {len(ATTENTIONS)} runs of "
+    f"GPU mode: {len(COMPARED)} runs of "
     f"{gpu_config.iterations * gpu_config.batch_size:,} "
     f"training images -> about {low:.0f} to {high:.0f} minutes on a T4 at "
     f"{simam.course.T4_ACHIEVED_FLOPS / 1e12:g} TFLOP/s, compilation included"
@@ -388,16 +403,67 @@ for attention in ATTENTIONS:
 # %% [markdown]
 # ## 3. Curves and numbers
 #
-# Everything below is read from the run folders: `metrics.jsonl` holds one line per evaluation,
+# A run leaves its numbers in its folder: `metrics.jsonl` holds one line per evaluation,
 # `final.json` the summary. `plot_training_curves` draws the test accuracy, the two losses and the
-# learning rate. The training loss (dashed) is the mean over the iterations since the previous
-# evaluation and includes label smoothing, which puts a floor under it; the test loss (solid) is
-# plain cross-entropy.
+# learning rate from them. The training loss (dashed) is the mean over the iterations since the
+# previous evaluation and includes label smoothing, which puts a floor under it; the test loss
+# (solid) is plain cross-entropy.
+#
+# The comparison comes first, from runs long enough to make one: the course's committed runs of
+# the whole quick recipe on all of CIFAR-10, seed 0 of each network, trained on 2-core CPUs
+# (section 4 has every seed and the commands). Their folders ship with the package, which finds
+# them as `simam.zoo.DEFAULT_RESULTS / "runs"`, so this cell works from a checkout and from an
+# installed package alike; nothing here trains.
+
+# %%
+RESULTS = simam.zoo.DEFAULT_RESULTS  # the course's committed results
+committed = {
+    attention: RESULTS / "runs" / f"cifar10-resnet20-{attention}-quick-seed0"
+    for attention in COMPARED
+}
+finished = {
+    attention: folder
+    for attention, folder in committed.items()
+    if (folder / FINAL).is_file()
+}
+for attention, folder in finished.items():
+    final = json.loads((folder / FINAL).read_text())
+    evaluations = ", ".join(
+        f"{100 * row['test_accuracy']:.2f}% at iteration {row['iteration']:,}"
+        for row in read_metrics(folder)
+    )
+    print(
+        f"ResNet-20 + {attention:<6} test accuracy {evaluations} "
+        f"({final['epochs']:.1f} epochs; flip-averaged "
+        f"{100 * final['final_test_accuracy_flip']:.2f}%), "
+        f"{final['wall_seconds'] / 60:.1f} minutes at "
+        f"{final['train_images_per_second']:.0f} images/s on {final['device']}"
+    )
+for attention in [attention for attention in COMPARED if attention not in finished]:
+    print(f"ResNet-20 + {attention}: not yet run (section 4's command trains it)")
+if finished:
+    figure = plot_training_curves(
+        list(finished.values()),
+        labels=[f"ResNet-20 + {a}, quick recipe, seed 0" for a in finished],
+    )
+    plt.show()
+
+# %% [markdown]
+# The quick recipe evaluates twice, halfway and at the end (each evaluation is two passes over the
+# 10,000 test images, plain and flipped), so each curve has two points. The second half of the run,
+# while the learning rate falls the rest of the way to almost zero, adds another 14 to 15 points:
+# the one-cycle schedule ends annealed. Seed 0 is one pair of runs; how far apart the two networks
+# land over many seeds is section 4's question, and how far a single pair can mislead, section 5's.
+#
+# Then this notebook's own runs, read from their folders the same way. On a GPU they are the same
+# recipe as the committed runs, and their curves should look like those. In quick mode there is
+# one, ResNet-20 + SimAM after about one epoch of a subset: its curves show the loss falling and
+# the accuracy rising above chance, which is what they are for.
 
 # %%
 figure = plot_training_curves(
     [run_folders[attention] for attention in ATTENTIONS],
-    labels=[f"ResNet-20 + {attention}" for attention in ATTENTIONS],
+    labels=[f"ResNet-20 + {attention}, this notebook" for attention in ATTENTIONS],
 )
 plt.show()
 
@@ -453,8 +519,12 @@ for attention in ATTENTIONS:
 # a selection, and the number it gives is optimistic. (The reference code of the paper logs the
 # best.) The `epochs` column counts passes of the loader, which drops the last incomplete batch of
 # every epoch, so it comes out slightly above the images seen divided by the training-set size
-# that section 1 used. Time and speed vary from one execution to the next, so they get a cell of
-# their own:
+# that section 1 used.
+#
+# The speed is the one figure of a short run that means what it says. Time and speed vary from
+# one execution to the next, so they get a cell of their own, with what the whole recipes would
+# take at that speed. In quick mode it is one thread in float32, slower than the committed runs
+# above, which used two threads and bfloat16 where their CPU computes it natively.
 
 # %% tags=["nbval-ignore-output"]
 for attention in ATTENTIONS:
@@ -464,18 +534,25 @@ for attention in ATTENTIONS:
         f"training {final['train_images_per_second']:7.1f} images/s "
         f"on {final['device']}"
     )
-slowdown = (
-    stored["none"]["train_images_per_second"]
-    / stored["simam"]["train_images_per_second"]
-)
-print(
-    f"SimAM's cost in training speed here: the plain network is {slowdown:.2f}x as fast"
-)
+speed = stored["simam"]["train_images_per_second"]
+for recipe in (simam.config.QUICK, PAPER):
+    images = recipe.iterations * recipe.batch_size
+    print(
+        f"the {recipe.recipe} recipe's {images:,} training images at this speed: "
+        f"{images / speed / 3600:.1f} hours"
+    )
+if "none" in stored:
+    slowdown = stored["none"]["train_images_per_second"] / speed
+    print(
+        "SimAM's cost in training speed here: "
+        f"the plain network is {slowdown:.2f}x as fast"
+    )
+assert speed > 0
 
 # %% [markdown]
-# ## 4. Trained once: the course's runs of the quick recipe
+# ## 4. Every seed: the course's grid
 #
-# The runs above are a demonstration. The networks that the course presents as trained come from
+# The seed-0 runs above are one pair. The networks that the course presents as trained come from
 # the grid of [chapter 6](06_results_and_attention_maps.ipynb), trained on two 2-core CPU models
 # (each results line names its CPU) by commands like these:
 #
@@ -488,43 +565,12 @@ print(
 #
 # Each run is the whole quick recipe on all of CIFAR-10, evaluated on all 10,000 test images. Its
 # small files are committed: a line in `results/results.jsonl`, and `metrics.jsonl` and
-# `final.json` in `results/runs/<run-id>/`. This section reads them; nothing here trains. A grid
-# that is not finished yet shows what it has.
-
-# %%
-RESULTS = simam.zoo.DEFAULT_RESULTS  # results/ of this checkout of the course
-committed = {
-    attention: RESULTS / "runs" / f"cifar10-resnet20-{attention}-quick-seed0"
-    for attention in ATTENTIONS
-}
-finished = {
-    attention: folder
-    for attention, folder in committed.items()
-    if (folder / FINAL).is_file()
-}
-for attention, folder in finished.items():
-    final = json.loads((folder / FINAL).read_text())
-    print(
-        f"ResNet-20 + {attention:<6} {final['iterations']:,} iterations "
-        f"({final['epochs']:.1f} epochs): "
-        f"final test accuracy {100 * final['final_test_accuracy']:.2f}% "
-        f"(flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%), "
-        f"{final['wall_seconds'] / 60:.1f} minutes at "
-        f"{final['train_images_per_second']:.0f} images/s on {final['device']}"
-    )
-for attention in [attention for attention in ATTENTIONS if attention not in finished]:
-    print(f"ResNet-20 + {attention}: not yet run (the command above trains it)")
-if finished:
-    figure = plot_training_curves(
-        list(finished.values()),
-        labels=[f"ResNet-20 + {a}, quick recipe" for a in finished],
-    )
-    plt.show()
-
-# %% [markdown]
-# Every seed of the grid gives one more final accuracy per network. With two or more seeds of
-# both networks, their spread gives the power computation of the next section a second answer,
-# beside the one from the paper's spread:
+# `final.json` in `results/runs/<run-id>/`. This section reads the lines of the two networks of
+# this chapter; nothing here trains. A grid that is not finished yet shows what it has. Every seed
+# gives one more final accuracy per network, and with two or more seeds of both networks their
+# spread gives Welch's 95% interval for the gain (its formula is in
+# [chapter 6](06_results_and_attention_maps.ipynb), section 6.3) and the power computation of the
+# next section a second answer, beside the one from the paper's spread:
 
 # %%
 grid_cells = [
@@ -535,9 +581,10 @@ grid_cells = [
     and not cell.overrides
     and cell.lambda_ in (None, 1e-4)
     and cell.place is None
+    and cell.attention in COMPARED
 ]
 by_attention = {cell.attention: cell for cell in grid_cells}
-for attention in ATTENTIONS:
+for attention in COMPARED:
     cell = by_attention.get(attention)
     spread = (
         ""
@@ -557,6 +604,8 @@ if experiments.grid_seeds_needed(grid_cells, "resnet20") is not None:
         f"SimAM - none with the quick recipe: {gain:+.2f} points, "
         f"Welch's 95% CI [{low:+.2f}, {high:+.2f}]"
     )
+    figure = experiments.plot_seeds(grid_cells, "resnet20")
+    plt.show()
 else:
     print(
         "fewer than two seeds per network so far: "
@@ -564,12 +613,21 @@ else:
     )
 
 # %% [markdown]
+# Every dot is one run. The seeds of each network scatter over about a point, and the two clouds
+# overlap; the gap between their means is wider than either mean's 95% interval (left), and the
+# interval of the difference (right) lies above zero. The paper's Table 2 difference, drawn beside
+# it from its 5 runs per network, is smaller, and the quick recipe's accuracies sit several points
+# below the paper's: these are 8-epoch runs, so compare the differences, not the levels.
+# [Chapter 6](06_results_and_attention_maps.ipynb) sets SimAM beside the other modules on the same
+# grid and gives the verdict its plan asks for.
+
+# %% [markdown]
 # ## 5. What one run can and cannot show
 #
 # The paper reports, for ResNet-20 on CIFAR-10, $92.33 \pm 0.19$ without attention and
 # $92.73 \pm 0.18$ with SimAM: means and standard deviations over $n = 5$ runs each (Table 2;
-# [chapter 6](06_results_and_attention_maps.ipynb) reproduces the whole table with `python -m simam.experiments`). How does a gain of
-# $G = 0.40$ points compare with the noise?
+# [chapter 6](06_results_and_attention_maps.ipynb) shows how to run the whole table with
+# `python -m simam.experiments`). How does a gain of $G = 0.40$ points compare with the noise?
 #
 # **Seed to seed.** Each run's accuracy scatters around its mean with a standard deviation
 # $\sigma \approx 0.19$ points. The difference of the means of two independent groups of $n$ runs has
@@ -592,9 +650,8 @@ else:
 # standard error $\sqrt{\theta(1-\theta)/N}$.
 
 # %%
-RUNS_IN_PAPER = (
-    5  # ResNet-20 on CIFAR-10, Yang et al. 2021, Table 2, read from simam.paper_results
-)
+# ResNet-20 on CIFAR-10, Yang et al. 2021, Table 2, read from simam.paper_results
+RUNS_IN_PAPER = 5
 (mean_plain, sd_plain), (mean_simam, sd_simam) = (
     paper_accuracy("cifar10", "resnet20", a) for a in ("none", "simam")
 )
@@ -608,7 +665,7 @@ def difference_se(n: int) -> float:
 
 
 print(f"gain in the paper: {gain:.2f} points")
-for n in (1, 2, 5, 10):
+for n in (1, 2, RUNS_IN_PAPER, 10):
     print(
         f"  {n:>2} run(s) per network: "
         f"SE of the difference {difference_se(n):.3f} points, "
@@ -657,111 +714,248 @@ for name, mean in (("none", mean_plain), ("simam", mean_simam)):
         f"{100 * math.sqrt(p * (1 - p) / test_images):.2f} points"
     )
 
+
 # %% [markdown]
 # Three things follow.
 #
 # - **With the paper's five runs the gain stands out**, about 3.4 standard errors, *if* the spreads
 #   of Table 2 are the seed-to-seed standard deviations they appear to be. The normal approximation
-#   asks for 4 runs per network to find 0.4 points with 80% power at the 5% level; finding a 0.1-point
-#   gain would take 54 runs per network. The quick recipe's runs scatter more than the paper's (the
-#   grid's spread, section 4), so the same 0.4 points need more seeds there: the last of those lines,
-#   computed by `experiments.grid_seeds_needed`, the function [chapter 6](06_results_and_attention_maps.ipynb) applies to the same grid.
+#   asks for 4 runs per network to find 0.4 points with 80% power at the 5% level; finding a
+#   0.1-point gain would take 54 runs per network. The quick recipe's runs scatter more than the
+#   paper's (section 4), so the same 0.4 points need more seeds there: the line computed from the
+#   quick recipe's own spread, by `experiments.grid_seeds_needed`, the function
+#   [chapter 6](06_results_and_attention_maps.ipynb) applies to the same grid.
 # - **One run per network cannot show it.** The difference of two single runs has a standard error
 #   of about 0.26 points, so a 0.4-point gain is 1.5 standard errors: a single pair of runs finds it
 #   at the 5% level only a third of the time, and puts the plain network ahead in about one pair
 #   in sixteen.
 # - **The test set is a sample too.** 10,000 images measure one model's accuracy to within about
-#   0.26 to 0.27 points (one standard error, as printed above), already the size of the seed-to-seed spread. Both networks
-#   are tested on the *same* images, which cancels part of this noise when they are compared (a
-#   paired comparison, as McNemar's test makes), but it is why differences of a tenth of a point
-#   between CIFAR-10 papers mean little.
+#   0.26 to 0.27 points (one standard error, as printed above), more than the seed-to-seed spread
+#   of Table 2. Both networks are tested on the *same* images, which cancels part of this noise
+#   when they are compared (a paired comparison, as McNemar's test makes), but it is why differences
+#   of a tenth of a point between CIFAR-10 papers mean little.
 #
-# The quick run of this notebook is much further from the question. Its numbers, computed:
+# The committed grid makes the second point concrete. Pair any one of its runs without attention
+# with any one of its runs with SimAM, as a reader with one run of each would: how far apart can
+# the two land?
 
-# %% tags=["nbval-ignore-output"]
-quick_accuracy = {
-    attention: stored[attention]["final_test_accuracy"] for attention in ATTENTIONS
-}
-tested = run_config.test_subset or 10_000
-for attention, p in quick_accuracy.items():
+# %%
+if len(grid_cells) == len(COMPARED):
+    plain_runs, simam_runs = (by_attention[a].accuracies for a in COMPARED)
+    pairs = [s - p for p in plain_runs for s in simam_runs]
     print(
-        f"ResNet-20 + {attention:<6} {100 * p:.1f}% on {tested:,} test images, "
-        f"binomial standard error {100 * math.sqrt(p * (1 - p) / tested):.1f} points"
+        f"{len(pairs)} pairs of one run each: SimAM - plain from {min(pairs):+.2f} "
+        f"to {max(pairs):+.2f} points; the plain network ahead in "
+        f"{sum(d < 0 for d in pairs)} of them"
     )
-observed = 100 * (quick_accuracy["simam"] - quick_accuracy["none"])
-binomial_se = 100 * math.sqrt(
-    sum(p * (1 - p) for p in quick_accuracy.values()) / tested
-)
-print(
-    f"observed difference (SimAM - plain): {observed:+.1f} points, "
-    f"{observed / binomial_se:+.1f} binomial standard errors "
-    "(test-set noise alone, seed noise not counted)"
-)
-simam_ahead = sum(
-    s["test_accuracy"] > n["test_accuracy"] for s, n in zip(rows["simam"], rows["none"])
-)
-print(
-    f"SimAM ahead at {simam_ahead} of the {len(rows['simam'])} "
-    "evaluations along the way"
-)
-# p(1 - p) <= 1/4 for each network
-assert 0 < binomial_se <= 100 * math.sqrt(0.5 / tested)
+    same_seed = [s - p for p, s in zip(plain_runs, simam_runs)]
+    print(
+        "pairs of the same seed: "
+        + ", ".join(f"{d:+.2f}" for d in same_seed)
+        + f" (mean {statistics.mean(same_seed):+.2f})"
+    )
+    print(
+        "standard deviation of the differences: "
+        f"same seed {statistics.stdev(same_seed):.2f} points, "
+        f"all pairs {statistics.stdev(pairs):.2f}"
+    )
+else:
+    print("section 4's grid has no runs of both networks yet")
 
 # %% [markdown]
-# What this run **can** show:
+# The mean gain of the grid, section 4's, is the one number here that several seeds stand
+# behind. A reader holding one pair could have seen a gain of less than half of it, more than
+# twice it, or the plain network ahead (the range above): one pair of runs is a draw from that
+# spread. The pairs of the same seed scatter no less than the others (the two standard deviations
+# above): starting from the same weights and seeing the same batches does not make the two runs'
+# noise cancel, since the networks' weights part from the first step on.
 #
-# - the whole pipeline works on the real data, from the official files to a `final.json`, for both
-#   networks, and the loss falls;
+# On a GPU this notebook trained one more pair, with the whole quick recipe: the next cell sets
+# it among the grid's pairs. In quick mode the one network of section 2 stopped after about one
+# epoch of a subset, far below the 92% where the paper's 0.4 points were measured, and the
+# effect of an attention module early in training need not be its effect at the end; a pair of
+# such runs would say nothing for or against the paper, so the chapter trains none.
+
+# %% tags=["nbval-ignore-output"]
+if QUICK:
+    print("quick mode: one network trained here, so no pair of this notebook's own")
+else:
+    accuracy = {a: stored[a]["final_test_accuracy"] for a in COMPARED}
+    tested = run_config.test_subset or 10_000
+    for attention, p in accuracy.items():
+        print(
+            f"ResNet-20 + {attention:<6} {100 * p:.2f}% on {tested:,} test images, "
+            f"binomial standard error "
+            f"{100 * math.sqrt(p * (1 - p) / tested):.2f} points"
+        )
+    observed = 100 * (accuracy["simam"] - accuracy["none"])
+    print(f"this notebook's pair: SimAM - plain {observed:+.2f} points")
+    if len(grid_cells) == len(COMPARED):
+        below = sum(d < observed for d in pairs)
+        print(f"  above {below} of the grid's {len(pairs)} pairs")
+    assert all(0 <= p <= 1 for p in accuracy.values())
+
+# %% [markdown]
+# What this notebook's own runs **can** show, in either mode:
+#
+# - the whole pipeline works on the real data, from the official files to a `final.json`, and the
+#   loss falls;
 # - SimAM adds no parameter, and two runs from one seed start from the same weights and see the
-#   same batches;
-# - what SimAM costs in training speed on this hardware (the timing cell above; on a shared CPU
-#   that ratio is itself noisy, [chapter 4](04_baselines.ipynb) measures it properly).
+#   same batches (section 2);
+# - how fast the trainer is on this hardware (section 3; on a shared CPU that figure is itself
+#   noisy, and [chapter 4](04_baselines.ipynb) measures SimAM's cost properly);
+# - that a stopped run resumes exactly (section 6).
 #
-# What it **cannot** show is whether SimAM helps. In quick mode the networks stopped after about
-# one epoch (the configuration cell of section 2 prints the count), far below the 92% where the
-# paper's 0.4 points were measured, and the effect of an attention module early in training need
-# not be the effect at the end. The binomial noise of the few test images they are scored on in
-# quick mode, printed above, is several times the effect in question; there is one seed per network,
-# so the seed-to-seed spread, which is also larger at this stage of training, cannot even be
-# estimated. Whatever sign the difference above has, and however often the lead changed along the
-# curves, it is not evidence for or against the paper. On a GPU the same cell trains the whole quick
-# recipe on all the images: one run per network then gives two numbers to set beside the course's
-# grid of section 4, several points below Table 2 as every quick-recipe run is (about 8 epochs,
-# not the paper's 164). Whether SimAM *beats* the baseline needs several seeds per network: chapter
-# 6 judges the course's grid.
+# What they **cannot** show is whether SimAM helps: that needs several seeds per network, which is
+# what section 4's grid has and [chapter 6](06_results_and_attention_maps.ipynb) judges.
 
 # %% [markdown]
 # ## 6. Resuming a run
 #
 # A run folder holds `checkpoint.pt`: the weights, the optimiser's momentum, every random
-# generator and the loader's place in its epoch. `train(config, out, resume=True)` continues from it,
-# and on the CPU the result is bit-identical to a run that was never interrupted (the package's
-# tests check this). On a finished run it has nothing left to do: it loads the checkpoint, trains
-# no step and writes the same results again. That is what makes the training cell above safe to
-# run again. Any field that defines the run must match the checkpoint's (the number of iterations
-# among them); a different one is an error, not a silent new run. Fields that only say how the run
-# is watched or where it runs (`RUN_FIELDS` above) may change.
+# generator and the loader's place in its epoch. `train(config, out, resume=True)` continues from
+# it, and on the CPU the result is meant to be bit-identical to a run that was never interrupted.
+# That claim can be checked here, in either mode, on a run small enough to train three times in
+# seconds: ResNet-20 + SimAM for 40 iterations of 32 images of a 512-image subset (16 batches an
+# epoch), evaluated every 20 iterations, a checkpoint every 10, on the CPU in float32 on one thread.
+# It is trained three ways:
+#
+# 1. without interruption;
+# 2. stopped after 25 steps: the trainer's step function is wrapped so that its 26th call raises
+#    `KeyboardInterrupt`, the exception Ctrl-C raises. The last checkpoint is then that of
+#    iteration 20, in the middle of the second epoch, and the 5 steps after it are lost, as they
+#    would be if the session died (the package's tests kill a run with SIGKILL and check the
+#    same);
+# 3. that stopped run, resumed.
 
-# %% tags=["nbval-ignore-output"]
-start = time.perf_counter()
-again = simam.train.train(
-    dataclasses.replace(run_config, attention="simam"),
-    run_folders["simam"],
-    resume=True,
+# %%
+small_config = dataclasses.replace(
+    simam.config.QUICK,
+    seed=SEED,
+    iterations=40,
+    batch_size=32,
+    lr=0.05,
+    warmup=8,
+    subset=512,
+    test_subset=250,
+    eval_every=20,
+    checkpoint_every=10,
+    device="cpu",
+    amp=False,
+    channels_last=False,
+    compile=False,
+    compile_simam=False,
+    threads=1,
+    download=True,
 )
-print(f"resumed a finished run in {time.perf_counter() - start:.1f} s")
+small_root = Path(tempfile.mkdtemp(prefix="simam-resume-"))
+
+
+def stopped_after(config: simam.config.Config, out: Path, steps: int) -> None:
+    """Train ``config`` into ``out`` and stop it after ``steps`` steps, as Ctrl-C
+    would: the trainer's step function raises KeyboardInterrupt at the next call."""
+    step, calls = simam.train.train_step, itertools.count(1)
+
+    def step_or_stop(*args, **kwargs):
+        if next(calls) > steps:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    with mock.patch.object(simam.train, "train_step", step_or_stop):
+        try:
+            simam.train.train(config, out)
+        except KeyboardInterrupt:
+            print(f"stopped after {steps} steps")
+
+
+def untimed_metrics(run: Path) -> list[dict]:
+    """The run's metrics rows without their wall-clock field (no two runs share it)."""
+    return [
+        {key: value for key, value in row.items() if key != "elapsed_seconds"}
+        for row in read_metrics(run)
+    ]
+
+
+def same_run(run: Path, other: Path) -> dict[str, bool]:
+    """Whether two finished runs hold bit-identical weights, momentum and metrics."""
+    ours, theirs = (torch.load(r / CHECKPOINT, weights_only=True) for r in (run, other))
+    momentum = [
+        (ours["optimizer"]["state"][i], state)
+        for i, state in theirs["optimizer"]["state"].items()
+        if i in ours["optimizer"]["state"]
+    ]
+    return {
+        "weights": all(
+            torch.equal(ours["model"][name], tensor)
+            for name, tensor in theirs["model"].items()
+        ),
+        "momentum": len(momentum) == len(theirs["optimizer"]["state"])
+        and all(
+            torch.equal(a["momentum_buffer"], b["momentum_buffer"]) for a, b in momentum
+        ),
+        "metrics": untimed_metrics(run) == untimed_metrics(other),
+    }
+
+
+uninterrupted, stopped = small_root / "uninterrupted", small_root / "stopped"
 
 # %% tags=["nbval-ignore-output"]
-assert again["iterations"] == finals["simam"]["iterations"] == run_config.iterations
-assert again["final_test_accuracy"] == finals["simam"]["final_test_accuracy"]
-metrics_unchanged = read_metrics(run_folders["simam"]) == rows["simam"]
+simam.train.train(small_config, uninterrupted)
+stopped_after(small_config, stopped, steps=25)
+
+# %% [markdown]
+# What the stopped run left behind:
+
+# %%
+checkpoint = torch.load(stopped / CHECKPOINT, weights_only=True)
+loader = checkpoint["loader"]
 print(
-    f"after resume=True: {again['iterations']:,} iterations, final test accuracy "
-    f"{100 * again['final_test_accuracy']:.1f}% "
-    f"(before: {100 * finals['simam']['final_test_accuracy']:.1f}%), "
-    f"metrics file unchanged: {metrics_unchanged}"
+    f"checkpoint.pt: iteration {checkpoint['iteration']}; the loader "
+    f"({loader['num_images']} images, {loader['batches_per_epoch']} batches an epoch) "
+    f"in epoch {loader['epoch'] + 1}, {loader['position']} batches of it handed out"
 )
-assert metrics_unchanged
+print("its entries: " + ", ".join(checkpoint))
+print(
+    "metrics.jsonl: evaluations at iterations "
+    f"{[row['iteration'] for row in read_metrics(stopped)]}"
+)
+assert checkpoint["iteration"] == 20 and loader["position"] == 4
+
+# %% [markdown]
+# Resuming it trains iterations 21 to 40 again from that checkpoint. Resuming the finished,
+# uninterrupted run has nothing left to do: it loads the checkpoint, trains no step and writes the
+# same results again. That is what makes the training cell of section 2 safe to run again.
+
+# %% tags=["nbval-ignore-output"]
+simam.train.train(small_config, stopped, resume=True)
+metrics_before = read_metrics(uninterrupted)
+again = simam.train.train(small_config, uninterrupted, resume=True)
+
+# %%
+identical = same_run(stopped, uninterrupted)
+print(
+    "stopped after 25 steps and resumed, against the uninterrupted run: "
+    + ", ".join(
+        f"{part} {'bit-identical' if same else 'different'}"
+        for part, same in identical.items()
+    )
+)
+assert all(identical.values())
+unchanged = read_metrics(uninterrupted) == metrics_before
+print(
+    f"the finished run resumed: {again['iterations']} iterations, "
+    f"metrics file unchanged: {unchanged}"
+)
+assert unchanged and again["iterations"] == small_config.iterations
+
+# %% [markdown]
+# Everything in the checkpoint is there for a reason, and exercise 6 takes parts of it away to see
+# which ones matter for this network. Any field that defines the run must match the checkpoint's
+# (the number of iterations among them); a different one is an error, not a silent new run. Fields
+# that only say how the run is watched or where it runs (`RUN_FIELDS` of section 1) may change.
+# On a GPU the trainer lets cuDNN pick its fastest convolution algorithms, and not all of them fix
+# the order of their sums, so a resumed run continues correctly without matching bit for bit
+# (`deterministic=True` trades speed for repeatability there).
 
 # %% [markdown]
 # ## 7. The same from the command line
@@ -775,8 +969,8 @@ assert metrics_unchanged
 # python -m simam.train --model resnet20 --attention simam --recipe paper --seed 0 --out runs/resnet20-simam-paper-seed0
 # ```
 #
-# A run that was killed continues with `--resume` added to the same command. The quick-mode runs of
-# this notebook are:
+# A run that was stopped continues with `--resume` added to the same command. The quick-mode run
+# of this notebook is:
 #
 # ```sh
 # python -m simam.train --model resnet20 --attention simam --recipe quick --seed 0 \
@@ -790,58 +984,195 @@ assert metrics_unchanged
 # ## What this chapter established
 #
 # - The paper's recipe and the course's quick recipe are `Config` objects of the package; one
-#   function, `simam.train.train`, trains either, resumes a killed run exactly and writes files that
-#   the curves and tables are read back from.
-# - The course's committed runs of the quick recipe differ between ResNet-20 with and without SimAM
-#   by about half a point on average over 10 seeds each (section 4 prints it), the scale of the
-#   paper's own gain, while one pair of seeds can differ by a whole point.
+#   function, `simam.train.train`, trains either and writes the files that the curves and tables
+#   are read back from, and a run stopped and resumed on the CPU ends bit for bit where an
+#   uninterrupted one ends (section 6).
+# - In the course's committed grid of the quick recipe, the mean of 10 seeds of ResNet-20 with
+#   SimAM lies above the plain network's, and Welch's 95% interval of the difference lies above
+#   zero (section 4 prints both; [chapter 6](06_results_and_attention_maps.ipynb) explains why its
+#   verdict calls the gain only nominally established). Single pairs of those runs range from the
+#   plain network ahead to more than twice the mean gain (section 5).
 # - A gain of that size is invisible in one run: section 5 computes from the spread between seeds
-#   how many runs per network show it, and [chapter 6](06_results_and_attention_maps.ipynb) judges
-#   the grid that has them.
+#   how many runs per network show it, and chapter 6 judges the grid that has them.
+# - A short run on a CPU shows that the machinery works and how fast it is, not which network is
+#   better.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. The quick recipe's learning rate rises linearly for `QUICK_RECIPE.warmup` steps, then falls linearly
-#    towards zero. At which step is it highest, and what is it at the last step? Check with
-#    `simam.train.learning_rate`.
-# 2. How many epochs of CIFAR-10's 50,000 training images does the quick recipe see, and how many
-#    the paper's (64,000 iterations of 128 images)?
-# 3. Section 5 computed the runs per network needed to detect the paper's 0.40-point gain. How many
-#    would it take if both standard deviations were twice as large? Derive the factor before computing.
-# 4. A test set of $N = 10{,}000$ images and an accuracy near 92%: what is the binomial standard error
-#    of one measured accuracy, in points, and how does it compare with the seed-to-seed spread of
-#    0.19 points?
+# Each solution is a folded cell right after its exercise that checks its answer; open it after
+# trying. Exercises 5 and 6 ask you to build and to break something, and run in seconds.
+#
+# **Exercise 1 (the one-cycle schedule).** The quick recipe's learning rate rises linearly for
+# `QUICK_RECIPE.warmup` steps, then falls linearly towards zero. At which step is it highest, and
+# what is it at the last step? Check with `simam.train.learning_rate`.
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# 1. The peak is step warmup - 1; the last step uses lr / (iterations - warmup + 1).
+# The peak is step warmup - 1; the last step uses lr / (iterations - warmup + 1).
 rates = [learning_rate(QUICK_RECIPE, step) for step in range(QUICK_RECIPE.iterations)]
-assert max(
-    range(len(rates)), key=rates.__getitem__
-) == QUICK_RECIPE.warmup - 1 and math.isclose(
-    rates[QUICK_RECIPE.warmup - 1], QUICK_RECIPE.lr
-)
+peak = max(range(len(rates)), key=rates.__getitem__)
+assert peak == QUICK_RECIPE.warmup - 1 and math.isclose(rates[peak], QUICK_RECIPE.lr)
 assert math.isclose(
     rates[-1], QUICK_RECIPE.lr / (QUICK_RECIPE.iterations - QUICK_RECIPE.warmup + 1)
 )
-print(
-    f"1. highest at step {QUICK_RECIPE.warmup - 1}: {QUICK_RECIPE.lr:g}; "
-    f"last step: {rates[-1]:.2e}"
-)
-# 2. Epochs are images seen over the training set's size.
+print(f"highest at step {peak}: {rates[peak]:g}; last step: {rates[-1]:.2e}")
+
+# %% [markdown]
+# **Exercise 2 (what an epoch is).** Section 1 counts epochs as the images seen over the 50,000
+# training images, which gives the quick recipe its 8.19 epochs. The committed runs of section 3
+# report 8.2 epochs (their `final.json` holds a little more, in four decimals). Where does the
+# difference come from? Compute the trainer's number for the quick recipe and for the paper's,
+# and check the first against a committed `final.json`.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# The loader drops the last incomplete batch of every epoch: an epoch is 50,000 // 128 =
+# 390 batches, 49,920 images, and the trainer counts iterations / 390.
+batches_per_epoch = CIFAR10_TRAIN_IMAGES // QUICK_RECIPE.batch_size
 quick_epochs, paper_epochs = (
-    QUICK_RECIPE.iterations * QUICK_RECIPE.batch_size / 50_000,
-    PAPER.iterations * PAPER.batch_size / 50_000,
+    round(recipe.iterations / batches_per_epoch, 4) for recipe in (QUICK_RECIPE, PAPER)
 )
-assert math.isclose(paper_epochs, 163.84)
-print(f"2. quick recipe {quick_epochs:.1f} epochs, paper {paper_epochs:.1f}")
-# 3. n grows with the sum of the variances: twice the deviations, four times the runs
-#    (before rounding up).
+if finished:  # the committed seed-0 runs of section 3
+    assert quick_epochs == read_final(finished["simam"])["epochs"]
+print(
+    f"{batches_per_epoch} batches an epoch: quick recipe {quick_epochs} epochs "
+    f"(images seen / 50,000: {epochs(QUICK_RECIPE.iterations, 128):.4f}), "
+    f"paper {paper_epochs} (against {epochs(PAPER.iterations, 128):.2f})"
+)
+
+# %% [markdown]
+# **Exercise 3 (a wider spread).** Section 5 computed the runs per network needed to detect the
+# paper's 0.40-point gain. How many would it take if both standard deviations were twice as large?
+# Derive the factor before computing.
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# n grows with the sum of the variances: twice the deviations, four times the runs
+# (before rounding up).
 doubled = seeds_needed(2 * sd_plain, 2 * sd_simam, gain, alpha, power)
 assert 4 * (runs_needed - 1) < doubled <= 4 * runs_needed
-print(f"3. {doubled} runs per network (one deviation each: {runs_needed})")
-# 4. sqrt(p (1 - p) / N), in points.
-binomial_se = 100 * math.sqrt(0.92 * 0.08 / 10_000)
-assert 0.27 < binomial_se < 0.28
-print(f"4. {binomial_se:.3f} points, larger than the seed-to-seed 0.19")
+print(f"{doubled} runs per network (with Table 2's deviations: {runs_needed})")
 
+# %% [markdown]
+# **Exercise 4 (the test set's noise).** A test set of $N = 10{,}000$ images and an accuracy near
+# 92%: what is the binomial standard error of one measured accuracy, in points, and how does it
+# compare with the seed-to-seed spread of 0.19 points?
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# sqrt(p (1 - p) / N), in points.
+test_set_se = 100 * math.sqrt(0.92 * 0.08 / 10_000)
+assert 0.27 < test_set_se < 0.28
+print(f"{test_set_se:.3f} points, larger than the seed-to-seed 0.19")
+
+# %% [markdown]
+# **Exercise 5 (a training loop of your own).** The first row of the `metrics.jsonl` of section
+# 6's uninterrupted run holds, at iteration 20, the mean training loss of its first 20 steps and
+# the test loss after them. Write those 20 steps without `simam.train.train` and reproduce both.
+# Take from the package only what is not the loop: `simam.seed_everything(config.seed)`, then the
+# network, `simam.config.build_model(config)`, then the two loaders,
+# `simam.train.load_data(config)` (the trainer fills in `data_root=str(simam.data_root())`; you
+# must too), and `simam.train.learning_rate(config, step)`. Write the optimiser (SGD with momentum
+# and Nesterov's look-ahead; weight decay only on the parameters with more than one dimension), the
+# loss (cross-entropy with the configuration's label smoothing) and the loop yourself; the loader's
+# epoch has 16 batches, so carry on into the next one. Before running, predict the first step's
+# loss: a freshly initialised network gives every class about the same probability. Then compare
+# your mean training loss, and your test loss from `simam.train.evaluate`, with the trainer's: they
+# can agree to the last bit, if you add up the losses as the trainer does, one at a time into a
+# float32 tensor. The trainer ran this configuration on one thread; what happens if you run yours
+# on two?
+
+# %% jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# The same seed, the same order of construction and the same arithmetic (one thread,
+# float32, the losses summed one by one in a float32 tensor as the trainer sums them)
+# give the trainer's numbers to the last bit. On two threads the convolutions can add
+# in another order, and a difference in the last bit grows from step to step.
+config = dataclasses.replace(small_config, data_root=str(simam.data_root()))
+
+
+def first_steps(threads: int) -> dict[str, float]:
+    """The first eval_every steps of ``config`` on ``threads`` threads: the first
+    step's loss, the mean training loss and the test loss after them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    simam.seed_everything(config.seed)
+    model = simam.config.build_model(config)
+    train_loader, test_loader = simam.train.load_data(config)
+    decayed = [p for p in model.parameters() if p.ndim > 1]
+    others = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD(
+        [
+            {"params": decayed, "weight_decay": config.weight_decay},
+            {"params": others, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    batches = itertools.chain.from_iterable(itertools.repeat(train_loader))
+    loss_sum, first_loss = torch.zeros(()), None
+    model.train()
+    for step, (images, labels) in zip(range(config.eval_every), batches):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        loss = criterion(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        first_loss = loss.item() if first_loss is None else first_loss
+    test = simam.train.evaluate(model, model, test_loader, None)
+    torch.set_num_threads(before)
+    return {
+        "first_loss": first_loss,
+        "train_loss": loss_sum.item() / config.eval_every,
+        "test_loss": test["test_loss"],
+    }
+
+
+theirs = read_metrics(uninterrupted)[0]
+ours = {threads: first_steps(threads) for threads in (1, 2)}
+print(f"first step's loss {ours[1]['first_loss']:.4f}; ln 10 = {math.log(10):.4f}")
+for key in ("train_loss", "test_loss"):
+    print(
+        f"{key} at iteration 20: the trainer's {theirs[key]:.7f}, ours on one thread "
+        f"{ours[1][key]:.7f}, on two {ours[2][key]:.7f}"
+    )
+assert abs(ours[1]["first_loss"] - math.log(10)) < 0.25
+assert all(ours[1][key] == theirs[key] for key in ("train_loss", "test_loss"))
+
+# %% [markdown]
+# **Exercise 6 (break the resume).** Section 6 printed what a checkpoint holds. Stop a run of
+# `small_config` after 25 steps again (`stopped_after`), make two copies of its folder, and before
+# resuming each, load its `checkpoint.pt`, change one entry and save it back. In the first, empty
+# the optimiser's state (`checkpoint["optimizer"]["state"] = {}`: the momentum is forgotten). In
+# the second, replace the saved random generators (`"rng"` and `"rng_by_rank"`) by those of another
+# seed: `torch.manual_seed(1)`, then `simam.train.rng_states()`. For each, predict whether the
+# resumed run still ends bit for bit where the uninterrupted one does, then measure with
+# `same_run`. Explain the second answer: which networks would give the other one?
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Forgetting the momentum changes the first update after the resume, and everything
+# after it. The global generators change nothing here: after the network is built,
+# nothing draws from them. The loader has a generator of its own, saved under "loader",
+# and ResNet-20 has no random layer; a network with dropout or stochastic depth would
+# differ.
+broken = small_root / "broken"
+with contextlib.redirect_stdout(io.StringIO()):  # the trainer's own lines
+    stopped_after(small_config, broken, steps=25)
+results = {}
+for change in ("momentum forgotten", "other random generators"):
+    copy = small_root / change.replace(" ", "-")
+    shutil.copytree(broken, copy)
+    saved = torch.load(copy / CHECKPOINT, weights_only=True)
+    if change == "momentum forgotten":
+        saved["optimizer"]["state"] = {}
+    else:
+        torch.manual_seed(1)
+        saved["rng"] = simam.train.rng_states()
+        saved["rng_by_rank"] = [saved["rng"]]
+    torch.save(saved, copy / CHECKPOINT)
+    with contextlib.redirect_stdout(io.StringIO()):
+        simam.train.train(small_config, copy, resume=True)
+    results[change] = same_run(copy, uninterrupted)
+    print(f"{change}: {results[change]}")
+assert not any(results["momentum forgotten"].values())
+assert all(results["other random generators"].values())
