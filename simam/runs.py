@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simam.config import build_model, config_from_dict
+from simam.config import Config, build_model, config_from_dict
 
 METRICS = "metrics.jsonl"
 
@@ -99,7 +99,19 @@ def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module
             "or it saved no checkpoint yet"
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return rebuild_network(checkpoint["config"], checkpoint["model"], device)
+    return rebuild_network(checkpoint["config"], evaluated_weights(checkpoint), device)
+
+
+def evaluated_split(config: Config) -> str:
+    """The split a run of ``config`` evaluates on, as its metrics name it: ``"test"``, or
+    ``"holdout"`` for a run with training images held out (``--holdout``)."""
+    return "holdout" if config.holdout else "test"
+
+
+def evaluated_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights whose accuracy a run reports: the moving average of its weights where it kept one
+    (``--ema``), else the weights as trained."""
+    return checkpoint.get("average", checkpoint["model"])
 
 
 def rebuild_network(
