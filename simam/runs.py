@@ -34,13 +34,16 @@ def run_id(
     seed: int,
     lambda_: float | None = None,
     place: str | None = None,
+    variant: str | None = None,
 ) -> str:
     """The name of a run of the course's grids, e.g. ``cifar10-resnet20-simam-quick-seed0``;
     ``lambda_`` only where it is not the attention's default
     (``...-simam-lambda1e-05-quick-seed0``), ``place`` only where it is not the paper's
-    (``...-simam-end_of_branch-quick-seed0``)."""
+    (``...-simam-end_of_branch-quick-seed0``), ``variant`` for a recipe changed by a study's options
+    (``...-simam-quick-ema-seed0``)."""
     attention = attention if lambda_ is None else f"{attention}-lambda{lambda_:g}"
     attention = attention if place is None else f"{attention}-{place}"
+    recipe = recipe if variant is None else f"{recipe}-{variant}"
     return f"{dataset}-{model}-{attention}-{recipe}-seed{seed}"
 
 
