@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from torch import nn
 
 from simam.attention import PLACES, SimAM, attention_kind, attention_options
-from simam.data import dataset_spec
+from simam.data import FLIP_MODES, PAD_MODES, dataset_spec
 from simam.models import create_model, list_models
 
 # iterations: compiling SimAM costs about 12 s and saves about 0.1 s a step on 2 cores
@@ -92,8 +92,26 @@ class Config:
     test_subset: int | None = _field(
         None, "evaluate on this many test images, for smoke tests", "default: all"
     )
+    holdout: int = _field(
+        0,
+        "hold out this many training images (a class-balanced choice, the same for every seed), "
+        "train on the rest and evaluate on them instead of the test split: the split to choose a "
+        "recipe on",
+    )
     augment: bool = _field(True, "pad-and-crop and horizontal-flip augmentation")
-    padding: int = _field(4, "pixels of zero padding before the random 32x32 crop")
+    padding: int = _field(4, "pixels of padding before the random 32x32 crop")
+    pad_mode: str = _field(
+        "zeros",
+        "what the padding holds: zeros (black pixels, the reference recipe) or reflect (the "
+        "image mirrored at its border, so a crop is a translation of real content)",
+        choices=PAD_MODES,
+    )
+    flips: str = _field(
+        "random",
+        "horizontal flips: random (each image, each epoch) or alternate (random in the first "
+        "epoch, then the other way in every epoch after)",
+        choices=FLIP_MODES,
+    )
     eval_flip: bool = _field(False, "also report the flip-averaged test accuracy")
     # optimisation, counted in iterations (batches)
     iterations: int = _field(64_000, "training steps")
@@ -114,6 +132,11 @@ class Config:
         True, "weight decay on BN parameters and biases too, as plain SGD does"
     )
     label_smoothing: float = _field(0.0, "label smoothing of the training loss")
+    ema: float = _field(
+        0.0,
+        "evaluate an exponential moving average of the weights and batch-norm statistics with this "
+        "decay per step (0: off, evaluate the weights as trained)",
+    )
     seed: int = _field(0, "seeds the weights, the order of the batches and the augmentation")
     sync_bn: bool = _field(
         False,
@@ -282,6 +305,12 @@ def check_config(config: Config, world_size: int = 1) -> None:
         (c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}"),
         (0 <= c.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {c.label_smoothing}"),
         (c.padding >= 0, f"padding must be non-negative, got {c.padding}"),
+        (
+            c.pad_mode == "zeros" or c.padding < 32,
+            f"reflect padding mirrors at most 31 pixels of a 32-pixel image, got {c.padding}",
+        ),
+        (0 <= c.ema < 1, f"ema must be a decay in [0, 1), got {c.ema}"),
+        (c.holdout >= 0, f"holdout must be non-negative, got {c.holdout}"),
         (c.lambda_ >= 0, f"lambda must be non-negative, got {c.lambda_}"),
         (
             c.subset is None or c.subset >= c.batch_size,

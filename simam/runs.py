@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simam.config import build_model, config_from_dict
+from simam.config import Config, build_model, config_from_dict
 
 METRICS = "metrics.jsonl"
 
@@ -34,13 +34,16 @@ def run_id(
     seed: int,
     lambda_: float | None = None,
     place: str | None = None,
+    variant: str | None = None,
 ) -> str:
     """The name of a run of the course's grids, e.g. ``cifar10-resnet20-simam-quick-seed0``;
     ``lambda_`` only where it is not the attention's default
     (``...-simam-lambda1e-05-quick-seed0``), ``place`` only where it is not the paper's
-    (``...-simam-end_of_branch-quick-seed0``)."""
+    (``...-simam-end_of_branch-quick-seed0``), ``variant`` for a recipe changed by a study's options
+    (``...-simam-quick-ema-seed0``)."""
     attention = attention if lambda_ is None else f"{attention}-lambda{lambda_:g}"
     attention = attention if place is None else f"{attention}-{place}"
+    recipe = recipe if variant is None else f"{recipe}-{variant}"
     return f"{dataset}-{model}-{attention}-{recipe}-seed{seed}"
 
 
@@ -99,7 +102,19 @@ def load_model(run: str | Path, device: str | torch.device = "cpu") -> nn.Module
             "or it saved no checkpoint yet"
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return rebuild_network(checkpoint["config"], checkpoint["model"], device)
+    return rebuild_network(checkpoint["config"], evaluated_weights(checkpoint), device)
+
+
+def evaluated_split(config: Config) -> str:
+    """The split a run of ``config`` evaluates on, as its metrics name it: ``"test"``, or
+    ``"holdout"`` for a run with training images held out (``--holdout``)."""
+    return "holdout" if config.holdout else "test"
+
+
+def evaluated_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights whose accuracy a run reports: the moving average of its weights where it kept one
+    (``--ema``), else the weights as trained."""
+    return checkpoint.get("average", checkpoint["model"])
 
 
 def rebuild_network(

@@ -18,7 +18,10 @@ time, training images per second, library versions and the device. Images per se
 ``train_images_per_second`` over every step, and ``steady_images_per_second`` over the steps after
 the first ``STEADY_AFTER`` (or a quarter of the run, if shorter) of each session, which compile
 the model and warm up (null for a run too short to have any). ``simam.plots.plot_training_curves``
-draws the curves from it.
+draws the curves from it. With ``--holdout N`` the run trains on the other training images and
+evaluates on the N held out, never reading the test split: its ``test_`` keys are then ``holdout_``
+keys (``holdout_accuracy``, ``final_holdout_accuracy``). With ``--ema`` the evaluated weights are a
+moving average of the trained ones, kept in the checkpoint beside them.
 
 **Resuming.** ``--resume`` continues from ``checkpoint.pt``; on the CPU the weights and metrics at
 the end are bit-identical to those of a run that was never interrupted.
@@ -60,6 +63,7 @@ Without ``torchrun`` (``WORLD_SIZE`` unset or 1) no process group is made and no
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -87,7 +91,7 @@ from simam.config import (
     check_config,
     config_from_args,
 )
-from simam.data import CifarFormatError, CifarLoader, dataset_spec, load_cifar
+from simam.data import CifarFormatError, CifarLoader, dataset_spec, holdout_split, load_cifar
 from simam.device import (
     autocast,
     cuda_settings,
@@ -100,7 +104,7 @@ from simam.device import (
 )
 from simam.distributed import Launch
 from simam.models import count_parameters
-from simam.runs import CHECKPOINT, FINAL, METRICS, atomic_write, read_metrics
+from simam.runs import CHECKPOINT, FINAL, METRICS, atomic_write, evaluated_split, read_metrics
 from simam.settings import seed_everything
 from simam.step import make_optimizer, train_step
 
@@ -143,9 +147,11 @@ def evaluate(
     loader: CifarLoader,
     amp_dtype: str | None,
     flip: bool = False,
+    split: str = "test",
 ) -> dict[str, float]:
-    """Mean cross-entropy (without label smoothing) and top-1 accuracy over ``loader``'s split:
-    ``{"test_loss", "test_accuracy"}``, and with ``flip`` also ``"test_accuracy_flip"``, the
+    """Mean cross-entropy (without label smoothing) and top-1 accuracy over ``loader``'s split,
+    named by ``split``: ``{"test_loss", "test_accuracy"}``, and with ``flip`` also
+    ``"test_accuracy_flip"``, the
     accuracy of the mean of the logits of each image and its mirror image (test-time augmentation
     with the flip that training used; the plain accuracy stays the headline number).
 
@@ -167,12 +173,32 @@ def evaluate(
     distributed.all_reduce_sum_(correct)
     model.train()
     result = {
-        "test_loss": loss.item() / loader.num_images,
-        "test_accuracy": correct[0].item() / loader.num_images,
+        f"{split}_loss": loss.item() / loader.num_images,
+        f"{split}_accuracy": correct[0].item() / loader.num_images,
     }
     if flip:
-        result["test_accuracy_flip"] = correct[1].item() / loader.num_images
+        result[f"{split}_accuracy_flip"] = correct[1].item() / loader.num_images
     return result
+
+
+@torch.no_grad()
+def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """One step of an exponential moving average of ``model`` in ``average``:
+    ``average = decay * average + (1 - decay) * model`` for every parameter and floating-point
+    buffer (batch norm's running statistics); integer buffers (its step count) are copied."""
+    for averaged, current in zip(average.state_dict().values(), model.state_dict().values()):
+        if averaged.is_floating_point():
+            averaged.lerp_(current, 1 - decay)
+        else:
+            averaged.copy_(current)
+
+
+def average_decay(config: Config, iteration: int) -> float:
+    """The decay of the weights' average after step ``iteration`` (counted from 1): ``config.ema``,
+    lowered early on to ``(1 + iteration) / (10 + iteration)`` (as TensorFlow's
+    ``ExponentialMovingAverage`` does with ``num_updates``) so that the first, random weights do
+    not linger in the average of a short run."""
+    return min(config.ema, (1 + iteration) / (10 + iteration))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,12 +265,15 @@ def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
 def load_data(
     config: Config, rank: int = 0, world_size: int = 1
 ) -> tuple[CifarLoader, CifarLoader]:
-    """The training loader (shuffled, augmented, whole batches only) and the test loader, each
-    yielding share ``rank`` of ``world_size`` of every batch."""
+    """The training loader (shuffled, augmented, whole batches only) and the evaluation loader, each
+    yielding share ``rank`` of ``world_size`` of every batch. The evaluation loader holds the test
+    split, or with ``config.holdout`` the training images held out (the test split is then not
+    read)."""
     spec = dataset_spec(config.dataset)
     root = Path(config.data_root)
     folder = root / spec.folder
-    missing = [f for f in (*spec.train_files, *spec.test_files) if not (folder / f).is_file()]
+    files = spec.train_files if config.holdout else (*spec.train_files, *spec.test_files)
+    missing = [f for f in files if not (folder / f).is_file()]
     if missing and not config.download:
         raise ConfigError(
             f"{spec.title} not found: {folder} lacks {', '.join(missing)}; point --data-root "
@@ -252,9 +281,19 @@ def load_data(
         )
     try:
         train_split = load_cifar(root, config.dataset, train=True, download=config.download)
-        test_split = load_cifar(root, config.dataset, train=False, download=config.download)
+        if not config.holdout:
+            eval_split = load_cifar(root, config.dataset, train=False, download=config.download)
     except (OSError, CifarFormatError) as error:  # a failed download, a damaged file
         raise ConfigError(" ".join(str(error).split())) from None
+    if config.holdout:
+        images, labels = train_split
+        if config.holdout > len(labels) - config.batch_size:
+            raise ConfigError(
+                f"holdout {config.holdout} leaves less than one batch of {config.batch_size} of "
+                f"the {len(labels):,} training images"
+            )
+        kept, held = holdout_split(labels, config.holdout)
+        train_split, eval_split = (images[kept], labels[kept]), (images[held], labels[held])
     options = {
         "mean": spec.mean,
         "std": spec.std,
@@ -270,14 +309,16 @@ def load_data(
         shuffle=True,
         augment=config.augment,
         padding=config.padding,
+        pad_mode=config.pad_mode,
+        flips=config.flips,
         drop_last=True,
         subset=config.subset,
         **options,
     )
-    test_loader = CifarLoader(
-        *test_split, batch_size=EVAL_BATCH, subset=config.test_subset, **options
+    eval_loader = CifarLoader(
+        *eval_split, batch_size=EVAL_BATCH, subset=config.test_subset, **options
     )
-    return train_loader, test_loader
+    return train_loader, eval_loader
 
 
 def train(config: Config, out: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -356,11 +397,12 @@ class _Run:
     scaler: torch.amp.GradScaler
     criterion: nn.Module
     train_loader: CifarLoader
-    test_loader: CifarLoader
+    eval_loader: CifarLoader  # the test split, or the held-out training images
     # the model as it trains: wrapped by DDP, compiled, as configured
     forward: nn.Module | None = None
-    # the model as it evaluates (never DDP: no collective per batch)
+    # the model as it evaluates (never DDP: no collective per batch): the weights' average if any
     eval_forward: nn.Module | None = None
+    average: nn.Module | None = None  # the moving average of the weights (config.ema)
     iteration: int = 0
     elapsed_before: float = 0.0  # seconds spent in earlier sessions, before a resume
     train_seconds: float = 0.0  # time in training steps only, between evaluations and saves
@@ -425,6 +467,8 @@ def _train(
             )
             run.loss_count += 1
             run.iteration += 1
+            if run.average is not None:
+                update_average(run.average, run.model, average_decay(config, run.iteration))
             bar.update()
 
             last = run.iteration == config.iterations
@@ -479,7 +523,8 @@ def _build(
     if config.sync_bn and world.distributed:
         # the same parameters and state_dict keys
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    train_loader, test_loader = load_data(config, world.rank, world.world_size)
+    train_loader, eval_loader = load_data(config, world.rank, world.world_size)
+    average = copy.deepcopy(model).requires_grad_(False) if config.ema else None
     return _Run(
         config,
         out,
@@ -491,8 +536,9 @@ def _build(
         torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"),
         nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         train_loader,
-        test_loader,
+        eval_loader,
         loss_sum=torch.zeros((), device=device),
+        average=average,
     )
 
 
@@ -500,6 +546,8 @@ def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
     """Continue from ``checkpoint``: weights, optimiser, scaler, loader position, random generators,
     the clocks and the running loss."""
     run.model.load_state_dict(checkpoint["model"])
+    if run.average is not None:
+        run.average.load_state_dict(checkpoint["average"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     restore_scaler(run.scaler, checkpoint["scaler"])
     run.train_loader.load_state_dict(checkpoint["loader"])
@@ -535,9 +583,14 @@ def _wrap(run: _Run, backend: str | None) -> None:
             model, device_ids=[run.device.index] if run.device.type == "cuda" else None
         )
         run.forward = torch.compile(wrapped) if config.compile else wrapped
+    else:
+        run.forward = torch.compile(model) if config.compile else model
+    if run.average is not None:
+        run.eval_forward = torch.compile(run.average) if config.compile else run.average
+    elif world.distributed:
         run.eval_forward = torch.compile(model) if config.compile else model
     else:
-        run.forward = run.eval_forward = torch.compile(model) if config.compile else model
+        run.eval_forward = run.forward  # one compilation serves both
     processes = (
         (
             f"{world.world_size} processes ({backend}, "
@@ -581,12 +634,14 @@ def _training_loss(run: _Run, lr: float, bar: tqdm) -> float:
 
 
 def _evaluate_and_log(run: _Run, lr: float, train_loss: float, bar: tqdm) -> None:
-    """One evaluation on the test split, appended to ``metrics.jsonl`` (rank 0) and printed."""
-    config = run.config
+    """One evaluation on the test split (or the held-out images), appended to ``metrics.jsonl``
+    (rank 0) and printed."""
+    config, split = run.config, evaluated_split(run.config)
+    evaluated = run.model if run.average is None else run.average
     # every rank evaluates rank 0's running statistics, the saved ones
-    distributed.broadcast_buffers_(run.model)
+    distributed.broadcast_buffers_(evaluated)
     scores = evaluate(
-        run.eval_forward, run.model, run.test_loader, config.amp_dtype, config.eval_flip
+        run.eval_forward, evaluated, run.eval_loader, config.amp_dtype, config.eval_flip, split
     )
     elapsed = run.elapsed()
     row = {
@@ -604,14 +659,14 @@ def _evaluate_and_log(run: _Run, lr: float, train_loss: float, bar: tqdm) -> Non
             file.flush()
             os.fsync(file.fileno())
         flipped = (
-            f" (flip-averaged {100 * scores['test_accuracy_flip']:.2f}%)"
+            f" (flip-averaged {100 * scores[f'{split}_accuracy_flip']:.2f}%)"
             if config.eval_flip
             else ""
         )
         bar.write(
             f"iteration {run.iteration:>6}  epoch {row['epoch']:7.2f}  lr {lr:.4g}  "
-            f"train loss {train_loss:.4f}  test loss {scores['test_loss']:.4f}  "
-            f"test accuracy {100 * scores['test_accuracy']:.2f}%{flipped}  {elapsed:.0f}s",
+            f"train loss {train_loss:.4f}  {split} loss {scores[f'{split}_loss']:.4f}  "
+            f"{split} accuracy {100 * scores[f'{split}_accuracy']:.2f}%{flipped}  {elapsed:.0f}s",
             file=sys.stdout,
         )
     run.loss_sum.zero_()
@@ -629,6 +684,8 @@ def _save(run: _Run) -> None:
             "config": dataclasses.asdict(run.config),
             "iteration": run.iteration,
             "model": run.model.state_dict(),
+            # the weights the run evaluates, where they are an average (config.ema)
+            **({} if run.average is None else {"average": run.average.state_dict()}),
             "optimizer": run.optimizer.state_dict(),
             "scaler": run.scaler.state_dict(),
             "loader": run.train_loader.state_dict(),
@@ -653,21 +710,29 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
             f"{run.out / METRICS} holds no evaluations, but {run.out / CHECKPOINT} is at the last "
             "iteration: restore the metrics file, or train afresh in another --out"
         )
-    best = max(rows, key=lambda row: row["test_accuracy"])
+    split = evaluated_split(config)
+    best = max(rows, key=lambda row: row[f"{split}_accuracy"])
     final = {
         "config": dataclasses.asdict(config),
         "iterations": run.iteration,
         "epochs": rows[-1]["epoch"],
-        "final_test_accuracy": rows[-1]["test_accuracy"],
-        "final_test_loss": rows[-1]["test_loss"],
+        f"final_{split}_accuracy": rows[-1][f"{split}_accuracy"],
+        f"final_{split}_loss": rows[-1][f"{split}_loss"],
         **(
-            {"final_test_accuracy_flip": rows[-1]["test_accuracy_flip"]} if config.eval_flip else {}
+            {f"final_{split}_accuracy_flip": rows[-1][f"{split}_accuracy_flip"]}
+            if config.eval_flip
+            else {}
         ),
-        "best_test_accuracy_selected_on_test_set": best["test_accuracy"],
-        "best_iteration_selected_on_test_set": best["iteration"],
-        "note": "final_test_accuracy is the result to report. The best one is the highest of all "
-        "evaluations, picked by looking at the test set: an optimistic figure, "
-        "not an estimate for new data.",
+        f"best_{split}_accuracy_selected_on_{split}_set": best[f"{split}_accuracy"],
+        f"best_iteration_selected_on_{split}_set": best["iteration"],
+        "note": (
+            "final_test_accuracy is the result to report. The best one is the highest of all "
+            "evaluations, picked by looking at the test set: an optimistic figure, "
+            "not an estimate for new data."
+            if split == "test"
+            else f"Evaluated on {config.holdout:,} training images held out from training, to "
+            "choose a recipe on; the test split was not read."
+        ),
         "wall_seconds": round(run.elapsed(), 3),
         "train_seconds": round(run.train_seconds, 3),
         "train_images_per_second": round(run.iteration * config.batch_size / run.train_seconds, 1),
@@ -692,14 +757,14 @@ def _finish(run: _Run, backend: str | None) -> dict[str, Any]:
             run.out / FINAL, lambda f: f.write((json.dumps(final, indent=2) + "\n").encode())
         )
         flipped = (
-            f" (flip-averaged {100 * final['final_test_accuracy_flip']:.2f}%)"
+            f" (flip-averaged {100 * final[f'final_{split}_accuracy_flip']:.2f}%)"
             if config.eval_flip
             else ""
         )
         print(
-            f"final test accuracy {100 * final['final_test_accuracy']:.2f}%{flipped} "
-            f"(best {100 * best['test_accuracy']:.2f}% at iteration {best['iteration']}, selected "
-            f"on the test set); {final['wall_seconds']:.0f}s, "
+            f"final {split} accuracy {100 * final[f'final_{split}_accuracy']:.2f}%{flipped} "
+            f"(best {100 * best[f'{split}_accuracy']:.2f}% at iteration {best['iteration']}, "
+            f"selected on the {split} set); {final['wall_seconds']:.0f}s, "
             f"{final['train_images_per_second']:.0f} training images/s"
             + (
                 ""

@@ -25,6 +25,7 @@ from simam.data import (
     balanced_subset,
     channel_stats,
     crop_and_flip,
+    holdout_split,
     load_cifar,
     load_class_names,
 )
@@ -307,25 +308,85 @@ def test_balanced_subset_is_balanced_seeded_and_a_subset():
 
 
 def reference_crop_flip(
-    image: torch.Tensor, top: int, left: int, flip: bool, padding: int
+    image: torch.Tensor, top: int, left: int, flip: bool, padding: int, mode: str = "zeros"
 ) -> torch.Tensor:
-    """One image, the obvious way: pad with zeros, cut the window, mirror."""
-    padded = F.pad(image, (padding, padding, padding, padding))
+    """One image, the obvious way: pad (with zeros, or with numpy's mirror without the edge,
+    an implementation independent of torch's), cut the window, mirror."""
+    if mode == "zeros":
+        padded = F.pad(image, (padding, padding, padding, padding))
+    else:
+        padded = torch.from_numpy(
+            np.pad(image.numpy(), ((0, 0), (padding, padding), (padding, padding)), "reflect")
+        )
     window = padded[:, top : top + image.shape[1], left : left + image.shape[2]]
     return window.flip(-1) if flip else window
 
 
-def test_crop_and_flip_equals_the_per_image_version():
+@pytest.mark.parametrize("mode, padding", [("zeros", 4), ("reflect", 4), ("reflect", 2)])
+def test_crop_and_flip_equals_the_per_image_version(mode, padding):
     generator = torch.Generator().manual_seed(0)
     batch = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    corners = torch.randint(0, 9, (200, 2), generator=generator)
-    corners[:4] = torch.tensor([[0, 0], [8, 8], [0, 8], [8, 0]])  # the four extreme windows
+    corners = torch.randint(0, 2 * padding + 1, (200, 2), generator=generator)
+    far = 2 * padding
+    corners[:4] = torch.tensor([[0, 0], [far, far], [0, far], [far, 0]])  # the extreme windows
     flips = torch.rand(200, generator=generator) < 0.5
-    out = crop_and_flip(batch, corners, flips, padding=4)
+    out = crop_and_flip(batch, corners, flips, padding, mode)
     expected = torch.stack(
-        [reference_crop_flip(batch[i], *corners[i].tolist(), bool(flips[i]), 4) for i in range(200)]
+        [
+            reference_crop_flip(batch[i], *corners[i].tolist(), bool(flips[i]), padding, mode)
+            for i in range(200)
+        ]
     )
     assert out.dtype == torch.uint8 and torch.equal(out, expected)
+
+
+def test_reflect_padding_shows_no_black_border_and_an_unknown_mode_is_named():
+    batch = torch.full((2, 3, 32, 32), 7, dtype=torch.uint8)
+    corners = torch.tensor([[0, 0], [4, 4]])
+    out = crop_and_flip(batch, corners, torch.tensor([False, True]), 2, "reflect")
+    assert torch.equal(out, batch)  # a constant image translated by reflection stays constant
+    with pytest.raises(ValueError, match="pad_mode must be one of zeros, reflect"):
+        crop_and_flip(batch, corners, torch.tensor([False, True]), 2, "wrap")
+
+
+def test_alternate_flips_mirror_each_image_the_other_way_every_epoch_and_resume():
+    images = torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(24) % 10
+    options = {"batch_size": 8, "shuffle": True, "augment": True, "padding": 0, "seed": 3}
+    loader = CifarLoader(images, labels, dtype=torch.uint8, flips="alternate", **options)
+
+    def flipped_by_image() -> torch.Tensor:
+        """One epoch: for each image of the split, whether it came mirrored (padding 0: the
+        batches are the images themselves or their mirrors)."""
+        flips = torch.full((24,), -1)
+        for batch, _ in loader:
+            for image in batch:
+                for index in range(24):
+                    if torch.equal(image, images[index]):
+                        flips[index] = 0
+                    elif torch.equal(image, images[index].flip(-1)):
+                        flips[index] = 1
+        assert (flips >= 0).all()  # every image once per epoch
+        return flips.bool()
+
+    seen = [flipped_by_image() for _ in range(4)]
+    assert 0 < seen[0].sum() < 24  # the first epoch's flips are random
+    for earlier, later in zip(seen, seen[1:]):
+        assert torch.equal(later, ~earlier)
+    # the batches themselves agree: an image and its mirror, epoch after epoch
+    resumed = CifarLoader(images, labels, dtype=torch.uint8, flips="alternate", **options)
+    resumed.load_state_dict(loader.state_dict())
+    assert torch.equal(next(iter(resumed))[0], next(iter(loader))[0])
+    with pytest.raises(ValueError, match="flips one of random, alternate"):
+        CifarLoader(images, labels, flips="sometimes")
+
+
+def test_holdout_split_is_balanced_disjoint_and_the_same_for_every_run():
+    labels = torch.arange(1000) % 10
+    train, held = holdout_split(labels, 100)
+    assert len(train) + len(held) == 1000 and not set(train.tolist()) & set(held.tolist())
+    assert torch.bincount(labels[held]).tolist() == [10] * 10
+    assert torch.equal(holdout_split(labels, 100)[1], held)
 
 
 def all_crops_and_flips(image: torch.Tensor, padding: int) -> torch.Tensor:

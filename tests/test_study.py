@@ -4,6 +4,7 @@ interim look, and that each committed plan was committed before its results."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+import simam.experiments.__main__ as experiments_main
 from simam import stats
 from simam.course.verdicts import study_section
-from simam.experiments import GridError, judge_study, read_studies, read_study
+from simam.experiments import GridError, RunOutcome, judge_study, read_studies, read_study
 from simam.experiments.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,13 +194,19 @@ def test_the_interim_look_uses_the_first_seeds(tmp_path):
 
 def test_the_committed_plans_read_and_come_in_the_course_order():
     studies = read_studies(REPO / "results")
-    assert [s.name for s in studies] == ["grid", "placement", "budget"]
-    assert [s.written for s in studies] == ["after the runs", "before the runs", "before the runs"]
+    assert [s.name for s in studies] == ["grid", "placement", "budget", "tricks"]
+    assert [s.written for s in studies] == ["after the runs"] + ["before the runs"] * 3
     reused = {
         s.name: sorted(name for name, cell in s.cells.items() if cell.reused_from) for s in studies
     }
-    assert reused == {"grid": [], "placement": ["eca", "simam"], "budget": ["none", "simam"]}
-    assert len(studies[1].specs()) == 40 and len(studies[2].specs()) == 30
+    assert reused == {
+        "grid": [],
+        "placement": ["eca", "simam"],
+        "budget": ["none", "simam"],
+        "tricks": [],
+    }
+    assert [len(s.specs()) for s in studies[1:]] == [40, 30, 26]
+    assert all("--holdout" in spec.train_args() for spec in studies[3].specs())
 
 
 def _git(*args: str) -> str:
@@ -224,9 +232,10 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
         for name, cell in study.cells.items():
             if cell.reused_from:  # another study's runs, trained before this plan
                 continue
+            folder = study.results_folder("results")
             for run in study.run_ids(name):
                 results = _git(
-                    "log", "--diff-filter=A", "--format=%H", "--", f"results/runs/{run}/final.json"
+                    "log", "--diff-filter=A", "--format=%H", "--", f"{folder}/runs/{run}/final.json"
                 ).splitlines()
                 if results:
                     first = results[-1]
@@ -242,7 +251,10 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
             line
             for line in _git("ls-files", "results/runs").splitlines()
             if line.endswith("final.json")
-            and any(f"-{p}-" in line for p in ("end_of_branch", "after_conv", "quick-4x"))
+            and (
+                line.startswith("results/tricks/")
+                or any(f"-{p}-" in line for p in ("end_of_branch", "after_conv", "quick-4x"))
+            )
         ]
     )
 
@@ -263,3 +275,86 @@ def test_a_plan_written_after_its_runs_gives_nominal_verdicts(tmp_path):
     text = study_section(judge_study(study, lines_for(study)))
     assert "written after its runs" in text and "its p-values are nominal" in text
     assert "**established" not in text  # only "nominally established" or "not established"
+
+
+RECIPE_PLAN = """
+question = "Which change to the quick recipe helps?"
+written = "before the runs"
+folder = "recipe"
+dataset = "cifar10"
+model = "resnet20"
+recipe = "quick"
+primary_metric = "holdout"
+options = ["--holdout", "5000"]
+
+[cells.base]
+attention = "simam"
+seeds = 3
+[cells.ema]
+attention = "simam"
+seeds = 3
+options = ["--ema", "0.998"]
+
+[[comparisons]]
+name = "ema − base"
+plus = ["ema"]
+minus = ["base"]
+kind = "secondary"
+"""
+
+
+def test_a_study_of_the_recipe_names_its_runs_by_cell_and_keeps_them_in_its_folder(
+    tmp_path, capsys, monkeypatch
+):
+    path = write_plan(tmp_path, RECIPE_PLAN, "recipe")
+    study = read_study(path)
+    assert study.run_ids("ema")[0] == "cifar10-resnet20-simam-quick-ema-seed0"
+    assert study.cell_specs("ema")[0].train_args()[-4:] == ["--holdout", "5000", "--ema", "0.998"]
+    config = study.cell_specs("ema")[2].config()
+    assert (config.holdout, config.ema, config.seed) == (5000, 0.998, 2)
+    assert main(["commands", "--plan", str(path), "--out", str(tmp_path)]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 6
+    assert all(f"--out {tmp_path / 'recipe'}" in command for command in commands)
+    assert sum("--variant ema --options '--holdout 5000 --ema 0.998'" in c for c in commands) == 3
+
+    # a printed command trains the cell's run: its id and options
+    trained = []
+    monkeypatch.setattr(
+        experiments_main,
+        "run_one",
+        lambda spec, *args: trained.append(spec) or RunOutcome(spec, "finished", ""),
+    )
+    command = next(c for c in commands if "--variant ema" in c)
+    assert main(shlex.split(command)[3:]) == 0
+    assert trained[0].run_id == "cifar10-resnet20-simam-quick-ema-seed0"
+    assert trained[0].config().ema == 0.998
+    assert main(["run-one", *shlex.split(command)[4:], "--variant", "x", "--options", ""]) == 2
+
+    lines = [
+        {
+            "run_id": run,
+            "final_holdout_accuracy": (88.0 + 0.5 * (name == "ema") + 0.1 * seed) / 100,
+            "device": "CPU: A, 2 logical cores",
+        }
+        for name in study.cells
+        for seed, run in enumerate(study.run_ids(name))
+    ]
+    verdict = judge_study(study, lines)
+    assert verdict.cells["ema"].final == pytest.approx((88.5, 88.6, 88.7))
+    assert verdict.rows[0].estimate == pytest.approx(0.5)
+    assert verdict.rows[0].holm_welch is None  # secondary: not corrected
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ('["--seed", "3"]', "options may not set --seed"),
+        ('["--ema", "1.5"]', "ema must be a decay in"),
+        ('"--ema 0.9"', "options must be a list of strings"),
+    ],
+)
+def test_options_that_a_plan_cannot_give_are_one_clear_error(tmp_path, options, message):
+    text = RECIPE_PLAN.replace('options = ["--ema", "0.998"]', f"options = {options}")
+    with pytest.raises(GridError, match=message):
+        read_study(write_plan(tmp_path, text, "recipe"))

@@ -57,8 +57,15 @@ from simam.device import (
     why_not_compiled,
 )
 from simam.models import training_flops_per_image
-from simam.runs import atomic_write, load_model, read_metrics
-from simam.train import evaluate, learning_rate, main, restore_scaler
+from simam.runs import atomic_write, evaluated_weights, load_model, read_metrics
+from simam.train import (
+    average_decay,
+    evaluate,
+    learning_rate,
+    main,
+    restore_scaler,
+    update_average,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -253,6 +260,81 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert ours["loader"]["epoch"] == theirs["loader"]["epoch"] and torch.equal(
         ours["loader"]["generator"], theirs["loader"]["generator"]
     )
+
+
+# The short-run options together: 100 training images held out, a moving average of the weights,
+# alternate flips and 2-pixel reflected translations.
+TRICKS = [
+    "--holdout",
+    "100",
+    "--ema",
+    "0.9",
+    "--flips",
+    "alternate",
+    "--pad-mode",
+    "reflect",
+    "--padding",
+    "2",
+]
+
+
+@pytest.mark.cifar10
+def test_a_run_with_the_short_run_options_evaluates_the_held_out_images_and_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    read = []
+    load_cifar = simam.train.load_cifar
+
+    def recording(root, name, train, download=False):
+        read.append(train)
+        return load_cifar(root, name, train, download)
+
+    monkeypatch.setattr(simam.train, "load_cifar", recording)
+    whole = tmp_path / "whole"
+    assert main([*RUN, *TRICKS, "--out", str(whole)]) == 0
+    assert read == [True]  # the test split is never read
+    rows = read_metrics(whole)
+    assert {"holdout_accuracy", "holdout_accuracy_flip"} <= set(rows[0])
+    assert not any(key.startswith("test_") for key in rows[0])
+    final = json.loads((whole / "final.json").read_text())
+    assert final["final_holdout_accuracy"] == rows[-1]["holdout_accuracy"]
+    assert "the test split was not read" in final["note"]
+    saved = torch.load(whole / "checkpoint.pt", weights_only=True)
+    assert evaluated_weights(saved) is saved["average"]
+    assert not torch.equal(
+        saved["average"]["classifier.weight"], saved["model"]["classifier.weight"]
+    )
+
+    monkeypatch.undo()
+    out = tmp_path / "killed"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, *RUN, *TRICKS, "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, "KILL_AT_STEP": "10"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert main([*RUN, *TRICKS, "--out", str(out), "--resume"]) == 0
+    assert rows_without_time(out) == rows_without_time(whole)
+    assert_same_weights_and_momentum(out, whole)
+    ours = torch.load(out / "checkpoint.pt", weights_only=True)["average"]
+    assert all(torch.equal(ours[name], tensor) for name, tensor in saved["average"].items())
+
+
+def test_the_average_of_the_weights_moves_by_one_minus_its_decay_and_starts_fast():
+    model, average = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.num_batches_tracked.fill_(5)
+    update_average(average, model, decay=0.75)
+    assert torch.allclose(average.weight, torch.full((3,), 1.25))  # 0.75 * 1 + 0.25 * 2
+    assert average.num_batches_tracked.item() == 5
+    assert not average.weight.requires_grad or average.weight.grad is None
+    config = dataclasses.replace(QUICK, ema=0.999)
+    assert average_decay(config, 1) == pytest.approx(2 / 11)
+    assert average_decay(config, 100_000) == 0.999
 
 
 @pytest.mark.cifar10

@@ -202,6 +202,13 @@ def _standard_verdict(
     )
 
 
+def _judged(study: Study, results: Sequence[dict[str, Any]], out: str | Path) -> StudyVerdict:
+    """``study``'s verdict on the results folder's lines or, for a study with a folder of its own
+    (a study of the recipe), on that folder's."""
+    own = results if study.folder is None else read_results(study.results_folder(out))
+    return judge_study(study, own)
+
+
 def _study(
     study: Study,
     results: Sequence[dict[str, Any]],
@@ -211,7 +218,7 @@ def _study(
 ) -> str:
     """A study's part of the section: its table and verdict, the grid's seeds figure and λ study, or
     the study's own figure."""
-    verdict = judge_study(study, results)
+    verdict = _judged(study, results, out)
     grid = study.written == "after the runs" and any(
         c.model == study.model and c.recipe == study.recipe for c in cells
     )
@@ -285,7 +292,7 @@ def write_figures(results: Sequence[dict[str, Any]], out: str | Path) -> list[Pa
                 _save(plot_lambda_ablation([c for c in group if c.model == model]), lambda_path)
                 paths.append(lambda_path)
     for study in read_studies(out):
-        verdict = judge_study(study, results)
+        verdict = _judged(study, results, out)
         if study.written != "after the runs" and verdict.rows:
             path = study_figure_path(out, study)
             _save(plot_study(verdict), path)
@@ -344,7 +351,7 @@ def _headline_verdict(
     for study in read_studies(out):
         same = (study.dataset, study.model, study.recipe) == (cell.dataset, model, cell.recipe)
         if same and _versus_none(study):
-            return judge_study(study, results)
+            return _judged(study, results, out)
     verdict = judge(group, results, model)
     assert verdict is not None  # _headline_table chose a network that has one
     return verdict

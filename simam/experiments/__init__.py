@@ -57,7 +57,6 @@ figure is (``--datasets`` changes it).
 from simam.experiments.grid import (
     LOG,
     RunOutcome,
-    check_extra_args,
     launch_command,
     run_grid,
     run_one,
@@ -69,6 +68,7 @@ from simam.experiments.plan import (
     DEFAULT_ATTENTIONS,
     GridError,
     RunSpec,
+    check_extra_args,
     plan,
     plan_lambda_ablation,
 )

@@ -5,13 +5,15 @@ is written by ``python -m simam.course.readme``.)"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from simam.config import OneLineParser
 from simam.experiments.grid import (
     RunOutcome,
-    check_extra_args,
     run_grid,
     run_one,
     shell_commands,
@@ -20,6 +22,7 @@ from simam.experiments.plan import (
     DEFAULT_ATTENTIONS,
     GridError,
     RunSpec,
+    check_extra_args,
     plan,
     plan_lambda_ablation,
 )
@@ -139,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--seed", type=int, required=True)
     one.add_argument("--lambda", dest="lambda_", type=float)
     one.add_argument("--place")
+    one.add_argument(
+        "--variant", help="a study's cell whose trainer options change the recipe (with --options)"
+    )
+    one.add_argument(
+        "--options",
+        type=shlex.split,
+        default=[],
+        help="that cell's trainer options, as one quoted string",
+    )
     one.add_argument("--seeds-asked", type=int, default=1)
     one.add_argument("--gpus-per-run", type=int, default=1)
     one.add_argument("--out", default="results")
@@ -231,8 +243,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, extra_args: list[str]) -> int:
-    outcomes = run_grid(_grid(args), args.out, args.workers, args.gpus_per_run, extra_args)
+    out = _results_folder(args)
+    outcomes = run_grid(_grid(args), out, args.workers, args.gpus_per_run, extra_args)
     return _report(outcomes)
+
+
+def _results_folder(args: argparse.Namespace) -> Path:
+    """``--out``, or the folder inside it where ``--plan``'s study keeps its runs."""
+    return read_study(args.plan).results_folder(args.out) if args.plan else Path(args.out)
 
 
 def _report(outcomes: Sequence[RunOutcome]) -> int:
@@ -248,7 +266,8 @@ def _report(outcomes: Sequence[RunOutcome]) -> int:
 def _commands(args: argparse.Namespace, extra_args: list[str]) -> int:
     if args.gpus_per_run < 1:
         raise GridError(f"gpus per run must be at least 1, got {args.gpus_per_run}")
-    for command in shell_commands(_grid(args), args.out, extra_args, args.gpus_per_run):
+    out = _results_folder(args)
+    for command in shell_commands(_grid(args), out, extra_args, args.gpus_per_run):
         print(command)
     return 0
 
@@ -264,6 +283,11 @@ def _run_one(args: argparse.Namespace, extra_args: list[str]) -> int:
         None if args.lambda_ is None else [args.lambda_],
         args.place,
     )[0]
+    if (args.variant is None) != (not args.options):
+        raise GridError("--variant and --options go together: a study's cell and its options")
+    if args.variant is not None:
+        check_extra_args(args.options)
+        spec = dataclasses.replace(spec, variant=args.variant, options=tuple(args.options))
     if args.gpus_per_run < 1 or args.seeds_asked < 1:
         raise GridError("--gpus-per-run and --seeds-asked must be at least 1")
     outcome = run_one(spec, args.out, extra_args, args.gpus_per_run, args.seeds_asked)

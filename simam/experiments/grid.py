@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
-from typing import IO, Any
+from typing import IO
 
-from simam.config import Config, ConfigError, config_from_args, option_name
-from simam.experiments.plan import GRID_OPTIONS, GridError, RunSpec
+from simam.config import Config
+from simam.experiments.plan import GridError, RunSpec, check_extra_args
 from simam.experiments.results import (
     RUNS,
     append_result,
@@ -42,23 +42,6 @@ class RunOutcome:
     spec: RunSpec
     status: str
     message: str
-
-
-def check_extra_args(extra_args: Sequence[str]) -> dict[str, Any]:
-    """Trainer options for every run: they must parse into a usable configuration, and leave the
-    grid's own options to the grid. Returns the options given, by Config field."""
-    try:
-        _, given = config_from_args(extra_args)
-    except ConfigError as error:
-        raise GridError(f"trainer options: {error}") from None
-    owned = sorted(set(given) & GRID_OPTIONS)
-    if owned:
-        raise GridError(
-            f"trainer options may not set {', '.join(map(option_name, owned))}: "
-            "the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, "
-            "--recipe, --out)"
-        )
-    return given
 
 
 def launch_command(
@@ -325,6 +308,11 @@ def shell_commands(
             str(spec.seed),
             *(["--lambda", repr(spec.lambda_)] if spec.lambda_ is not None else []),
             *(["--place", spec.place] if spec.place is not None else []),
+            *(
+                ["--variant", spec.variant, "--options", shlex.join(spec.options)]
+                if spec.variant is not None
+                else []
+            ),
             "--seeds-asked",
             str(seeds_asked),
             "--gpus-per-run",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from simam.attention import PLACES, attention_kind, list_attentions, resolve_attention
-from simam.config import RECIPES, Config, ConfigError, config_from_args
+from simam.config import RECIPES, Config, ConfigError, config_from_args, option_name
 from simam.data import DATASETS
 from simam.models import list_models
 from simam.paper_results import (
@@ -38,10 +39,29 @@ class GridError(ValueError):
     """A grid, an option or a results folder that the runner cannot use."""
 
 
+def check_extra_args(extra_args: Sequence[str]) -> dict[str, Any]:
+    """Trainer options for every run: they must parse into a usable configuration, and leave the
+    grid's own options to the grid. Returns the options given, by Config field."""
+    try:
+        _, given = config_from_args(extra_args)
+    except ConfigError as error:
+        raise GridError(f"trainer options: {error}") from None
+    owned = sorted(set(given) & GRID_OPTIONS)
+    if owned:
+        raise GridError(
+            f"trainer options may not set {', '.join(map(option_name, owned))}: "
+            "the grid sets them (--models, --attentions, --datasets, --seeds, --lambdas, "
+            "--recipe, --out)"
+        )
+    return given
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One training run of a grid. ``lambda_`` None: the trainer's default (the paper's 1e-4);
-    ``place`` None: the paper's place for the attention (see :data:`simam.attention.PLACES`)."""
+    ``place`` None: the paper's place for the attention (see :data:`simam.attention.PLACES`).
+    ``options``: further trainer options over the recipe, from a study's plan, named by
+    ``variant`` in the run id."""
 
     dataset: str
     model: str
@@ -50,6 +70,8 @@ class RunSpec:
     seed: int
     lambda_: float | None = None
     place: str | None = None
+    variant: str | None = None
+    options: tuple[str, ...] = ()
 
     @property
     def run_id(self) -> str:
@@ -61,6 +83,7 @@ class RunSpec:
             self.seed,
             self.lambda_,
             self.place,
+            self.variant,
         )
 
     def train_args(self) -> list[str]:
@@ -78,7 +101,8 @@ class RunSpec:
             str(self.seed),
         ]
         args += [] if self.lambda_ is None else ["--lambda", repr(self.lambda_)]
-        return args if self.place is None else [*args, "--place", self.place]
+        args += [] if self.place is None else ["--place", self.place]
+        return [*args, *self.options]
 
     def config(self, extra_args: Sequence[str] = (), processes: int = 1) -> Config:
         """The :class:`simam.config.Config` this run trains with, ``extra_args`` included, checked

@@ -93,6 +93,7 @@ def result_line(
 ) -> dict[str, Any]:
     """The results-file line of a finished run, from its ``final.json``."""
     config = final["config"]
+    split = "holdout" if config.get("holdout") else "test"  # as simam.runs.evaluated_split
     return {
         "run_id": spec.run_id,
         "dataset": spec.dataset,
@@ -103,13 +104,16 @@ def result_line(
         else None,
         "place": spec.place,
         "recipe": spec.recipe,
+        "variant": spec.variant,
         "seed": spec.seed,
         "seeds_asked": seeds_asked,
         "extra_args": list(extra_args),
-        "final_test_accuracy": final["final_test_accuracy"],
-        "final_test_loss": final["final_test_loss"],
-        "final_test_accuracy_flip": final.get("final_test_accuracy_flip"),
-        "best_test_accuracy_selected_on_test_set": final["best_test_accuracy_selected_on_test_set"],
+        f"final_{split}_accuracy": final[f"final_{split}_accuracy"],
+        f"final_{split}_loss": final[f"final_{split}_loss"],
+        f"final_{split}_accuracy_flip": final.get(f"final_{split}_accuracy_flip"),
+        f"best_{split}_accuracy_selected_on_{split}_set": final[
+            f"best_{split}_accuracy_selected_on_{split}_set"
+        ],
         "iterations": final["iterations"],
         "epochs": final["epochs"],
         "wall_seconds": final["wall_seconds"],

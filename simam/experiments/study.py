@@ -26,6 +26,18 @@ A plan is a TOML file under ``results/plans/``::
     minus = ["simam_end"]
     primary = true                         # the primary family, Holm-corrected together
 
+A study of the recipe itself changes trainer options instead (``options``, for every cell and per
+cell); its runs are then named by their cell (``...-quick-ema-seed0``) and kept in a folder of their
+own inside the results folder (``folder``), with their own results file::
+
+    folder = "tricks"
+    primary_metric = "holdout"             # accuracy on training images held out to choose on
+    options = ["--holdout", "5000"]
+    [cells.ema]
+    attention = "simam"
+    seeds = 2
+    options = ["--ema", "0.998"]
+
 A comparison is ``primary`` (in the corrected family), ``secondary`` (planned, reported beside it,
 not corrected) or ``exploratory`` (decided after looking at results). A plan written after its
 runs says so (``written``), and every table and sentence made from it repeats that.
@@ -33,19 +45,24 @@ runs says so (``written``), and every table and sentence made from it repeats th
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simam.experiments.plan import GridError, RunSpec, plan
+from simam.experiments.plan import GridError, RunSpec, check_extra_args, plan
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-METRICS = {"final": "final test accuracy", "flip": "flip-averaged test accuracy"}
+METRICS = {
+    "final": "final test accuracy",
+    "flip": "flip-averaged test accuracy",
+    "holdout": "final accuracy on the held-out training images",
+}
 
 KINDS = ("primary", "secondary", "exploratory")
 
@@ -63,6 +80,7 @@ class PlannedCell:
     lambda_: float | None = None
     # the study that trained this cell's runs before this plan (``from``)
     reused_from: str | None = None
+    options: tuple[str, ...] = ()  # trainer options of this cell, after the study's
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,8 @@ class Study:
     interim_seeds: int | None = None
     # the study's place in the course (plans without one come last)
     order: int | None = None
+    options: tuple[str, ...] = ()  # trainer options of every cell
+    folder: str | None = None  # where its runs live inside the results folder (None: there)
 
     @property
     def provenance(self) -> str:
@@ -111,7 +131,7 @@ class Study:
     def cell_specs(self, cell: str) -> list[RunSpec]:
         """The runs of the cell called ``cell``, in seed order."""
         c = self.cells[cell]
-        return plan(
+        specs = plan(
             [self.model],
             [c.attention],
             [self.dataset],
@@ -120,6 +140,10 @@ class Study:
             None if c.lambda_ is None else [c.lambda_],
             c.place,
         )
+        options = self.options + c.options
+        if not options:
+            return specs
+        return [dataclasses.replace(s, variant=cell, options=options) for s in specs]
 
     def specs(self) -> list[RunSpec]:
         """Every run of the study, cell by cell (finished runs included: the grid skips them)."""
@@ -128,6 +152,10 @@ class Study:
     def run_ids(self, cell: str) -> list[str]:
         """The run ids of the cell called ``cell``, in seed order."""
         return [spec.run_id for spec in self.cell_specs(cell)]
+
+    def results_folder(self, out: str | Path) -> Path:
+        """Where this study's runs and results file are, in the results folder ``out``."""
+        return Path(out) if self.folder is None else Path(out, self.folder)
 
 
 PLANS = "plans"
@@ -171,6 +199,7 @@ def _study(name: str, data: dict[str, Any]) -> Study:
             cell.get("place"),
             cell.get("lambda"),
             cell.get("from"),
+            _options(cell),
         )
         for key, cell in data["cells"].items()
     }
@@ -188,9 +217,25 @@ def _study(name: str, data: dict[str, Any]) -> Study:
         data.get("notes", "").strip(),
         data.get("interim_seeds"),
         data.get("order"),
+        _options(data),
+        data.get("folder"),
     )
     study.specs()  # unknown names, places and seeds fail here, not halfway through a grid
     return study
+
+
+def _options(table: dict[str, Any]) -> tuple[str, ...]:
+    """A plan's ``options`` (trainer options, a list of strings), checked as the trainer reads
+    them, and leaving what a cell is (network, attention, seed, recipe, where it goes) to the
+    plan."""
+    options = table.get("options", [])
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise ValueError(f"options must be a list of strings, got {options!r}")
+    try:
+        check_extra_args(options)
+    except GridError as error:
+        raise ValueError(str(error).replace("trainer options", "options")) from None
+    return tuple(options)
 
 
 def _comparison(

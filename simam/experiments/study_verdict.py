@@ -25,12 +25,12 @@ class CellRuns:
 
     name: str
     planned: int
-    final: tuple[float, ...]
+    final: tuple[float, ...]  # on the study's split: the test split, or the held-out images
     flip: tuple[float, ...] | None  # None if a run lacks the flip-averaged accuracy
     cpus: tuple[str, ...]
 
     def values(self, metric: str) -> tuple[float, ...] | None:
-        return self.final if metric == "final" else self.flip
+        return self.flip if metric == "flip" else self.final
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,12 @@ def cell_runs(
     for name, cell in study.cells.items():
         lines = [first[run] for run in study.run_ids(name)[:seeds] if run in first]
         planned = len(cell.seeds[:seeds])
-        flips = [line.get("final_test_accuracy_flip") for line in lines]
+        split = "holdout" if study.primary_metric == "holdout" else "test"
+        flips = [line.get(f"final_{split}_accuracy_flip") for line in lines]
         cells[name] = CellRuns(
             name,
             planned,
-            tuple(100 * line["final_test_accuracy"] for line in lines),
+            tuple(100 * line[f"final_{split}_accuracy"] for line in lines),
             None if None in flips else tuple(100 * flip for flip in flips),
             tuple(cpu_model(line["device"]) for line in lines),
         )

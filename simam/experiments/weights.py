@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from simam.experiments.results import RUNS, read_results
-from simam.runs import CHECKPOINT
+from simam.runs import CHECKPOINT, evaluated_weights
 from simam.zoo import WEIGHTS, read_sums, save_weights, write_sums
 
 TRAINED_FIELDS = (
@@ -40,7 +40,7 @@ def export(
         )
         if not wanted or target.name in sums or not checkpoint.is_file():
             continue
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+        state = evaluated_weights(torch.load(checkpoint, map_location="cpu", weights_only=True))
         trained = {field: line[field] for field in TRAINED_FIELDS if field in line}
         sums[target.name] = save_weights(target, state, line["config"], trained)
         write_sums(results, sums)  # after each file: a killed export keeps every hash it wrote
