@@ -310,12 +310,16 @@ for cell in cells:
 # verdict comes from its primary comparisons alone; chapter 6 explains each, prints every p-value
 # and shows every seed. The grid asks whether any module beats no attention; the
 # placement study whether SimAM's gain is the module or its place before the batch norm; the
-# budget study whether the gain survives four times more training. A study still running says
-# how far it is.
+# budget study whether the gain survives four times more training; the recipe study which changes
+# to the quick recipe help, judged on training images held out from training (its runs keep a
+# results file of their own). A study still running says how far it is.
 
 # %%
 for study in experiments.read_studies(simam.zoo.DEFAULT_RESULTS):
-    study_verdict = experiments.judge_study(study, all_lines)
+    own = study.folder is not None  # a study of the recipe keeps its runs apart
+    folder = study.results_folder(simam.zoo.DEFAULT_RESULTS)
+    lines = experiments.read_results(folder) if own else all_lines
+    study_verdict = experiments.judge_study(study, lines)
     primary = [row for row in study_verdict.rows if row.planned.kind == "primary"]
     finished, planned = study_verdict.finished
     print(f"{study.name} study, {finished} of {planned} runs, plan {study.provenance}:")
