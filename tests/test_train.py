@@ -151,6 +151,19 @@ sys.exit(simam.train.main(sys.argv[1:]))
 pytestmark = pytest.mark.usefixtures("keep_thread_count")
 
 
+def kill_at_step_10(args: list[str]) -> None:
+    """Run the command line with ``args`` in a child that SIGKILLs itself at its 10th step."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, *args],
+        cwd=REPO,
+        env={**os.environ, "KILL_AT_STEP": "10"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted")
@@ -227,15 +240,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
     finished_run, tmp_path, capsys
 ):
     out = tmp_path / "killed"
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, *RUN, "--out", str(out)],
-        cwd=REPO,
-        env={**os.environ, "KILL_AT_STEP": "10"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_at_step_10([*RUN, "--out", str(out)])
     # mid-epoch: 3 batches per epoch
     assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 8
     # row 9 is past the checkpoint
@@ -307,15 +312,7 @@ def test_a_run_with_the_short_run_options_evaluates_the_held_out_images_and_resu
 
     monkeypatch.undo()
     out = tmp_path / "killed"
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, *RUN, *TRICKS, "--out", str(out)],
-        cwd=REPO,
-        env={**os.environ, "KILL_AT_STEP": "10"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_at_step_10([*RUN, *TRICKS, "--out", str(out)])
     assert main([*RUN, *TRICKS, "--out", str(out), "--resume"]) == 0
     assert rows_without_time(out) == rows_without_time(whole)
     assert_same_weights_and_momentum(out, whole)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from simam.attention import attention_kind
-from simam.config import Config, changed_settings
+from simam.config import Config, changed_settings, config_from_dict
 from simam.experiments.plan import GridError, RunSpec
+from simam.runs import evaluated_split
 
 with contextlib.suppress(ImportError):
     import fcntl  # POSIX; elsewhere files are neither locked nor shared safely between processes
@@ -93,7 +94,7 @@ def result_line(
 ) -> dict[str, Any]:
     """The results-file line of a finished run, from its ``final.json``."""
     config = final["config"]
-    split = "holdout" if config.get("holdout") else "test"  # as simam.runs.evaluated_split
+    split = evaluated_split(config_from_dict(config))
     return {
         "run_id": spec.run_id,
         "dataset": spec.dataset,
