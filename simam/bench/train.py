@@ -31,6 +31,7 @@ share of the training step in each pipeline: ``1 - (images/s with it) / (images/
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ from simam.data import DATASETS, CifarLoader, load_cifar
 from simam.device import resolve, resolve_device
 from simam.settings import data_root
 from simam.step import make_optimizer, train_step
+from simam.train import average_decay, update_average
 
 CASES = [("resnet20", "none"), ("resnet20", "simam")]
 # set by --cases, --batch-size and --device, not --config
@@ -67,7 +69,8 @@ BENCH_FIELDS = {
 class TrainerStep:
     """What :func:`simam.step.train_step` needs, set up as the trainer sets it up for ``config``
     (already resolved for its device), with weights from seed 0, on CifarLoader batches of
-    ``images``."""
+    ``images``: the config's padding, pad mode, flips, label smoothing and, where ``config.ema``
+    asks for one, the moving average of the weights updated after every step."""
 
     config: Config
     model: torch.nn.Module
@@ -75,6 +78,7 @@ class TrainerStep:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     loader: CifarLoader
+    average: torch.nn.Module | None = None  # the moving average of the weights (config.ema)
 
     @classmethod
     def build(cls, config: Config, images: torch.Tensor, labels: torch.Tensor) -> TrainerStep:
@@ -88,6 +92,9 @@ class TrainerStep:
             batch_size=config.batch_size,
             shuffle=True,
             augment=True,
+            padding=config.padding,
+            pad_mode=config.pad_mode,
+            flips=config.flips,
             drop_last=True,
             device=device,
             channels_last=config.channels_last,
@@ -99,14 +106,16 @@ class TrainerStep:
             make_optimizer(model, config),
             torch.amp.GradScaler(device.type, enabled=config.amp_dtype == "float16"),
             loader,
+            copy.deepcopy(model).requires_grad_(False) if config.ema else None,
         )
 
     def steps(self) -> Iterator[torch.Tensor]:
         """Training steps without end, each giving its loss (left on the device)."""
-        criterion = torch.nn.CrossEntropyLoss()
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)
+        iteration = 0
         while True:
             for batch, targets in self.loader:
-                yield train_step(
+                loss = train_step(
                     self.forward,
                     batch,
                     targets,
@@ -115,6 +124,10 @@ class TrainerStep:
                     self.scaler,
                     self.config.amp_dtype,
                 )
+                iteration += 1
+                if self.average is not None:
+                    update_average(self.average, self.model, average_decay(self.config, iteration))
+                yield loss
 
 
 def plain(config: Config, workers: int) -> Callable[[], Iterator[torch.Tensor]]:
