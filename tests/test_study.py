@@ -14,7 +14,8 @@ import pytest
 
 import simam.experiments.__main__ as experiments_main
 from simam import stats
-from simam.course.verdicts import study_section
+from simam.course.tricks import trick_table
+from simam.course.verdicts import study_section, verdict_text
 from simam.experiments import GridError, RunOutcome, judge_study, read_studies, read_study
 from simam.experiments.__main__ import main
 
@@ -156,7 +157,7 @@ def test_the_verdict_computes_each_contrast_as_by_hand(tmp_path):
     assert before.holm_permutation == min(1.0, 2 * before.p_permutation)
     section = study_section(verdict)
     assert "committed before its first run" in section and "| interaction | primary |" in section
-    assert "12 of 12 planned runs finished" in section
+    assert "12 of its 12 runs finished" in section and "Interim" not in section
 
 
 def test_the_welch_contrast_agrees_with_scipy():
@@ -358,3 +359,88 @@ def test_options_that_a_plan_cannot_give_are_one_clear_error(tmp_path, options, 
     text = RECIPE_PLAN.replace('options = ["--ema", "0.998"]', f"options = {options}")
     with pytest.raises(GridError, match=message):
         read_study(write_plan(tmp_path, text, "recipe"))
+
+
+def test_a_study_not_yet_complete_is_an_interim_look_and_counts_reused_runs_apart(tmp_path):
+    text = PLAN.replace(
+        "seeds = 3\n[cells.simam_end]", 'seeds = 3\nfrom = "grid"\n[cells.simam_end]'
+    )
+    study = read_study(write_plan(tmp_path, text))
+    lines = lines_for(study)
+    complete = judge_study(study, lines)
+    assert complete.complete and complete.progress() == (
+        "9 of its 9 runs finished, 3 more reused from the grid study"
+    )
+    assert verdict_text(complete).startswith("**Verdict of the where study**")
+    missing = [line for line in lines if not line["run_id"].endswith("eca-quick-seed2")]
+    running = judge_study(study, missing)
+    assert not running.complete and running.progress().startswith("8 of its 9 runs finished")
+    assert verdict_text(running).startswith("**Interim look, not the verdict, of the where study**")
+
+
+def test_the_trick_table_applies_the_plans_rule_and_shows_the_speeds(tmp_path):
+    plan = RECIPE_PLAN.replace(
+        'options = ["--holdout", "5000"]', 'options = ["--holdout", "5000"]\nadopt_at = 0.15'
+    )
+    plan += '[cells.lr]\nattention = "simam"\nseeds = 3\noptions = ["--lr", "0.4"]\n'
+    plan += (
+        '[[comparisons]]\nname = "lr − base"\nplus = ["lr"]\nminus = ["base"]\nkind = "secondary"\n'
+    )
+    study = read_study(write_plan(tmp_path, plan, "recipe"))
+    assert study.adopt_at == 0.15
+    gains = {"base": 0.0, "ema": 0.5, "lr": 0.1}
+    lines = [
+        {
+            "run_id": run,
+            "final_holdout_accuracy": (88.0 + gains[name] + 0.1 * seed) / 100,
+            "device": "CPU: A, 2 logical cores",
+        }
+        for name in study.cells
+        for seed, run in enumerate(study.run_ids(name))
+        if name != "lr" or seed < 2
+    ]
+    verdict = judge_study(study, lines)
+    speeds = {
+        "device": "CPU: A, 2 logical cores, 2 torch threads",
+        "rounds": 3,
+        "iterations": 20,
+        "rows": [
+            {"cell": "base", "images_per_second": 600.0, "ratio": 1.0},
+            {"cell": "ema", "images_per_second": 570.0, "ratio": 0.95},
+            {"cell": "compile", "images_per_second": 660.0, "ratio": 1.1},
+        ],
+    }
+    rows = {
+        line.split(" | ")[0].strip("| "): line for line in trick_table(verdict, speeds).splitlines()
+    }
+    assert (
+        "| 3 of 3 | 88.60 | +0.50 [" in rows["ema"] and "**adopt** | 570 | 0.95x |" in rows["ema"]
+    )
+    assert "| 2 of 3 | 88.15 | +0.05 [" in rows["lr"] and "keep base | — | — |" in rows["lr"]
+    assert "not trained: speed only | 660 | 1.10x |" in rows["compile"]
+    section = study_section(verdict, None, speeds)
+    assert (
+        "| rule: adopt at ≥ +0.15 |" in section and "none of its comparisons is primary" in section
+    )
+    assert (
+        "No primary comparison" not in section
+        and "(3 rounds of 20 steps each) on CPU: A" in section
+    )
+
+
+@pytest.mark.parametrize(
+    "value, message", [("0", "adopt_at must be a positive"), ('"big"', "adopt_at must be")]
+)
+def test_a_bad_adoption_rule_is_one_clear_error(tmp_path, value, message):
+    plan = RECIPE_PLAN.replace('folder = "recipe"', f'folder = "recipe"\nadopt_at = {value}')
+    with pytest.raises(GridError, match=message):
+        read_study(write_plan(tmp_path, plan, "recipe"))
+    without_base = plan.replace("adopt_at = " + value, "adopt_at = 0.2").replace(
+        "cells.base", "cells.plain"
+    )
+    with pytest.raises(GridError, match="needs a cell called 'base'"):
+        read_study(
+            write_plan(
+                tmp_path, without_base.replace('minus = ["base"]', 'minus = ["plain"]'), "recipe"
+            )
+        )

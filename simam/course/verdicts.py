@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 from simam import stats
+from simam.course.tricks import trick_caption, trick_table
 from simam.experiments.study import METRICS
 from simam.experiments.study_verdict import LEVEL, ComparisonResult, StudyVerdict
 from simam.experiments.summary import Cell
@@ -98,24 +100,38 @@ def verdict_text(verdict: StudyVerdict) -> str:
     finished, planned = verdict.finished
     family = sum(c.kind == "primary" for c in study.comparisons)
     nominal = study.written == "after the runs"
+    title = "Verdict" if verdict.complete else "Interim look, not the verdict,"
     parts = [
-        f"**Verdict of the {study.name} study** ({finished} of {planned} planned runs finished; "
-        f"plan {study.provenance}). "
-        "A difference is established when every p-value that applies (Welch's, and the "
-        f"permutation test's for two cells) is below {LEVEL:g}"
-        + (
-            f", after Holm's correction over the {family} primary comparisons."
-            if family > 1
-            else "."
-        )
+        f"**{title} of the {study.name} study** ({verdict.progress()}; plan {study.provenance})."
     ]
+    if not verdict.complete:
+        parts.append(
+            "Its plan fixes its runs in advance; the verdict is what its comparisons say once all "
+            "of them are in, and nothing below decides anything before then."
+        )
+    if family:
+        parts.append(
+            "A difference is established when every p-value that applies (Welch's, and the "
+            f"permutation test's for two cells) is below {LEVEL:g}"
+            + (
+                f", after Holm's correction over the {family} primary comparisons."
+                if family > 1
+                else "."
+            )
+        )
     if nominal:
         parts.append(
             "Its plan was written after its runs, and decisions made after seeing results shaped "
             "them (the plan's notes say which): its p-values are nominal, since their error rates "
             "hold only for a design fixed in advance."
         )
-    if primary:
+    if study.adopt_at is not None:
+        parts.append(
+            "It screens changes to a recipe: none of its comparisons is primary or corrected, and "
+            f"it adopts a change whose mean beats base's by at least {study.adopt_at:g} points "
+            "(the trick table)."
+        )
+    elif primary:
         parts.append(
             f"Primary ({METRICS[study.primary_metric]}): "
             + "; ".join(f"{_claim(row)}: {_outcome(row, nominal)}" for row in primary)
@@ -132,7 +148,7 @@ def verdict_text(verdict: StudyVerdict) -> str:
         )
     for kind in ("secondary", "exploratory"):
         rows = [row for row in verdict.rows if row.planned.kind == kind]
-        if rows:
+        if rows and study.adopt_at is None:
             parts.append(
                 f"{kind.capitalize()}, not part of the verdict: "
                 + "; ".join(f"on the {METRICS[row.planned.metric]}, {_claim(row)}" for row in rows)
@@ -166,9 +182,36 @@ def verdict_text(verdict: StudyVerdict) -> str:
     return " ".join(parts) + "\n"
 
 
-def study_section(verdict: StudyVerdict, figure: str | None = None) -> str:
-    """A study as Markdown: the question, the plan's notes, the table, the CPU models
-    and the verdict."""
+def study_summary(verdict: StudyVerdict) -> str:
+    """A study in a few plain lines, for the course's summary: how far it is, then each primary
+    comparison with its outcome (or the rule a screening study decides by)."""
+    study = verdict.study
+    look = "verdict" if verdict.complete else "interim look, not the verdict"
+    lines = [f"{study.name} study, {verdict.progress()}; plan {study.provenance}; {look}:"]
+    if study.adopt_at is not None:
+        lines.append(
+            f"  screens changes to the recipe: adopts one whose mean beats base's by "
+            f"{study.adopt_at:g} points or more (its trick table)"
+        )
+    nominal = study.written == "after the runs"
+    for row in verdict.rows:
+        if row.planned.kind == "primary":
+            outcome = _outcome(row, nominal).strip("*")
+            p = row.p_welch if row.holm_welch is None else row.holm_welch
+            lines.append(
+                f"  {row.planned.name}: {row.estimate:+.2f} points [{row.low:+.2f}, "
+                f"{row.high:+.2f}], Holm-adjusted Welch p {_p_is(p)}: {outcome}"
+            )
+    if study.adopt_at is None and not any(r.planned.kind == "primary" for r in verdict.rows):
+        lines.append("  no primary comparison yet: each of its cells needs two finished runs")
+    return "\n".join(lines)
+
+
+def study_section(
+    verdict: StudyVerdict, figure: str | None = None, throughput: dict[str, Any] | None = None
+) -> str:
+    """A study as Markdown: the question, the plan's notes, the table (for a recipe study the
+    trick table, with the speeds of ``throughput``), the CPU models and the verdict."""
     study = verdict.study
     finished, planned = verdict.finished
     command = (
@@ -181,10 +224,14 @@ def study_section(verdict: StudyVerdict, figure: str | None = None) -> str:
     )
     if finished < planned:
         text += (
-            f"{finished} of its {planned} runs are finished. To run or continue it:\n\n"
+            f"{verdict.progress().capitalize()}. To run or continue it:\n\n"
             f"```sh\n{command}\n```\n\n"
         )
-    text += (comparison_table(verdict.rows) + "\n" if verdict.rows else "") + verdict_text(verdict)
+    if study.adopt_at is None:
+        text += comparison_table(verdict.rows) + "\n" if verdict.rows else ""
+    else:
+        text += trick_caption(verdict, throughput) + "\n" + trick_table(verdict, throughput) + "\n"
+    text += verdict_text(verdict)
     if len({cpu for cell in verdict.cells.values() for cpu in cell.cpus}) > 1:
         text += "\nFinished runs and mean final test accuracy (%) per CPU model:\n\n" + cpu_table(
             verdict

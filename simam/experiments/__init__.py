@@ -89,7 +89,7 @@ from simam.experiments.results import (
     results_path,
 )
 from simam.experiments.study import Study, read_studies, read_study
-from simam.experiments.study_verdict import StudyVerdict, judge_study
+from simam.experiments.study_verdict import StudyVerdict, judge_in, judge_studies, judge_study
 from simam.experiments.summary import (
     Cell,
     overrides,
@@ -114,6 +114,8 @@ __all__ = [
     "check_extra_args",
     "grid_seeds_needed",
     "judge",
+    "judge_in",
+    "judge_studies",
     "judge_study",
     "launch_command",
     "overrides",

@@ -38,6 +38,10 @@ own inside the results folder (``folder``), with their own results file::
     seeds = 2
     options = ["--ema", "0.998"]
 
+A screening study of the recipe (a ``base`` cell and one change per other cell) may fix its rule
+for adopting a change, in points of the primary metric over base (``adopt_at = 0.15``); the trick
+table (:mod:`simam.course.tricks`) applies it.
+
 A comparison is ``primary`` (in the corrected family), ``secondary`` (planned, reported beside it,
 not corrected) or ``exploratory`` (decided after looking at results). A plan written after its
 runs says so (``written``), and every table and sentence made from it repeats that.
@@ -118,6 +122,8 @@ class Study:
     order: int | None = None
     options: tuple[str, ...] = ()  # trainer options of every cell
     folder: str | None = None  # where its runs live inside the results folder (None: there)
+    # a screening study's rule: a cell's change is adopted if its mean beats base's by this (points)
+    adopt_at: float | None = None
 
     @property
     def provenance(self) -> str:
@@ -219,9 +225,22 @@ def _study(name: str, data: dict[str, Any]) -> Study:
         data.get("order"),
         _options(data),
         data.get("folder"),
+        _adopt_at(data, cells),
     )
     study.specs()  # unknown names, places and seeds fail here, not halfway through a grid
     return study
+
+
+def _adopt_at(data: dict[str, Any], cells: dict[str, PlannedCell]) -> float | None:
+    """A plan's ``adopt_at`` (points, positive), which needs a cell called ``base``."""
+    value = data.get("adopt_at")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"adopt_at must be a positive number of points, got {value!r}")
+    if "base" not in cells:
+        raise ValueError("adopt_at needs a cell called 'base' to compare against")
+    return float(value)
 
 
 def _options(table: dict[str, Any]) -> tuple[str, ...]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from simam import stats
-from simam.experiments.study import PlannedComparison, Study, read_study
+from simam.experiments.results import read_results
+from simam.experiments.study import PlannedComparison, Study, read_studies, read_study
 
 LEVEL = 0.05  # two-sided significance level of every verdict
 
@@ -76,6 +77,25 @@ class StudyVerdict:
         return sum(len(c.final) for c in self.cells.values()), sum(
             c.planned for c in self.cells.values()
         )
+
+    @property
+    def complete(self) -> bool:
+        """Whether every planned run is finished: only then is a plan's verdict its verdict."""
+        finished, planned = self.finished
+        return finished == planned
+
+    def progress(self) -> str:
+        """How far the study is, its own runs told apart from those it reuses:
+        "16 of its 20 runs finished, 20 more reused from the grid study"."""
+        own = [c for n, c in self.cells.items() if self.study.cells[n].reused_from is None]
+        reused = [n for n, c in self.study.cells.items() if c.reused_from is not None]
+        done, planned = sum(len(c.final) for c in own), sum(c.planned for c in own)
+        text = f"{done} of its {planned} runs finished"
+        if reused:
+            sources = sorted({self.study.cells[n].reused_from for n in reused})
+            count = sum(len(self.cells[n].final) for n in reused)
+            text += f", {count} more reused from the {' and '.join(sources)} study"
+        return text
 
 
 def cpu_model(device: str) -> str:
@@ -150,6 +170,20 @@ def _with_holm(rows: list[ComparisonResult], family: int) -> tuple[ComparisonRes
             rows[i], holm_welch=w, holm_permutation=None if rows[i].p_permutation is None else p
         )
     return tuple(rows)
+
+
+def judge_in(study: Study, results: Sequence[dict[str, Any]], out: str | Path) -> StudyVerdict:
+    """``study``'s verdict on ``results``, the lines of the results folder ``out`` or, for a study
+    with a folder of its own there (a study of the recipe), on that folder's."""
+    return judge_study(
+        study, results if study.folder is None else read_results(study.results_folder(out))
+    )
+
+
+def judge_studies(out: str | Path) -> list[StudyVerdict]:
+    """The verdict of every plan in ``out/plans/``, in the course's order (:func:`judge_in`)."""
+    results = read_results(out)
+    return [judge_in(study, results, out) for study in read_studies(out)]
 
 
 def judge_study(study: Study | str | Path, results: Sequence[dict[str, Any]]) -> StudyVerdict:
