@@ -34,6 +34,11 @@ def test_a_matrix_product_rate_is_positive_and_finite():
     assert 0 < rate < float("inf")
 
 
+def test_a_convolution_rate_counts_three_products_and_is_finite():
+    rate = roofline.conv_gflops(8, 8, 4, torch.float32, 2)
+    assert 0 < rate < float("inf")
+
+
 def test_the_profile_shares_sum_to_one_and_name_the_convolutions():
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)

@@ -12,7 +12,12 @@ In one run, on the same torch threads:
    defaults for the device (bfloat16 autocast where the CPU has it natively, SimAM's formula
    compiled) and of the same step in float32 with SimAM eager, on the same batches, each times the
    FLOPs per image: the achieved GFLOP/s and their fraction of each roof, printed as ratios.
-4. **Where the time goes.** ``torch.profiler`` over a few of the trainer's steps, the operators'
+4. **The convolutions alone.** One 3x3 convolution of each stage of a CIFAR ResNet (16 channels on
+   32 x 32, 32 on 16 x 16, 64 on 8 x 8), forward and both backward products, on a batch of the
+   step's size, in float32 and bfloat16: the best the step's main work can do with these small
+   channel counts, as a fraction of the same roofs. Where it is far below the matrix product, so is
+   any step built from these convolutions.
+5. **Where the time goes.** ``torch.profiler`` over a few of the trainer's steps, the operators'
    own time grouped as convolutions, batch norm, SimAM, the optimizer, the loss and the rest, and
    the time the loader takes to make a batch, measured apart.
 
@@ -57,6 +62,33 @@ def matmul_gflops(dtype: torch.dtype, size: int, repeats: int) -> float:
         a @ b
         best = min(best, time.perf_counter() - begin)
     return 2 * size**3 / best / 1e9
+
+
+# (channels, height and width) of the 3x3 convolutions of a CIFAR ResNet's three stages
+STAGES = ((16, 32), (32, 16), (64, 8))
+
+
+def conv_gflops(channels: int, size: int, batch: int, dtype: torch.dtype, repeats: int) -> float:
+    """GFLOP/s of a ``channels`` -> ``channels`` 3x3 convolution on ``size`` x ``size`` maps:
+    the forward product and the two of the backward pass (input and weight gradients), in
+    ``dtype``, the best of ``repeats``."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, size, size, generator=generator).to(dtype)
+    weight = torch.randn(channels, channels, 3, 3, generator=generator).to(dtype)
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+
+    def once() -> None:
+        out = torch.nn.functional.conv2d(x, weight, padding=1)
+        torch.autograd.grad(out, (x, weight), torch.ones_like(out))
+
+    once()  # sets up the kernels
+    best = float("inf")
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        once()
+        best = min(best, time.perf_counter() - begin)
+    return 3 * 2 * batch * channels * channels * 9 * size * size / best / 1e9
 
 
 def category(name: str) -> str:
@@ -188,6 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         "\ntrainer / the same step in float32 with SimAM eager: "
         f"{rates['trainer'] / rates['float32, SimAM eager']:.2f}x"
     )
+    print(
+        f"\n3x3 convolutions alone, forward and backward, batch {args.batch_size}:\n"
+        "| channels, map | dtype | GFLOP/s | of the same dtype's product |\n"
+        "| --- | --- | ---: | ---: |"
+    )
+    for channels, size in STAGES:
+        for dtype in ("float32", "bfloat16"):
+            rate = conv_gflops(channels, size, args.batch_size, getattr(torch, dtype), 5)
+            print(
+                f"| {channels}, {size} x {size} | {dtype} | {rate:,.0f} "
+                f"| {rate / roofs[dtype]:.2f} |"
+            )
     shares = profile_shares(steps["trainer"], args.profile_steps)
     loader = loader_seconds_per_batch(steps["trainer"].loader, args.profile_steps)
     step_seconds = args.batch_size / rates["trainer"]
