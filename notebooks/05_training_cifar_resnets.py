@@ -565,8 +565,8 @@ assert speed > 0
 #     --datasets cifar10 --seeds 5 --recipe quick --out results/
 # ```
 #
-# (None, SimAM and ECA were extended from 5 to 10 seeds after an interim look at 5; section 6.3 of
-# chapter 6 says what that does to the verdict.)
+# (The plain network, SimAM and ECA were extended from 5 to 10 seeds after an interim look at 5;
+# section 6.3 of chapter 6 says what that does to the verdict.)
 #
 # Each run is the whole quick recipe on all of CIFAR-10, evaluated on all 10,000 test images. Its
 # small files are committed: a line in `results/results.jsonl`, and `metrics.jsonl` and
