@@ -264,8 +264,9 @@ plt.show()
 # $\lambda$ is added to the channel's variance $s^2$: a channel whose variance is far above
 # $\lambda$ is weighted as if $\lambda$ were 0, and one whose variance is far below it gets weights
 # close to $\operatorname{sigmoid}(1/2)$ everywhere. The package's default, printed in section 2, is
-# the paper's value for CIFAR ([chapter 1](01_energy_function.ipynb), section 4; try it with sliders
-# in [chapter 3, section 4.1](03_building_simam.ipynb)).
+# the paper's value for CIFAR ([chapter 1](01_energy_function.ipynb), section 1; its section 4
+# shows that the weights depend on $\lambda$ only through its ratio to the channel's variance; try
+# it with sliders in [chapter 3, section 4.1](03_building_simam.ipynb)).
 #
 # ## 5. What the course measured
 #

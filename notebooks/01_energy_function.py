@@ -130,14 +130,18 @@ plt.show()
 # %% [markdown]
 # Over most of the channel the weights sit near their smallest value, 0.62, where the neurons are
 # close to the channel's mean. They rise towards 1 along the aeroplane's outline, where the values
-# lie far below the mean: the few neurons that stand out.
+# lie far from the mean, below it or above it (the weight grows with the squared deviation): the
+# few neurons that stand out.
 #
 # Where does the weight come from? Put the values of one channel on a number line and pick one
 # neuron, the target $t$. The paper asks how well a straight line $\hat x = w_t x + b_t$ can send
 # $t$ to $+1$ and the other $M - 1$ neurons to $-1$. The best such line, in least squares, crosses
 # zero at a threshold on the number line. The figure draws it, from the package's
 # `closed_form_minimiser`, for the neuron with the largest weight and for the one nearest the
-# channel's mean (the vertical spread only keeps the dots apart).
+# channel's mean (the vertical spread only keeps the dots apart). The figure's energies are the
+# minima of the paper's equation (2), computed from the other neurons themselves
+# (`statistics="exact"`; section 3 introduces this option beside the shortcuts `"paper"` and
+# `"reference"`).
 
 # %%
 channel = picture[:, CHANNEL : CHANNEL + 1]  # (1, 1, 32, 32)
@@ -757,10 +761,10 @@ plt.show()
 # * `minimal_energy(..., statistics="exact")` against the derived $e_t^*$, and against `energy`
 #   evaluated at the package's minimiser,
 # * and the minimum property itself. Because (2) is quadratic,
-#   $e_t\bigl((w_t^*, b_t^*) + \boldsymbol\zeta\bigr) - e_t^* = \tfrac12 \boldsymbol\zeta^\top Q_t\, \boldsymbol\zeta$
-#   for any change $\boldsymbol\zeta$ of $(w_t, b_t)$, with $Q_t$ the Hessian of the first deep dive
-#   of this section, exactly. So random perturbations must raise the energy by exactly that amount,
-#   and never lower it.
+#   $e_t\bigl((w_t, b_t) + \boldsymbol\zeta\bigr) - e_t^* = \tfrac12 \boldsymbol\zeta^\top Q_t\, \boldsymbol\zeta$
+#   exactly, for any change $\boldsymbol\zeta$ of the minimiser $(w_t, b_t)$, with $Q_t$ the
+#   Hessian of the first deep dive of this section. So random perturbations must raise the energy
+#   by exactly that amount, and never lower it.
 
 # %%
 to_torch = {
@@ -837,7 +841,8 @@ for lambda_ in (1e-4, 0.1):
 #
 # $$\hat\mu = \frac1M \sum_{i=1}^{M} x_i, \qquad \hat\sigma^2 = \frac1M \sum_{i=1}^{M} (x_i - \hat\mu)^2 = \frac{S}{M},$$
 #
-# with $S$ the channel's sum of squared deviations. The authors' reference code uses the same mean,
+# with $x_1, \dots, x_M$ from here on all $M$ neurons of the channel, the target among them, and
+# $S$ the channel's sum of squared deviations. The authors' reference code uses the same mean,
 # but divides $S$ by $M - 1$ ($H W - 1$), not by $M$. Asked why, the authors answered that
 # $H W - 1$ gives the unbiased estimate of the variance, $H W$ the biased one (authors' repository,
 # issue 4). We write that variance $s^2 = S/(M-1)$. The package offers all three:
@@ -1023,9 +1028,9 @@ print(
 #    $\lambda = 0$.
 # 2. **Value.** Both shared versions under-estimate the exact importance of every neuron, and the
 #    reference code's $1/(M-1)$ under-estimates it more than the paper's $1/M$. Both errors shrink
-#    like $1/M$: for a neuron one standard deviation from its channel's mean, the paper's error is
-#    33% against the reference code's 45% on a $2\times2$ map, and 0.07% against 0.10% on a
-#    $32\times32$ map.
+#    like $1/M$: a neuron one standard deviation from its channel's mean is 33% more important
+#    than the paper's formula says and 45% more important than the reference code says on a
+#    $2\times2$ map, and 0.07% and 0.10% more important on a $32\times32$ map.
 #
 # So the reference code's denominator is farther from the exact value, though an exact monotone
 # transform of it across a layer. The authors' unbiasedness argument does not make it the better
@@ -1794,8 +1799,8 @@ for side in (2, 4, 8, 32):
 #
 # First, all numerical checks of this chapter, with the largest absolute difference each one found,
 # and the largest difference relative to the size of the values compared (taken as at least 1).
-# The differences are round-off and vary slightly between machines, so this cell's output is not
-# compared when the notebook is tested; its assertion bounds them instead.
+# The differences are round-off, and their digits vary from machine to machine; the assertion
+# checks what must hold anywhere, that none exceeds $10^{-10}$ of the size of the values compared.
 
 # %% tags=["nbval-ignore-output"]
 for name, (difference, _size) in CHECKS.items():
@@ -1917,7 +1922,7 @@ for name, value in largest.items():
 # With s_sym = s^2 + lambda = S/(M-1) + lambda: t - mu_t = M d/(M-1) and
 # sigma_t^2 + lambda = s_sym - M d^2/(M-1)^2, so
 #   e_exact = 4 (sigma_t^2 + lambda) / ((t - mu_t)^2 + 2 (sigma_t^2 + lambda))
-#           = 4 ((M-1)^2 - M r) / (M (M-2) r + 2 (M-1)^2),   r = 4 I - 2,
+#           = 4 ((M-1)^2 - M r) / (M (M-2) r + 2 (M-1)^2),   r = 4/e_reference - 2,
 # a decreasing function of r alone: the same in every channel, whatever lambda is.
 r_sym = sp.Symbol("r", nonnegative=True)
 s_sym = sp.Symbol("s", positive=True)

@@ -28,7 +28,8 @@
 #           + \bigl(1 - (w t + b)\bigr)^2 + \lambda w^2
 # $$
 #
-# has the minimiser and minimum
+# (in this chapter $w$ and $b$ are any slope and offset, the variables an optimiser moves, and
+# chapter 1's $w_t$ and $b_t$ are kept for the minimiser) has the minimiser and minimum
 #
 # $$
 # w_t = \frac{2(t - \mu_t)}{(t-\mu_t)^2 + 2\sigma_t^2 + 2\lambda},\qquad
@@ -113,7 +114,8 @@ print(f"quick mode: {QUICK}")
 # Every computation runs in float64: we want to see errors shrink to round-off, about $10^{-16}$
 # relative, and float32 would stop them at $10^{-7}$. Quick mode (CI, or a machine without a GPU)
 # solves the neurons of one image and computes statistics over 8 images; on a GPU the same cells
-# solve 64 images and compute statistics over four times as many.
+# solve the neurons of `N_SOLVED = 64` images and compute statistics over `N_IMAGES = 256`
+# images (both set in the next cell).
 
 # %%
 DTYPE = torch.float64
@@ -124,7 +126,7 @@ LAMBDA = 1e-4  # the paper's value for CIFAR
 N_IMAGES = 8 if QUICK_BUDGET else 256
 # images whose neurons the optimisers solve in section 3
 N_SOLVED = 1 if QUICK_BUDGET else 64
-# gradient descent: section 2
+# L-BFGS's and Adam's steps in section 3 (gradient descent's are computed in section 2)
 STEPS = {"lbfgs": 100, "adam": 600} if QUICK_BUDGET else {"lbfgs": 600, "adam": 2000}
 
 # %% [markdown]

@@ -20,16 +20,22 @@
 # %% [markdown]
 # # 3. Building SimAM
 #
-# Chapters [1](01_energy_function.ipynb) and [2](02_closed_form_vs_numeric.ipynb) ended with one number per neuron, its importance
+# [Chapter 1](01_energy_function.ipynb) derived, in SymPy, the exact minimum $e_t^*$ of the energy
+# of equation (2), which compares a neuron $t$ with the mean and variance of the *other* neurons of
+# its channel, and [chapter 2](02_closed_form_vs_numeric.ipynb) checked that leave-one-out minimum
+# against numerical minimisation. Chapter 1 also showed that the paper's equation (5), with one
+# mean and one variance for the whole channel, is the large-$M$ limit of that minimum rather than
+# the minimum itself. SimAM computes this channel-statistics form, as the authors' reference code
+# does: one number per neuron, its importance
 #
 # $$
-# \frac{1}{e_t^*} \;=\; \frac{(t-\hat\mu)^2}{4\,(\hat\sigma^2+\lambda)} + \frac12 ,
+# \frac{1}{e_t^*} \;=\; \frac{(t-\hat\mu)^2}{4\,(s^2+\lambda)} + \frac12 ,
 # $$
 #
-# derived in SymPy from the energy function of equation (2) and checked against numerical
-# minimisation. Here $\hat\mu$ and $\hat\sigma^2$ are the mean and the variance of the neuron's
-# channel, the variance dividing by the number of neurons $M$ as equation (5) prints it. SimAM turns
-# these numbers into attention weights by equation (6),
+# where $\hat\mu$ is the mean of the neuron's channel and $s^2 = S/(M-1)$ its variance as the
+# reference code computes it: the sum of squared deviations $S$ divided by $M - 1$, where equation
+# (5) divides by $M$. Chapter 1, section 4, writes the importance the same way. SimAM turns these
+# numbers into attention weights by equation (6),
 #
 # $$
 # \tilde X \;=\; \operatorname{sigmoid}\!\left(\frac{1}{E}\right) \odot X ,
@@ -188,9 +194,9 @@ print(f"feature maps x: shape {tuple(x.shape)}, dtype {x.dtype}")
 # Equation (5) is stated per channel: its statistics are computed over the $M = H \cdot W$ neurons
 # of one channel of one sample, and every neuron of that channel is compared with them. Let
 # $\hat\mu = \frac1M \sum_i x_i$ be the channel's mean and $S = \sum_{i=1}^{M} (x_i - \hat\mu)^2$ its
-# sum of squared deviations. Equation (5) and chapter 1 use the variance $\hat\sigma^2 = S/M$. The
+# sum of squared deviations. Equation (5) uses the variance $\hat\sigma^2 = S/M$. The
 # authors' reference code divides by $H W - 1$ instead, and so do this chapter and, by default, the
-# package. We write that variance $s^2$, as chapter 2 does:
+# package. We write that variance $s^2$, as chapters 1 and 2 do:
 #
 # $$
 # s^2 \;=\; \frac{S}{M-1} \;=\; \frac{M}{M-1}\,\hat\sigma^2 .
@@ -1218,9 +1224,11 @@ print(f"2. rank of J minus the diagonal matrix: {rank}")
 # feature map and three numbers per channel. A CIFAR ResNet-20 has nine blocks with SimAM after
 # their second convolution, three each with outputs of $16\times32\times32$, $32\times16\times16$
 # and $64\times8\times8$. Predict how many more bytes per image (float32) autograd keeps when every
-# block uses the reference expression, and measure it with `saved_bytes` on
-# `simam.models.ResNet(20, attention="simam")`, before and after swapping the reference expression
-# into its blocks. How much is that for a batch of 128 images?
+# block uses the reference expression, and measure it with `saved_bytes` on a ResNet-20 with SimAM,
+# before and after swapping the reference expression into its blocks. The course builds that
+# network with `simam.create_model("resnet20", attention="simam")`, which returns the same
+# `simam.models.ResNet` as `simam.models.ResNet(20, attention="simam")`. How much is that for a
+# batch of 128 images?
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 from simam.models import BasicBlock, ResNet
@@ -1363,9 +1371,11 @@ print(f"5. the lost term reaches {100 * share:.1f}% of the largest gradient entr
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Chapter 1: exact >= printed >= reference importance, every gap shrinking like 1/M.
-# Removing t from its own statistics raises (t - mu_t)^2 and lowers sigma_t^2: in units
-# of z, the exact importance exceeds the reference one by a factor of about
-# 1 + (2 + z^2)/M, the printed one by 1 + 1/M. With no other neuron, mu_t is 0/0.
+# Removing t from its own statistics raises (t - mu_t)^2 and lowers sigma_t^2. With
+# lambda = 0 each importance is c z^2/4 + 1/2 (chapter 1, section 3), and to first
+# order in 1/M the coefficients c compare as: exact / printed = M/(M - 1 - z^2), about
+# 1 + (1 + z^2)/M; printed / reference = M/(M - 1), about 1 + 1/M; so exact / reference
+# is about 1 + (2 + z^2)/M. With no other neuron, mu_t is 0/0.
 class LeaveOneOutSimAM(nn.Module):
     """SimAM with each neuron compared with the mean and variance of the other
     neurons of its channel."""

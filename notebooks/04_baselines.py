@@ -23,8 +23,10 @@
 # SimAM is compared with four attention modules in the paper: Squeeze-and-Excitation (SE),
 # CBAM, ECA and the Global Context block (GC). All five take a feature map
 # $X \in \mathbb{R}^{C \times H \times W}$ and return one of the same shape, so any of them can
-# be dropped at the end of a residual branch. They differ in three ways that this chapter
-# measures rather than asserts:
+# be dropped into a residual block: SE, CBAM, ECA and GC at the end of its residual branch, and
+# SimAM, in this course as in the authors' reference code, between the block's second convolution
+# and that convolution's batch norm (sections 4.5 and 4.6 show the place and why it matters).
+# They differ in three ways that this chapter measures rather than asserts:
 #
 # 1. **What they learn.** SE, CBAM and GC carry small neural networks; ECA has a single 1-D kernel;
 #    SimAM has nothing to learn.
@@ -1084,6 +1086,37 @@ try:
     simam.insert_attention(torchvision.models.vgg11(), "simam")
 except ValueError as error:
     print(f"VGG-11: {error}")
+
+# %% [markdown]
+# The module can be named, as above, or given as a class (or a `functools.partial` of one, with
+# its settings): `insert_attention` builds one per block with the block's channel count, which is
+# how a module of your own goes in. Its place can be chosen too, for any module, with
+# `position=`: `"after_conv"` (after the $3 \times 3$ convolution, before its batch norm) or
+# `"end_of_branch"` (after the branch's last batch norm); the default, `"paper"`, is the rule
+# above, SimAM after the convolution and every other module at the end of the branch. The layer
+# the module follows becomes a two-layer `nn.Sequential`, so the block itself says where it went:
+
+
+# %%
+def attended_layer(block: nn.Module, module: type[nn.Module]) -> str:
+    """The layer of a basic block that `module` was inserted after."""
+    return next(
+        name
+        for name in ("conv2", "bn2")
+        if isinstance(getattr(block, name), nn.Sequential)
+        and isinstance(getattr(block, name)[1], module)
+    )
+
+
+for module in (simam.SimAM, simam.attention.ECA):
+    paper_place = "conv2" if module is simam.SimAM else "bn2"
+    asked = {"paper": paper_place, "after_conv": "conv2", "end_of_branch": "bn2"}
+    for position, expected in asked.items():
+        network = torchvision.models.resnet18(num_classes=10)
+        simam.insert_attention(network, module, position=position)
+        layer = attended_layer(network.layer1[0], module)
+        assert layer == expected, (module, position, layer)
+        print(f"{module.__name__:>5} with position={position!r}: after {layer}")
 
 # %% [markdown]
 # ## What this chapter established

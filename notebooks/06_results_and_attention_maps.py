@@ -33,7 +33,8 @@
 #    append-only results file, and resumes an interrupted grid.
 # 3. **The verdict** on the course's grid: intervals, p-values, and the plan that fixed its
 #    questions.
-# 4. **The $\lambda$ study** of the paper's Figure 4.
+# 4. **A $\lambda$ study** in the spirit of the paper's Figure 4, on CIFAR-10 with the quick
+#    recipe and two seeds per value, where the paper's is on CIFAR-100 with its own recipe.
 # 5. **What SimAM's gain is made of**: the module or its place in the block, and a longer budget,
 #    each a study whose plan was committed before its runs.
 # 6. **Attention maps**: Grad-CAM of every network's last stage, and SimAM's own 3-D weights.
@@ -326,11 +327,8 @@ for spec in grid:
 # The time the GPU mode takes on a T4, estimated as in [chapter 5](05_training_cifar_resnets.ipynb): the training FLOPs of one
 # image counted by `FlopCounterMode`, at an assumed 2 TFLOP/s achieved (3% of a T4's float16 peak),
 # for its eight runs and the two of the $\lambda$ study (section 6.4), each with its evaluations.
-# Each run is a process of its own and compiles its network on its first steps. The processes share
-# inductor's on-disk cache (in the machine's temporary folder, or in `TORCHINDUCTOR_CACHE_DIR`), so
-# the first run of a network compiles from cold (up to about 3 minutes on Colab's two CPU cores)
-# and the later ones reuse its kernels (about 30 s); both ends are assumptions, not measurements,
-# and the estimate prints the range they give.
+# Each run also compiles its network on its first steps, assumed to take from about 30 s (when
+# the kernels are already cached) to 3 minutes, so the estimate prints a range.
 
 # %%
 gpu_runs = len(GPU_GRID) + 2
@@ -427,8 +425,8 @@ if not SMOKE:  # the runs learned: chance is 10%
 # permutation test here) is below 0.05, Holm-adjusted for a primary comparison.
 #
 # The grid's plan was written **after** its runs, and says so. Its cells, seeds and metric were set
-# before the first result; the comparisons and Holm's correction were written into the code after
-# 25 runs were in; none, SimAM and ECA were extended from 5 to 10 seeds after an interim look at 5.
+# before the first result; the comparisons and Holm's correction were fixed after 25 runs were
+# in; none, SimAM and ECA were extended from 5 to 10 seeds after an interim look at 5.
 # Its verdicts are therefore *nominal*: the 5% error rate assumes a design fixed in advance, and
 # this one was not. The interim look, the closest the grid comes to its original design, is
 # printed too, and it established nothing. The grid's runs come from two CPU models in unequal
@@ -471,10 +469,9 @@ else:
     )
 
 # %% [markdown]
-# The course's results page and the README's headline are made from the same file by a command,
-# never typed: `python -m simam.course.readme results/ --page book/guide/results.md --readme
-# README.md` rewrites the text between two markers of each, the page's with one table per data set
-# and recipe, each stating the recipe, the hardware and the number of seeds behind it.
+# The course's results page and the README's headline are generated from the same committed
+# results file, never typed: one table per data set and recipe, each stating the recipe, the
+# hardware and the number of seeds behind it.
 #
 # ## 6.4 The $\lambda$ study
 #
@@ -491,7 +488,7 @@ else:
 # (`python -m simam.experiments run --lambda-ablation --seeds 5 --recipe paper --out results/`).
 #
 # The course's own study of $\lambda$ uses whole quick-recipe runs on CIFAR-10 (the offline data
-# of the course's CI has no CIFAR-100), two seeds per value (the grid's runs give $10^{-4}$ and the
+# of the course has no CIFAR-100), two seeds per value (the grid's runs give $10^{-4}$ and the
 # baseline). How many of its runs are in the results file, the command that runs or continues it,
 # and what it found: every seed against $\lambda$, with the plain network's mean and its 95%
 # interval as a band.
@@ -652,7 +649,8 @@ for name in ("placement", "budget"):
 # chance (the winner's curse), which would pull "ECA: before − after" down and the interaction up.
 # The runs trained for these studies may come from another CPU model than most of the grid's (the
 # tables of CPU models say which), which the unadjusted within-CPU p-value shows only in part. And
-# a study still running says so: its verdict waits for its planned seeds.
+# while a study's planned runs are not all in, its comparisons are printed as an interim look,
+# with how many of its runs are in, not as its verdict.
 #
 # ## 6.6 What the networks look at: Grad-CAM
 #
