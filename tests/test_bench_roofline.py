@@ -3,6 +3,8 @@ timed where nothing else runs)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -59,3 +61,23 @@ def test_the_profile_shares_sum_to_one_and_name_the_convolutions():
     assert (
         roofline.loader_seconds_per_batch(TrainerStep.build(config, images, labels).loader, 2) > 0
     )
+
+
+def test_the_command_writes_what_it_prints(tmp_path, capsys):
+    out = tmp_path / "roofline.json"
+    argv = [
+        "--batch-size=8",
+        "--iterations=1",
+        "--rounds=1",
+        "--warmup=0",
+        "--matrix=64",
+        "--profile-steps=1",
+        "--threads=1",
+        f"--out={out}",
+    ]
+    assert roofline.main(argv) == 0
+    record = json.loads(out.read_text())
+    assert capsys.readouterr().out.strip() == roofline.report(record)
+    assert record["mflop_per_image"] > 200 and len(record["convolutions"]) == 6
+    assert sum(record["shares"].values()) == pytest.approx(1.0)
+    assert set(record["images_per_second"]) == {"trainer", "float32, SimAM eager"}

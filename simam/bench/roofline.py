@@ -22,24 +22,30 @@ In one run, on the same torch threads:
    the time the loader takes to make a batch, measured apart.
 
 Images are random uint8 pictures made in memory: the arithmetic does not depend on what they show,
-and the benchmark runs without the data set.
+and the benchmark runs without the data set. ``--out FILE`` also writes the measurements as JSON,
+with the CPU and versions; ``results/roofline.json``, measured with nothing else on the CPU, is the
+one chapter 5 shows (:func:`report` prints it again).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from simam.bench.train import TrainerStep, timed_pass
 from simam.config import Config
 from simam.data import CifarLoader
-from simam.device import resolve
+from simam.device import describe, resolve, versions
 from simam.models import training_flops_per_image
+from simam.runs import atomic_write
 
 # (label, words in an operator's name that put it in the group), the first match wins
 CATEGORIES = (
@@ -150,6 +156,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
+    parser.add_argument("--out", default=None, help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     if (
         min(args.batch_size, args.iterations, args.rounds, args.matrix, args.profile_steps) < 1
@@ -197,52 +204,90 @@ def main(argv: list[str] | None = None) -> int:
     rates = {
         name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in steps
     }
+    convolutions = [
+        {
+            "channels": channels,
+            "size": size,
+            "dtype": dtype,
+            "gflops": conv_gflops(channels, size, args.batch_size, getattr(torch, dtype), 5),
+        }
+        for channels, size in STAGES
+        for dtype in ("float32", "bfloat16")
+    ]
+    shares = profile_shares(steps["trainer"], args.profile_steps)
+    record = {
+        "model": args.model,
+        "attention": args.attention,
+        "batch_size": args.batch_size,
+        "device": describe(device),
+        "versions": versions(),
+        "trainer": {"amp_dtype": trainer.amp_dtype, "compile_simam": trainer.compile_simam},
+        "mflop_per_image": flops / 1e6,
+        "matrix": args.matrix,
+        "matrix_gflops": roofs,
+        "images_per_second": rates,
+        "convolutions": convolutions,
+        "shares": shares,
+        "loader_seconds_per_batch": loader_seconds_per_batch(
+            steps["trainer"].loader, args.profile_steps
+        ),
+    }
+    print(report(record))
+    if args.out is not None:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, indent=1) + "\n"
+        atomic_write(out, lambda file: file.write(text.encode()))
+    return 0
 
-    print(
-        f"{args.model} + {args.attention}, batch {args.batch_size}, {torch.get_num_threads()} "
-        f"torch thread(s); trainer: {trainer.amp_dtype or 'float32'}, SimAM compiled "
-        f"{trainer.compile_simam}. Printed by `python -m simam.bench roofline`.\n"
+
+def report(record: dict[str, Any]) -> str:
+    """What :func:`main` measured (``record``, as ``--out`` writes it) as the text it prints."""
+    roofs, rates, flops = (
+        record["matrix_gflops"],
+        record["images_per_second"],
+        record["mflop_per_image"] * 1e6,
     )
-    print(
-        f"work of one training image: {flops / 1e6:,.0f} MFLOP (convolutions and matrix products)"
-    )
-    for dtype, rate in roofs.items():
-        print(f"{args.matrix} x {args.matrix} matrix product, {dtype}: {rate:,.0f} GFLOP/s")
-    print("\n| pipeline | images/s | GFLOP/s | of the float32 product | of the bfloat16 product |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    trainer, matrix = record["trainer"], record["matrix"]
+    lines = [
+        f"{record['model']} + {record['attention']}, batch {record['batch_size']}, "
+        f"{record['device']}; trainer: {trainer['amp_dtype'] or 'float32'}, SimAM compiled "
+        f"{trainer['compile_simam']}. Printed by `python -m simam.bench roofline`.\n",
+        f"work of one training image: {flops / 1e6:,.0f} MFLOP (convolutions and matrix products)",
+        *(
+            f"{matrix} x {matrix} matrix product, {dtype}: {rate:,.0f} GFLOP/s"
+            for dtype, rate in roofs.items()
+        ),
+        "\n| pipeline | images/s | GFLOP/s | of the float32 product | of the bfloat16 product |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, rate in rates.items():
         achieved = rate * flops / 1e9
-        print(
+        lines.append(
             f"| {name} | {rate:,.0f} | {achieved:,.0f} | {achieved / roofs['float32']:.2f} "
             f"| {achieved / roofs['bfloat16']:.2f} |"
         )
-    print(
+    lines += [
         "\ntrainer / the same step in float32 with SimAM eager: "
-        f"{rates['trainer'] / rates['float32, SimAM eager']:.2f}x"
-    )
-    print(
-        f"\n3x3 convolutions alone, forward and backward, batch {args.batch_size}:\n"
-        "| channels, map | dtype | GFLOP/s | of the same dtype's product |\n"
-        "| --- | --- | ---: | ---: |"
-    )
-    for channels, size in STAGES:
-        for dtype in ("float32", "bfloat16"):
-            rate = conv_gflops(channels, size, args.batch_size, getattr(torch, dtype), 5)
-            print(
-                f"| {channels}, {size} x {size} | {dtype} | {rate:,.0f} "
-                f"| {rate / roofs[dtype]:.2f} |"
-            )
-    shares = profile_shares(steps["trainer"], args.profile_steps)
-    loader = loader_seconds_per_batch(steps["trainer"].loader, args.profile_steps)
-    step_seconds = args.batch_size / rates["trainer"]
-    print("\nwhere the trainer's step goes (operators' own CPU time under torch.profiler):")
-    for label, share in shares.items():
-        print(f"  {label:<13} {100 * share:5.1f}%")
-    print(
+        f"{rates['trainer'] / rates['float32, SimAM eager']:.2f}x",
+        f"\n3x3 convolutions alone, forward and backward, batch {record['batch_size']}:",
+        "| channels, map | dtype | GFLOP/s | of the same dtype's product |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for conv in record["convolutions"]:
+        lines.append(
+            f"| {conv['channels']}, {conv['size']} x {conv['size']} | {conv['dtype']} "
+            f"| {conv['gflops']:,.0f} | {conv['gflops'] / roofs[conv['dtype']]:.2f} |"
+        )
+    step_seconds = record["batch_size"] / rates["trainer"]
+    loader = record["loader_seconds_per_batch"]
+    lines.append("\nwhere the trainer's step goes (operators' own CPU time under torch.profiler):")
+    lines += [f"  {label:<13} {100 * share:5.1f}%" for label, share in record["shares"].items()]
+    lines.append(
         f"  the loader makes a batch in {1e3 * loader:.1f} ms, {100 * loader / step_seconds:.1f}% "
         f"of a step ({1e3 * step_seconds:.0f} ms)"
     )
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
