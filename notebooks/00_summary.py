@@ -54,6 +54,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 import simam
 from simam import experiments
 from simam.config import RECIPES
+from simam.course import verdicts
 from simam.paper_results import PAPER_LAMBDA, PAPER_TABLE2
 
 QUICK = simam.quick_mode()
@@ -307,38 +308,19 @@ for cell in cells:
 
 # %% [markdown]
 # Each study of the course has a plan, committed before its runs (the grid's was written after
-# them, and says so: its seeds were extended after a look, so its verdicts are nominal), and its
-# verdict comes from its primary comparisons alone; chapter 6 explains each, prints every p-value
-# and shows every seed. The grid asks whether any module beats no attention; the
-# placement study whether SimAM's gain is the module or its place before the batch norm; the
-# budget study whether the gain survives four times more training; the recipe study which changes
-# to the quick recipe help, judged on training images held out from training (its runs keep a
-# results file of their own). A study still running says how far it is.
+# them, and says so: its seeds were extended after a look, so its verdicts are nominal). A study
+# decides by its primary comparisons alone, and only once all its planned runs are in; until then
+# it prints an interim look, which decides nothing. The grid asks whether any module beats no
+# attention; the placement study whether SimAM's gain is the module or its place before the batch
+# norm; the budget study whether the gain survives four times more training (chapter 6 explains
+# these three, prints every p-value and shows every seed). The tricks study screens changes to
+# the quick recipe for a faster one, judged on training images held out from training, and adopts
+# a change by a rule fixed in its plan ([chapter 5](05_training_cifar_resnets.ipynb) shows its
+# table).
 
 # %%
-for study in experiments.read_studies(simam.zoo.DEFAULT_RESULTS):
-    own = study.folder is not None  # a study of the recipe keeps its runs apart
-    folder = study.results_folder(simam.zoo.DEFAULT_RESULTS)
-    lines = experiments.read_results(folder) if own else all_lines
-    study_verdict = experiments.judge_study(study, lines)
-    primary = [row for row in study_verdict.rows if row.planned.kind == "primary"]
-    finished, planned = study_verdict.finished
-    print(f"{study.name} study, {finished} of {planned} runs, plan {study.provenance}:")
-    nominal = "nominally " if study.written == "after the runs" else ""
-    for row in primary:
-        outcome = (
-            f"{nominal}established"
-            if row.established(1) or row.established(-1)
-            else "not established"
-        )
-        p = "< 0.001" if row.holm_welch < 0.001 else f"= {row.holm_welch:.3f}"
-        print(
-            f"  {row.planned.name}: {row.estimate:+.2f} points "
-            f"[{row.low:+.2f}, {row.high:+.2f}], "
-            f"Holm-adjusted Welch p {p}: {outcome}"
-        )
-    if not primary:
-        print("  no primary comparison yet: each of its cells needs two finished runs")
+for study_verdict in experiments.judge_studies(simam.zoo.DEFAULT_RESULTS):
+    print(verdicts.study_summary(study_verdict))
 paper_gain = (
     PAPER_TABLE2[("cifar10", "resnet20", "simam")][0]
     - PAPER_TABLE2[("cifar10", "resnet20", "none")][0]
