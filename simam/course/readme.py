@@ -396,11 +396,13 @@ def headline(
         lines.append(f"| {attention} | {seeds_text} | {accuracy} | {difference} | {outcome} |")
     cell = shown["none"]
     finished, planned = verdict.finished
+    in_table = sum(c.n for c in shown.values())
+    elsewhere = "" if in_table == finished else f", {in_table} of them in this table"
     source = (
-        f"{study.provenance} ({finished} of {planned} runs finished)"
+        f"{study.provenance} ({finished} of {planned} runs finished{elsewhere})"
         if study.written == "standard"
-        else f"the {study.name} study ({finished} of {planned} planned runs finished; plan "
-        f"{study.provenance})"
+        else f"the {study.name} study ({finished} of {planned} planned runs finished{elsewhere}; "
+        f"plan {study.provenance})"
     )
     return (
         header
