@@ -4,10 +4,13 @@ interim look, and that each committed plan was committed before its results."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shlex
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -444,3 +447,29 @@ def test_a_bad_adoption_rule_is_one_clear_error(tmp_path, value, message):
                 tmp_path, without_base.replace('minus = ["base"]', 'minus = ["plain"]'), "recipe"
             )
         )
+
+
+def test_a_run_judged_on_held_out_images_reports_that_accuracy(tmp_path, monkeypatch, capsys):
+    path = write_plan(tmp_path, RECIPE_PLAN.replace("seeds = 3", "seeds = 1"), "recipe")
+
+    def launch(spec, run_dir, extra_args, gpus_per_run=1, resume=False):
+        final = {
+            "config": dataclasses.asdict(spec.config(extra_args)),
+            "final_holdout_accuracy": 0.885,
+            "final_holdout_loss": 0.4,
+            "best_holdout_accuracy_selected_on_holdout_set": 0.885,
+            "iterations": 4,
+            "epochs": 1.0,
+            "wall_seconds": 1.0,
+            "train_images_per_second": 10.0,
+            "parameters": 1,
+            "device": "CPU: test",
+            "versions": {},
+        }
+        script = f"open({str(run_dir / 'final.json')!r}, 'w').write({json.dumps(final)!r})"
+        return [sys.executable, "-c", script]
+
+    monkeypatch.setattr("simam.experiments.grid.launch_command", launch)
+    assert main(["run", "--plan", str(path), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished, final holdout accuracy 88.50%") == 2

@@ -27,7 +27,7 @@ from simam.experiments.results import (
     result_line,
     unfinished,
 )
-from simam.runs import CHECKPOINT, FINAL, read_final
+from simam.runs import CHECKPOINT, FINAL, evaluated_split, read_final
 
 LOG = "train.log"
 
@@ -126,7 +126,15 @@ def _run_configured(
         if not unfinished({spec: config}, out):
             return RunOutcome(spec, "skipped", "already in the results file")
         return _train_locked(
-            spec, out, extra_args, gpus_per_run, seeds_asked, cuda_devices, threads, lock
+            spec,
+            out,
+            extra_args,
+            gpus_per_run,
+            seeds_asked,
+            cuda_devices,
+            threads,
+            lock,
+            evaluated_split(config),
         )
 
 
@@ -139,9 +147,11 @@ def _train_locked(
     cuda_devices: str | None,
     threads: int | None,
     lock: IO[str],
+    split: str,
 ) -> RunOutcome:
     """:func:`run_one` once this process holds the run's lock. The child inherits the lock, so that
-    the run stays owned while the child lives, even if this process is killed."""
+    the run stays owned while the child lives, even if this process is killed. ``split``: the split
+    the run is judged on (:func:`simam.runs.evaluated_split`), which its outcome reports."""
     run_dir = out / RUNS / spec.run_id
     resume = (run_dir / CHECKPOINT).exists()
     if run_dir.exists() and not resume:
@@ -174,7 +184,7 @@ def _train_locked(
     return RunOutcome(
         spec,
         "finished",
-        f"final test accuracy {100 * final['final_test_accuracy']:.2f}%, "
+        f"final {split} accuracy {100 * final[f'final_{split}_accuracy']:.2f}%, "
         f"{final['wall_seconds']:.0f} s",
     )
 
