@@ -253,10 +253,10 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
     assert checked == len(
         [
             line
-            for line in _git("ls-files", "results/runs").splitlines()
+            for line in _git("ls-files", "results").splitlines()
             if line.endswith("final.json")
             and (
-                line.startswith("results/tricks/")
+                line.startswith("results/tricks/runs/")
                 or any(f"-{p}-" in line for p in ("end_of_branch", "after_conv", "quick-4x"))
             )
         ]
