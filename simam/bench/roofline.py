@@ -31,21 +31,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from simam.bench.train import TrainerStep, timed_pass
+from simam.bench.train import TrainerStep, alternating_seconds, write_record
 from simam.config import Config
 from simam.data import CifarLoader
 from simam.device import describe, resolve, versions
 from simam.models import training_flops_per_image
-from simam.runs import atomic_write
 
 # (label, words in an operator's name that put it in the group), the first match wins
 CATEGORIES = (
@@ -197,10 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         dtype: matmul_gflops(getattr(torch, dtype), args.matrix, 3)
         for dtype in ("float32", "bfloat16")
     }
-    seconds = dict.fromkeys(steps, 0.0)
-    for round_ in range(args.rounds):
-        for name in list(steps) if round_ % 2 == 0 else list(reversed(steps)):
-            seconds[name] += timed_pass(steps[name].steps, args.warmup, args.iterations)
+    seconds = alternating_seconds(
+        {name: step.steps for name, step in steps.items()},
+        args.rounds,
+        args.warmup,
+        args.iterations,
+    )
     rates = {
         name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in steps
     }
@@ -234,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(report(record))
     if args.out is not None:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(record, indent=1) + "\n"
-        atomic_write(out, lambda file: file.write(text.encode()))
+        write_record(args.out, record)
     return 0
 
 

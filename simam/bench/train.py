@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +54,7 @@ from simam.config import (
 )
 from simam.data import DATASETS, CifarLoader, load_cifar
 from simam.device import resolve, resolve_device
+from simam.runs import atomic_write
 from simam.settings import data_root
 from simam.step import make_optimizer, train_step
 from simam.train import average_decay, update_average
@@ -172,6 +176,29 @@ def timed_pass(start: Callable[[], Iterator[torch.Tensor]], warmup: int, iterati
     return seconds
 
 
+def alternating_seconds(
+    starts: dict[str, Callable[[], Iterator[torch.Tensor]]],
+    rounds: int,
+    warmup: int,
+    iterations: int,
+) -> dict[str, float]:
+    """Seconds of ``rounds`` timed passes of each pipeline (:func:`timed_pass`), the pipelines'
+    order reversed every other round so that a drift of the machine's speed falls on all alike."""
+    seconds = dict.fromkeys(starts, 0.0)
+    for round_ in range(rounds):
+        for name in list(starts) if round_ % 2 == 0 else list(reversed(starts)):
+            seconds[name] += timed_pass(starts[name], warmup, iterations)
+    return seconds
+
+
+def write_record(path: str | Path, record: dict[str, Any]) -> None:
+    """A benchmark's measurements as JSON at ``path``, its folder made if need be, written whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=1) + "\n"
+    atomic_write(path, lambda file: file.write(text.encode()))
+
+
 def trainer_options(pairs: list[str]) -> list[str]:
     """``["amp=false", "amp_dtype=bfloat16"]`` as the trainer's options
     ``["--no-amp", "--amp-dtype", "bfloat16"]``, which :func:`simam.config.config_from_args` reads:
@@ -283,10 +310,7 @@ def measure(
         "simam.train": TrainerStep.build(config, images, labels).steps,
         "plain loop": plain(config, args.workers),
     }
-    seconds = dict.fromkeys(pipelines, 0.0)
-    for round_ in range(args.rounds):
-        for name in list(pipelines) if round_ % 2 == 0 else list(reversed(pipelines)):
-            seconds[name] += timed_pass(pipelines[name], args.warmup, args.iterations)
+    seconds = alternating_seconds(pipelines, args.rounds, args.warmup, args.iterations)
     return {
         name: args.rounds * args.iterations * args.batch_size / seconds[name] for name in pipelines
     }

@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from simam.bench.train import TrainerStep, timed_pass
+from simam.bench.train import TrainerStep, alternating_seconds, write_record
 from simam.config import Config, ConfigError, config_from_args
 from simam.device import describe, resolve, versions
 from simam.experiments.plan import GridError
-from simam.experiments.study import Study, read_study
-from simam.runs import atomic_write
+from simam.experiments.study import BASE, Study, read_study
 
-BASE = "base"
 # pipelines beside the plan's cells: their trainer options over the base cell's
 SPEED_ONLY = {"channels_last": ("--channels-last",), "compile": ("--compile",)}
 
@@ -84,10 +80,12 @@ def measure(
         run.close()
         first[name] = time.perf_counter() - begin
         print(f"{name}: first step {first[name]:.1f} s", file=sys.stderr, flush=True)
-    seconds = dict.fromkeys(steps, 0.0)
-    for round_ in range(args.rounds):
-        for name in list(steps) if round_ % 2 == 0 else list(reversed(steps)):
-            seconds[name] += timed_pass(steps[name].steps, args.warmup, args.iterations)
+    seconds = alternating_seconds(
+        {name: step.steps for name, step in steps.items()},
+        args.rounds,
+        args.warmup,
+        args.iterations,
+    )
     rows = []
     for name, step in steps.items():
         rate = args.rounds * args.iterations * step.config.batch_size / seconds[name]
@@ -174,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "rows": rows,
         }
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(record, indent=1) + "\n"
-        atomic_write(out, lambda file: file.write(text.encode()))
+        write_record(args.out, record)
     return 0
 
 

@@ -10,11 +10,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from simam.experiments.study import METRICS
+from simam.experiments.study import BASE, METRICS
 from simam.experiments.study_verdict import StudyVerdict
 
 THROUGHPUT = "throughput.json"  # written by python -m simam.bench tricks --out
-BASE = "base"
 
 
 def read_throughput(folder: str | Path) -> dict[str, Any] | None:

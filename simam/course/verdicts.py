@@ -97,7 +97,6 @@ def _outcome(row: ComparisonResult, nominal: bool = False) -> str:
 def verdict_text(verdict: StudyVerdict) -> str:
     """The study's verdict in Markdown sentences, every number taken from ``verdict``."""
     study, primary = verdict.study, [row for row in verdict.rows if row.planned.kind == "primary"]
-    finished, planned = verdict.finished
     family = sum(c.kind == "primary" for c in study.comparisons)
     nominal = study.written == "after the runs"
     title = "Verdict" if verdict.complete else "Interim look, not the verdict,"
@@ -213,7 +212,6 @@ def study_section(
     """A study as Markdown: the question, the plan's notes, the table (for a recipe study the
     trick table, with the speeds of ``throughput``), the CPU models and the verdict."""
     study = verdict.study
-    finished, planned = verdict.finished
     command = (
         f"python -m simam.experiments run --plan results/plans/{study.name}.toml --out results/"
     )
@@ -222,7 +220,7 @@ def study_section(
         f"(`results/plans/{study.name}.toml`, {study.provenance}). "
         f"{' '.join(study.notes.split())}\n\n"
     )
-    if finished < planned:
+    if not verdict.complete:
         text += (
             f"{verdict.progress().capitalize()}. To run or continue it:\n\n"
             f"```sh\n{command}\n```\n\n"

@@ -69,6 +69,7 @@ METRICS = {
 }
 
 KINDS = ("primary", "secondary", "exploratory")
+BASE = "base"  # the cell a screening study (``adopt_at``) compares every other cell with
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,8 @@ def _adopt_at(data: dict[str, Any], cells: dict[str, PlannedCell]) -> float | No
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"adopt_at must be a positive number of points, got {value!r}")
-    if "base" not in cells:
-        raise ValueError("adopt_at needs a cell called 'base' to compare against")
+    if BASE not in cells:
+        raise ValueError(f"adopt_at needs a cell called {BASE!r} to compare against")
     return float(value)
 
 
