@@ -1,10 +1,62 @@
-"""Checks that two training runs ended in the same state, shared by the trainer's tests."""
+"""What the trainer's tests share: a tiny run's options, a child that kills itself, and checks that
+two training runs ended in the same state."""
 
 from pathlib import Path
 
 import torch
 
 from simam.runs import read_metrics
+
+# 12 steps of 16 over 48 images (4 epochs), evaluations every 3 steps, checkpoints every 4.
+RUN = [
+    "--model",
+    "resnet20",
+    "--attention",
+    "simam",
+    "--recipe",
+    "quick",
+    "--subset",
+    "48",
+    "--batch-size",
+    "16",
+    "--iterations",
+    "12",
+    "--warmup",
+    "3",
+    "--lr",
+    "0.05",
+    "--eval-every",
+    "3",
+    "--checkpoint-every",
+    "4",
+    "--test-subset",
+    "100",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
+
+# Runs the trainer's command line, as a child process or a torchrun rank, and sends itself SIGKILL
+# when its KILL_AT_STEP-th step begins: on every process, or under torchrun on rank KILL_RANK alone.
+KILLED_AT_STEP = """
+import os, signal, sys
+import simam.train
+
+step, calls = simam.train.train_step, 0
+
+def step_then_die(*args, **kwargs):
+    global calls
+    calls += 1
+    rank = os.environ.get("RANK", "0")
+    if calls == int(os.environ["KILL_AT_STEP"]) and rank == os.environ.get("KILL_RANK", rank):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(*args, **kwargs)
+
+simam.train.train_step = step_then_die
+sys.exit(simam.train.main(sys.argv[1:]))
+"""
 
 
 def rows_without_time(run: Path) -> list[dict]:

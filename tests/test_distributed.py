@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from run_checks import assert_same_weights_and_momentum, rows_without_time
+from run_checks import KILLED_AT_STEP, RUN, assert_same_weights_and_momentum, rows_without_time
 from torch import nn
 
 from simam.config import Config, ConfigError, build_model, check_config, config_from_args
@@ -45,57 +45,10 @@ from simam.train import evaluate, learning_rate, load_data, main, restore_rng_st
 
 REPO = Path(__file__).resolve().parents[1]
 
-RUN = [
-    "--model",
-    "resnet20",
-    "--attention",
-    "simam",
-    "--recipe",
-    "quick",
-    "--subset",
-    "48",
-    "--batch-size",
-    "16",
-    "--iterations",
-    "12",
-    "--warmup",
-    "3",
-    "--lr",
-    "0.05",
-    "--eval-every",
-    "3",
-    "--checkpoint-every",
-    "4",
-    "--test-subset",
-    "100",
-    "--threads",
-    "1",
-    "--device",
-    "cpu",
-    "--no-progress",
-]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 REFERENCE_RTOL = 1e-5  # float32 round-off of loss sums taken in another order
 SINGLE_PROCESS_ATOL = 0.05  # batch-norm statistics of 8 images per rank instead of 16
 
-# torchrun runs this script in every process; the process of rank KILL_RANK sends itself SIGKILL
-# when its KILL_AT_STEP-th step begins, and torchrun then stops the other one.
-KILLED_RANK = """
-import os, signal, sys
-import simam.train
-
-step, calls = simam.train.train_step, 0
-
-def step_then_die(*args, **kwargs):
-    global calls
-    calls += 1
-    if calls == int(os.environ["KILL_AT_STEP"]) and os.environ["RANK"] == os.environ["KILL_RANK"]:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(*args, **kwargs)
-
-simam.train.train_step = step_then_die
-sys.exit(simam.train.main(sys.argv[1:]))
-"""
 
 # Each of two processes runs this script; on rank FAIL_RANK the trainer's function FAIL_AT raises.
 FAILING_RANK = """
@@ -443,7 +396,7 @@ def test_a_checkpoint_from_another_world_size_gives_the_other_ranks_new_streams(
 @pytest.mark.cifar10
 def test_a_killed_distributed_run_resumes_bit_identically(distributed_run, tmp_path):
     out, script = tmp_path / "killed", tmp_path / "killed_rank.py"
-    script.write_text(KILLED_RANK)
+    script.write_text(KILLED_AT_STEP)
     killed = torchrun(
         [str(script), *RUN, "--out", str(out)], env={"KILL_AT_STEP": "10", "KILL_RANK": "0"}
     )

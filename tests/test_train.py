@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from run_checks import assert_same_weights_and_momentum, rows_without_time
+from run_checks import KILLED_AT_STEP, RUN, assert_same_weights_and_momentum, rows_without_time
 
 import simam.device
 import simam.train
@@ -69,36 +69,6 @@ from simam.train import (
 
 REPO = Path(__file__).resolve().parents[1]
 
-# 12 steps of 16 over 48 images (4 epochs), evaluations every 3 steps, checkpoints every 4.
-RUN = [
-    "--model",
-    "resnet20",
-    "--attention",
-    "simam",
-    "--recipe",
-    "quick",
-    "--subset",
-    "48",
-    "--batch-size",
-    "16",
-    "--iterations",
-    "12",
-    "--warmup",
-    "3",
-    "--lr",
-    "0.05",
-    "--eval-every",
-    "3",
-    "--checkpoint-every",
-    "4",
-    "--test-subset",
-    "100",
-    "--threads",
-    "1",
-    "--device",
-    "cpu",
-    "--no-progress",
-]
 # The quick recipe reports the flip-averaged accuracy beside the plain one.
 ROW_KEYS = {
     "iteration",
@@ -129,24 +99,6 @@ FINAL_KEYS = {
     "versions",
 }
 
-# Runs the command line in a child that sends itself SIGKILL when its KILL_AT_STEP-th step begins.
-KILLED_CHILD = """
-import os, signal, sys
-import simam.train
-
-step, calls = simam.train.train_step, 0
-
-def step_then_die(*args, **kwargs):
-    global calls
-    calls += 1
-    if calls == int(os.environ["KILL_AT_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(*args, **kwargs)
-
-simam.train.train_step = step_then_die
-sys.exit(simam.train.main(sys.argv[1:]))
-"""
-
 
 pytestmark = pytest.mark.usefixtures("keep_thread_count")
 
@@ -154,7 +106,7 @@ pytestmark = pytest.mark.usefixtures("keep_thread_count")
 def kill_at_step_10(args: list[str]) -> None:
     """Run the command line with ``args`` in a child that SIGKILLs itself at its 10th step."""
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, *args],
+        [sys.executable, "-c", KILLED_AT_STEP, *args],
         cwd=REPO,
         env={**os.environ, "KILL_AT_STEP": "10"},
         capture_output=True,
