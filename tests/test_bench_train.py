@@ -2,10 +2,12 @@
 options, and on real CIFAR-10 with one timed step per pipeline the table of both pipelines for
 ResNet-20 with and without SimAM, and SimAM's share of the step in each."""
 
+import importlib
 import re
 
 import pytest
 
+import simam.bench
 from simam.bench.train import main, parse_args, trainer_options
 from simam.config import PAPER
 
@@ -81,3 +83,14 @@ def test_config_pairs_are_read_as_the_trainers_options(capsys):
         with pytest.raises(SystemExit):
             parse_args(["--config", pair])
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", simam.bench.names())
+def test_every_benchmarks_help_describes_it_in_whole_sentences(name, capsys):
+    module = importlib.import_module(f"simam.bench.{name}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    description = capsys.readouterr().out.split("\n\n")[1]
+    assert description[0].isupper() and description.rstrip().endswith("."), description
+    assert "`" not in description, description

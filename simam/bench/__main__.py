@@ -2,7 +2,6 @@
 ``simam.bench.NAME``."""
 
 import importlib
-import pkgutil
 import sys
 
 import simam.bench
@@ -10,9 +9,7 @@ import simam.bench
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    names = sorted(
-        m.name for m in pkgutil.iter_modules(simam.bench.__path__) if not m.name.startswith("_")
-    )
+    names = simam.bench.names()
     if not argv or argv[0] not in names:
         print(f"usage: python -m simam.bench {{{','.join(names)}}} [options]", file=sys.stderr)
         return 2

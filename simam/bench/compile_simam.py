@@ -23,6 +23,7 @@ import warnings
 
 import torch
 
+from simam.bench import summary
 from simam.bench.train import TrainerStep, benchmark_inputs
 from simam.config import Config
 from simam.device import autocast, describe, resolve
@@ -93,7 +94,7 @@ def compare(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m simam.bench compile_simam", description=__doc__.splitlines()[0]
+        prog="python -m simam.bench compile_simam", description=summary(__doc__)
     )
     parser.add_argument(
         "--models",

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from simam.bench import summary
 from simam.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, CifarLoader, load_cifar
 from simam.settings import data_root
 
@@ -93,7 +94,7 @@ def timed(make: Callable[[], object]) -> tuple[object, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m simam.bench data", description=__doc__.splitlines()[0]
+        prog="python -m simam.bench data", description=summary(__doc__)
     )
     parser.add_argument(
         "--epochs", type=int, default=1, help="epochs per loader, interleaved (default 1)"

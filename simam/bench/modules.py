@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 
 from simam.attention.simam import SimAM, simam_reference
+from simam.bench import summary
 
 DEFAULT_SHAPES = "128x16x32x32,128x64x8x8,32x256x14x14"
 TARGET_SPEEDUP = 2.0
@@ -102,7 +103,7 @@ def parallel_op_overhead_ms(threads: int) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m simam.bench modules", description=__doc__.splitlines()[0]
+        prog="python -m simam.bench modules", description=summary(__doc__)
     )
     parser.add_argument(
         "--repeats", type=int, default=15, help="timed steps per variant and shape (default 15)"

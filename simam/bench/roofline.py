@@ -38,7 +38,13 @@ from typing import Any
 
 import torch
 
-from simam.bench.train import TrainerStep, alternating_seconds, write_record
+from simam.bench import summary
+from simam.bench.train import (
+    TrainerStep,
+    add_round_options,
+    alternating_seconds,
+    write_record,
+)
 from simam.config import Config
 from simam.data import CifarLoader
 from simam.device import describe, resolve, versions
@@ -130,20 +136,12 @@ def loader_seconds_per_batch(loader: CifarLoader, batches: int) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m simam.bench roofline", description=__doc__.splitlines()[0]
+        prog="python -m simam.bench roofline", description=summary(__doc__)
     )
     parser.add_argument("--model", default="resnet20", help="network (default resnet20)")
     parser.add_argument("--attention", default="simam", help="attention module (default simam)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
-    parser.add_argument(
-        "--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=5, help="untimed steps before each timed block (default 5)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="rounds, the pipelines' order alternating (default 2)"
-    )
+    add_round_options(parser, warmup=5)
     parser.add_argument(
         "--matrix", type=int, default=4096, help="size of the square matrix products (default 4096)"
     )

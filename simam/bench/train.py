@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from simam.bench import summary
 from simam.bench.data import torchvision_loader
 from simam.config import (
     CONFIG_FIELDS,
@@ -191,6 +192,22 @@ def alternating_seconds(
     return seconds
 
 
+def add_round_options(parser: argparse.ArgumentParser, warmup: int) -> None:
+    """The options of :func:`alternating_seconds`: steps timed, steps untimed, rounds."""
+    parser.add_argument(
+        "--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=warmup,
+        help=f"untimed steps before each timed block (default {warmup})",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds, the pipelines' order alternating (default 2)"
+    )
+
+
 def write_record(path: str | Path, record: dict[str, Any]) -> None:
     """A benchmark's measurements as JSON at ``path``, its folder made if need be, written whole."""
     path = Path(path)
@@ -238,17 +255,9 @@ def benchmark_inputs(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m simam.bench train", description=__doc__.splitlines()[0]
+        prog="python -m simam.bench train", description=summary(__doc__)
     )
-    parser.add_argument(
-        "--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=3, help="untimed steps before each timed block (default 3)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="rounds, each timing every pipeline once (default 2)"
-    )
+    add_round_options(parser, warmup=3)
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     parser.add_argument(
         "--workers",

@@ -27,7 +27,13 @@ import time
 
 import torch
 
-from simam.bench.train import TrainerStep, alternating_seconds, write_record
+from simam.bench import summary
+from simam.bench.train import (
+    TrainerStep,
+    add_round_options,
+    alternating_seconds,
+    write_record,
+)
 from simam.config import Config, ConfigError, config_from_args
 from simam.device import describe, resolve, versions
 from simam.experiments.plan import GridError
@@ -98,22 +104,14 @@ def measure(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m simam.bench tricks", description=__doc__.splitlines()[0]
+        prog="python -m simam.bench tricks", description=summary(__doc__)
     )
     parser.add_argument(
         "--plan",
         default="results/plans/tricks.toml",
         help="the study whose cells are timed (default results/plans/tricks.toml)",
     )
-    parser.add_argument(
-        "--iterations", type=int, default=20, help="timed steps per pipeline and round (default 20)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=3, help="untimed steps before each timed block (default 3)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="rounds, the pipelines' order alternating (default 2)"
-    )
+    add_round_options(parser, warmup=3)
     parser.add_argument(
         "--batch-size",
         type=int,
