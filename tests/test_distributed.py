@@ -235,6 +235,9 @@ def test_a_rank_that_fails_before_training_stops_every_rank_at_once(
                 "MASTER_PORT": str(port),
                 "FAIL_AT": fail_at,
                 "FAIL_RANK": str(failing_rank),
+                # a rank that aborts (gloo's threads can, when the other rank has gone) prints
+                # where each of its threads was, into the stderr the assertions below show
+                "PYTHONFAULTHANDLER": "1",
             },
         )
         for rank in range(2)
