@@ -166,6 +166,11 @@ def test_a_grid_writes_one_line_per_run_with_its_configuration_and_metrics(grid)
             "simam",
         }
         assert line["wall_seconds"] > 0 and line["extra_args"] == TINY
+        # the command's seconds include its start-up; a resumed run's command made only its end
+        if line["run_id"] == "cifar10-resnet20-simam-quick-seed0":
+            assert line["command_seconds"] is None
+        else:
+            assert line["command_seconds"] > line["wall_seconds"]
         assert line["lambda"] == (1e-4 if line["attention"] == "simam" else None)
 
 

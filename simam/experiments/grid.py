@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ def _train_locked(
     with open(run_dir / LOG, "a") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
+        started = time.monotonic()
         code = subprocess.run(
             command,
             stdout=log,
@@ -179,8 +181,12 @@ def _train_locked(
         return RunOutcome(
             spec, "failed", f"exit code {code}: {_last_line(run_dir / LOG)} (log: {run_dir / LOG})"
         )
+    # the whole command, start-up to exit, where one command made the whole run
+    command_seconds = None if resume else round(time.monotonic() - started, 3)
     final = read_final(run_dir)
-    append_result(out, result_line(spec, final, extra_args, seeds_asked, gpus_per_run))
+    append_result(
+        out, result_line(spec, final, extra_args, seeds_asked, gpus_per_run, command_seconds)
+    )
     return RunOutcome(
         spec,
         "finished",

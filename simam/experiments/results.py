@@ -91,8 +91,11 @@ def result_line(
     extra_args: Sequence[str],
     seeds_asked: int,
     gpus_per_run: int,
+    command_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The results-file line of a finished run, from its ``final.json``."""
+    """The results-file line of a finished run, from its ``final.json``. ``command_seconds``: the
+    seconds of the trainer's whole command, from its start to its exit (the run's ``wall_seconds``
+    leave out its start-up and loading the data), where one command trained the whole run."""
     config = final["config"]
     split = evaluated_split(config_from_dict(config))
     return {
@@ -118,6 +121,7 @@ def result_line(
         "iterations": final["iterations"],
         "epochs": final["epochs"],
         "wall_seconds": final["wall_seconds"],
+        "command_seconds": command_seconds,
         "train_images_per_second": final["train_images_per_second"],
         "steady_images_per_second": final.get("steady_images_per_second"),
         "parameters": final["parameters"],
