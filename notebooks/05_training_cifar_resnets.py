@@ -89,7 +89,7 @@ import simam.config
 import simam.course
 import simam.train
 from simam import experiments
-from simam.bench import roofline
+from simam.bench import processes, roofline
 from simam.config import PAPER
 from simam.course import tricks
 from simam.paper_results import paper_accuracy
@@ -1010,6 +1010,24 @@ assert step_rate / roof < max(alone)  # a step cannot outrun its own convolution
 # channels_last layout that GPUs prefer. SimAM's own share is the price of the most elementwise
 # work of the five modules (chapter 4, section 4.4), already fused into one compiled kernel.
 #
+# One more suspect is the threads. Torch splits each operation of a step between the two cores
+# and joins them at its end, and ResNet-20's operations are small, so the joining might cost a
+# visible share. `python -m simam.bench processes` measures it with the trainer itself: one
+# process on both cores; two processes of one thread each, side by side, which share nothing; and
+# one run split between two one-thread processes that average their gradients every step
+# (data-parallel, launched with `torchrun` as on several GPUs). The course's committed run:
+
+# %%
+processes_record = json.loads((RESULTS / "processes.json").read_text())
+print(processes.report(processes_record))
+against_one = {row["pipeline"]: row["ratio"] for row in processes_record["rows"]}
+assert against_one["one process"] == 1 and against_one["processes apart"] < 1.15
+
+# %% [markdown]
+# Two processes that share nothing train only a little more than one process on both cores, and
+# the data-parallel run, which pays for averaging its gradients, gains nothing: with SimAM's
+# formula compiled, the threads are not where the step's time goes.
+#
 # The second question needs training runs, and a plan made before them. The **tricks study**
 # (`results/plans/tricks.toml`) changes one thing of the quick recipe per cell, two seeds each:
 # additions taken from fast CIFAR-10 trainers (a larger label smoothing, a moving average of the
@@ -1081,6 +1099,10 @@ assert slowest > 0 and 0 < held_out < 50_000
 #   how many runs per network show it, and chapter 6 judges the grid that has them.
 # - A short run on a CPU shows that the machinery works and how fast it is, not which network is
 #   better.
+# - On a 2-core CPU a training step reaches a smaller fraction of a large matrix product's rate
+#   than its convolutions alone do (section 7 prints both): the rest of the step is memory-bound
+#   work between the convolutions, and neither splitting the run between two processes, nor
+#   channels_last, nor compiling the whole model wins it back.
 
 # %% [markdown]
 # ## Exercises
