@@ -1,5 +1,5 @@
-"""What the trainer's tests share: a tiny run's options, a child that kills itself, and checks that
-two training runs ended in the same state."""
+"""What the trainer's and the grid's tests share: a tiny run's options, a child that kills itself,
+a stand-in ``final.json``, and checks that two training runs ended in the same state."""
 
 from pathlib import Path
 
@@ -75,3 +75,21 @@ def assert_same_weights_and_momentum(run: Path, other: Path) -> None:
         assert torch.equal(
             ours["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"]
         ), index
+
+
+def fake_final(config: dict, accuracy: float, split: str = "test") -> dict:
+    """A ``final.json`` of a run judged on ``split`` that ended at ``accuracy``, for a stand-in
+    trainer."""
+    return {
+        "config": config,
+        f"final_{split}_accuracy": accuracy,
+        f"final_{split}_loss": 1.0,
+        f"best_{split}_accuracy_selected_on_{split}_set": accuracy,
+        "iterations": 4,
+        "epochs": 1.0,
+        "wall_seconds": 1.0,
+        "train_images_per_second": 10.0,
+        "parameters": 1,
+        "device": "CPU: test",
+        "versions": {},
+    }

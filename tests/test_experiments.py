@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_checks import fake_final
 
 import simam.train
 from simam.config import QUICK, changed_settings
@@ -291,22 +292,6 @@ def test_two_grid_processes_on_one_folder_train_each_run_once(tmp_path):
 
 # --------------------------------------------------------------------------------------------------
 # Running, without training
-
-
-def fake_final(config: dict, accuracy: float) -> dict:
-    return {
-        "config": config,
-        "final_test_accuracy": accuracy,
-        "final_test_loss": 1.0,
-        "best_test_accuracy_selected_on_test_set": accuracy,
-        "iterations": 4,
-        "epochs": 1.0,
-        "wall_seconds": 1.0,
-        "train_images_per_second": 10.0,
-        "parameters": 1,
-        "device": "CPU: test",
-        "versions": {},
-    }
 
 
 def test_each_worker_owns_its_gpus_and_cpu_workers_share_the_cores(tmp_path, monkeypatch):

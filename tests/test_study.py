@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_checks import fake_final
 
 import simam.experiments.__main__ as experiments_main
 from simam import stats
@@ -453,19 +454,7 @@ def test_a_run_judged_on_held_out_images_reports_that_accuracy(tmp_path, monkeyp
     path = write_plan(tmp_path, RECIPE_PLAN.replace("seeds = 3", "seeds = 1"), "recipe")
 
     def launch(spec, run_dir, extra_args, gpus_per_run=1, resume=False):
-        final = {
-            "config": dataclasses.asdict(spec.config(extra_args)),
-            "final_holdout_accuracy": 0.885,
-            "final_holdout_loss": 0.4,
-            "best_holdout_accuracy_selected_on_holdout_set": 0.885,
-            "iterations": 4,
-            "epochs": 1.0,
-            "wall_seconds": 1.0,
-            "train_images_per_second": 10.0,
-            "parameters": 1,
-            "device": "CPU: test",
-            "versions": {},
-        }
+        final = fake_final(dataclasses.asdict(spec.config(extra_args)), 0.885, "holdout")
         script = f"open({str(run_dir / 'final.json')!r}, 'w').write({json.dumps(final)!r})"
         return [sys.executable, "-c", script]
 
