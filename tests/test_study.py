@@ -414,13 +414,28 @@ def test_the_trick_table_applies_the_plans_rule_and_shows_the_speeds(tmp_path):
             {"cell": "compile", "images_per_second": 660.0, "ratio": 1.1},
         ],
     }
-    rows = {
-        line.split(" | ")[0].strip("| "): line for line in trick_table(verdict, speeds).splitlines()
-    }
+
+    def table_rows(verdict):
+        table = trick_table(verdict, speeds)
+        return {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
+
+    # one run of lr is missing: the rule waits for it, for every cell
+    rows = table_rows(verdict)
+    assert (
+        "| 3 of 3 | 88.60 | +0.50 [" in rows["ema"] and "| 2 of 3 | 88.15 | +0.05 [" in rows["lr"]
+    )
+    assert all(
+        "decided when all 9 runs are in (8 now) |" in rows[name] and "adopt**" not in rows[name]
+        for name in ("ema", "lr")
+    )
+    lr_seed_2 = {**lines[-1], "run_id": study.run_ids("lr")[2], "final_holdout_accuracy": 0.886}
+    rows = table_rows(judge_study(study, [*lines, lr_seed_2]))
     assert (
         "| 3 of 3 | 88.60 | +0.50 [" in rows["ema"] and "**adopt** | 570 | 0.95x |" in rows["ema"]
     )
-    assert "| 2 of 3 | 88.15 | +0.05 [" in rows["lr"] and "keep base | — | — |" in rows["lr"]
+    assert "| 3 of 3 | 88.30 | +0.20 [" in rows["lr"] and "**adopt** | — | — |" in rows["lr"]
+    rows = table_rows(judge_study(study, [*lines, {**lr_seed_2, "final_holdout_accuracy": 0.880}]))
+    assert "| 3 of 3 | 88.10 | +0.00 [" in rows["lr"] and "keep base | — | — |" in rows["lr"]
     assert "not trained: speed only | 660 | 1.10x |" in rows["compile"]
     section = study_section(verdict, None, speeds)
     assert (

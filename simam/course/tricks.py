@@ -30,6 +30,9 @@ def _decision(verdict: StudyVerdict, cell: str) -> str:
     if row is None:
         return "—", "waiting for two runs of it and of base"
     interval = f"{row.estimate:+.2f} [{row.low:+.2f}, {row.high:+.2f}]"
+    if not verdict.complete:  # the plan decides on every run, not on the first ones in
+        finished, planned = verdict.finished
+        return interval, f"decided when all {planned} runs are in ({finished} now)"
     return interval, "**adopt**" if row.estimate >= verdict.study.adopt_at else "keep base"
 
 
@@ -88,6 +91,7 @@ def trick_caption(verdict: StudyVerdict, throughput: dict[str, Any] | None) -> s
         f"The {verdict.study.name} study, {finished} of {planned} runs finished: "
         f"{verdict.study.model} + SimAM, the {verdict.study.recipe} recipe with one change per "
         f"cell, judged on the {METRICS[verdict.study.primary_metric]}. The interval is Welch's; "
-        "with two runs a cell it is wide, and the plan decides by the rule in the header, fixed "
-        f"before the runs, not by a test. {speed}\n"
+        "with two runs a cell it is wide, and the plan decides by the rule of the column "
+        "headed rule, fixed before the runs and applied once all of them are in, not by a test. "
+        f"{speed}\n"
     )
