@@ -20,7 +20,14 @@ import simam.experiments.__main__ as experiments_main
 from simam import stats
 from simam.course.tricks import trick_table
 from simam.course.verdicts import study_section, verdict_text
-from simam.experiments import GridError, RunOutcome, judge_study, read_studies, read_study
+from simam.experiments import (
+    GridError,
+    RunOutcome,
+    judge_study,
+    plot_study,
+    read_studies,
+    read_study,
+)
 from simam.experiments.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -437,6 +444,16 @@ def test_the_trick_table_applies_the_plans_rule_and_shows_the_speeds(tmp_path):
     rows = table_rows(judge_study(study, [*lines, {**lr_seed_2, "final_holdout_accuracy": 0.880}]))
     assert "| 3 of 3 | 88.10 | +0.00 [" in rows["lr"] and "keep base | — | — |" in rows["lr"]
     assert "not trained: speed only | 660 | 1.10x |" in rows["compile"]
+    # its figure: a row per cell, every seed a dot, the rule's threshold at base's mean + 0.15
+    (axis,) = plot_study(verdict).axes
+    assert [label.get_text() for label in axis.get_yticklabels()] == [
+        "base (3 of 3)",
+        "ema (3 of 3)",
+        "lr (2 of 3)",
+    ]
+    assert sum(len(dots.get_offsets()) for dots in axis.collections) == 8
+    threshold = [line.get_xdata()[0] for line in axis.lines if line.get_linestyle() == ":"]
+    assert threshold == pytest.approx([88.1 + 0.15])
     section = study_section(verdict, None, speeds)
     assert (
         "| rule: adopt at ≥ +0.15 |" in section and "none of its comparisons is primary" in section

@@ -9,6 +9,7 @@ from typing import Any
 
 from simam import stats
 from simam.experiments.plan import GridError
+from simam.experiments.study import BASE, METRICS
 from simam.experiments.study_verdict import StudyVerdict
 from simam.experiments.summary import Cell, summarise, summary_csv, summary_markdown
 from simam.experiments.verdict import grid_cells, lambda_studies
@@ -236,10 +237,13 @@ def plot_study(verdict: StudyVerdict):
     """Every seed of every cell of a study, one panel per attention module and one column per cell
     in it (its place, recipe or λ), with each mean and its 95% interval; the means of a panel's
     columns are joined, so that two panels with unequal slopes show an interaction.
+    A screening study (a plan with ``adopt_at``) is drawn by :func:`plot_screening` instead.
     Returns the figure."""
     import matplotlib.pyplot as plt
 
     study = verdict.study
+    if study.adopt_at is not None:
+        return plot_screening(verdict)
     modules = list(dict.fromkeys(cell.attention for cell in study.cells.values()))
     figure, axes = plt.subplots(
         1,
@@ -279,8 +283,52 @@ def plot_study(verdict: StudyVerdict):
         axis.set_xlim(-0.5, len(names) - 0.5)
         axis.set_title(module)
         axis.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("final test accuracy (%)")
+    axes[0][0].set_ylabel(f"{METRICS[study.primary_metric]} (%)")
     figure.suptitle(f"{study.name} study: every seed, mean, 95% CI")
+    return figure
+
+
+def plot_screening(verdict: StudyVerdict):
+    """A screening study (a plan with ``adopt_at``): one row per cell, every seed a dot and the
+    mean a bar, beside base's mean (dashed) and the line a cell's mean must reach for the plan's
+    rule (dotted). No interval: with two seeds a cell it spans several points, and the rule, not
+    a test, decides. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    study = verdict.study
+    names = list(study.cells)
+    figure, axis = plt.subplots(figsize=(7, 0.32 * len(names) + 1.3), layout="constrained")
+    for y, name in enumerate(names):
+        runs = verdict.cells[name].final
+        axis.scatter(runs, [y] * len(runs), s=14, color="C0", alpha=0.6, linewidths=0)
+        if runs:
+            axis.plot([sum(runs) / len(runs)] * 2, [y - 0.3, y + 0.3], color="black")
+    base = verdict.cells[BASE].final
+    if base:
+        base_mean = sum(base) / len(base)
+        axis.axvline(base_mean, color="gray", linestyle="--", linewidth=0.8, label="base's mean")
+        axis.axvline(
+            base_mean + study.adopt_at,
+            color="C2",
+            linestyle=":",
+            label=f"base + {study.adopt_at:g}, the rule's threshold for a cell's mean",
+        )
+    finished, planned = verdict.finished
+    axis.set_yticks(
+        range(len(names)),
+        [
+            f"{name} ({len(verdict.cells[name].final)} of {verdict.cells[name].planned})"
+            for name in names
+        ],
+        fontsize="small",
+    )
+    axis.invert_yaxis()  # the plan's order, top to bottom
+    axis.set(
+        xlabel=f"{METRICS[study.primary_metric]} (%)",
+        title=f"{study.name} study, {finished} of {planned} runs: every seed, and each mean",
+    )
+    axis.grid(axis="x", alpha=0.3)
+    figure.legend(fontsize="small", loc="outside lower center", ncols=2)
     return figure
 
 
