@@ -18,6 +18,7 @@ from run_checks import fake_final
 
 import simam.experiments.__main__ as experiments_main
 from simam import stats
+from simam.course.targets import target_table
 from simam.course.tricks import trick_table
 from simam.course.verdicts import study_section, verdict_text
 from simam.experiments import (
@@ -234,7 +235,8 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
     if _git("rev-parse", "--is-shallow-repository") == "true":
         pytest.skip("a shallow clone holds no history to check the order in")
     checked = 0
-    for study in read_studies(REPO / "results"):
+    studies = read_studies(REPO / "results")
+    for study in studies:
         added = _git(
             "log", "--diff-filter=A", "--format=%H", "--", f"results/plans/{study.name}.toml"
         ).splitlines()
@@ -264,7 +266,7 @@ def test_each_plan_written_before_its_runs_was_committed_before_their_results():
             for line in _git("ls-files", "results").splitlines()
             if line.endswith("final.json")
             and (
-                line.startswith("results/tricks/runs/")
+                line.startswith(tuple(f"results/{s.folder}/runs/" for s in studies if s.folder))
                 or any(f"-{p}-" in line for p in ("end_of_branch", "after_conv", "quick-4x"))
             )
         ]
@@ -480,6 +482,76 @@ def test_a_bad_adoption_rule_is_one_clear_error(tmp_path, value, message):
                 tmp_path, without_base.replace('minus = ["base"]', 'minus = ["plain"]'), "recipe"
             )
         )
+
+
+TARGET_PLAN = """
+question = "Does the fast recipe reach its targets?"
+written = "before the runs"
+folder = "fast"
+dataset = "cifar10"
+model = "resnet20"
+recipe = "quick"
+primary_metric = "final"
+
+[cells.fast]
+attention = "simam"
+seeds = 3
+target = 90.0
+seconds = 900
+[cells.longer]
+attention = "simam"
+recipe = "quick-4x"
+seeds = 2
+target = 91.5
+"""
+
+
+def test_the_target_table_decides_on_every_planned_seed_and_every_runs_time(tmp_path):
+    study = read_study(write_plan(tmp_path, TARGET_PLAN, "fast"))
+    assert (study.cells["fast"].target, study.cells["fast"].seconds) == (90.0, 900.0)
+    assert (study.cells["longer"].target, study.cells["longer"].seconds) == (91.5, None)
+    assert study.run_ids("fast")[0] == "cifar10-resnet20-simam-quick-seed0"
+
+    def line(cell, seed, accuracy, seconds):
+        return {
+            "run_id": study.run_ids(cell)[seed],
+            "final_test_accuracy": accuracy / 100,
+            "device": "CPU: A, 2 logical cores",
+            "command_seconds": seconds,
+        }
+
+    def rows(lines):
+        table = target_table(judge_study(study, lines))
+        return {row.split(" | ")[0].strip("| "): row for row in table.splitlines()}
+
+    lines = [line("fast", 0, 90.4, 880.2), line("fast", 1, 89.9, 870.0)]
+    row = rows(lines)["fast"]
+    assert "| 2 of 3 | 90.40, 89.90 | 90.15 ± 0.35 | 90.0 |" in row
+    assert row.count("decided when all 3 runs are in (2 now)") == 2 and "met" not in row
+    assert "| 880, 870 | 900 |" in row
+    row = rows([*lines, line("fast", 2, 89.9, 899.0)])["fast"]
+    assert "90.07 ± 0.29 | 90.0 | **met** |" in row and row.endswith("| 900 | **met** |")
+    row = rows([*lines, line("fast", 2, 89.6, 901.0)])["fast"]
+    assert "| **missed** by 0.03 points |" in row and "**missed**: 1 of 3 runs over |" in row
+    row = rows([*lines, line("fast", 2, 90.0, None)])["fast"]
+    assert "| 880, 870, — | 900 | 1 run(s) not timed (resumed) |" in row
+    longer = rows([line("longer", 0, 91.0, 1700.0), line("longer", 1, 91.4, 1750.0)])["longer"]
+    assert "| quick-4x | 2 of 2 |" in longer and "**missed** by 0.30 points" in longer
+    assert longer.endswith("| — | — |")
+    section = study_section(judge_study(study, lines))
+    assert "the target table above is its verdict once every run is in." in section
+    assert "No primary comparison" not in section
+    assert target_table(judge_study(read_study(write_plan(tmp_path)), [])) == ""
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [("target = 90.0", "target = 101"), ("seconds = 900", "seconds = -5")],
+)
+def test_a_bad_target_is_one_clear_error(tmp_path, change, message):
+    key = message.split(" =")[0]
+    with pytest.raises(GridError, match=f"{key} must be a positive number"):
+        read_study(write_plan(tmp_path, TARGET_PLAN.replace(change, message), "fast"))
 
 
 def test_a_run_judged_on_held_out_images_reports_that_accuracy(tmp_path, monkeypatch, capsys):

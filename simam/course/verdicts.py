@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simam import stats
+from simam.course.targets import target_caption, target_table
 from simam.course.tricks import trick_caption, trick_table
 from simam.experiments.study import METRICS
 from simam.experiments.study_verdict import LEVEL, ComparisonResult, StudyVerdict
@@ -130,6 +131,12 @@ def verdict_text(verdict: StudyVerdict) -> str:
             f"it adopts a change whose mean beats base's by at least {study.adopt_at:g} points "
             "(the trick table)."
         )
+    elif not family and any(c.target is not None for c in study.cells.values()):
+        parts.append(
+            "It measures a recipe against targets fixed in its plan, not one cell against another: "
+            "the target table above is its verdict"
+            + (" once every run is in." if not verdict.complete else ".")
+        )
     elif primary:
         parts.append(
             f"Primary ({METRICS[study.primary_metric]}): "
@@ -229,6 +236,9 @@ def study_section(
         text += comparison_table(verdict.rows) + "\n" if verdict.rows else ""
     else:
         text += trick_caption(verdict, throughput) + "\n" + trick_table(verdict, throughput) + "\n"
+    targets = target_table(verdict)
+    if targets:
+        text += target_caption(verdict) + "\n" + targets + "\n"
     text += verdict_text(verdict)
     if len({cpu for cell in verdict.cells.values() for cpu in cell.cpus}) > 1:
         text += "\nFinished runs and mean final test accuracy (%) per CPU model:\n\n" + cpu_table(

@@ -38,6 +38,10 @@ own inside the results folder (``folder``), with their own results file::
     seeds = 2
     options = ["--ema", "0.998"]
 
+A study of a recipe against its targets gives a cell the mean it must reach on the primary
+metric, in percent, and the seconds each run's whole command may take (``target = 90.0``,
+``seconds = 900``); the target table (:mod:`simam.course.targets`) says whether it does.
+
 A screening study of the recipe (a ``base`` cell and one change per other cell) may fix its rule
 for adopting a change, in points of the primary metric over base (``adopt_at = 0.15``); the trick
 table (:mod:`simam.course.tricks`) applies it.
@@ -86,6 +90,10 @@ class PlannedCell:
     # the study that trained this cell's runs before this plan (``from``)
     reused_from: str | None = None
     options: tuple[str, ...] = ()  # trainer options of this cell, after the study's
+    # a recipe's targets: the cell's mean on the primary metric (%) at least ``target``, each run's
+    # whole command at most ``seconds``
+    target: float | None = None
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,8 @@ def _study(name: str, data: dict[str, Any]) -> Study:
             cell.get("lambda"),
             cell.get("from"),
             _options(cell),
+            _positive(cell, "target", 100),
+            _positive(cell, "seconds"),
         )
         for key, cell in data["cells"].items()
     }
@@ -241,6 +251,21 @@ def _adopt_at(data: dict[str, Any], cells: dict[str, PlannedCell]) -> float | No
         raise ValueError(f"adopt_at must be a positive number of points, got {value!r}")
     if BASE not in cells:
         raise ValueError(f"adopt_at needs a cell called {BASE!r} to compare against")
+    return float(value)
+
+
+def _positive(table: dict[str, Any], key: str, at_most: float | None = None) -> float | None:
+    """A plan's number ``key`` of ``table``, positive (and at most ``at_most``), or None."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= (at_most or float("inf"))
+    ):
+        limit = "" if at_most is None else f" up to {at_most:g}"
+        raise ValueError(f"{key} must be a positive number{limit}, got {value!r}")
     return float(value)
 
 

@@ -29,6 +29,8 @@ class CellRuns:
     final: tuple[float, ...]  # on the study's split: the test split, or the held-out images
     flip: tuple[float, ...] | None  # None if a run lacks the flip-averaged accuracy
     cpus: tuple[str, ...]
+    # each run's whole command (None: not timed, as a resumed run)
+    command_seconds: tuple[float | None, ...] = ()
 
     def values(self, metric: str) -> tuple[float, ...] | None:
         return self.flip if metric == "flip" else self.final
@@ -122,6 +124,7 @@ def cell_runs(
             tuple(100 * line[f"final_{split}_accuracy"] for line in lines),
             None if None in flips else tuple(100 * flip for flip in flips),
             tuple(cpu_model(line["device"]) for line in lines),
+            tuple(line.get("command_seconds") for line in lines),
         )
     return cells
 
