@@ -18,12 +18,14 @@ from run_checks import fake_final
 
 import simam.experiments.__main__ as experiments_main
 from simam import stats
+from simam.config import FAST, FAST_30, QUICK
 from simam.course.targets import target_table
-from simam.course.tricks import trick_table
-from simam.course.verdicts import study_section, verdict_text
+from simam.course.tricks import adopted, trick_table
+from simam.course.verdicts import study_section, study_summary, verdict_text
 from simam.experiments import (
     GridError,
     RunOutcome,
+    judge_studies,
     judge_study,
     plot_study,
     read_studies,
@@ -207,7 +209,7 @@ def test_the_interim_look_uses_the_first_seeds(tmp_path):
 
 def test_the_committed_plans_read_and_come_in_the_course_order():
     studies = read_studies(REPO / "results")
-    assert [s.name for s in studies] == ["grid", "placement", "budget", "tricks"]
+    assert [s.name for s in studies] == ["grid", "placement", "budget", "tricks", "fast"]
     assert [s.written for s in studies] == ["after the runs"] + ["before the runs"] * 3
     reused = {
         s.name: sorted(name for name, cell in s.cells.items() if cell.reused_from) for s in studies
@@ -443,6 +445,10 @@ def test_the_trick_table_applies_the_plans_rule_and_shows_the_speeds(tmp_path):
         "| 3 of 3 | 88.60 | +0.50 [" in rows["ema"] and "**adopt** | 570 | 0.95x |" in rows["ema"]
     )
     assert "| 3 of 3 | 88.30 | +0.20 [" in rows["lr"] and "**adopt** | — | — |" in rows["lr"]
+    assert adopted(verdict) == [] and adopted(judge_study(study, [*lines, lr_seed_2])) == [
+        "ema",
+        "lr",
+    ]
     rows = table_rows(judge_study(study, [*lines, {**lr_seed_2, "final_holdout_accuracy": 0.880}]))
     assert "| 3 of 3 | 88.10 | +0.00 [" in rows["lr"] and "keep base | — | — |" in rows["lr"]
     assert "not trained: speed only | 660 | 1.10x |" in rows["compile"]
@@ -541,6 +547,12 @@ def test_the_target_table_decides_on_every_planned_seed_and_every_runs_time(tmp_
     section = study_section(judge_study(study, lines))
     assert "the target table above is its verdict once every run is in." in section
     assert "No primary comparison" not in section
+    assert study_summary(judge_study(study, lines)).splitlines()[1:] == [
+        "  fast (quick): 90.15%, 2 of 3 runs; target 90.0%: decided when all 3 runs are in "
+        "(2 now); within 900 s: decided when all 3 runs are in (2 now)",
+        "  longer (quick-4x): no run yet, 0 of 2 runs; target 91.5%: decided when all 2 runs "
+        "are in (0 now)",
+    ]
     assert target_table(judge_study(read_study(write_plan(tmp_path)), [])) == ""
 
 
@@ -566,3 +578,36 @@ def test_a_run_judged_on_held_out_images_reports_that_accuracy(tmp_path, monkeyp
     assert main(["run", "--plan", str(path), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("finished, final holdout accuracy 88.50%") == 2
+
+
+def test_the_fast_recipe_is_the_quick_recipe_with_the_adopted_changes_and_nothing_else():
+    (verdict,) = [v for v in judge_studies(REPO / "results") if v.study.name == "tricks"]
+    if not verdict.complete:
+        pytest.skip("the tricks study is not complete: its rule has adopted nothing yet")
+    base = verdict.study.cell_specs("base")[0].config()
+    sized = {"iterations", "warmup", "eval_every", "checkpoint_every"}
+    expected = {}
+    for name in adopted(verdict):
+        config = verdict.study.cell_specs(name)[0].config()
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            if value != getattr(base, field.name):
+                expected[field.name] = value
+    changed = {
+        field.name
+        for field in dataclasses.fields(QUICK)
+        if getattr(FAST, field.name) != getattr(QUICK, field.name)
+    }
+    assert changed - sized - {"recipe"} == set(expected) - sized
+    for name, value in expected.items():
+        if name not in sized:
+            assert getattr(FAST, name) == value, name
+    share = expected.get("warmup", base.warmup) / base.iterations
+    for recipe in (FAST, FAST_30):
+        assert recipe.warmup / recipe.iterations == pytest.approx(share, abs=1e-3)
+        assert recipe.eval_every == recipe.iterations  # one evaluation, at the end
+    assert {
+        f.name
+        for f in dataclasses.fields(QUICK)
+        if getattr(FAST_30, f.name) != getattr(FAST, f.name)
+    } == {"recipe", "iterations", "warmup", "eval_every"}

@@ -67,6 +67,23 @@ def target_table(verdict: StudyVerdict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def target_lines(verdict: StudyVerdict) -> list[str]:
+    """Each cell with targets in one plain line, for the course's summary."""
+    lines = []
+    for cell in verdict.study.cells.values():
+        if cell.target is None and cell.seconds is None:
+            continue
+        runs = verdict.cells[cell.name]
+        mean = f"{statistics.mean(runs.final):.2f}%" if runs.final else "no run yet"
+        parts = [f"  {cell.name} ({cell.recipe}): {mean}, {len(runs.final)} of {runs.planned} runs"]
+        if cell.target is not None:
+            parts.append(f"target {cell.target:.1f}%: {_accuracy_verdict(runs, cell.target)}")
+        if cell.seconds is not None:
+            parts.append(f"within {cell.seconds:.0f} s: {_time_verdict(runs, cell.seconds)}")
+        lines.append("; ".join(parts).replace("**", ""))
+    return lines
+
+
 def target_caption(verdict: StudyVerdict) -> str:
     """What the target table's columns are, in one paragraph."""
     cpus = sorted({cpu for runs in verdict.cells.values() for cpu in runs.cpus})

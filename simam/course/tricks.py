@@ -36,6 +36,12 @@ def _decision(verdict: StudyVerdict, cell: str) -> str:
     return interval, "**adopt**" if row.estimate >= verdict.study.adopt_at else "keep base"
 
 
+def adopted(verdict: StudyVerdict) -> list[str]:
+    """The cells whose change the plan's rule adopts, in the plan's order: none until every run of
+    the study is in."""
+    return [name for name in verdict.study.cells if _decision(verdict, name)[1] == "**adopt**"]
+
+
 def trick_table(verdict: StudyVerdict, throughput: dict[str, Any] | None) -> str:
     """The study's cells (then the speed-only pipelines of ``throughput``) as a Markdown table."""
     study = verdict.study

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simam import stats
-from simam.course.targets import target_caption, target_table
+from simam.course.targets import target_caption, target_lines, target_table
 from simam.course.tricks import trick_caption, trick_table
 from simam.experiments.study import METRICS
 from simam.experiments.study_verdict import LEVEL, ComparisonResult, StudyVerdict
@@ -208,7 +208,13 @@ def study_summary(verdict: StudyVerdict) -> str:
                 f"  {row.planned.name}: {row.estimate:+.2f} points [{row.low:+.2f}, "
                 f"{row.high:+.2f}], Holm-adjusted Welch p {_p_is(p)}: {outcome}"
             )
-    if study.adopt_at is None and not any(r.planned.kind == "primary" for r in verdict.rows):
+    targets = target_lines(verdict)
+    lines += targets
+    if (
+        study.adopt_at is None
+        and not targets
+        and not any(r.planned.kind == "primary" for r in verdict.rows)
+    ):
         lines.append("  no primary comparison yet: each of its cells needs two finished runs")
     return "\n".join(lines)
 
