@@ -210,7 +210,7 @@ def test_the_interim_look_uses_the_first_seeds(tmp_path):
 def test_the_committed_plans_read_and_come_in_the_course_order():
     studies = read_studies(REPO / "results")
     assert [s.name for s in studies] == ["grid", "placement", "budget", "tricks", "fast"]
-    assert [s.written for s in studies] == ["after the runs"] + ["before the runs"] * 3
+    assert [s.written for s in studies] == ["after the runs"] + ["before the runs"] * 4
     reused = {
         s.name: sorted(name for name, cell in s.cells.items() if cell.reused_from) for s in studies
     }
@@ -219,9 +219,16 @@ def test_the_committed_plans_read_and_come_in_the_course_order():
         "placement": ["eca", "simam"],
         "budget": ["none", "simam"],
         "tricks": [],
+        "fast": [],
     }
-    assert [len(s.specs()) for s in studies[1:]] == [40, 30, 26]
+    assert [len(s.specs()) for s in studies[1:]] == [40, 30, 26, 6]
     assert all("--holdout" in spec.train_args() for spec in studies[3].specs())
+    # the fast study reads the test split: no held-out images, every run of a cell alone timed
+    assert not any("--holdout" in spec.train_args() for spec in studies[4].specs())
+    assert {(c.target, c.seconds) for c in studies[4].cells.values()} == {
+        (90.0, 900.0),
+        (91.5, 1800.0),
+    }
 
 
 def _git(*args: str) -> str:
