@@ -316,7 +316,8 @@ for cell in cells:
 # these three, prints every p-value and shows every seed). The tricks study screens changes to
 # the quick recipe for a faster one, judged on training images held out from training, and adopts
 # a change by a rule fixed in its plan ([chapter 5](05_training_cifar_resnets.ipynb) shows its
-# table).
+# table). The fast study measures the recipe that the adopted changes make on the test split,
+# against targets its plan fixed: 90.0% in 15 minutes of a 2-core CPU, and 91.5% in 30.
 
 # %%
 for study_verdict in experiments.judge_studies(simam.zoo.DEFAULT_RESULTS):

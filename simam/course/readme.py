@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from simam.config import OneLineParser
+from simam.course.targets import target_lines
 from simam.course.tricks import read_throughput
 from simam.course.verdicts import (
     _outcome,
@@ -26,7 +27,7 @@ from simam.course.verdicts import (
 )
 from simam.experiments.plan import GridError
 from simam.experiments.results import read_results, results_path
-from simam.experiments.study import Study, read_studies
+from simam.experiments.study import METRICS, Study, read_studies
 from simam.experiments.study_verdict import StudyVerdict, judge_in
 from simam.experiments.summary import Cell, summarise, summary_markdown
 from simam.experiments.verdict import (
@@ -413,9 +414,25 @@ def headline(
         + "\n".join(lines)
         + ("" if all(c.complete for c in shown.values()) else "\n\n\\* fewer seeds than asked.")
         + f"\n\n![every seed of {model}]({link(figure_paths(out, cell)[0], readme)})\n\n"
-        f"Every table, study and verdict, with the commands that continue them: "
+        + _targets(results, out)
+        + "Every table, study and verdict, with the commands that continue them: "
         f"[Results]({link(page, readme)}).\n"
     )
+
+
+def _targets(results: Sequence[dict[str, Any]], out: str | Path) -> str:
+    """Each study with targets (a recipe's), a line per cell: mean, runs, and the verdicts."""
+    text = ""
+    for study in read_studies(out):
+        lines = target_lines(judge_in(study, results, out))
+        if lines:
+            text += (
+                f"The {study.name} study, {METRICS[study.primary_metric]} against the targets "
+                f"of its plan ({study.provenance}):\n\n"
+                + "\n".join(f"- {line.strip()}" for line in lines)
+                + "\n\n"
+            )
+    return text
 
 
 def _rewrite(path: str | Path, start: str, end: str, text: str, what: str) -> None:
