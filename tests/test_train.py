@@ -429,7 +429,7 @@ def test_read_metrics_drops_a_row_cut_short_and_rows_past_a_checkpoint(tmp_path)
         (["--iterations", "-5"], "iterations must be at least 1, got -5"),
         (["--iterations", "ten"], "argument --iterations: invalid int value: 'ten'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
-        (["--recipe", "fast"], "argument --recipe: invalid choice"),
+        (["--recipe", "fastest"], "argument --recipe: invalid choice"),
         (["--lr", "0"], "lr must be positive"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
